@@ -1,0 +1,38 @@
+import {Flags} from '@oclif/core'
+
+import {ExitCode} from '../core/errors.js'
+import {runDoctor, type CheckResult} from '../setup/doctor.js'
+import {BaseCommand} from '../ui/base-command.js'
+import {paint} from '../ui/colors.js'
+import {getPassphrase, passphraseAvailable} from '../ui/passphrase.js'
+
+const MARKS: Record<CheckResult['status'], (stream: NodeJS.WriteStream) => string> = {
+  pass: (stream) => paint.green('✓', stream),
+  warn: (stream) => paint.yellow('!', stream),
+  fail: (stream) => paint.red('✗', stream),
+  skip: (stream) => paint.dim('-', stream),
+}
+
+export default class Doctor extends BaseCommand<typeof Doctor> {
+  static override summary = 'Check the configuration, keys and provisioner'
+  static override description = 'One line per check, with the remedy for each failure. Exits 0 only when every check passes.'
+
+  static override flags = {
+    'passphrase-file': Flags.string({description: 'file holding the passphrase of an encrypted agent key'}),
+  }
+
+  async run(): Promise<{ok: boolean; checks: CheckResult[]}> {
+    const {flags} = await this.parse(Doctor)
+    const source = {file: flags['passphrase-file']}
+    const {checks, ok} = await runDoctor({
+      configFile: this.configFile(flags.config),
+      passphrase: passphraseAvailable(source) ? () => getPassphrase(source) : undefined,
+    })
+    for (const check of checks) {
+      this.log(`${MARKS[check.status](process.stdout)} ${check.name}: ${check.message}`)
+      if (check.remedy && check.status !== 'pass') this.log(`    ${paint.dim('→', process.stdout)} ${check.remedy}`)
+    }
+    if (!ok) process.exitCode = ExitCode.checksFailed
+    return {ok, checks}
+  }
+}

@@ -1,0 +1,80 @@
+import {z} from 'zod'
+
+import {isAmount} from '../decimal.js'
+
+/**
+ * The one description of outpost.toml. Every section is strict (an unknown key is an error, with a suggestion),
+ * and every default lives here, so the README's config reference is generated from this file.
+ */
+
+const seconds = (fallback: number, min = 1, max = 86_400) => z.number().int().min(min).max(max).default(fallback)
+const hexKey = z.string().regex(/^[0-9a-f]{64}$/, 'expected a 64-character lowercase hex public key')
+
+export const PRODUCT_TYPES = ['compute', 'gpu', 'dedicated', 'container'] as const
+
+export const MarketplaceSection = z.strictObject({
+  endpoint: z.url({protocol: /^https?$/, error: 'expected an http:// or https:// URL'}).describe('Marketplace API base URL (without /api/v1)'),
+  provider_pubkey: hexKey.optional().describe('The provider main public key; set by `outpost register`'),
+  request_timeout_seconds: seconds(30, 1, 300).describe('Timeout of one API request'),
+})
+
+export const AgentSection = z.strictObject({
+  key_file: z.string().min(1).default('agent.key').describe('Agent key file, relative to this config file'),
+  state_dir: z.string().min(1).default('state').describe('Journal, outbox and pid files, relative to this config file'),
+  heartbeat_seconds: seconds(60, 5, 3600).describe('Heartbeat interval when the server names none'),
+  long_poll_wait_seconds: seconds(25, 0, 30).describe('How long the server may hold a pending-contract request (0 turns long poll off)'),
+  poll_interval_seconds: seconds(30, 1, 3600).describe('Polling interval when long poll fails'),
+  health_check_interval_seconds: seconds(60, 1, 3600).describe('Interval between batched health reports'),
+  usage_interval_seconds: seconds(300, 1, 86_400).describe('Interval between signed usage reports'),
+  reconcile_interval_seconds: seconds(600, 10, 86_400).describe('Interval between reconciliations with the marketplace'),
+  max_concurrent_provisions: z.number().int().min(1).max(256).default(4).describe('Contracts provisioned at once'),
+  lock_ttl_seconds: seconds(900, 30, 3600).describe('Contract lock TTL; longer than the provisioner worst case'),
+})
+
+export const LocalProvisionerSection = z.strictObject({
+  command: z.array(z.string().min(1)).min(1).optional().describe('Workload command; it gets PORT in its environment (default: a built-in banner service)'),
+  startup_timeout_seconds: seconds(10, 1, 600).describe('Time for the workload to accept TCP connections'),
+})
+
+export const ProvisionerSection = z.strictObject({
+  type: z.enum(['local']).describe('Backend that runs the machines'),
+  local: LocalProvisionerSection.default({startup_timeout_seconds: 10}),
+})
+
+export const OfferingSection = z.strictObject({
+  name: z.string().min(1).max(128),
+  product_type: z.enum(PRODUCT_TYPES),
+  cpu_cores: z.number().int().positive(),
+  memory_mb: z.number().int().positive(),
+  storage_gb: z.number().int().positive(),
+  gpu_count: z.number().int().min(0).default(0),
+  price_per_hour: z.string().refine(isAmount, 'expected a decimal string with at most 6 fractional digits, like "0.25"'),
+  region: z.string().min(1).optional(),
+  provisioner: z.string().min(1).optional(),
+})
+
+export const MetricsSection = z.strictObject({
+  enabled: z.boolean().default(true),
+  listen: z
+    .string()
+    .regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, like 127.0.0.1:9464')
+    .default('127.0.0.1:9464')
+    .describe('Address of /metrics, /healthz and /readyz'),
+})
+
+export const LoggingSection = z.strictObject({
+  level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+  format: z.enum(['auto', 'json', 'pretty']).default('auto').describe('auto: pretty on a terminal, JSON otherwise'),
+})
+
+export const ConfigSchema = z.strictObject({
+  marketplace: MarketplaceSection,
+  agent: AgentSection.default(AgentSection.parse({})),
+  provisioner: ProvisionerSection,
+  offerings: z.array(OfferingSection).default([]),
+  metrics: MetricsSection.default(MetricsSection.parse({})),
+  logging: LoggingSection.default(LoggingSection.parse({})),
+})
+
+export type OutpostConfig = z.infer<typeof ConfigSchema>
+export type Offering = z.infer<typeof OfferingSection>

@@ -1,0 +1,60 @@
+import {loadConfig, type LoadedConfig} from '../core/config/load.js'
+import {describeError, isUserError} from '../core/errors.js'
+import {readKeyFile, readKeyFileContent} from '../core/keys.js'
+
+export type CheckStatus = 'pass' | 'fail' | 'warn' | 'skip'
+
+export interface CheckResult {
+  name: string
+  status: CheckStatus
+  message: string
+  remedy?: string
+}
+
+export interface DoctorOptions {
+  configFile: string
+  /** Supplies the passphrase of an encrypted key, or undefined when none can be had without asking. */
+  passphrase?: () => Promise<string>
+}
+
+function failure(name: string, error: unknown): CheckResult {
+  return {name, status: 'fail', message: describeError(error), remedy: isUserError(error) ? error.suggestion : undefined}
+}
+
+/** Runs the local checks in order; a check whose input failed is skipped, not failed twice. */
+export async function runDoctor(options: DoctorOptions): Promise<{checks: CheckResult[]; ok: boolean; loaded?: LoadedConfig}> {
+  const checks: CheckResult[] = []
+  let loaded: LoadedConfig | undefined
+  try {
+    loaded = loadConfig(options.configFile)
+    checks.push({name: 'config', status: 'pass', message: `${options.configFile} parses and validates`})
+  } catch (error) {
+    checks.push(failure('config', error))
+  }
+
+  if (loaded) {
+    const keyFile = loaded.paths.keyFile
+    try {
+      const content = readKeyFileContent(keyFile)
+      if ('encrypted' in content && !options.passphrase) {
+        checks.push({
+          name: 'agent key',
+          status: 'warn',
+          message: `${keyFile} is encrypted and was not opened (no passphrase given)`,
+          remedy: 'set OUTPOST_KEY_PASSPHRASE or pass --passphrase-file to check that it opens',
+        })
+      } else {
+        await readKeyFile(keyFile, {passphrase: options.passphrase})
+        checks.push({name: 'agent key', status: 'pass', message: `${keyFile} has mode 0600 and opens`})
+      }
+    } catch (error) {
+      checks.push(failure('agent key', error))
+    }
+    checks.push({name: 'provisioner', status: 'pass', message: `[provisioner] type = "${loaded.config.provisioner.type}"`})
+  } else {
+    checks.push({name: 'agent key', status: 'skip', message: 'skipped: the config did not load'})
+    checks.push({name: 'provisioner', status: 'skip', message: 'skipped: the config did not load'})
+  }
+
+  return {checks, ok: checks.every((check) => check.status === 'pass' || check.status === 'warn'), loaded}
+}

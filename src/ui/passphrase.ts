@@ -1,0 +1,44 @@
+import {readFileSync} from 'node:fs'
+
+import {ExitCode, UserError} from '../core/errors.js'
+import {canPrompt} from './interactive.js'
+
+export interface PassphraseOptions {
+  file?: string
+  /** Ask twice (for a new passphrase). */
+  confirm?: boolean
+}
+
+function fromFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').replace(/\r?\n$/, '')
+  } catch {
+    throw new UserError(`cannot read the passphrase file ${file}`, {code: 'passphrase_file', exit: ExitCode.config, suggestion: 'check the path given to --passphrase-file'})
+  }
+}
+
+/** Where a passphrase comes from, in order: --passphrase-file, OUTPOST_KEY_PASSPHRASE, a prompt in a terminal. */
+export function passphraseAvailable(options: PassphraseOptions): boolean {
+  return Boolean(options.file || process.env.OUTPOST_KEY_PASSPHRASE || canPrompt())
+}
+
+export async function getPassphrase(options: PassphraseOptions): Promise<string> {
+  if (options.file) return fromFile(options.file)
+  const fromEnv = process.env.OUTPOST_KEY_PASSPHRASE
+  if (fromEnv) return fromEnv
+  if (!canPrompt()) {
+    throw new UserError('a key passphrase is needed and there is no terminal to ask', {
+      code: 'passphrase_required',
+      exit: ExitCode.config,
+      suggestion: 'pass --passphrase-file FILE or set OUTPOST_KEY_PASSPHRASE',
+    })
+  }
+  const {password} = await import('@inquirer/prompts')
+  const first = await password({message: 'Key passphrase', mask: '*'})
+  if (options.confirm) {
+    const second = await password({message: 'Repeat the passphrase', mask: '*'})
+    if (first !== second) throw new UserError('the two passphrases differ', {code: 'passphrase_mismatch', suggestion: 'run the command again'})
+  }
+  if (first.length === 0) throw new UserError('an empty passphrase protects nothing', {code: 'passphrase_empty', suggestion: 'choose a passphrase, or leave out --encrypt'})
+  return first
+}
