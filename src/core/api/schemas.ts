@@ -1,0 +1,66 @@
+import {z} from 'zod'
+
+import {AMOUNT_PATTERN} from '../decimal.js'
+
+/**
+ * What the marketplace sends, as PROTOCOL.md describes it, parsed on the client side before use. The reference
+ * server validates its own input with its own schemas (src/marketplace), so a mistake here can't hide there.
+ */
+
+export const hexString = (bytes: number) => z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`), `expected ${bytes * 2} lowercase hex characters`)
+export const PublicKeyHex = hexString(32)
+export const ContractId = hexString(16)
+export const Amount = z.string().regex(AMOUNT_PATTERN, 'expected a decimal amount string')
+export const UnixMs = z.number().int().nonnegative()
+
+export const ApiErrorBody = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    details: z.array(z.unknown()).optional(),
+  }),
+})
+
+export const CONTRACT_STATUSES = [
+  'accepted',
+  'provisioning',
+  'provisioned',
+  'active',
+  'completed',
+  'provisioning_failed',
+  'cancelled',
+  'expired',
+  'terminated',
+] as const
+export type ContractStatus = (typeof CONTRACT_STATUSES)[number]
+
+export const Instance = z.object({
+  external_id: z.string().min(1),
+  ip_address: z.string().min(1),
+  ipv6_address: z.string().nullish(),
+  ssh_port: z.number().int().min(1).max(65_535),
+  sealed_credentials: z.string().nullish(),
+  details: z.record(z.string(), z.unknown()).nullish(),
+})
+export type Instance = z.infer<typeof Instance>
+
+/** A contract as sent to an agent (PROTOCOL §6); the renter's view carries the same fields and more. */
+export const Contract = z.object({
+  contract_id: ContractId,
+  offering_id: z.string().min(1),
+  product_type: z.enum(['compute', 'gpu', 'dedicated', 'container']),
+  cpu_cores: z.number().int().positive(),
+  memory_mb: z.number().int().positive(),
+  storage_gb: z.number().int().positive(),
+  gpu_count: z.number().int().nonnegative(),
+  requester_pubkey: PublicKeyHex,
+  ssh_pubkey: z.string(),
+  instance_config: z.record(z.string(), z.unknown()).nullish(),
+  created_at: UnixMs,
+  status: z.enum(CONTRACT_STATUSES),
+  termination_pending: z.boolean().optional(),
+  instance: Instance.nullish(),
+})
+export type Contract = z.infer<typeof Contract>
+
+export const ContractList = z.object({contracts: z.array(Contract)})
