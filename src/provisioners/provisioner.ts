@@ -1,0 +1,70 @@
+import type {Contract} from '../core/api/schemas.js'
+
+/** What a backend made for a contract. `credentials` are sealed to the renter by the agent, never sent in clear. */
+export interface ProvisionedInstance {
+  /** The backend's own id (a VMID, a container id, a pid file name): stable across agent restarts. */
+  externalId: string
+  contractId: string
+  ipAddress: string
+  ipv6Address?: string
+  sshPort: number
+  credentials?: Record<string, string>
+  details?: Record<string, unknown>
+}
+
+export type InstanceHealth = {status: 'healthy' | 'unhealthy' | 'unknown'; uptimeSeconds?: number; details?: Record<string, unknown>}
+
+export interface ListedInstance {
+  externalId: string
+  /** The contract the instance was made for, read from its name or tag, when it carries one. */
+  contractId?: string
+  /** The backend name, e.g. `outpost-<contract>`; instances not named `outpost-*` are never pruned. */
+  name: string
+}
+
+export interface Capacity {
+  cpuCores: number
+  memoryMb: number
+  storageGb: number
+  gpuCount: number
+}
+
+export interface SetupCheck {
+  name: string
+  ok: boolean
+  message: string
+  remedy?: string
+}
+
+/** The contract's instance name on every backend, so a restarted agent finds what it made before. */
+export function instanceName(contractId: string): string {
+  return `outpost-${contractId}`
+}
+
+/** A provisioning failure; `retryPossible` tells the marketplace whether another attempt may succeed. */
+export class ProvisionError extends Error {
+  readonly retryPossible: boolean
+
+  constructor(message: string, options: {retryPossible: boolean; cause?: unknown}) {
+    super(message, {cause: options.cause})
+    this.name = 'ProvisionError'
+    this.retryPossible = options.retryPossible
+  }
+}
+
+/**
+ * One interface for every backend. Every method is idempotent: provision() finds the contract's existing instance
+ * before creating one; terminate() of an instance that is already gone succeeds.
+ */
+export interface Provisioner {
+  readonly type: string
+  provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance>
+  terminate(externalId: string, signal?: AbortSignal): Promise<void>
+  health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth>
+  find(contractId: string, signal?: AbortSignal): Promise<ProvisionedInstance | undefined>
+  list(signal?: AbortSignal): Promise<ListedInstance[]>
+  verifySetup(signal?: AbortSignal): Promise<SetupCheck[]>
+  capacity(signal?: AbortSignal): Promise<Capacity | undefined>
+  /** Releases connections and timers; instances keep running. */
+  close?(): Promise<void>
+}
