@@ -43,9 +43,9 @@ export function parseToml(text: string, file: string): Record<string, unknown> {
   }
 }
 
-function findPlaceholders(value: unknown, path: string[], found: string[][]): void {
+function findPlaceholders(value: unknown, path: PropertyKey[], found: PropertyKey[][]): void {
   if (typeof value === 'string' && PLACEHOLDER.test(value.trim())) found.push(path)
-  else if (Array.isArray(value)) value.forEach((item, index) => findPlaceholders(item, [...path, String(index)], found))
+  else if (Array.isArray(value)) value.forEach((item, index) => findPlaceholders(item, [...path, index], found))
   else if (value && typeof value === 'object') {
     for (const [key, item] of Object.entries(value)) findPlaceholders(item, [...path, key], found)
   }
@@ -104,7 +104,7 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown, overrides: EnvOver
 /** Validates raw config data (already parsed from TOML) into the typed config, with errors that name the key. */
 export function validateConfig(raw: Record<string, unknown>, file: string, env: NodeJS.ProcessEnv = process.env): OutpostConfig {
   const overrides = applyEnvOverrides(raw, env)
-  const placeholders: string[][] = []
+  const placeholders: PropertyKey[][] = []
   findPlaceholders(raw, [], placeholders)
   if (placeholders.length > 0) {
     throw configError(

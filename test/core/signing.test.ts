@@ -1,0 +1,164 @@
+import {readFileSync} from 'node:fs'
+import nacl from 'tweetnacl'
+import {describe, expect, it} from 'vitest'
+
+import {delegationMessage, signDelegation, verifyDelegation, type AgentPermission} from '../../src/core/delegation.js'
+import {fromHex, toHex} from '../../src/core/hex.js'
+import {openSealedCredentials, sealCredentials} from '../../src/core/sealing.js'
+import {
+  canonicalJson,
+  fingerprint,
+  generateKeyPair,
+  keyPairFromSeed,
+  requestSigningMessage,
+  signBytes,
+  signRequest,
+  signUsageRecord,
+  usageRecordMessage,
+  verifyHex,
+  verifyUsageRecord,
+  type RequestToSign,
+  type SignedUsageRecord,
+} from '../../src/core/signing.js'
+
+const vectors = JSON.parse(readFileSync(new URL('../fixtures/signing-vectors.json', import.meta.url), 'utf8')) as {
+  agent_key: {seed: string; public_key: string}
+  provider_key: {seed: string; public_key: string}
+  requests: {timestamp: number; nonce: string; method: string; path_and_query: string; body: string; message: string; signature: string}[]
+  delegation: {agent_pubkey: string; provider_pubkey: string; permissions: AgentPermission[]; expires_at: number; label: string; message: string; signature: string}
+  usage_record: SignedUsageRecord & {message: string}
+}
+
+const agent = keyPairFromSeed(fromHex(vectors.agent_key.seed, 32, 'seed'))
+const provider = keyPairFromSeed(fromHex(vectors.provider_key.seed, 32, 'seed'))
+
+function requestFromVector(vector: (typeof vectors.requests)[number]): RequestToSign {
+  return {timestamp: vector.timestamp, nonce: vector.nonce, method: vector.method, pathAndQuery: vector.path_and_query, body: vector.body}
+}
+
+describe('keys', () => {
+  it('derives the public key of a fixed seed exactly as tweetnacl does', () => {
+    expect(toHex(agent.publicKey)).toBe(vectors.agent_key.public_key)
+    expect(toHex(provider.publicKey)).toBe(vectors.provider_key.public_key)
+  })
+
+  it('prints an ssh-style SHA-256 fingerprint', () => {
+    expect(fingerprint(agent.publicKey)).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/)
+    expect(fingerprint(agent.publicKey)).not.toBe(fingerprint(provider.publicKey))
+  })
+
+  it('signs byte-identically to tweetnacl for random keys and messages', () => {
+    for (let index = 0; index < 20; index++) {
+      const pair = generateKeyPair()
+      const message = nacl.randomBytes(index * 7)
+      const reference = nacl.sign.detached(message, nacl.sign.keyPair.fromSeed(pair.seed).secretKey)
+      expect(toHex(signBytes(message, pair.seed))).toBe(toHex(reference))
+    }
+  })
+})
+
+describe('request signing (PROTOCOL §2)', () => {
+  it.each(vectors.requests.map((vector, index) => [index, vector] as const))('matches test vector %i byte for byte', (_index, vector) => {
+    const request = requestFromVector(vector)
+    expect(requestSigningMessage(request)).toBe(vector.message)
+    const headers = signRequest(agent, request)
+    expect(headers['X-Outpost-Signature']).toBe(vector.signature)
+    expect(headers['X-Outpost-Key']).toBe(vectors.agent_key.public_key)
+    expect(headers['X-Outpost-Timestamp']).toBe(String(vector.timestamp))
+    expect(headers['X-Outpost-Nonce']).toBe(vector.nonce)
+    expect(verifyHex(vector.message, vector.signature, vectors.agent_key.public_key)).toBe(true)
+  })
+
+  const [post, get] = vectors.requests as [(typeof vectors.requests)[0], (typeof vectors.requests)[0]]
+  const tampered: [string, RequestToSign][] = [
+    ['method', {...requestFromVector(post), method: 'PUT'}],
+    ['path', {...requestFromVector(post), pathAndQuery: post.path_and_query.replace('heartbeat', 'heartbeaT')}],
+    ['query', {...requestFromVector(get), pathAndQuery: get.path_and_query.replace('wait=25', 'wait=26')}],
+    ['added query', {...requestFromVector(post), pathAndQuery: post.path_and_query + '?x=1'}],
+    ['body', {...requestFromVector(post), body: post.body.replace('"active_contracts":0', '"active_contracts":1')}],
+    ['timestamp', {...requestFromVector(post), timestamp: post.timestamp + 1}],
+    ['nonce', {...requestFromVector(post), nonce: post.nonce.replace(/.$/, '0')}],
+  ]
+  it.each(tampered)('fails verification when one byte of the %s changes', (_what, request) => {
+    expect(verifyHex(requestSigningMessage(request), post.signature, vectors.agent_key.public_key)).toBe(false)
+  })
+
+  it('never throws on malformed signatures or keys', () => {
+    expect(verifyHex('m', 'zz', vectors.agent_key.public_key)).toBe(false)
+    expect(verifyHex('m', post.signature, 'abc')).toBe(false)
+    expect(verifyHex('m', post.signature.toUpperCase(), vectors.agent_key.public_key)).toBe(false)
+  })
+})
+
+describe('delegations (PROTOCOL §3)', () => {
+  const terms = {
+    agentPubkey: vectors.delegation.agent_pubkey,
+    providerPubkey: vectors.delegation.provider_pubkey,
+    permissions: vectors.delegation.permissions,
+    expiresAt: vectors.delegation.expires_at,
+    label: vectors.delegation.label,
+  }
+
+  it('builds the exact text with sorted permissions and signs it like the vector', () => {
+    expect(delegationMessage(terms)).toBe(vectors.delegation.message)
+    expect(signDelegation(provider, terms)).toBe(vectors.delegation.signature)
+    expect(verifyDelegation(terms, vectors.delegation.signature)).toBe(true)
+  })
+
+  it('writes "never" for a delegation without expiry', () => {
+    expect(delegationMessage({...terms, expiresAt: null}).split('\n')[4]).toBe('never')
+  })
+
+  it('refuses a delegation whose permissions, expiry, label or provider changed', () => {
+    expect(verifyDelegation({...terms, permissions: [...terms.permissions, 'benchmark']}, vectors.delegation.signature)).toBe(false)
+    expect(verifyDelegation({...terms, expiresAt: terms.expiresAt + 1}, vectors.delegation.signature)).toBe(false)
+    expect(verifyDelegation({...terms, label: 'host-2'}, vectors.delegation.signature)).toBe(false)
+    expect(verifyDelegation({...terms, providerPubkey: vectors.agent_key.public_key}, vectors.delegation.signature)).toBe(false)
+  })
+})
+
+describe('usage records (PROTOCOL §7)', () => {
+  const {message, signature, ...record} = vectors.usage_record
+
+  it('signs the canonical JSON of the record exactly like the vector', () => {
+    expect(usageRecordMessage(record)).toBe(message)
+    const {signer: _signer, ...unsigned} = record
+    const signed = signUsageRecord(agent, unsigned)
+    expect(signed.signature).toBe(signature)
+    expect(verifyUsageRecord(signed)).toBe(true)
+  })
+
+  it('stays verifiable on its own and fails when a field changes', () => {
+    expect(verifyUsageRecord({...record, signature})).toBe(true)
+    expect(verifyUsageRecord({...record, signature, cpu_core_seconds: record.cpu_core_seconds + 1})).toBe(false)
+    expect(verifyUsageRecord({...record, signature, signer: vectors.provider_key.public_key})).toBe(false)
+  })
+
+  it('sorts keys at every depth and leaves no spaces', () => {
+    expect(canonicalJson({b: 1, a: {d: [1, {z: 'x', y: null}], c: 'é'}})).toBe('{"a":{"c":"é","d":[1,{"y":null,"z":"x"}]},"b":1}')
+  })
+})
+
+describe('sealed credentials (PROTOCOL §7)', () => {
+  it('opens only with the renter key, and the layout is pk ‖ nonce ‖ box', () => {
+    const renter = generateKeyPair()
+    const credentials = {username: 'root', password: 'correct horse battery staple'}
+    const sealed = sealCredentials(credentials, renter.publicKey)
+    const bytes = Buffer.from(sealed, 'base64')
+    expect(bytes.length).toBe(32 + 24 + nacl.box.overheadLength + JSON.stringify(credentials).length)
+    expect(openSealedCredentials(sealed, renter.seed)).toEqual(credentials)
+    expect(() => openSealedCredentials(sealed, generateKeyPair().seed)).toThrow(/do not open/)
+  })
+
+  it('can be opened by an independent tweetnacl + ed2curve reader', async () => {
+    const {default: ed2curve} = await import('ed2curve')
+    const renter = nacl.sign.keyPair()
+    const sealed = Buffer.from(sealCredentials({k: 'v'}, renter.publicKey), 'base64')
+    const opened = nacl.box.open(sealed.subarray(56), sealed.subarray(32, 56), sealed.subarray(0, 32), ed2curve.convertSecretKey(renter.secretKey))
+    expect(opened && JSON.parse(Buffer.from(opened).toString('utf8'))).toEqual({k: 'v'})
+  })
+
+  it('refuses a truncated box with a clear error', () => {
+    expect(() => openSealedCredentials('AAAA', generateKeyPair().seed)).toThrow(/too short/)
+  })
+})
