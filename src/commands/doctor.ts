@@ -13,7 +13,7 @@ const MARKS: Record<CheckResult['status'], (stream: NodeJS.WriteStream) => strin
   skip: (stream) => paint.dim('-', stream),
 }
 
-export default class Doctor extends BaseCommand<typeof Doctor> {
+export default class Doctor extends BaseCommand {
   static override summary = 'Check the configuration, keys and provisioner'
   static override description = 'One line per check, with the remedy for each failure. Exits 0 only when every check passes.'
 

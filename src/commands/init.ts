@@ -5,7 +5,7 @@ import {BaseCommand} from '../ui/base-command.js'
 import {paint} from '../ui/colors.js'
 import {getPassphrase} from '../ui/passphrase.js'
 
-export default class Init extends BaseCommand<typeof Init> {
+export default class Init extends BaseCommand {
   static override summary = 'Create the agent key and outpost.toml'
   static override description =
     'Makes the agent key (and with --main-key a provider main key) in the config directory and writes outpost.toml. ' +

@@ -1,11 +1,9 @@
-import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
+import {Command, Errors, Flags} from '@oclif/core'
 
 import {configDir, configFilePath} from '../core/config/paths.js'
 import {loadConfig, type LoadedConfig} from '../core/config/load.js'
 import {BugError, ExitCode, UserError} from '../core/errors.js'
 import {paint} from './colors.js'
-
-export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 
 interface RenderedError {
   code: string
@@ -28,7 +26,7 @@ function oclifExit(error: unknown): number | undefined {
  * Every command's base: --json (the value run() returns), --config, and one way of reporting errors: a UserError is a
  * cause and a remedy with its exit code, a usage error exits 2, anything else is a bug with its stack.
  */
-export abstract class BaseCommand<T extends typeof Command> extends Command {
+export abstract class BaseCommand extends Command {
   static override enableJsonFlag = true
 
   static override baseFlags = {

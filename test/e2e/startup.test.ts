@@ -1,0 +1,38 @@
+import {readFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {execa} from 'execa'
+import {describe, expect, it} from 'vitest'
+
+import {BIN, REPO_ROOT, tempConfigDir} from '../helpers/cli.js'
+
+const HEAVY = ['ssh2', 'proxmox-api', 'better-sqlite3', '@inquirer', 'listr2', 'pino', 'prom-client', 'zod']
+
+async function modulesLoadedBy(args: string[], expectedExit = 0): Promise<string[]> {
+  const dir = tempConfigDir('outpost-trace-')
+  const trace = join(dir, 'imports.txt')
+  const result = await execa('node', ['--import', join(REPO_ROOT, 'test/fixtures/trace-imports.mjs'), BIN, ...args], {
+    env: {OUTPOST_TRACE_IMPORTS: trace, OUTPOST_CONFIG_DIR: dir, NO_COLOR: '1'},
+    reject: false,
+  })
+  expect(result.exitCode, String(result.stderr)).toBe(expectedExit)
+  return readFileSync(trace, 'utf8').split('\n').filter(Boolean)
+}
+
+describe('startup stays light', () => {
+  it.each([[['--version']], [['--help']], [['doctor', '--help']]])('outpost %j loads no heavy module', async (args) => {
+    const loaded = await modulesLoadedBy(args)
+    expect(loaded.length).toBeGreaterThan(5)
+    for (const heavy of HEAVY) expect(loaded.filter((url) => url.includes(`/node_modules/${heavy}`))).toEqual([])
+  })
+
+  it('--version prints the package version in oclif\'s format', async () => {
+    const {version} = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as {version: string}
+    const result = await execa('node', [BIN, '--version'])
+    expect(result.stdout).toBe(`outpost-cli/${version} ${process.platform}-${process.arch} node-${process.version}`)
+  })
+
+  it('the trace sees what a real command loads (so the check above can fail)', async () => {
+    const loaded = await modulesLoadedBy(['doctor'], 6)
+    expect(loaded.some((url) => url.includes('/node_modules/zod/'))).toBe(true)
+  })
+})
