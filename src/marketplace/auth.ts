@@ -1,0 +1,160 @@
+import type {IncomingHttpHeaders} from 'node:http'
+
+import {delegationMessage, type AgentPermission} from '../core/delegation.js'
+import {isHex} from '../core/hex.js'
+import {requestSigningMessage, SIGNATURE_HEADERS, verifyHex} from '../core/signing.js'
+import type {Db} from './database.js'
+import {HttpError} from './http-error.js'
+
+/** PROTOCOL §2: how far a request's timestamp may be from the server's clock, and how long a nonce is remembered. */
+export const TIMESTAMP_WINDOW_MS = 300_000
+export const NONCE_RETENTION_MS = 600_000
+
+const unauthenticated = (code: string, message: string) => new HttpError(401, code, message)
+const forbidden = (code: string, message: string) => new HttpError(403, code, message)
+
+function header(headers: IncomingHttpHeaders, name: string): string {
+  const value = headers[name]
+  if (typeof value !== 'string' || value.length === 0) throw unauthenticated('bad_signature', `missing header ${name}`)
+  return value
+}
+
+/**
+ * Checks the §2 signature of a request and returns the signer's public key. Throws 401 for a missing or malformed
+ * header, a timestamp outside the window, or a signature that does not verify. The nonce is checked separately
+ * (NonceStore), after the signature, so nobody can burn another key's nonces with forged requests.
+ */
+export function verifyRequestSignature(
+  request: {headers: IncomingHttpHeaders; method: string; pathAndQuery: string; body: Buffer},
+  now: number,
+): {signer: string; nonce: string} {
+  const signer = header(request.headers, SIGNATURE_HEADERS.key)
+  const timestampText = header(request.headers, SIGNATURE_HEADERS.timestamp)
+  const nonce = header(request.headers, SIGNATURE_HEADERS.nonce)
+  const signature = header(request.headers, SIGNATURE_HEADERS.signature)
+  if (!isHex(signer, 32)) throw unauthenticated('bad_signature', `${SIGNATURE_HEADERS.key}: expected 64 lowercase hex characters`)
+  if (!isHex(nonce, 16)) throw unauthenticated('bad_signature', `${SIGNATURE_HEADERS.nonce}: expected 32 lowercase hex characters`)
+  if (!isHex(signature, 64)) throw unauthenticated('bad_signature', `${SIGNATURE_HEADERS.signature}: expected 128 lowercase hex characters`)
+  if (!/^\d{1,16}$/.test(timestampText)) throw unauthenticated('bad_signature', `${SIGNATURE_HEADERS.timestamp}: expected Unix milliseconds`)
+  const timestamp = Number(timestampText)
+  if (Math.abs(now - timestamp) > TIMESTAMP_WINDOW_MS) {
+    throw unauthenticated('stale_timestamp', `the request timestamp is ${Math.round((timestamp - now) / 1000)} s from the server's clock (window: ±300 s)`)
+  }
+  const message = requestSigningMessage({method: request.method, pathAndQuery: request.pathAndQuery, body: request.body, timestamp, nonce})
+  if (!verifyHex(message, signature, signer)) throw unauthenticated('bad_signature', 'the signature does not verify for this request and key')
+  return {signer, nonce}
+}
+
+/** The replay store (§2), in SQLite so a restart inside the window doesn't forget which nonces were used. */
+export class NonceStore {
+  private readonly insert
+  private readonly prune
+
+  constructor(db: Db) {
+    this.insert = db.prepare('INSERT OR IGNORE INTO nonces (signer, nonce, seen_at) VALUES (?, ?, ?)')
+    this.prune = db.prepare('DELETE FROM nonces WHERE seen_at < ?')
+  }
+
+  /** Records the nonce; throws 401 replayed_nonce when this key used it within the retention window. */
+  use(signer: string, nonce: string, now: number): void {
+    if (this.insert.run(signer, nonce, now).changes === 0) throw unauthenticated('replayed_nonce', 'this nonce was already used by this key')
+  }
+
+  forgetOlderThanRetention(now: number): void {
+    this.prune.run(now - NONCE_RETENTION_MS)
+  }
+}
+
+export interface DelegationRow {
+  agent_pubkey: string
+  provider_pubkey: string
+  permissions: string
+  expires_at: number | null
+  label: string
+  signature: string
+  created_at: number
+  revoked_at: number | null
+}
+
+/** Who signed a request, as far as the marketplace knows the key. */
+export type Identity =
+  | {kind: 'provider'; pubkey: string}
+  | {kind: 'agent'; pubkey: string; delegation: DelegationRow}
+  | {kind: 'other'; pubkey: string}
+
+// Verifying a delegation costs one Ed25519 verify; the result is a pure function of the signed text and the
+// signature, so it is memoised by exactly those (an edited row is a different key and is verified afresh).
+const verifiedDelegations = new Map<string, boolean>()
+
+function delegationSignatureValid(row: DelegationRow): boolean {
+  const message = delegationMessage({
+    agentPubkey: row.agent_pubkey,
+    providerPubkey: row.provider_pubkey,
+    permissions: row.permissions.split(',') as AgentPermission[],
+    expiresAt: row.expires_at,
+    label: row.label,
+  })
+  const memoKey = message + '\n' + row.signature
+  let valid = verifiedDelegations.get(memoKey)
+  if (valid === undefined) {
+    valid = verifyHex(message, row.signature, row.provider_pubkey)
+    if (verifiedDelegations.size > 10_000) verifiedDelegations.clear()
+    verifiedDelegations.set(memoKey, valid)
+  }
+  return valid
+}
+
+export class IdentityResolver {
+  private readonly provider
+  private readonly delegation
+
+  constructor(db: Db) {
+    this.provider = db.prepare('SELECT 1 FROM providers WHERE pubkey = ?').pluck()
+    this.delegation = db.prepare<[string], DelegationRow>('SELECT * FROM delegations WHERE agent_pubkey = ?')
+  }
+
+  resolve(signer: string): Identity {
+    if (this.provider.get(signer) !== undefined) return {kind: 'provider', pubkey: signer}
+    const delegation = this.delegation.get(signer)
+    if (delegation) return {kind: 'agent', pubkey: signer, delegation}
+    return {kind: 'other', pubkey: signer}
+  }
+}
+
+/** What a route demands of its signer, for routes with a provider `{pk}` in the path. */
+export type ProviderAccess =
+  | {kind: 'main'}
+  | {kind: 'agent'; permission: AgentPermission; orMain?: boolean}
+  /** The provider's main key or any of its live agent keys, whatever the permissions. */
+  | {kind: 'main-or-agent'}
+
+/**
+ * §3 for a route under /providers/{pk}: main-only routes refuse every agent key; an agent key's delegation must
+ * verify, be live, name this provider and list the route's permission. Checked on every request, so a revocation
+ * or an expiry fails the very next one.
+ */
+export function authorizeForProvider(identity: Identity, providerPubkey: string, access: ProviderAccess, now: number): void {
+  if (identity.kind === 'provider') {
+    if (identity.pubkey !== providerPubkey) throw forbidden('wrong_provider', 'this key belongs to another provider')
+    if (access.kind === 'agent' && !access.orMain) {
+      throw forbidden('permission_denied', `this route takes an agent key with the ${access.permission} permission, not the main key`)
+    }
+    return
+  }
+  if (identity.kind === 'other') {
+    throw unauthenticated('unknown_key', 'this key is neither a registered provider nor a delegated agent key')
+  }
+  const {delegation} = identity
+  if (access.kind === 'main') throw forbidden('permission_denied', 'this route takes the provider main key; agent keys are refused')
+  if (delegation.provider_pubkey !== providerPubkey) throw forbidden('wrong_provider', 'this agent key is delegated by another provider')
+  assertDelegationLive(delegation, now)
+  if (access.kind === 'agent' && !delegation.permissions.split(',').includes(access.permission)) {
+    throw forbidden('permission_denied', `the delegation does not grant ${access.permission}`)
+  }
+}
+
+export function assertDelegationLive(delegation: DelegationRow, now: number): void {
+  if (!delegationSignatureValid(delegation)) throw forbidden('permission_denied', 'the delegation signature does not verify')
+  if (delegation.revoked_at !== null) throw forbidden('delegation_revoked', 'the delegation of this agent key was revoked')
+  if (delegation.expires_at !== null && delegation.expires_at <= now) throw forbidden('delegation_expired', 'the delegation of this agent key has expired')
+}

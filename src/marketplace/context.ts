@@ -1,0 +1,48 @@
+import {EventEmitter} from 'node:events'
+
+import type {Clock} from './clock.js'
+import type {Db} from './database.js'
+
+export const DEFAULT_UNBONDING_PERIOD_MS = 7 * 24 * 3600 * 1000
+export const DEFAULT_HEARTBEAT_SECONDS = 60
+
+export interface MarketplaceSettings {
+  /** How long unstaked tokens stay bonded (PROTOCOL §8: 7 days by default). */
+  unbondingPeriodMs: number
+  /** The interval the heartbeat answer asks the agent to keep. */
+  heartbeatSeconds: number
+}
+
+/**
+ * Wakes long polls (§7): `notify(pk)` whenever something may have become pending for that provider. In-process,
+ * so a waiting request answers within milliseconds instead of at a timer tick.
+ */
+export class PendingSignal {
+  private readonly emitter = new EventEmitter()
+
+  constructor() {
+    // One listener per waiting request: any number of them is expected.
+    this.emitter.setMaxListeners(0)
+  }
+
+  notify(providerPubkey: string): void {
+    this.emitter.emit(providerPubkey)
+  }
+
+  subscribe(providerPubkey: string, listener: () => void): () => void {
+    this.emitter.on(providerPubkey, listener)
+    return () => this.emitter.off(providerPubkey, listener)
+  }
+}
+
+export interface MarketplaceContext {
+  db: Db
+  clock: Clock
+  pending: PendingSignal
+  settings: MarketplaceSettings
+}
+
+/** Parses a JSON column written by this server. */
+export function fromJsonColumn<T>(value: string | null): T | null {
+  return value === null ? null : (JSON.parse(value) as T)
+}

@@ -1,0 +1,245 @@
+import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import type {AddressInfo} from 'node:net'
+
+import {IdentityResolver, NonceStore, authorizeForProvider, verifyRequestSignature} from './auth.js'
+import {systemClock, type Clock} from './clock.js'
+import {DEFAULT_HEARTBEAT_SECONDS, DEFAULT_UNBONDING_PERIOD_MS, PendingSignal, type MarketplaceContext} from './context.js'
+import {openDatabase, type Db} from './database.js'
+import {HttpError} from './http-error.js'
+import {buildRoutes, type Reply, type Route} from './routes.js'
+import {RateLimiter} from './rate-limiter.js'
+
+export const API_PREFIX = '/api/v1'
+/** §1: bodies are at most 1 MiB. */
+export const MAX_BODY_BYTES = 1024 * 1024
+/** High enough that tests and benchmarks never meet it; `--rate-limit` lowers it. */
+export const DEFAULT_RATE_LIMIT_PER_SECOND = 20_000
+// Past this much an oversized body is not worth reading to the end to answer 413 politely.
+const DRAIN_LIMIT_BYTES = 16 * MAX_BODY_BYTES
+const HOUSEKEEPING_INTERVAL_MS = 30_000
+
+export interface MarketplaceOptions {
+  dataDir: string
+  clock?: Clock
+  unbondingPeriodMs?: number
+  /** Requests per second per signing key (per address for public requests). */
+  rateLimitPerSecond?: number
+  heartbeatSeconds?: number
+  /** Where unexpected failures (500s) are reported. */
+  logError?: (error: unknown) => void
+}
+
+export interface ListenOptions {
+  port: number
+  host: string
+}
+
+interface CompiledRoute extends Route {
+  method: Route['method']
+}
+
+function match(routes: readonly CompiledRoute[], method: string, path: string): {route: CompiledRoute; params: Record<string, string>} {
+  const segments = path.split('/').filter(Boolean)
+  let pathMatched = false
+  for (const route of routes) {
+    if (route.segments.length !== segments.length) continue
+    const params: Record<string, string> = {}
+    const fits = route.segments.every((pattern, index) => {
+      const segment = segments[index] ?? ''
+      if (pattern.startsWith(':')) {
+        params[pattern.slice(1)] = segment
+        return true
+      }
+      return pattern === segment
+    })
+    if (!fits) continue
+    pathMatched = true
+    if (route.method === method) return {route, params}
+  }
+  if (pathMatched) throw new HttpError(405, 'method_not_allowed', `${method} is not served on this path`)
+  throw new HttpError(404, 'not_found', `no route ${method} ${API_PREFIX}${path}`)
+}
+
+/** Reads the body, refusing (413) past 1 MiB; an oversized body is drained first so the client reads the answer. */
+function readBody(request: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(request.headers['content-length'] ?? 0)
+    let tooLarge = declared > MAX_BODY_BYTES
+    let size = 0
+    const chunks: Buffer[] = []
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length
+      if (size > MAX_BODY_BYTES) tooLarge = true
+      if (!tooLarge) chunks.push(chunk)
+      if (size > DRAIN_LIMIT_BYTES) request.destroy()
+    })
+    request.on('end', () => {
+      if (tooLarge) reject(new HttpError(413, 'body_too_large', `the body exceeds ${MAX_BODY_BYTES} bytes`))
+      else resolve(Buffer.concat(chunks))
+    })
+    request.on('error', reject)
+  })
+}
+
+function parseJsonBody(body: Buffer): unknown {
+  if (body.length === 0) return undefined
+  try {
+    return JSON.parse(body.toString('utf8')) as unknown
+  } catch {
+    throw new HttpError(400, 'invalid_body', 'body: not valid JSON', [{field: 'body', message: 'not valid JSON'}])
+  }
+}
+
+function parseQueryString(search: string): Record<string, string> {
+  const query: Record<string, string> = {}
+  for (const [key, value] of new URLSearchParams(search)) {
+    if (key in query) throw new HttpError(400, 'invalid_query', `${key}: given more than once`, [{field: key, message: 'given more than once'}])
+    query[key] = value
+  }
+  return query
+}
+
+/**
+ * The reference marketplace (PROTOCOL §§1–10) over node:http and SQLite. Each request: route, body (413),
+ * signature and timestamp (401), rate limit (429), nonce (401), §3 authorisation (401/403), JSON and schema (400),
+ * then the handler. Handlers are synchronous SQLite work, so two requests never interleave inside one.
+ */
+export class MarketplaceServer {
+  readonly db: Db
+  private readonly server: Server
+  private readonly clock: Clock
+  private readonly routes: CompiledRoute[]
+  private readonly nonces: NonceStore
+  private readonly identities: IdentityResolver
+  private readonly rateLimiter: RateLimiter
+  private readonly logError: (error: unknown) => void
+  private readonly closing = new AbortController()
+  private readonly housekeeping: NodeJS.Timeout
+  private stopped: Promise<void> | undefined
+  private address: AddressInfo | undefined
+
+  constructor(options: MarketplaceOptions) {
+    this.db = openDatabase(options.dataDir)
+    this.clock = options.clock ?? systemClock
+    const context: MarketplaceContext = {
+      db: this.db,
+      clock: this.clock,
+      pending: new PendingSignal(),
+      settings: {
+        unbondingPeriodMs: options.unbondingPeriodMs ?? DEFAULT_UNBONDING_PERIOD_MS,
+        heartbeatSeconds: options.heartbeatSeconds ?? DEFAULT_HEARTBEAT_SECONDS,
+      },
+    }
+    this.routes = buildRoutes(context)
+    this.nonces = new NonceStore(this.db)
+    this.identities = new IdentityResolver(this.db)
+    this.rateLimiter = new RateLimiter(options.rateLimitPerSecond ?? DEFAULT_RATE_LIMIT_PER_SECOND)
+    this.logError = options.logError ?? ((error) => console.error('marketplace: internal error:', error))
+    this.server = createServer((request, response) => void this.serve(request, response))
+    this.nonces.forgetOlderThanRetention(this.clock.now())
+    this.housekeeping = setInterval(() => {
+      const now = this.clock.now()
+      this.nonces.forgetOlderThanRetention(now)
+      this.rateLimiter.forgetIdle(now)
+    }, HOUSEKEEPING_INTERVAL_MS)
+    this.housekeeping.unref()
+  }
+
+  /** Starts listening; port 0 picks a free port. Resolves with the endpoint (without /api/v1). */
+  listen(options: ListenOptions): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(options.port, options.host, () => {
+        this.server.off('error', reject)
+        this.address = this.server.address() as AddressInfo
+        resolve(this.endpoint)
+      })
+    })
+  }
+
+  get endpoint(): string {
+    if (!this.address) throw new Error('the marketplace is not listening')
+    const host = this.address.family === 'IPv6' ? `[${this.address.address}]` : this.address.address
+    return `http://${host}:${this.address.port}`
+  }
+
+  /** Stops taking connections, ends long polls, lets in-flight requests finish, then closes the database. */
+  stop(): Promise<void> {
+    this.stopped ??= new Promise<void>((resolve, reject) => {
+      clearInterval(this.housekeeping)
+      this.closing.abort()
+      this.server.close((error) => {
+        this.db.close()
+        if (error && (error as NodeJS.ErrnoException).code !== 'ERR_SERVER_NOT_RUNNING') reject(error)
+        else resolve()
+      })
+      this.server.closeIdleConnections()
+    })
+    return this.stopped
+  }
+
+  private async serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    // Ends a long poll when its client goes away, or when the server shuts down.
+    const gone = new AbortController()
+    response.on('close', () => gone.abort())
+    const signal = AbortSignal.any([gone.signal, this.closing.signal])
+    let reply: Reply
+    let headers: Readonly<Record<string, string>> = {}
+    try {
+      reply = await this.process(request, signal)
+    } catch (error) {
+      if (error instanceof HttpError) {
+        reply = {status: error.status, body: error.toBody()}
+        headers = error.headers
+      } else {
+        this.logError(error)
+        reply = {status: 500, body: new HttpError(500, 'internal', 'the marketplace failed; retry with backoff').toBody()}
+      }
+    }
+    if (response.destroyed) return
+    const text = reply.body === undefined ? '' : JSON.stringify(reply.body)
+    response.writeHead(reply.status, {
+      ...headers,
+      ...(text ? {'content-type': 'application/json; charset=utf-8'} : {}),
+      'content-length': String(Buffer.byteLength(text)),
+      ...(this.closing.signal.aborted ? {connection: 'close'} : {}),
+    })
+    response.end(text)
+  }
+
+  private async process(request: IncomingMessage, signal: AbortSignal): Promise<Reply> {
+    const pathAndQuery = request.url ?? '/'
+    const queryStart = pathAndQuery.indexOf('?')
+    const path = queryStart === -1 ? pathAndQuery : pathAndQuery.slice(0, queryStart)
+    if (!path.startsWith(API_PREFIX + '/')) throw new HttpError(404, 'not_found', `every path is under ${API_PREFIX}`)
+    const method = request.method ?? 'GET'
+    const {route, params} = match(this.routes, method, path.slice(API_PREFIX.length))
+    const body = await readBody(request)
+    const now = this.clock.now()
+
+    let identity
+    if (route.access.kind === 'public') {
+      this.rateLimiter.take(`address:${request.socket.remoteAddress ?? ''}`, now)
+    } else {
+      const {signer, nonce} = verifyRequestSignature({headers: request.headers, method, pathAndQuery, body}, now)
+      this.rateLimiter.take(`key:${signer}`, now)
+      this.nonces.use(signer, nonce, now)
+      identity = this.identities.resolve(signer)
+      if (route.access.kind === 'provider') authorizeForProvider(identity, params.pk ?? '', route.access.rule, now)
+    }
+    const query = parseQueryString(queryStart === -1 ? '' : pathAndQuery.slice(queryStart + 1))
+    return route.handle({params, query, body: parseJsonBody(body), identity, signal})
+  }
+}
+
+/** Opens the database and starts serving; the caller stops it with `stop()`. */
+export async function startMarketplace(options: MarketplaceOptions & ListenOptions): Promise<MarketplaceServer> {
+  const server = new MarketplaceServer(options)
+  try {
+    await server.listen(options)
+  } catch (error) {
+    await server.stop()
+    throw error
+  }
+  return server
+}
