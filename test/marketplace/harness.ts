@@ -1,0 +1,152 @@
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {signDelegation, AGENT_PERMISSIONS, type AgentPermission} from '../../src/core/delegation.js'
+import {toHex} from '../../src/core/hex.js'
+import {generateKeyPair, randomHex, requestSigningMessage, signBytes, type KeyPair} from '../../src/core/signing.js'
+import type {Clock} from '../../src/marketplace/clock.js'
+import {startMarketplace, type MarketplaceOptions, type MarketplaceServer} from '../../src/marketplace/server.js'
+
+/** A clock the test moves forward; signed requests use it too, so they stay inside the timestamp window. */
+export class TestClock implements Clock {
+  private offset = 0
+
+  now(): number {
+    return Date.now() + this.offset
+  }
+
+  advance(ms: number): void {
+    this.offset += ms
+  }
+}
+
+export interface Marketplace {
+  server: MarketplaceServer
+  endpoint: string
+  dataDir: string
+  clock: TestClock
+  stop(): Promise<void>
+}
+
+export async function startTestMarketplace(options: Partial<MarketplaceOptions> = {}): Promise<Marketplace> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'outpost-marketplace-'))
+  const clock = new TestClock()
+  const server = await startMarketplace({dataDir, clock, port: 0, host: '127.0.0.1', logError: () => undefined, ...options})
+  return {
+    server,
+    endpoint: server.endpoint,
+    dataDir,
+    clock,
+    async stop() {
+      await server.stop()
+      rmSync(dataDir, {recursive: true, force: true})
+    },
+  }
+}
+
+export interface Answer<T = Record<string, unknown>> {
+  status: number
+  headers: Headers
+  body: T
+}
+
+export interface SendOptions {
+  key?: KeyPair
+  body?: unknown
+  /** Sent as is (for malformed JSON and oversized bodies); signed unless `signBody` says otherwise. */
+  rawBody?: string | Buffer
+  timestamp?: number
+  nonce?: string
+  /** Override what is signed, to tamper: the request sent differs from the one signed. */
+  signed?: {method?: string; pathAndQuery?: string; body?: string | Buffer}
+  headers?: Record<string, string>
+}
+
+/** One request as the wire sees it: path under /api/v1 with its query, signed by `key` per PROTOCOL §2. */
+export async function send<T = Record<string, unknown>>(
+  market: {endpoint: string; clock: Clock},
+  method: string,
+  pathAndQuery: string,
+  options: SendOptions = {},
+): Promise<Answer<T>> {
+  const fullPath = '/api/v1' + pathAndQuery
+  const body = options.rawBody ?? (options.body === undefined ? undefined : JSON.stringify(options.body))
+  const headers: Record<string, string> = {'content-type': 'application/json', ...options.headers}
+  if (options.key) {
+    const timestamp = options.timestamp ?? market.clock.now()
+    const nonce = options.nonce ?? randomHex(16)
+    const message = requestSigningMessage({
+      method: options.signed?.method ?? method,
+      pathAndQuery: options.signed?.pathAndQuery ?? fullPath,
+      body: options.signed?.body ?? body ?? '',
+      timestamp,
+      nonce,
+    })
+    Object.assign(headers, {
+      'x-outpost-key': toHex(options.key.publicKey),
+      'x-outpost-timestamp': String(timestamp),
+      'x-outpost-nonce': nonce,
+      'x-outpost-signature': toHex(signBytes(message, options.key.seed)),
+      ...options.headers,
+    })
+  }
+  const response = await fetch(market.endpoint + fullPath, {method, headers, body})
+  const text = await response.text()
+  return {status: response.status, headers: response.headers, body: (text ? JSON.parse(text) : undefined) as T}
+}
+
+export const pub = (key: KeyPair) => toHex(key.publicKey)
+
+export interface Provider {
+  main: KeyPair
+  agent: KeyPair
+  pk: string
+}
+
+/** Registers a provider and delegates an agent key (all permissions unless told otherwise). */
+export async function registerProvider(
+  market: Marketplace,
+  options: {permissions?: readonly AgentPermission[]; expiresAt?: number | null; agent?: KeyPair} = {},
+): Promise<Provider> {
+  const main = generateKeyPair()
+  const pk = pub(main)
+  const registered = await send(market, 'POST', '/providers', {key: main, body: {name: 'Test provider', contact_email: 'ops@example.net'}})
+  if (registered.status !== 201) throw new Error(`register: ${registered.status} ${JSON.stringify(registered.body)}`)
+  const agent = options.agent ?? generateKeyPair()
+  await delegate(market, main, agent, options.permissions ?? AGENT_PERMISSIONS, options.expiresAt ?? null)
+  return {main, agent, pk}
+}
+
+export async function delegate(market: Marketplace, main: KeyPair, agent: KeyPair, permissions: readonly AgentPermission[], expiresAt: number | null, label = 'test agent'): Promise<Answer> {
+  const terms = {agentPubkey: pub(agent), permissions, expiresAt, label}
+  const answer = await send(market, 'POST', `/providers/${pub(main)}/agent-delegations`, {
+    key: main,
+    body: {agent_pubkey: pub(agent), permissions, expires_at: expiresAt, label, signature: signDelegation(main, terms)},
+  })
+  if (answer.status !== 201) throw new Error(`delegate: ${answer.status} ${JSON.stringify(answer.body)}`)
+  return answer
+}
+
+export const OFFERING = {name: 'small vm', product_type: 'compute', cpu_cores: 2, memory_mb: 2048, storage_gb: 20, price_per_hour: '0.25'} as const
+
+export async function createOffering(market: Marketplace, provider: Provider, overrides: Record<string, unknown> = {}): Promise<string> {
+  const answer = await send<{offering_id: string}>(market, 'POST', `/providers/${provider.pk}/offerings`, {key: provider.main, body: {...OFFERING, ...overrides}})
+  if (answer.status !== 201) throw new Error(`offering: ${answer.status} ${JSON.stringify(answer.body)}`)
+  return answer.body.offering_id
+}
+
+export async function createContract(market: Marketplace, offeringId: string, requester: KeyPair, durationHours = 1): Promise<string> {
+  const answer = await send<{contract_id: string}>(market, 'POST', '/contracts', {
+    key: requester,
+    body: {offering_id: offeringId, ssh_pubkey: 'ssh-ed25519 AAAATEST renter', duration_hours: durationHours},
+  })
+  if (answer.status !== 201) throw new Error(`contract: ${answer.status} ${JSON.stringify(answer.body)}`)
+  return answer.body.contract_id
+}
+
+/** The §4 error envelope's code, for terse assertions. */
+export function errorOf(answer: Answer<unknown>): {status: number; code: string | undefined} {
+  const body = answer.body as {error?: {code?: string}} | undefined
+  return {status: answer.status, code: body?.error?.code}
+}
