@@ -64,3 +64,33 @@ export const Contract = z.object({
 export type Contract = z.infer<typeof Contract>
 
 export const ContractList = z.object({contracts: z.array(Contract)})
+
+/** PROTOCOL §5: the heartbeat's answer. */
+export const HeartbeatResponse = z.object({
+  acknowledged: z.literal(true),
+  next_heartbeat_seconds: z.number().int().positive(),
+})
+export type HeartbeatResponse = z.infer<typeof HeartbeatResponse>
+
+/** PROTOCOL §7: a contract lock. */
+export const LockResponse = z.object({acquired: z.literal(true), expires_at: UnixMs})
+export type LockResponse = z.infer<typeof LockResponse>
+
+/**
+ * PROTOCOL §7 names the reconcile answer's lists but not their items; a server may echo the `{external_id, contract_id}`
+ * items it was sent or list bare external ids. Both are read into the echoed shape.
+ */
+export const ReconciledInstance = z.union([
+  z.string().min(1).transform((external_id) => ({external_id, contract_id: undefined as string | undefined})),
+  z.object({external_id: z.string().min(1), contract_id: z.string().nullish().transform((id) => id ?? undefined)}),
+])
+export const ReconcileResponse = z.object({
+  keep: z.array(ReconciledInstance),
+  terminate: z.array(ReconciledInstance),
+  unknown: z.array(ReconciledInstance),
+})
+export type ReconcileResponse = z.infer<typeof ReconcileResponse>
+
+export const HealthResponse = z.object({accepted: z.number().int().nonnegative()})
+export const UsageResponse = z.object({accepted: z.number().int().nonnegative(), duplicates: z.number().int().nonnegative()})
+export type UsageResponse = z.infer<typeof UsageResponse>

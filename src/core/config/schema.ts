@@ -27,6 +27,7 @@ export const AgentSection = z.strictObject({
   health_check_interval_seconds: seconds(60, 1, 3600).describe('Interval between batched health reports'),
   usage_interval_seconds: seconds(300, 1, 86_400).describe('Interval between signed usage reports'),
   reconcile_interval_seconds: seconds(600, 10, 86_400).describe('Interval between reconciliations with the marketplace'),
+  active_sync_seconds: seconds(15, 1, 3600).describe('Interval between reads of the active contracts, to terminate the cancelled and expired'),
   max_concurrent_provisions: z.number().int().min(1).max(256).default(4).describe('Contracts provisioned at once'),
   lock_ttl_seconds: seconds(900, 30, 3600).describe('Contract lock TTL; longer than the provisioner worst case'),
 })

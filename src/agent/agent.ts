@@ -1,0 +1,676 @@
+import {existsSync, readFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {ApiError} from '../core/api/client.js'
+import type {HealthCheck, HeartbeatBody, ProviderApi} from '../core/api/provider.js'
+import type {Contract, Instance} from '../core/api/schemas.js'
+import {describeError} from '../core/errors.js'
+import {writeFileAtomic} from '../core/files.js'
+import {fromHex} from '../core/hex.js'
+import {sealCredentials} from '../core/sealing.js'
+import {randomHex, type KeyPair, type SignedUsageRecord} from '../core/signing.js'
+import {instanceName, ProvisionAbortedError, ProvisionError, type ProvisionedInstance, type Provisioner} from '../provisioners/provisioner.js'
+import {Backoff, pause} from './backoff.js'
+import {Journal, journalState, readJournal, type JournalState} from './journal.js'
+import type {AgentLog} from './logger.js'
+import type {AgentMetrics, ContractResult} from './metrics.js'
+import {Outbox} from './outbox.js'
+import {Reporter} from './reporter.js'
+import {completedPeriods, usageRecord} from './usage.js'
+
+export interface AgentSettings {
+  heartbeatSeconds: number
+  longPollWaitSeconds: number
+  pollIntervalSeconds: number
+  healthCheckIntervalSeconds: number
+  usageIntervalSeconds: number
+  reconcileIntervalSeconds: number
+  activeSyncSeconds: number
+  maxConcurrentProvisions: number
+  lockTtlSeconds: number
+}
+
+export interface AgentOptions {
+  api: ProviderApi
+  key: KeyPair
+  provisioner: Provisioner
+  stateDir: string
+  log: AgentLog
+  metrics: AgentMetrics
+  settings: AgentSettings
+  version: string
+  /** Destroy instances the marketplace knows nothing of (only `outpost-*` ones). */
+  pruneOrphans: boolean
+}
+
+/** How long a contract is left alone after it was declined, so a poll that returns it again does not spin. */
+const DECLINE_MS = {locked: 5000, retry: 3000, refused: 30_000} as const
+/** A long poll that failed is tried again after this long of plain polling. */
+const LONG_POLL_RETRY_MS = 5 * 60_000
+/** Between polls that returned only contracts already in hand. */
+const IDLE_POLL_MS = 250
+const HEALTH_PARALLEL = 16
+const CAPABILITIES = ['long-poll', 'sealed-credentials', 'usage-v1', 'reconcile']
+/** Fewer retries per request than a one-shot command: the daemon's own loops back off and try again. */
+const QUICK_RETRY = {retries: 1, baseDelayMs: 100, maxDelayMs: 500}
+
+/**
+ * The provider agent: turns accepted contracts into instances exactly once, reports what it did through a durable
+ * outbox, keeps the marketplace informed (heartbeat, health, usage) and ends what has ended.
+ */
+export class Agent {
+  private readonly api: ProviderApi
+  private readonly provisioner: Provisioner
+  private readonly log: AgentLog
+  private readonly metrics: AgentMetrics
+  private readonly settings: AgentSettings
+  private readonly journal: Journal
+  private readonly reporter: Reporter
+  private readonly state: JournalState
+  /** This state dir's identity, written into every instance it reports, so two agents of one provider tell theirs apart. */
+  readonly agentId: string
+
+  /** Stops the loops and the taking of new work. */
+  private readonly stopping = new AbortController()
+  /** Interrupts work in progress (the shutdown timeout ran out). */
+  private readonly interrupting = new AbortController()
+  private readonly waiting: {contract: Contract; resumed: boolean}[] = []
+  private readonly running = new Map<string, Promise<void>>()
+  /** Contracts waiting, running or due for a retry: a poll that returns them again is ignored. */
+  private readonly inHand = new Set<string>()
+  private readonly declinedUntil = new Map<string, number>()
+  private readonly retryTimers = new Set<NodeJS.Timeout>()
+  private readonly terminating = new Set<string>()
+  private readonly loops: Promise<void>[] = []
+  private readonly capacityWaiters: (() => void)[] = []
+  private active: Contract[] = []
+  private longPoll: boolean
+  private longPollRetryAt = 0
+  private heartbeatOk = false
+  private resumed = false
+  private capacity: HeartbeatBody['capacity']
+
+  constructor(private readonly options: AgentOptions) {
+    this.api = options.api
+    this.provisioner = options.provisioner
+    this.log = options.log
+    this.metrics = options.metrics
+    this.settings = options.settings
+    this.longPoll = options.settings.longPollWaitSeconds > 0
+    this.agentId = agentIdentity(options.stateDir)
+    const journalPath = join(options.stateDir, 'journal.jsonl')
+    const {entries, skipped} = readJournal(journalPath)
+    if (skipped > 0) this.log.warn({journal: journalPath, lines: skipped}, 'journal lines that do not parse were skipped (a write cut short by a crash)')
+    this.state = journalState(entries)
+    this.journal = new Journal(journalPath)
+    this.reporter = new Reporter({
+      outbox: new Outbox(options.stateDir),
+      api: options.api,
+      journal: this.journal,
+      log: options.log,
+      onApiError: (error) => this.noteApiError(error),
+      onDepth: (depth) => this.metrics.outboxDepth.set(depth),
+    })
+  }
+
+  /** Ready: the marketplace acknowledged a heartbeat and the previous run's work was taken up. */
+  get ready(): boolean {
+    return this.heartbeatOk && this.resumed
+  }
+
+  /** Starts every loop and returns at once; stop() ends them. */
+  async start(): Promise<void> {
+    await this.prepare()
+    const {settings} = this
+    this.loops.push(
+      this.loop('heartbeat', () => this.heartbeat()),
+      this.loop('contracts', () => this.pollContracts()),
+      this.loop('active contracts', async () => (await this.syncActive(), settings.activeSyncSeconds * 1000)),
+      this.loop('health', async () => (await this.reportHealth(), settings.healthCheckIntervalSeconds * 1000), settings.healthCheckIntervalSeconds * 1000),
+      this.loop('usage', async () => (await this.reportUsage(), settings.usageIntervalSeconds * 1000), settings.usageIntervalSeconds * 1000),
+      this.loop('reconcile', async () => (await this.reconcile(), settings.reconcileIntervalSeconds * 1000)),
+    )
+  }
+
+  /** One round of everything, then returns: for cron and CI. Throws when the marketplace could not be reached. */
+  async runOnce(): Promise<Record<ContractResult, number> & {outboxLeft: number}> {
+    await this.prepare()
+    await this.heartbeat()
+    await this.reconcile()
+    for (const contract of await this.api.pendingProvision(0, {signal: this.stopping.signal})) {
+      if (this.accepts(contract)) this.enqueue(contract, false)
+    }
+    await this.idle()
+    await this.syncActive()
+    await Promise.all([...this.terminationWork])
+    await this.reportHealth()
+    await this.reportUsage()
+    await this.reporter.flush(AbortSignal.timeout(this.settings.lockTtlSeconds * 1000))
+    return {...this.outcomes, outboxLeft: this.reporter.depth}
+  }
+
+  /**
+   * Stops taking work, lets work in progress finish for up to `timeoutMs`, then interrupts it (the journal and the
+   * outbox keep what a restart needs), releases the locks of interrupted contracts, and closes the provisioner.
+   */
+  async stop(timeoutMs: number): Promise<{interrupted: number; outboxLeft: number}> {
+    const deadline = Date.now() + timeoutMs
+    this.stopping.abort()
+    for (const timer of this.retryTimers) clearTimeout(timer)
+    for (const waiter of this.capacityWaiters.splice(0)) waiter()
+    for (const {contract} of this.waiting.splice(0)) {
+      this.inHand.delete(contract.contract_id)
+      this.log.info({contract_id: contract.contract_id}, 'not started: the agent is shutting down (it stays pending for the next run)')
+    }
+    const inFlight = this.running.size
+    const timeLeft = () => Math.max(0, deadline - Date.now())
+    const timer = setTimeout(() => this.interrupting.abort(new Error('shutdown timeout')), timeLeft())
+    await Promise.all([...this.running.values(), ...this.terminationWork])
+    await this.reporter.flush(AbortSignal.any([this.interrupting.signal, AbortSignal.timeout(timeLeft())]))
+    clearTimeout(timer)
+    this.interrupting.abort(new Error('shutdown'))
+    this.reporter.close()
+    await Promise.all(this.loops)
+    await this.provisioner.close?.()
+    this.journal.close()
+    const outboxLeft = this.reporter.depth
+    this.log.info({in_flight: inFlight, outbox_left: outboxLeft}, outboxLeft > 0 ? 'stopped; reports left in the outbox are sent by the next run' : 'stopped')
+    return {interrupted: inFlight, outboxLeft}
+  }
+
+  /** The previous run's leftovers: its unsent reports, then the contracts it had started and not finished. */
+  private async prepare(): Promise<void> {
+    try {
+      const capacity = await this.provisioner.capacity()
+      if (capacity) this.capacity = {cpu_cores: capacity.cpuCores, memory_mb: capacity.memoryMb, storage_gb: capacity.storageGb, gpu_count: capacity.gpuCount}
+    } catch (error) {
+      this.log.warn({err: describeError(error)}, 'could not read the provisioner capacity: heartbeats go without it')
+    }
+    this.reporter.replay()
+    for (const contract of this.state.unfinished) {
+      if (this.inHand.has(contract.contract_id)) continue
+      this.log.info({contract_id: contract.contract_id}, 'resuming a contract the previous run started and did not finish')
+      this.enqueue(contract, true)
+    }
+    this.resumed = true
+  }
+
+  private async loop(name: string, round: () => Promise<number>, firstDelayMs = 0): Promise<void> {
+    const backoff = new Backoff()
+    const signal = this.stopping.signal
+    await pause(firstDelayMs, signal)
+    while (!signal.aborted) {
+      let delay: number
+      try {
+        delay = await round()
+        if (backoff.failures > 0) this.log.info({loop: name}, 'recovered')
+        backoff.reset()
+      } catch (error) {
+        if (signal.aborted) break
+        this.noteApiError(error)
+        delay = backoff.next()
+        if (backoff.failures === 1 || backoff.failures % 10 === 0) {
+          this.log.warn({loop: name, failures: backoff.failures, retry_in_ms: delay, err: describeError(error)}, `${name} failed: retrying with backoff`)
+        }
+      }
+      await pause(delay, signal)
+    }
+  }
+
+  private noteApiError(error: unknown): void {
+    if (error instanceof ApiError) this.metrics.apiErrors.inc({code: error.apiCode})
+  }
+
+  private async heartbeat(): Promise<number> {
+    const answer = await this.api.heartbeat(
+      {
+        version: this.options.version,
+        provisioner_type: this.provisioner.type,
+        capabilities: CAPABILITIES,
+        active_contracts: this.active.length,
+        ...(this.capacity ? {capacity: this.capacity} : {}),
+      },
+      {signal: this.stopping.signal, retry: QUICK_RETRY},
+    )
+    if (!this.heartbeatOk) this.log.info({next_heartbeat_seconds: answer.next_heartbeat_seconds}, 'the marketplace acknowledged the heartbeat')
+    this.heartbeatOk = true
+    this.metrics.lastHeartbeat.set(Date.now() / 1000)
+    return answer.next_heartbeat_seconds * 1000
+  }
+
+  // ---- new contracts ----
+
+  private async pollContracts(): Promise<number> {
+    await this.roomForWork()
+    if (this.stopping.signal.aborted) return 0
+    if (!this.longPoll && this.settings.longPollWaitSeconds > 0 && Date.now() >= this.longPollRetryAt) this.longPoll = true
+    const wait = this.longPoll ? this.settings.longPollWaitSeconds : 0
+    let contracts: Contract[]
+    try {
+      contracts = await this.api.pendingProvision(wait, {signal: this.stopping.signal, retry: QUICK_RETRY})
+    } catch (error) {
+      if (wait > 0 && isLongPollFailure(error)) {
+        this.longPoll = false
+        this.longPollRetryAt = Date.now() + LONG_POLL_RETRY_MS
+        this.noteApiError(error)
+        this.log.warn({err: describeError(error), poll_interval_seconds: this.settings.pollIntervalSeconds}, 'long poll failed: polling at an interval instead')
+        return 0
+      }
+      throw error
+    }
+    const fresh = contracts.filter((contract) => this.accepts(contract))
+    for (const contract of fresh) this.enqueue(contract, false)
+    if (!this.longPoll) return this.settings.pollIntervalSeconds * 1000
+    return fresh.length === 0 && contracts.length > 0 ? IDLE_POLL_MS : 0
+  }
+
+  /** Whether a polled contract is new work; one this agent has declined recently was logged when it was declined. */
+  private accepts(contract: Contract): boolean {
+    const id = contract.contract_id
+    if (this.inHand.has(id) || this.terminating.has(id)) return false
+    const until = this.declinedUntil.get(id)
+    if (until !== undefined) {
+      if (until > Date.now()) return false
+      this.declinedUntil.delete(id)
+    }
+    return !this.stopping.signal.aborted
+  }
+
+  private decline(contractId: string, forMs: number): void {
+    this.declinedUntil.set(contractId, Date.now() + forMs)
+    if (this.declinedUntil.size > 10_000) {
+      const now = Date.now()
+      for (const [id, until] of this.declinedUntil) if (until <= now) this.declinedUntil.delete(id)
+    }
+  }
+
+  /** Resolves when the queue is empty and a provisioning slot is free, so polls never outrun the work. */
+  private roomForWork(): Promise<void> {
+    if (this.hasRoom() || this.stopping.signal.aborted) return Promise.resolve()
+    return new Promise((resolve) => this.capacityWaiters.push(resolve))
+  }
+
+  private hasRoom(): boolean {
+    return this.waiting.length === 0 && this.running.size < this.settings.maxConcurrentProvisions
+  }
+
+  private enqueue(contract: Contract, resumed: boolean): void {
+    this.inHand.add(contract.contract_id)
+    this.waiting.push({contract, resumed})
+    this.pump()
+  }
+
+  private pump(): void {
+    while (this.running.size < this.settings.maxConcurrentProvisions && this.waiting.length > 0 && !this.stopping.signal.aborted) {
+      const next = this.waiting.shift()
+      if (!next) break
+      const id = next.contract.contract_id
+      const work = this.provisionContract(next.contract, next.resumed)
+        .catch((error: unknown) => this.log.error({contract_id: id, err: describeError(error)}, 'unexpected error while handling the contract'))
+        .finally(() => {
+          this.running.delete(id)
+          if (!this.retryPending.has(id)) this.inHand.delete(id)
+          this.pump()
+        })
+      this.running.set(id, work)
+    }
+    if (this.hasRoom()) for (const waiter of this.capacityWaiters.splice(0)) waiter()
+  }
+
+  /** Resolves when nothing is waiting or running. */
+  private async idle(): Promise<void> {
+    while (this.running.size > 0 || this.waiting.length > 0) await Promise.all([...this.running.values()])
+  }
+
+  private readonly retryPending = new Set<string>()
+
+  /** Tries the contract again later (the marketplace was unreachable); a resumed one would otherwise wait for its lock to expire. */
+  private retryLater(contract: Contract, resumed: boolean): void {
+    const id = contract.contract_id
+    if (this.stopping.signal.aborted) return
+    this.retryPending.add(id)
+    const timer = setTimeout(() => {
+      this.retryTimers.delete(timer)
+      this.retryPending.delete(id)
+      if (!this.stopping.signal.aborted) this.enqueue(contract, resumed)
+      else this.inHand.delete(id)
+    }, new Backoff().next() + DECLINE_MS.retry)
+    this.retryTimers.add(timer)
+  }
+
+  /** What this run did, by result (the metric's counts, readable without prom-client's async API). */
+  readonly outcomes: Record<ContractResult, number> = {provisioned: 0, failed: 0, skipped: 0, interrupted: 0, terminated: 0}
+
+  private count(result: ContractResult): void {
+    this.outcomes[result]++
+    this.metrics.contracts.inc({result})
+  }
+
+  private done(contractId: string, outcome: 'provisioned' | 'failed' | 'skipped', reason?: string): void {
+    this.journal.append({event: 'contract_done', contract_id: contractId, outcome, reason})
+    this.count(outcome)
+  }
+
+  /** Lock, report `provisioning`, find or create the instance, seal its credentials, report, unlock. */
+  private async provisionContract(contract: Contract, resumed: boolean): Promise<void> {
+    const id = contract.contract_id
+    // Written before the lock is asked for: a crash right after locking still finds this contract on restart.
+    this.journal.append({event: 'provision_started', contract_id: id, contract})
+
+    try {
+      await this.api.lock(id, this.settings.lockTtlSeconds, {signal: this.interrupting.signal, retry: QUICK_RETRY})
+    } catch (error) {
+      this.noteApiError(error)
+      if (error instanceof ApiError && !error.retryable) {
+        const locked = error.apiCode === 'locked'
+        this.log.info({contract_id: id, code: error.apiCode}, locked ? 'skipped: another agent holds its lock' : `skipped: the lock was refused (${error.message})`)
+        this.decline(id, locked ? DECLINE_MS.locked : DECLINE_MS.refused)
+        this.done(id, 'skipped', error.apiCode)
+        return
+      }
+      this.log.warn({contract_id: id, err: describeError(error)}, 'not started: could not reach the marketplace to lock it; will try again')
+      this.retryLater(contract, resumed)
+      return
+    }
+    if (!resumed) this.metrics.reactionLatency.observe(Math.max(0, Date.now() - contract.created_at) / 1000)
+
+    const lockLost = new AbortController()
+    const signal = AbortSignal.any([this.interrupting.signal, lockLost.signal])
+    const stopRenewing = this.keepLock(id, lockLost)
+    try {
+      await this.provisionLocked(contract, signal)
+    } finally {
+      stopRenewing()
+    }
+  }
+
+  private async provisionLocked(contract: Contract, signal: AbortSignal): Promise<void> {
+    const id = contract.contract_id
+    try {
+      // This report is also the check that the contract is still ours to provision, before anything is created.
+      await this.api.reportProvisioning(id, {status: 'provisioning'}, {signal, retry: QUICK_RETRY})
+    } catch (error) {
+      this.noteApiError(error)
+      if (error instanceof ApiError && !error.retryable) {
+        this.log.info({contract_id: id, code: error.apiCode}, `skipped: the marketplace refuses to start provisioning it (${error.message})`)
+        this.decline(id, error.apiCode === 'tier_limit' ? DECLINE_MS.retry : DECLINE_MS.refused)
+        this.done(id, 'skipped', error.apiCode)
+        await this.releaseLock(id)
+        return
+      }
+      if (signal.aborted) return this.interrupted(id, 'interrupted before provisioning started')
+      this.log.warn({contract_id: id, err: describeError(error)}, 'not started: could not report provisioning; will try again')
+      // Marked resumed: its reaction latency was measured when the lock was taken.
+      this.retryLater(contract, true)
+      return
+    }
+
+    let instance: ProvisionedInstance
+    let adopted = false
+    try {
+      const existing = await this.provisioner.find(id, signal)
+      if (existing) {
+        adopted = true
+        instance = existing
+        this.log.info({contract_id: id, external_id: existing.externalId}, 'found the instance made before a restart: not creating another')
+      } else {
+        this.log.info({contract_id: id, provisioner: this.provisioner.type}, 'provisioning')
+        instance = await this.provisioner.provision(contract, signal)
+      }
+    } catch (error) {
+      if (error instanceof ProvisionAbortedError || signal.aborted) return this.interrupted(id, describeError(error))
+      const retryPossible = error instanceof ProvisionError ? error.retryPossible : true
+      return this.failed(contract, describeError(error), retryPossible)
+    }
+    this.journal.append({event: 'instance_ready', contract_id: id, external_id: instance.externalId, adopted})
+    this.state.readyAt.set(id, Date.now())
+
+    let wireInstance: Instance
+    try {
+      wireInstance = this.wireInstance(contract, instance)
+    } catch (error) {
+      // The renter key can't be sealed to: nobody could ever use this machine.
+      await this.terminateInstance(instance.externalId, id, 'its credentials cannot be sealed to the renter key')
+      return this.failed(contract, describeError(error), false)
+    }
+    const settlement = await Promise.race([
+      this.reporter.send({kind: 'provisioning', contract_id: id, status: 'provisioned', instance: wireInstance, unlock: true}),
+      abortion(signal),
+    ])
+    if (settlement === undefined) return this.interrupted(id, 'the provisioned report is kept in the outbox', false)
+    if (settlement.delivered) {
+      this.done(id, 'provisioned')
+      this.metrics.timeToReady.observe(Math.max(0, Date.now() - contract.created_at) / 1000)
+      this.log.info({contract_id: id, external_id: instance.externalId, adopted}, 'provisioned')
+      return
+    }
+    // Refused for good (cancelled meanwhile, or another agent provisioned it): this machine must not keep running.
+    this.log.warn({contract_id: id, reason: settlement.reason}, 'the marketplace refused the provisioned report: terminating the instance')
+    await this.terminateInstance(instance.externalId, id, 'its provisioned report was refused')
+    this.done(id, 'failed', settlement.reason)
+    void this.reporter.send({kind: 'terminated', contract_id: id})
+  }
+
+  private wireInstance(contract: Contract, instance: ProvisionedInstance): Instance {
+    const sealed = instance.credentials ? sealCredentials(instance.credentials, fromHex(contract.requester_pubkey, 32, 'requester_pubkey')) : undefined
+    return {
+      external_id: instance.externalId,
+      ip_address: instance.ipAddress,
+      ...(instance.ipv6Address ? {ipv6_address: instance.ipv6Address} : {}),
+      ssh_port: instance.sshPort,
+      ...(sealed ? {sealed_credentials: sealed} : {}),
+      details: {...instance.details, agent_id: this.agentId},
+    }
+  }
+
+  private async failed(contract: Contract, reason: string, retryPossible: boolean): Promise<void> {
+    const id = contract.contract_id
+    this.log.warn({contract_id: id, reason, retry_possible: retryPossible}, 'provisioning failed')
+    this.done(id, 'failed', reason)
+    if (retryPossible) this.decline(id, DECLINE_MS.retry)
+    const settlement = await Promise.race([
+      this.reporter.send({kind: 'provisioning', contract_id: id, status: 'provisioning_failed', error: reason.slice(0, 4000), retry_possible: retryPossible, unlock: true}),
+      abortion(this.interrupting.signal),
+    ])
+    if (settlement && !settlement.delivered) this.log.warn({contract_id: id, reason: settlement.reason}, 'the failure report was refused')
+  }
+
+  /** Work stopped by shutdown (or a lost lock): the journal keeps it unfinished, so the next run resumes it. */
+  private async interrupted(contractId: string, reason: string, release = true): Promise<void> {
+    this.count('interrupted')
+    this.log.info({contract_id: contractId, reason}, 'interrupted: checkpointed for the next run')
+    if (release) await this.releaseLock(contractId)
+  }
+
+  private async releaseLock(contractId: string): Promise<void> {
+    await this.api.unlock(contractId, {retry: QUICK_RETRY, signal: AbortSignal.timeout(5000)}).catch((error: unknown) => {
+      this.noteApiError(error)
+      this.log.debug({contract_id: contractId, err: describeError(error)}, 'could not release the lock (it expires by itself)')
+    })
+  }
+
+  /** Renews the lock every TTL/3 while work goes on; a 409 means another agent has it now, and the work stops. */
+  private keepLock(contractId: string, lost: AbortController): () => void {
+    const ttl = this.settings.lockTtlSeconds
+    const timer = setInterval(() => {
+      this.api.lock(contractId, ttl, {retry: QUICK_RETRY}).catch((error: unknown) => {
+        this.noteApiError(error)
+        if (error instanceof ApiError && error.status === 409) {
+          this.log.warn({contract_id: contractId, code: error.apiCode}, 'lost the contract lock: stopping work on it')
+          lost.abort(new Error(`lock lost: ${error.apiCode}`))
+        } else {
+          this.log.warn({contract_id: contractId, err: describeError(error)}, 'could not renew the contract lock; trying again')
+        }
+      })
+    }, (ttl * 1000) / 3)
+    timer.unref()
+    return () => clearInterval(timer)
+  }
+
+  // ---- active contracts: termination, health, usage ----
+
+  private readonly terminationWork = new Set<Promise<void>>()
+
+  private async syncActive(): Promise<void> {
+    this.active = await this.api.activeContracts({signal: this.stopping.signal, retry: QUICK_RETRY})
+    this.metrics.activeContracts.set(this.active.length)
+    for (const contract of this.active) {
+      const id = contract.contract_id
+      if (!contract.termination_pending || this.terminating.has(id) || this.inHand.has(id) || this.stopping.signal.aborted) continue
+      if (!this.owns(contract)) continue
+      this.terminating.add(id)
+      const work = this.endContract(contract).finally(() => {
+        this.terminating.delete(id)
+        this.terminationWork.delete(work)
+      })
+      this.terminationWork.add(work)
+    }
+  }
+
+  /** Whether this agent runs the contract's instance: a contract another agent of the provider provisioned is left to it. */
+  private owns(contract: Contract): boolean {
+    const owner = contract.instance?.details?.agent_id
+    return typeof owner !== 'string' || owner === this.agentId
+  }
+
+  private async endContract(contract: Contract): Promise<void> {
+    const id = contract.contract_id
+    const externalId = contract.instance?.external_id ?? instanceName(id)
+    try {
+      await this.terminateInstance(externalId, id, `the contract is ${contract.status}`)
+    } catch (error) {
+      this.log.warn({contract_id: id, external_id: externalId, err: describeError(error)}, 'could not terminate the instance; will try again')
+      return
+    }
+    const settlement = await this.reporter.send({kind: 'terminated', contract_id: id})
+    if (settlement.delivered) {
+      this.count('terminated')
+      this.log.info({contract_id: id, status: contract.status}, 'terminated')
+    }
+  }
+
+  private async terminateInstance(externalId: string, contractId: string | undefined, reason: string): Promise<void> {
+    await this.provisioner.terminate(externalId)
+    this.journal.append({event: 'instance_terminated', external_id: externalId, contract_id: contractId, reason})
+    if (contractId) this.state.terminated.add(contractId)
+  }
+
+  /** Contracts running here: the ones to check and to bill. */
+  private runningHere(): Contract[] {
+    return this.active.filter((contract) => !contract.termination_pending && contract.instance && this.owns(contract))
+  }
+
+  private async reportHealth(): Promise<void> {
+    const contracts = this.runningHere()
+    const checks: HealthCheck[] = []
+    for (let start = 0; start < contracts.length; start += HEALTH_PARALLEL) {
+      const slice = contracts.slice(start, start + HEALTH_PARALLEL)
+      checks.push(...(await Promise.all(slice.map((contract) => this.checkHealth(contract)))))
+    }
+    if (checks.length > 0) await this.api.reportHealth(checks, {signal: this.stopping.signal, retry: QUICK_RETRY})
+  }
+
+  private async checkHealth(contract: Contract): Promise<HealthCheck> {
+    const externalId = contract.instance?.external_id ?? instanceName(contract.contract_id)
+    try {
+      const health = await this.provisioner.health(externalId, AbortSignal.timeout(10_000))
+      if (health.status !== 'healthy') this.log.warn({contract_id: contract.contract_id, status: health.status, details: health.details}, 'instance not healthy')
+      return {
+        contract_id: contract.contract_id,
+        status: health.status,
+        ...(health.uptimeSeconds !== undefined ? {uptime_seconds: health.uptimeSeconds} : {}),
+        checked_at: Date.now(),
+        ...(health.details ? {details: health.details} : {}),
+      }
+    } catch (error) {
+      return {contract_id: contract.contract_id, status: 'unknown', checked_at: Date.now(), details: {error: describeError(error)}}
+    }
+  }
+
+  private async reportUsage(): Promise<void> {
+    const intervalMs = this.settings.usageIntervalSeconds * 1000
+    const now = Date.now()
+    const records: SignedUsageRecord[] = []
+    const reportedUntil: Record<string, number> = {}
+    for (const contract of this.runningHere()) {
+      const id = contract.contract_id
+      const periods = completedPeriods({
+        since: this.state.usageReportedUntil.get(id) ?? 0,
+        runningFrom: this.state.readyAt.get(id) ?? contract.created_at,
+        now,
+        intervalMs,
+      })
+      for (const period of periods) records.push(usageRecord(this.options.key, contract, period, intervalMs))
+      const last = periods.at(-1)
+      if (last) reportedUntil[id] = last.end
+    }
+    if (records.length === 0) return
+    for (let start = 0; start < records.length; start += 1000) void this.reporter.send({kind: 'usage', records: records.slice(start, start + 1000)})
+    // After the outbox holds them: a crash in between sends the same record ids again, which the marketplace ignores.
+    this.journal.append({event: 'usage_queued', periods: reportedUntil})
+    for (const [id, end] of Object.entries(reportedUntil)) this.state.usageReportedUntil.set(id, end)
+  }
+
+  // ---- reconciliation ----
+
+  private async reconcile(): Promise<void> {
+    const listed = await this.provisioner.list(this.stopping.signal)
+    const busy = (contractId: string | undefined) =>
+      contractId !== undefined && (this.inHand.has(contractId) || this.terminating.has(contractId) || this.reporter.hasPending(contractId))
+    const settled = listed.filter((instance) => !busy(instance.contractId))
+    const answer = await this.api.reconcile(
+      settled.map((instance) => ({external_id: instance.externalId, contract_id: instance.contractId ?? null})),
+      {signal: this.stopping.signal, retry: QUICK_RETRY},
+    )
+    const byId = new Map(settled.map((instance) => [instance.externalId, instance]))
+    for (const item of answer.terminate) {
+      const instance = byId.get(item.external_id)
+      // Between listing and answering, the contract may have been taken up again here.
+      if (!instance || busy(instance.contractId)) continue
+      this.log.info({external_id: item.external_id, contract_id: instance.contractId}, 'reconcile: the contract has ended: terminating its instance')
+      await this.terminateInstance(item.external_id, instance.contractId, 'reconcile: contract ended').catch((error: unknown) =>
+        this.log.warn({external_id: item.external_id, err: describeError(error)}, 'reconcile: could not terminate; will try again'),
+      )
+    }
+    this.metrics.orphanInstances.set(answer.unknown.length)
+    for (const item of answer.unknown) {
+      const instance = byId.get(item.external_id)
+      const name = instance?.name ?? item.external_id
+      this.journal.append({event: 'orphan_found', external_id: item.external_id, name})
+      if (this.options.pruneOrphans && name.startsWith('outpost-')) {
+        this.log.warn({external_id: item.external_id, name}, 'reconcile: instance unknown to the marketplace: destroying it (--prune-orphans)')
+        await this.terminateInstance(item.external_id, instance?.contractId, 'orphan pruned').catch((error: unknown) =>
+          this.log.warn({external_id: item.external_id, err: describeError(error)}, 'reconcile: could not destroy the orphan'),
+        )
+      } else {
+        this.log.warn(
+          {external_id: item.external_id, name},
+          name.startsWith('outpost-') ? 'reconcile: instance unknown to the marketplace: kept (pass --prune-orphans to destroy it)' : 'reconcile: instance unknown to the marketplace and not named outpost-*: never destroyed',
+        )
+      }
+    }
+  }
+}
+
+/** Long poll is off when the server or a proxy can't hold a request: it answers 400 to `wait`, or the request times out. */
+function isLongPollFailure(error: unknown): boolean {
+  if (!(error instanceof ApiError)) return false
+  return error.apiCode === 'timeout' || error.apiCode === 'invalid_query' || error.status === 408 || error.status === 504
+}
+
+function abortion(signal: AbortSignal): Promise<undefined> {
+  if (signal.aborted) return Promise.resolve(undefined)
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(undefined), {once: true}))
+}
+
+/** A random id kept in the state dir: it outlives key rotations, and each state dir (each agent) has its own. */
+function agentIdentity(stateDir: string): string {
+  const path = join(stateDir, 'agent-id')
+  if (existsSync(path)) {
+    const text = readFileSync(path, 'utf8').trim()
+    if (/^[0-9a-f]{32}$/.test(text)) return text
+  }
+  const id = randomHex(16)
+  writeFileAtomic(path, id + '\n', 0o600)
+  return id
+}

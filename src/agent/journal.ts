@@ -1,0 +1,133 @@
+import {closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync} from 'node:fs'
+import {dirname} from 'node:path'
+import {z} from 'zod'
+
+import {Contract} from '../core/api/schemas.js'
+
+/**
+ * What the agent did, one JSON object a line, appended and fsynced before the agent acts on it, so a restart (even after
+ * SIGKILL) knows which contracts it was working on. It never holds credentials: instances are named by external id.
+ */
+
+const at = z.number().int().nonnegative()
+const contractId = z.string().min(1)
+
+export const JournalEntry = z.discriminatedUnion('event', [
+  /** Written before the lock is requested, so a crash right after locking still resumes the contract. */
+  z.object({event: z.literal('provision_started'), at, contract_id: contractId, contract: Contract}),
+  z.object({event: z.literal('instance_ready'), at, contract_id: contractId, external_id: z.string(), adopted: z.boolean()}),
+  z.object({
+    event: z.literal('contract_done'),
+    at,
+    contract_id: contractId,
+    outcome: z.enum(['provisioned', 'failed', 'skipped', 'interrupted']),
+    reason: z.string().optional(),
+  }),
+  z.object({event: z.literal('report_queued'), at, entry_id: z.string(), kind: z.string(), contract_id: contractId.optional(), status: z.string().optional()}),
+  z.object({event: z.literal('report_delivered'), at, entry_id: z.string(), kind: z.string(), contract_id: contractId.optional(), status: z.string().optional()}),
+  z.object({event: z.literal('report_rejected'), at, entry_id: z.string(), kind: z.string(), contract_id: contractId.optional(), reason: z.string()}),
+  z.object({event: z.literal('instance_terminated'), at, external_id: z.string(), contract_id: contractId.optional(), reason: z.string()}),
+  /** The end of the last period queued for each contract, one entry per usage round. */
+  z.object({event: z.literal('usage_queued'), at, periods: z.record(contractId, at)}),
+  z.object({event: z.literal('orphan_found'), at, external_id: z.string(), name: z.string()}),
+])
+export type JournalEntry = z.infer<typeof JournalEntry>
+
+/** A journal entry as written: `at` is filled in by append(). */
+export type NewJournalEntry = JournalEntry extends infer Entry ? (Entry extends JournalEntry ? Omit<Entry, 'at'> : never) : never
+
+export interface JournalReadResult {
+  entries: JournalEntry[]
+  /** Lines that did not parse: a torn last line after a crash, or damage. */
+  skipped: number
+}
+
+/** Reads a journal file; a line cut short by a crash is skipped, not fatal. */
+export function readJournal(path: string): JournalReadResult {
+  if (!existsSync(path)) return {entries: [], skipped: 0}
+  const entries: JournalEntry[] = []
+  let skipped = 0
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    if (line.trim() === '') continue
+    try {
+      const parsed = JournalEntry.safeParse(JSON.parse(line))
+      if (parsed.success) entries.push(parsed.data)
+      else skipped++
+    } catch {
+      skipped++
+    }
+  }
+  return {entries, skipped}
+}
+
+export class Journal {
+  private fd: number | undefined
+
+  constructor(readonly path: string) {
+    mkdirSync(dirname(path), {recursive: true, mode: 0o700})
+    this.fd = openSync(path, 'a', 0o600)
+    // A line torn by a crash must not glue itself to the next entry.
+    if (needsNewline(path)) writeSync(this.fd, '\n')
+  }
+
+  append(entry: NewJournalEntry, now = Date.now()): void {
+    if (this.fd === undefined) throw new Error(`journal ${this.path} is closed`)
+    writeSync(this.fd, JSON.stringify({...entry, at: now}) + '\n')
+    fsyncSync(this.fd)
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd)
+    this.fd = undefined
+  }
+}
+
+function needsNewline(path: string): boolean {
+  const text = readFileSync(path)
+  return text.length > 0 && text[text.length - 1] !== 0x0a
+}
+
+/** What a restarted agent needs from its journal. */
+export interface JournalState {
+  /** Contracts started and never finished, in the order they were started. */
+  unfinished: Contract[]
+  /** When each contract's instance became ready here (for usage periods). */
+  readyAt: Map<string, number>
+  /** The end of the last usage period queued for each contract. */
+  usageReportedUntil: Map<string, number>
+  /** Contracts whose instance this agent terminated. */
+  terminated: Set<string>
+}
+
+export function journalState(entries: readonly JournalEntry[]): JournalState {
+  const started = new Map<string, Contract>()
+  const readyAt = new Map<string, number>()
+  const usageReportedUntil = new Map<string, number>()
+  const terminated = new Set<string>()
+  for (const entry of entries) {
+    switch (entry.event) {
+      case 'provision_started':
+        started.delete(entry.contract_id)
+        started.set(entry.contract_id, entry.contract)
+        break
+      case 'instance_ready':
+        readyAt.set(entry.contract_id, entry.at)
+        break
+      case 'contract_done':
+        started.delete(entry.contract_id)
+        break
+      case 'usage_queued':
+        for (const [id, end] of Object.entries(entry.periods)) usageReportedUntil.set(id, Math.max(end, usageReportedUntil.get(id) ?? 0))
+        break
+      case 'instance_terminated':
+        if (entry.contract_id) {
+          terminated.add(entry.contract_id)
+          started.delete(entry.contract_id)
+        }
+        break
+      default:
+        break
+    }
+  }
+  return {unfinished: [...started.values()], readyAt, usageReportedUntil, terminated}
+}

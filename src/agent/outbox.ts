@@ -1,0 +1,111 @@
+import {mkdirSync, readdirSync, readFileSync, renameSync, rmSync} from 'node:fs'
+import {join} from 'node:path'
+import {z} from 'zod'
+
+import {Instance} from '../core/api/schemas.js'
+import {fsyncDirectory, writeFileAtomic} from '../core/files.js'
+
+/**
+ * Reports to the marketplace, each written to its own file before it is sent and removed after a 2xx, so nothing the
+ * agent did goes unreported across a crash or an outage. Files are named so that they sort in the order they were made.
+ */
+
+const UsageRecord = z.object({
+  record_id: z.string().min(1),
+  contract_id: z.string().min(1),
+  period_start: z.number().int(),
+  period_end: z.number().int(),
+  cpu_core_seconds: z.number(),
+  memory_mb_seconds: z.number(),
+  storage_gb_seconds: z.number(),
+  gpu_seconds: z.number(),
+  signer: z.string(),
+  signature: z.string(),
+})
+
+export const Report = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('provisioning'),
+    contract_id: z.string().min(1),
+    status: z.enum(['provisioned', 'provisioning_failed']),
+    instance: Instance.optional(),
+    error: z.string().optional(),
+    retry_possible: z.boolean().optional(),
+    /** Release the contract lock once the report is accepted. */
+    unlock: z.boolean(),
+  }),
+  z.object({kind: z.literal('terminated'), contract_id: z.string().min(1)}),
+  z.object({kind: z.literal('usage'), records: z.array(UsageRecord).min(1)}),
+])
+export type Report = z.infer<typeof Report>
+
+export const OutboxEntry = z.object({id: z.string().min(1), created_at: z.number().int(), report: Report})
+export type OutboxEntry = z.infer<typeof OutboxEntry>
+
+export interface OutboxLoadResult {
+  entries: OutboxEntry[]
+  /** Files that did not parse, moved aside as `*.bad` so they are kept for a person but never block the queue. */
+  quarantined: string[]
+}
+
+const ENTRY_FILE = /^\d{16}-\d{6}\.json$/
+
+export class Outbox {
+  readonly dir: string
+  private sequence = 0
+  private lastMillis = 0
+
+  constructor(stateDir: string) {
+    this.dir = join(stateDir, 'outbox')
+    mkdirSync(this.dir, {recursive: true, mode: 0o700})
+  }
+
+  /** A new entry id that sorts after every earlier one, across restarts (time first, then a counter). */
+  private nextId(now: number): string {
+    if (now <= this.lastMillis) now = this.lastMillis
+    else this.sequence = 0
+    this.lastMillis = now
+    this.sequence++
+    return `${String(now).padStart(16, '0')}-${String(this.sequence).padStart(6, '0')}`
+  }
+
+  /** Writes the report durably and returns its entry; only then may it be sent. */
+  add(report: Report, now = Date.now()): OutboxEntry {
+    const entry: OutboxEntry = {id: this.nextId(now), created_at: now, report}
+    writeFileAtomic(join(this.dir, `${entry.id}.json`), JSON.stringify(entry) + '\n', 0o600)
+    return entry
+  }
+
+  /** Every entry still to send, oldest first. */
+  load(): OutboxLoadResult {
+    const entries: OutboxEntry[] = []
+    const quarantined: string[] = []
+    for (const file of readdirSync(this.dir).filter((name) => ENTRY_FILE.test(name)).sort()) {
+      const path = join(this.dir, file)
+      let parsed: ReturnType<typeof OutboxEntry.safeParse> | undefined
+      try {
+        parsed = OutboxEntry.safeParse(JSON.parse(readFileSync(path, 'utf8')))
+      } catch {
+        parsed = undefined
+      }
+      if (parsed?.success) {
+        entries.push(parsed.data)
+        // New ids must sort after every loaded one, even if the clock went back or this is the same millisecond.
+        this.lastMillis = Math.max(this.lastMillis, parsed.data.created_at + 1)
+      } else {
+        renameSync(path, `${path}.bad`)
+        quarantined.push(`${path}.bad`)
+      }
+    }
+    return {entries, quarantined}
+  }
+
+  remove(entry: OutboxEntry): void {
+    rmSync(join(this.dir, `${entry.id}.json`), {force: true})
+    fsyncDirectory(this.dir)
+  }
+
+  depth(): number {
+    return readdirSync(this.dir).filter((name) => ENTRY_FILE.test(name)).length
+  }
+}

@@ -1,0 +1,141 @@
+import {z} from 'zod'
+
+import type {SignedUsageRecord} from '../signing.js'
+import type {ApiClient, RetryPolicy} from './client.js'
+import {
+  Contract,
+  ContractList,
+  HealthResponse,
+  HeartbeatResponse,
+  LockResponse,
+  ReconcileResponse,
+  UsageResponse,
+  type Instance,
+} from './schemas.js'
+
+/** The agent's routes of PROTOCOL §§5 and 7, typed, for one provider. Every answer is schema-checked by ApiClient. */
+
+export interface HeartbeatBody {
+  version: string
+  provisioner_type: string
+  capabilities: string[]
+  active_contracts: number
+  capacity?: {cpu_cores: number; memory_mb: number; storage_gb: number; gpu_count: number}
+}
+
+export type ProvisioningStatus = 'provisioning' | 'provisioned' | 'provisioning_failed'
+
+export interface ProvisioningReport {
+  status: ProvisioningStatus
+  instance?: Instance
+  error?: string
+  retry_possible?: boolean
+}
+
+export interface HealthCheck {
+  contract_id: string
+  status: 'healthy' | 'unhealthy' | 'unknown'
+  uptime_seconds?: number
+  checked_at: number
+  details?: Record<string, unknown>
+}
+
+export interface ReportedInstance {
+  external_id: string
+  /** null when the instance carries no contract id (it was not made by an agent). */
+  contract_id: string | null
+}
+
+export interface CallOptions {
+  signal?: AbortSignal
+  retry?: RetryPolicy
+}
+
+/** PROTOCOL §7: at most this many items in one health or usage batch. */
+export const MAX_BATCH = 1000
+
+/** The long poll's `wait` range (PROTOCOL §7). */
+export const MAX_WAIT_SECONDS = 30
+
+const NoContent = z.unknown()
+
+export class ProviderApi {
+  readonly providerPubkey: string
+  private readonly client: ApiClient
+
+  constructor(client: ApiClient, providerPubkey: string) {
+    this.client = client
+    this.providerPubkey = providerPubkey
+  }
+
+  private path(suffix: string): string {
+    return `/providers/${this.providerPubkey}${suffix}`
+  }
+
+  private contractPath(contractId: string, suffix: string): string {
+    return this.path(`/contracts/${contractId}${suffix}`)
+  }
+
+  heartbeat(body: HeartbeatBody, options: CallOptions = {}): Promise<HeartbeatResponse> {
+    return this.client.post(this.path('/heartbeat'), {schema: HeartbeatResponse, body, ...options})
+  }
+
+  /** `accepted` contracts and `provisioning` ones whose lock expired. With waitSeconds > 0 the server may hold the request. */
+  async pendingProvision(waitSeconds: number, options: CallOptions = {}): Promise<Contract[]> {
+    const wait = Math.max(0, Math.min(MAX_WAIT_SECONDS, Math.floor(waitSeconds)))
+    const {contracts} = await this.client.get(this.path('/contracts/pending-provision'), {
+      schema: ContractList,
+      query: wait > 0 ? {wait} : undefined,
+      // The server holds a long poll on purpose for up to `wait` seconds: that is not a timeout.
+      extraTimeoutMs: wait * 1000,
+      ...options,
+    })
+    return contracts
+  }
+
+  lock(contractId: string, ttlSeconds: number, options: CallOptions = {}): Promise<LockResponse> {
+    return this.client.post(this.contractPath(contractId, '/lock'), {schema: LockResponse, body: {ttl_seconds: ttlSeconds}, ...options})
+  }
+
+  async unlock(contractId: string, options: CallOptions = {}): Promise<void> {
+    await this.client.delete(this.contractPath(contractId, '/lock'), {schema: NoContent, ...options})
+  }
+
+  reportProvisioning(contractId: string, report: ProvisioningReport, options: CallOptions = {}): Promise<Contract> {
+    return this.client.put(this.contractPath(contractId, '/provisioning'), {schema: Contract, body: report, ...options})
+  }
+
+  async activeContracts(options: CallOptions = {}): Promise<Contract[]> {
+    const {contracts} = await this.client.get(this.path('/contracts/active'), {schema: ContractList, ...options})
+    return contracts
+  }
+
+  reportTerminated(contractId: string, options: CallOptions = {}): Promise<Contract> {
+    return this.client.put(this.contractPath(contractId, '/terminated'), {schema: Contract, ...options})
+  }
+
+  reconcile(instances: ReportedInstance[], options: CallOptions = {}): Promise<ReconcileResponse> {
+    return this.client.post(this.path('/reconcile'), {schema: ReconcileResponse, body: {instances}, ...options})
+  }
+
+  async reportHealth(checks: HealthCheck[], options: CallOptions = {}): Promise<{accepted: number}> {
+    let accepted = 0
+    for (let start = 0; start < checks.length; start += MAX_BATCH) {
+      const body = {checks: checks.slice(start, start + MAX_BATCH)}
+      accepted += (await this.client.post(this.path('/health'), {schema: HealthResponse, body, ...options})).accepted
+    }
+    return {accepted}
+  }
+
+  /** Idempotent by record_id: a record sent twice is counted in `duplicates`, not billed twice. */
+  async reportUsage(records: SignedUsageRecord[], options: CallOptions = {}): Promise<UsageResponse> {
+    const total = {accepted: 0, duplicates: 0}
+    for (let start = 0; start < records.length; start += MAX_BATCH) {
+      const body = {records: records.slice(start, start + MAX_BATCH)}
+      const answer = await this.client.post(this.path('/usage'), {schema: UsageResponse, body, ...options})
+      total.accepted += answer.accepted
+      total.duplicates += answer.duplicates
+    }
+    return total
+  }
+}
