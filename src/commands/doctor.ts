@@ -14,11 +14,12 @@ const MARKS: Record<CheckResult['status'], (stream: NodeJS.WriteStream) => strin
 }
 
 export default class Doctor extends BaseCommand {
-  static override summary = 'Check the configuration, keys and provisioner'
+  static override summary = 'Check the configuration, keys, provisioner and (with --verify-api) the marketplace'
   static override description = 'One line per check, with the remedy for each failure. Exits 0 only when every check passes.'
 
   static override flags = {
     'passphrase-file': Flags.string({description: 'file holding the passphrase of an encrypted agent key'}),
+    'verify-api': Flags.boolean({description: 'also check the marketplace: reachability, clock skew, delegation and permissions'}),
   }
 
   async run(): Promise<{ok: boolean; checks: CheckResult[]}> {
@@ -27,6 +28,7 @@ export default class Doctor extends BaseCommand {
     const {checks, ok} = await runDoctor({
       configFile: this.configFile(flags.config),
       passphrase: passphraseAvailable(source) ? () => getPassphrase(source) : undefined,
+      verifyApi: flags['verify-api'],
     })
     for (const check of checks) {
       this.log(`${MARKS[check.status](process.stdout)} ${check.name}: ${check.message}`)

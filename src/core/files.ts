@@ -41,7 +41,12 @@ export function fsyncDirectory(dir: string): void {
   }
 }
 
+/** A compact UTC time that sorts as text and is safe in file names: `20261121T203000Z`. */
+export function timestampSlug(now = new Date()): string {
+  return now.toISOString().replaceAll(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
+}
+
 /** A name for a backup copy that sorts by time: `<path>.bak-20261121T203000Z`. */
 export function backupPath(path: string, now = new Date()): string {
-  return `${path}.bak-${now.toISOString().replaceAll(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`
+  return `${path}.bak-${timestampSlug(now)}`
 }

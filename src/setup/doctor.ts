@@ -1,6 +1,7 @@
 import {loadConfig, type LoadedConfig} from '../core/config/load.js'
 import {describeError, isUserError} from '../core/errors.js'
-import {readKeyFile, readKeyFileContent} from '../core/keys.js'
+import {readKeyFile, readKeyFileContent, type StoredKey} from '../core/keys.js'
+import {verifyApi} from './verify-api.js'
 
 export type CheckStatus = 'pass' | 'fail' | 'warn' | 'skip'
 
@@ -15,6 +16,8 @@ export interface DoctorOptions {
   configFile: string
   /** Supplies the passphrase of an encrypted key, or undefined when none can be had without asking. */
   passphrase?: () => Promise<string>
+  /** Also make a signed request to the marketplace (`--verify-api`). */
+  verifyApi?: boolean
 }
 
 function failure(name: string, error: unknown): CheckResult {
@@ -34,6 +37,7 @@ export async function runDoctor(options: DoctorOptions): Promise<{checks: CheckR
 
   if (loaded) {
     const keyFile = loaded.paths.keyFile
+    let agentKey: StoredKey | undefined
     try {
       const content = readKeyFileContent(keyFile)
       if ('encrypted' in content && !options.passphrase) {
@@ -44,13 +48,17 @@ export async function runDoctor(options: DoctorOptions): Promise<{checks: CheckR
           remedy: 'set OUTPOST_KEY_PASSPHRASE or pass --passphrase-file to check that it opens',
         })
       } else {
-        await readKeyFile(keyFile, {passphrase: options.passphrase})
+        agentKey = await readKeyFile(keyFile, {passphrase: options.passphrase})
         checks.push({name: 'agent key', status: 'pass', message: `${keyFile} has mode 0600 and opens`})
       }
     } catch (error) {
       checks.push(failure('agent key', error))
     }
     checks.push({name: 'provisioner', status: 'pass', message: `[provisioner] type = "${loaded.config.provisioner.type}"`})
+    if (options.verifyApi) {
+      if (agentKey) checks.push(...(await verifyApi(loaded, agentKey)))
+      else checks.push({name: 'api', status: 'skip', message: 'skipped: the agent key did not open'})
+    }
   } else {
     checks.push({name: 'agent key', status: 'skip', message: 'skipped: the config did not load'})
     checks.push({name: 'provisioner', status: 'skip', message: 'skipped: the config did not load'})

@@ -1,0 +1,102 @@
+import {z} from 'zod'
+
+import type {AgentPermission} from '../delegation.js'
+import type {ApiClient} from './client.js'
+import {Amount, PublicKeyHex, UnixMs} from './schemas.js'
+
+/** PROTOCOL §§5–6: the routes a provider main key signs (and the public reads next to them). */
+
+export const Provider = z.looseObject({
+  pubkey: PublicKeyHex,
+  name: z.string(),
+  contact_email: z.string(),
+  website: z.string().nullish(),
+  regions: z.array(z.string()).default([]),
+  status: z.enum(['active', 'paused']).optional(),
+})
+export type Provider = z.infer<typeof Provider>
+
+export const Delegation = z.object({
+  agent_pubkey: PublicKeyHex,
+  permissions: z.array(z.string()),
+  expires_at: UnixMs.nullable(),
+  label: z.string(),
+  created_at: UnixMs,
+  revoked_at: UnixMs.nullable(),
+})
+export type Delegation = z.infer<typeof Delegation>
+export const DelegationList = z.object({delegations: z.array(Delegation)})
+
+export const PublishedOffering = z.looseObject({
+  offering_id: z.string().min(1),
+  provider_pubkey: PublicKeyHex.optional(),
+  name: z.string(),
+  product_type: z.string(),
+  cpu_cores: z.number(),
+  memory_mb: z.number(),
+  storage_gb: z.number(),
+  gpu_count: z.number().nullish(),
+  price_per_hour: Amount,
+  region: z.string().nullish(),
+  provisioner: z.string().nullish(),
+})
+export type PublishedOffering = z.infer<typeof PublishedOffering>
+
+const Anything = z.unknown()
+
+export interface ProviderProfileBody {
+  name: string
+  contact_email: string
+  website?: string
+  regions?: string[]
+}
+
+export interface DelegationBody {
+  agent_pubkey: string
+  permissions: AgentPermission[]
+  expires_at: number | null
+  label: string
+  signature: string
+}
+
+export interface OfferingBody {
+  name: string
+  product_type: string
+  cpu_cores: number
+  memory_mb: number
+  storage_gb: number
+  gpu_count?: number
+  price_per_hour: string
+  region?: string
+  provisioner?: string
+}
+
+export function getProvider(client: ApiClient, pubkey: string): Promise<Provider> {
+  return client.get(`/providers/${pubkey}`, {schema: Provider, public: true})
+}
+
+export function registerProvider(client: ApiClient, body: ProviderProfileBody): Promise<Provider> {
+  return client.post('/providers', {schema: Provider, body})
+}
+
+export async function listDelegations(client: ApiClient, providerPubkey: string): Promise<Delegation[]> {
+  const answer = await client.get(`/providers/${providerPubkey}/agent-delegations`, {schema: DelegationList})
+  return answer.delegations
+}
+
+export async function createDelegation(client: ApiClient, providerPubkey: string, body: DelegationBody): Promise<void> {
+  await client.post(`/providers/${providerPubkey}/agent-delegations`, {schema: Anything, body})
+}
+
+export async function revokeDelegation(client: ApiClient, providerPubkey: string, agentPubkey: string): Promise<void> {
+  await client.delete(`/providers/${providerPubkey}/agent-delegations/${agentPubkey}`, {schema: Anything})
+}
+
+export async function listOfferings(client: ApiClient): Promise<PublishedOffering[]> {
+  const answer = await client.get('/offerings', {schema: z.object({offerings: z.array(PublishedOffering)}), public: true})
+  return answer.offerings
+}
+
+export function publishOffering(client: ApiClient, providerPubkey: string, body: OfferingBody): Promise<PublishedOffering> {
+  return client.post(`/providers/${providerPubkey}/offerings`, {schema: PublishedOffering, body})
+}

@@ -1,0 +1,32 @@
+import {copyFileSync, readFileSync} from 'node:fs'
+
+import {backupPath, writeFileAtomic} from '../files.js'
+import {parseToml, validateConfig} from './load.js'
+
+/**
+ * Sets `key = value` in `[section]` of a config file, keeping every comment and line around it. The result is
+ * validated before it replaces the file (atomically), and the old file is kept as a backup.
+ */
+export function setConfigValues(file: string, section: string, values: Record<string, string | number | boolean>): {backup: string} {
+  let lines = readFileSync(file, 'utf8').split('\n')
+  for (const [key, value] of Object.entries(values)) lines = setLine(lines, section, key, JSON.stringify(value))
+  const text = lines.join('\n')
+  validateConfig(parseToml(text, file), file, {})
+  const backup = backupPath(file)
+  copyFileSync(file, backup)
+  writeFileAtomic(file, text, 0o644)
+  return {backup}
+}
+
+function setLine(lines: string[], section: string, key: string, tomlValue: string): string[] {
+  const header = lines.findIndex((line) => line.trim() === `[${section}]`)
+  if (header === -1) return [...lines, '', `[${section}]`, `${key} = ${tomlValue}`]
+  let end = lines.findIndex((line, index) => index > header && /^\s*\[/.test(line))
+  if (end === -1) end = lines.length
+  const assignment = new RegExp(`^\\s*#?\\s*${key}\\s*(=|\\bis\\b)`)
+  const existing = lines.findIndex((line, index) => index > header && index < end && assignment.test(line))
+  const updated = [...lines]
+  if (existing === -1) updated.splice(header + 1, 0, `${key} = ${tomlValue}`)
+  else updated[existing] = `${key} = ${tomlValue}`
+  return updated
+}
