@@ -1,0 +1,31 @@
+import {Flags} from '@oclif/core'
+import {resolve} from 'node:path'
+
+import {createContract, type RenterContract} from '../../../core/api/renter.js'
+import {renterFlags} from '../../../marketplace/devnet-flags.js'
+import {defaultDevnetDataDir} from '../../../marketplace/devnet.js'
+import {renterClient} from '../../../marketplace/renter.js'
+import {BaseCommand} from '../../../ui/base-command.js'
+
+export default class DevnetContractCreate extends BaseCommand {
+  static override summary = 'Rent an offering as the devnet renter'
+  static override description = 'Signs with the renter key in the devnet data directory (made on first use), which also opens the sealed credentials.'
+  static override examples = ['<%= config.bin %> devnet contract create --offering 3f2a... --ssh-pubkey "$(cat ~/.ssh/id_ed25519.pub)"']
+
+  static override flags = {
+    ...renterFlags,
+    offering: Flags.string({description: 'offering id (see `outpost devnet offerings`)', required: true}),
+    'ssh-pubkey': Flags.string({description: 'SSH public key to install on the machine', required: true}),
+    'duration-hours': Flags.integer({description: 'how long to rent it', default: 1, min: 1, max: 8760}),
+  }
+
+  async run(): Promise<RenterContract> {
+    const {flags} = await this.parse(DevnetContractCreate)
+    const dataDir = resolve(flags['data-dir'] ?? defaultDevnetDataDir(this.configDirectory))
+    const client = await renterClient(dataDir, flags.endpoint)
+    const contract = await createContract(client, {offering_id: flags.offering, ssh_pubkey: flags['ssh-pubkey'], duration_hours: flags['duration-hours']})
+    this.log(`contract ${contract.contract_id}: ${contract.status}`)
+    this.log(`follow it with: outpost devnet contract show ${contract.contract_id}`)
+    return contract
+  }
+}
