@@ -160,6 +160,8 @@ export interface ReconcileItem {
 /** §6 and §7: offerings, contracts and their state machine, locks, and what the agent reports. */
 export class ContractBook {
   private readonly statements
+  /** The earliest `ends_at` of a running contract; undefined until first read from the database. */
+  private nextEnd: number | undefined
 
   constructor(
     private readonly context: MarketplaceContext,
@@ -184,6 +186,9 @@ export class ContractBook {
         `UPDATE contracts SET status = 'expired', termination_pending = 1, ended_at = ends_at, updated_at = ?
          WHERE status IN ('accepted', 'provisioning', 'provisioned', 'active') AND ends_at <= ?`,
       ),
+      earliestEnd: db
+        .prepare<[], number | null>("SELECT min(ends_at) FROM contracts WHERE status IN ('accepted', 'provisioning', 'provisioned', 'active')")
+        .pluck(),
       held: db
         .prepare<[string], number>(
           `SELECT count(*) FROM contracts WHERE provider_pubkey = ? AND (status IN ('provisioning', 'provisioned', 'active')
@@ -231,10 +236,16 @@ export class ContractBook {
     return this.context.clock.now()
   }
 
-  /** §6: a contract whose duration has passed becomes `expired`, pending termination. Runs before contracts are read. */
+  /**
+   * §6: a contract whose duration has passed becomes `expired`, pending termination. Runs before contracts are read;
+   * it writes only once the earliest end among running contracts has passed, so reads stay reads.
+   */
   expireDue(): void {
     const now = this.now()
+    this.nextEnd ??= this.statements.earliestEnd.get() ?? Number.POSITIVE_INFINITY
+    if (now < this.nextEnd) return
     this.statements.expireDue.run(now, now)
+    this.nextEnd = this.statements.earliestEnd.get() ?? Number.POSITIVE_INFINITY
   }
 
   createOffering(providerPubkey: string, body: z.infer<typeof OfferingBody>): OfferingView {
@@ -290,6 +301,7 @@ export class ContractBook {
       now + body.duration_hours * HOUR_MS,
       now,
     )
+    this.nextEnd = Math.min(this.nextEnd ?? Number.POSITIVE_INFINITY, now + body.duration_hours * HOUR_MS)
     this.context.pending.notify(offering.provider_pubkey)
     return contractView(this.row(contractId))
   }

@@ -17,6 +17,8 @@ export const DEFAULT_RATE_LIMIT_PER_SECOND = 20_000
 // Past this much an oversized body is not worth reading to the end to answer 413 politely.
 const DRAIN_LIMIT_BYTES = 16 * MAX_BODY_BYTES
 const HOUSEKEEPING_INTERVAL_MS = 30_000
+// An abort reason made once: abort() without one builds a DOMException per request, a measurable cost here.
+const REQUEST_ENDED = new Error('the request ended')
 
 export interface MarketplaceOptions {
   dataDir: string
@@ -113,7 +115,8 @@ export class MarketplaceServer {
   private readonly identities: IdentityResolver
   private readonly rateLimiter: RateLimiter
   private readonly logError: (error: unknown) => void
-  private readonly closing = new AbortController()
+  private readonly inFlight = new Set<AbortController>()
+  private closing = false
   private readonly housekeeping: NodeJS.Timeout
   private stopped: Promise<void> | undefined
   private address: AddressInfo | undefined
@@ -167,7 +170,8 @@ export class MarketplaceServer {
   stop(): Promise<void> {
     this.stopped ??= new Promise<void>((resolve, reject) => {
       clearInterval(this.housekeeping)
-      this.closing.abort()
+      this.closing = true
+      for (const request of this.inFlight) request.abort(REQUEST_ENDED)
       this.server.close((error) => {
         this.db.close()
         if (error && (error as NodeJS.ErrnoException).code !== 'ERR_SERVER_NOT_RUNNING') reject(error)
@@ -179,14 +183,18 @@ export class MarketplaceServer {
   }
 
   private async serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    // Ends a long poll when its client goes away, or when the server shuts down.
-    const gone = new AbortController()
-    response.on('close', () => gone.abort())
-    const signal = AbortSignal.any([gone.signal, this.closing.signal])
+    // Ends a long poll when its client goes away, or when the server shuts down (stop() aborts every one in flight).
+    const ended = new AbortController()
+    if (this.closing) ended.abort(REQUEST_ENDED)
+    this.inFlight.add(ended)
+    response.on('close', () => {
+      ended.abort(REQUEST_ENDED)
+      this.inFlight.delete(ended)
+    })
     let reply: Reply
     let headers: Readonly<Record<string, string>> = {}
     try {
-      reply = await this.process(request, signal)
+      reply = await this.process(request, ended.signal)
     } catch (error) {
       if (error instanceof HttpError) {
         reply = {status: error.status, body: error.toBody()}
@@ -202,7 +210,7 @@ export class MarketplaceServer {
       ...headers,
       ...(text ? {'content-type': 'application/json; charset=utf-8'} : {}),
       'content-length': String(Buffer.byteLength(text)),
-      ...(this.closing.signal.aborted ? {connection: 'close'} : {}),
+      ...(this.closing ? {connection: 'close'} : {}),
     })
     response.end(text)
   }
