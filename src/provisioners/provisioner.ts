@@ -53,6 +53,28 @@ export class ProvisionError extends Error {
 }
 
 /**
+ * The work stopped because its AbortSignal fired (the agent is shutting down or gave up waiting), not because the
+ * backend failed: the agent checkpoints instead of reporting a failure, and find() resumes the work later.
+ */
+export class ProvisionAbortedError extends ProvisionError {
+  constructor(what: string, options: {cause?: unknown} = {}) {
+    super(`${what}: aborted`, {retryPossible: true, cause: options.cause})
+    this.name = 'ProvisionAbortedError'
+  }
+}
+
+/** Throws ProvisionAbortedError when the signal has fired; call between steps of long work. */
+export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) throw new ProvisionAbortedError(what, {cause: signal.reason})
+}
+
+/** Where a backend writes what the operator should see (pino's (details, message) call shape). */
+export interface ProvisionerLogger {
+  info(details: Record<string, unknown>, message: string): void
+  warn(details: Record<string, unknown>, message: string): void
+}
+
+/**
  * One interface for every backend. Every method is idempotent: provision() finds the contract's existing instance
  * before creating one; terminate() of an instance that is already gone succeeds.
  */

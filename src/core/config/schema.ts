@@ -37,11 +37,69 @@ export const LocalProvisionerSection = z.strictObject({
   startup_timeout_seconds: seconds(10, 1, 600).describe('Time for the workload to accept TCP connections'),
 })
 
-export const ProvisionerSection = z.strictObject({
-  type: z.enum(['local']).describe('Backend that runs the machines'),
-  local: LocalProvisionerSection.default({startup_timeout_seconds: 10}),
+const ipv4 = z.ipv4({error: 'expected an IPv4 address, like 192.0.2.10'})
+
+export const ProxmoxIpPoolSection = z.strictObject({
+  first: ipv4.describe('First address handed out'),
+  last: ipv4.describe('Last address handed out'),
+  prefix_length: z.number().int().min(1).max(32).describe('Network prefix length, like 24'),
+  gateway: ipv4.describe('Default gateway of the VMs'),
 })
 
+export const ProxmoxProvisionerSection = z.strictObject({
+  host: z
+    .string()
+    .regex(/^[^\s:/]+$/, 'expected a host name or IPv4 address without scheme or port')
+    .describe('Proxmox VE host (name or address, no scheme, no port)'),
+  port: z.number().int().min(1).max(65_535).default(8006).describe('Proxmox VE API port'),
+  token_id: z
+    .string()
+    .regex(/^[^\s@!]+@[^\s@!]+![A-Za-z][A-Za-z0-9._-]*$/, 'expected USER@REALM!TOKENID, like outpost@pve!agent')
+    .describe('API token id, USER@REALM!TOKENID'),
+  token_secret: z
+    .string()
+    .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'expected the token secret, a lowercase UUID')
+    .describe('API token secret (a UUID); prefer OUTPOST_PROVISIONER_PROXMOX_TOKEN_SECRET'),
+  tls_fingerprint: z
+    .string()
+    .regex(/^(?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{64}$/, 'expected a SHA-256 fingerprint, 32 hex bytes like AB:CD:...')
+    .optional()
+    .describe('SHA-256 fingerprint of a self-signed host certificate to pin; without it the certificate must verify'),
+  node: z.string().min(1).default('auto').describe('Node that runs the VMs; auto: the node with most free memory that has the storage'),
+  template_vmid: z.number().int().min(100).max(999_999_999).describe('VMID of the cloud-init template to clone'),
+  clone: z.enum(['linked', 'full']).default('linked').describe('linked: fast, shares the template disk; full: an independent copy'),
+  storage: z.string().min(1).optional().describe("Target storage of full clones (default: the template's storage)"),
+  pool: z.string().min(1).optional().describe('Proxmox resource pool for the VMs'),
+  disk: z.string().regex(/^(?:scsi|virtio|sata|ide)\d+$/, 'expected a disk key like scsi0').default('scsi0').describe('Disk grown to the offering storage'),
+  ciuser: z.string().min(1).default('outpost').describe('Cloud-init user created in the VM (depends on the template)'),
+  ssh_port: z.number().int().min(1).max(65_535).default(22).describe('SSH port of the VMs'),
+  ip_pool: ProxmoxIpPoolSection.optional().describe('Static addresses for the VMs (default: DHCP)'),
+  task_timeout_seconds: seconds(600, 1, 7200).describe('Longest a Proxmox task (clone, start, destroy) may run'),
+  address_timeout_seconds: seconds(300, 1, 3600).describe("Longest wait for the guest agent to report the VM's address"),
+  shutdown_timeout_seconds: seconds(30, 0, 600).describe('Graceful shutdown time before a forced stop on terminate (0: stop at once)'),
+  request_timeout_seconds: seconds(30, 1, 300).describe('Timeout of one API request'),
+  keep_failed: z.boolean().default(false).describe('Keep the VM of a failed provisioning for inspection instead of destroying it'),
+})
+
+export const ScriptProvisionerSection = z.strictObject({
+  command: z.string().min(1).describe('Executable called as `<command> <action>` with JSON on stdin; relative to this config file'),
+  provision_timeout_seconds: seconds(900, 1, 7200).describe('Longest a provision action may run'),
+  action_timeout_seconds: seconds(60, 1, 3600).describe('Longest any other action may run'),
+})
+
+export const ManualProvisionerSection = z.strictObject({
+  webhook_url: z.url({protocol: /^https?$/, error: 'expected an http:// or https:// URL'}).optional().describe('Posted a JSON notice for each request'),
+  poll_interval_seconds: seconds(2, 1, 300).describe('How often a waiting provision looks for the operator answer'),
+})
+
+export const ProvisionerSection = z
+  .strictObject({
+    type: z.enum(['local', 'proxmox', 'script', 'manual']).describe('Backend that runs the machines'),
+    local: LocalProvisionerSection.default({startup_timeout_seconds: 10}),
+    proxmox: ProxmoxProvisionerSection.optional().describe('Proxmox VE backend (type = "proxmox")'),
+    script: ScriptProvisionerSection.optional().describe('Operator script backend (type = "script")'),
+    manual: ManualProvisionerSection.default({poll_interval_seconds: 2}).describe('Provisioning by hand (type = "manual")'),
+  })
 export const OfferingSection = z.strictObject({
   name: z.string().min(1).max(128),
   product_type: z.enum(PRODUCT_TYPES),

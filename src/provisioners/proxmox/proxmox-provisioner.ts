@@ -1,0 +1,659 @@
+import {randomBytes} from 'node:crypto'
+import type {Proxmox} from 'proxmox-api'
+import {z} from 'zod'
+
+import type {Contract} from '../../core/api/schemas.js'
+import type {ProxmoxProvisionerSection} from '../../core/config/schema.js'
+import {describeError} from '../../core/errors.js'
+import {
+  instanceName,
+  ProvisionAbortedError,
+  ProvisionError,
+  throwIfAborted,
+  type Capacity,
+  type InstanceHealth,
+  type ListedInstance,
+  type ProvisionedInstance,
+  type Provisioner,
+  type SetupCheck,
+} from '../provisioner.js'
+import {ProxmoxApiError, ProxmoxConnection, TlsFingerprintMismatchError, UPID, upidNode} from './connection.js'
+import {allocateAddress, ipconfigFor, usedAddress} from './ip-pool.js'
+import {pollUntil, PollTimeoutError} from './poll.js'
+import {
+  AgentPing,
+  ClusterResources,
+  GuestInterfaces,
+  MaybeUpid,
+  NextId,
+  NodeStatus,
+  NodeStorage,
+  TaskLog,
+  TaskStatus,
+  Version,
+  VmConfig,
+  VmStatus,
+  type ClusterResource,
+} from './schemas.js'
+
+export type ProxmoxSettings = z.output<typeof ProxmoxProvisionerSection>
+
+export interface ProxmoxProvisionerOptions {
+  /** Free storage the doctor asks for (the largest offering's disk), in GB. */
+  minimumStorageGb?: number
+}
+
+/** The tag on every VM the provisioner makes; with the `outpost-<contract>` name it marks the VM as ours. */
+export const OUTPOST_TAG = 'outpost'
+const TASK_LOG_TAIL = 8
+const GIB = 1024 ** 3
+
+interface Vm {
+  vmid: number
+  node: string
+  name?: string
+  status?: string
+}
+
+interface Placement {
+  templateNode: string
+  targetNode: string
+  storage: string
+}
+
+/** `local-lvm:base-9000-disk-0,size=10G` → storage `local-lvm`, size in GiB. */
+function parseDisk(value: unknown): {storage: string; sizeGb: number} | undefined {
+  if (typeof value !== 'string') return undefined
+  const storage = /^([^:,]+):/.exec(value)?.[1]
+  if (!storage) return undefined
+  const size = /(?:^|,)size=(\d+(?:\.\d+)?)([KMGT]?)(?:,|$)/.exec(value)
+  const unit = {'': 1 / GIB, K: 1 / 1024 ** 2, M: 1 / 1024, G: 1, T: 1024}[size?.[2] ?? 'G'] ?? 1
+  return {storage, sizeGb: size ? Number(size[1]) * unit : 0}
+}
+
+function hasTag(tags: string | undefined, tag: string): boolean {
+  return (tags ?? '').split(/[;,\s]+/).includes(tag)
+}
+
+/** cloud-init's sshkeys must be URL-encoded (Proxmox checks it against its `urlencoded` format), spaces as %20. */
+export function encodeSshKeys(keys: string): string {
+  return encodeURIComponent(keys.trim() + '\n')
+}
+
+function toProvisionError(error: unknown, fallback: string): ProvisionError {
+  if (error instanceof ProvisionError) return error
+  if (error instanceof TlsFingerprintMismatchError) return new ProvisionError(error.message, {retryPossible: false, cause: error})
+  if (error instanceof ProxmoxApiError) return new ProvisionError(error.message, {retryPossible: error.retryable, cause: error})
+  if (error instanceof PollTimeoutError) return new ProvisionError(error.message, {retryPossible: true, cause: error})
+  return new ProvisionError(`${fallback}: ${describeError(error)}`, {retryPossible: true, cause: error})
+}
+
+/** VMs on a Proxmox VE host or cluster: a clone of a cloud-init template per contract. */
+export class ProxmoxProvisioner implements Provisioner {
+  readonly type = 'proxmox'
+  readonly connection: ProxmoxConnection
+  /** Work that must not interleave: VMID allocation and its clone, address allocation and its config write. */
+  private readonly turns = new Map<'clone' | 'address', Promise<void>>()
+  private readonly inFlight = new Map<string, Promise<ProvisionedInstance>>()
+
+  constructor(
+    private readonly settings: ProxmoxSettings,
+    private readonly options: ProxmoxProvisionerOptions = {},
+  ) {
+    this.connection = new ProxmoxConnection({
+      host: settings.host,
+      port: settings.port,
+      tokenId: settings.token_id,
+      tokenSecret: settings.token_secret,
+      tlsFingerprint: settings.tls_fingerprint,
+      requestTimeoutMs: settings.request_timeout_seconds * 1000,
+    })
+  }
+
+  async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
+    const name = instanceName(contract.contract_id)
+    throwIfAborted(signal, `provisioning ${name}`)
+    // Two calls for one contract at once would both find no VM and clone twice: the second waits for the first.
+    const previous = this.inFlight.get(name) ?? Promise.resolve()
+    const work = previous.catch(() => undefined).then(() => this.provisionOnce(contract, name, signal))
+    this.inFlight.set(name, work)
+    try {
+      return await work
+    } finally {
+      if (this.inFlight.get(name) === work) this.inFlight.delete(name)
+    }
+  }
+
+  private async provisionOnce(contract: Contract, name: string, signal: AbortSignal): Promise<ProvisionedInstance> {
+    throwIfAborted(signal, `provisioning ${name}`)
+    const timings: Record<string, number> = {}
+    const timed = async <T>(phase: string, work: () => Promise<T>): Promise<T> => {
+      const started = performance.now()
+      try {
+        return await work()
+      } finally {
+        timings[phase] = Math.round(performance.now() - started)
+      }
+    }
+    let vm: Vm | undefined
+    try {
+      vm = await this.findVmSettled(name, signal)
+      if (vm) vm = await this.waitUnlocked(vm, name, signal)
+      else vm = await timed('clone', () => this.cloneTemplate(name, signal))
+      let credentials: Record<string, string> | undefined
+      let staticAddress: string | undefined
+      const current = vm
+      if ((await this.vmStatus(current, signal)).status !== 'running') {
+        const configured = await timed('configure', () => this.configure(current, contract, signal))
+        credentials = {username: this.settings.ciuser, password: configured.password}
+        staticAddress = configured.address
+        await timed('start', () => this.start(current, signal))
+      }
+      const addresses = await timed('address', () => this.waitForAddress(current, staticAddress, signal))
+      return {
+        externalId: String(current.vmid),
+        contractId: contract.contract_id,
+        ipAddress: addresses.ipv4,
+        ipv6Address: addresses.ipv6,
+        sshPort: this.settings.ssh_port,
+        credentials,
+        details: {node: current.node, vmid: current.vmid, name, timings_ms: timings},
+      }
+    } catch (error) {
+      // An abort is the agent stopping: the VM stays, and the next provision() of this contract resumes it.
+      if (error instanceof ProvisionAbortedError) throw error
+      const failure = toProvisionError(error, `provisioning ${name}`)
+      throw await this.cleanUpAfter(failure, vm, name)
+    }
+  }
+
+  async terminate(externalId: string, signal?: AbortSignal): Promise<void> {
+    const vmid = this.parseVmid(externalId)
+    const vm = await this.vmById(vmid, signal).catch((error: unknown) => {
+      throw toProvisionError(error, `terminating VM ${vmid}`)
+    })
+    if (!vm) return
+    if (!vm.name?.startsWith('outpost-')) {
+      throw new ProvisionError(`refusing to destroy VM ${vmid} ("${vm.name ?? 'unnamed'}"): it is not an outpost-* VM`, {retryPossible: false})
+    }
+    try {
+      await this.destroy(vm, signal)
+    } catch (error) {
+      if (error instanceof ProvisionAbortedError) throw error
+      // Only the cluster's VM list says a VM is gone; an error answer (a 5xx included) never does.
+      const still = await this.vmById(vmid).catch(() => vm)
+      if (!still) return
+      throw toProvisionError(error, `terminating VM ${vmid}`)
+    }
+  }
+
+  async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
+    try {
+      const vm = await this.vmById(this.parseVmid(externalId), signal)
+      if (!vm) return {status: 'unhealthy', details: {reason: 'VM not found'}}
+      const status = await this.vmStatus(vm, signal)
+      if (status.status !== 'running') return {status: 'unhealthy', details: {vm_status: status.status}}
+      try {
+        await this.connection.call(`guest agent ping of VM ${vm.vmid}`, AgentPing, (api) => api.nodes.$(vm.node).qemu.$(vm.vmid).agent.ping.$post(), signal)
+      } catch (error) {
+        if (error instanceof ProvisionAbortedError) throw error
+        return {status: 'unhealthy', uptimeSeconds: status.uptime, details: {vm_status: 'running', guest_agent: describeError(error)}}
+      }
+      return {status: 'healthy', uptimeSeconds: status.uptime, details: {vm_status: 'running', guest_agent: 'ok'}}
+    } catch (error) {
+      if (error instanceof ProvisionAbortedError || error instanceof ProvisionError) throw error
+      return {status: 'unknown', details: {error: describeError(error)}}
+    }
+  }
+
+  async find(contractId: string, signal?: AbortSignal): Promise<ProvisionedInstance | undefined> {
+    const name = instanceName(contractId)
+    try {
+      const vm = await this.findVm(name, signal)
+      if (!vm || vm.status !== 'running') return undefined
+      const addresses = await this.guestAddresses(vm, signal)
+      if (!addresses) return undefined
+      return {
+        externalId: String(vm.vmid),
+        contractId,
+        ipAddress: addresses.ipv4,
+        ipv6Address: addresses.ipv6,
+        sshPort: this.settings.ssh_port,
+        details: {node: vm.node, vmid: vm.vmid, name},
+      }
+    } catch (error) {
+      throw toProvisionError(error, `looking up ${name}`)
+    }
+  }
+
+  async list(signal?: AbortSignal): Promise<ListedInstance[]> {
+    try {
+      const resources = await this.resources('vm', signal)
+      return resources
+        .filter((item) => item.vmid !== undefined && !item.template && (item.name?.startsWith('outpost-') || hasTag(item.tags, OUTPOST_TAG)))
+        .map((item) => {
+          const name = item.name ?? `VM ${item.vmid}`
+          const contractId = /^outpost-([0-9a-f]{32})$/.exec(name)?.[1]
+          return {externalId: String(item.vmid), name, ...(contractId ? {contractId} : {})}
+        })
+    } catch (error) {
+      throw toProvisionError(error, 'listing VMs')
+    }
+  }
+
+  async capacity(signal?: AbortSignal): Promise<Capacity | undefined> {
+    try {
+      const nodes = await this.candidateNodes(signal)
+      const storage = (await this.placementStorage(signal)).storage
+      let cpuCores = 0
+      let memoryBytes = 0
+      let storageBytes = 0
+      for (const node of nodes) {
+        const status = await this.connection.call(`status of node ${node}`, NodeStatus, (api) => api.nodes.$(node).status.$get(), signal)
+        cpuCores += status.cpuinfo.cpus
+        memoryBytes += status.memory.free
+        const storages = await this.nodeStorage(node, signal)
+        storageBytes += storages.find((item) => item.storage === storage)?.avail ?? 0
+      }
+      return {cpuCores, memoryMb: Math.floor(memoryBytes / 1024 ** 2), storageGb: Math.floor(storageBytes / GIB), gpuCount: 0}
+    } catch (error) {
+      throw toProvisionError(error, 'reading node capacity')
+    }
+  }
+
+  async verifySetup(signal?: AbortSignal): Promise<SetupCheck[]> {
+    const checks: SetupCheck[] = []
+    const endpoint = this.connection.endpoint
+    try {
+      const version = await this.connection.call('reading the Proxmox version', Version, (api) => api.version.$get(), signal)
+      checks.push({name: 'proxmox api', ok: true, message: `${endpoint} answers (Proxmox VE ${version.version})`})
+      checks.push({name: 'proxmox token', ok: true, message: `token ${this.settings.token_id} is accepted`})
+    } catch (error) {
+      if (error instanceof ProxmoxApiError && error.status === 401) {
+        checks.push({name: 'proxmox api', ok: true, message: `${endpoint} answers`})
+        checks.push({
+          name: 'proxmox token',
+          ok: false,
+          message: `token ${this.settings.token_id} was refused (${error.reason ?? '401'})`,
+          remedy: 'check token_id and token_secret, and that the token exists (Datacenter → Permissions → API Tokens)',
+        })
+      } else {
+        checks.push({
+          name: 'proxmox api',
+          ok: false,
+          message: describeError(error),
+          remedy:
+            error instanceof TlsFingerprintMismatchError
+              ? 'if the host certificate was renewed, set tls_fingerprint to the new one (`openssl x509 -noout -fingerprint -sha256 -in /etc/pve/local/pveproxy-ssl.pem`)'
+              : `check that ${endpoint} is reachable from this host (host, port, firewall)`,
+        })
+      }
+      return checks
+    }
+    try {
+      const template = await this.vmById(this.settings.template_vmid, signal)
+      if (!template) {
+        checks.push({name: 'proxmox template', ok: false, message: `no VM ${this.settings.template_vmid}`, remedy: 'run `outpost setup proxmox` to make the template, or set template_vmid'})
+      } else if (!(await this.isTemplate(template, signal))) {
+        checks.push({name: 'proxmox template', ok: false, message: `VM ${template.vmid} ("${template.name ?? ''}") is not a template`, remedy: `convert it: \`qm template ${template.vmid}\``})
+      } else {
+        checks.push({name: 'proxmox template', ok: true, message: `template ${template.vmid} ("${template.name ?? ''}") on ${template.node}`})
+      }
+    } catch (error) {
+      checks.push({name: 'proxmox template', ok: false, message: describeError(error)})
+      return checks
+    }
+    try {
+      const placement = await this.place(signal)
+      const storages = await this.nodeStorage(placement.targetNode, signal)
+      const storage = storages.find((item) => item.storage === placement.storage)
+      const availableGb = Math.floor((storage?.avail ?? 0) / GIB)
+      const needed = this.options.minimumStorageGb ?? 10
+      checks.push({
+        name: 'proxmox storage',
+        ok: availableGb >= needed,
+        message: `${placement.storage} on ${placement.targetNode}: ${availableGb} GB free (${needed} GB needed)`,
+        ...(availableGb >= needed ? {} : {remedy: `free space on ${placement.storage} or set [provisioner.proxmox] storage to another one`}),
+      })
+    } catch (error) {
+      checks.push({name: 'proxmox storage', ok: false, message: describeError(error), remedy: 'check node and storage in [provisioner.proxmox]'})
+    }
+    return checks
+  }
+
+  async close(): Promise<void> {
+    await this.connection.close()
+  }
+
+  // --- provisioning steps ---
+
+  private async cloneTemplate(name: string, signal: AbortSignal): Promise<Vm> {
+    const placement = await this.place(signal)
+    const full = this.settings.clone === 'full'
+    // /cluster/nextid hands the same VMID to two callers until a clone claims it: allocate and claim one at a time.
+    const release = await this.takeTurn('clone')
+    let newid: number
+    let upid: string
+    try {
+      newid = await this.connection.call('allocating a VMID', NextId, (api) => api.cluster.nextid.$get(), signal)
+      upid = await this.connection.call(
+        `cloning template ${this.settings.template_vmid} to VM ${newid}`,
+        UPID,
+        (api) =>
+          api.nodes.$(placement.templateNode).qemu.$(this.settings.template_vmid).clone.$post({
+            newid,
+            name,
+            full,
+            ...(placement.targetNode === placement.templateNode ? {} : {target: placement.targetNode}),
+            ...(full ? {storage: placement.storage} : {}),
+            ...(this.settings.pool ? {pool: this.settings.pool} : {}),
+          }),
+        signal,
+      )
+    } catch (error) {
+      // proxmox-api sends a call again after a network error, so the first clone may have been made: adopt it when it
+      // is ours, never when the VMID now belongs to someone else.
+      const taken = error instanceof ProxmoxApiError && error.status === 500 ? /^VM (\d+) already exists/.exec(error.reason ?? '') : null
+      release()
+      if (taken) return this.waitUnlocked({vmid: Number(taken[1]), node: placement.targetNode}, name, signal)
+      throw error
+    }
+    release()
+    await this.waitTask(upid, `clone of template ${this.settings.template_vmid} to VM ${newid}`, signal)
+    return {vmid: newid, node: placement.targetNode, name, status: 'stopped'}
+  }
+
+  /** Waits out a clone still running (its config holds `lock: clone` and no name yet), then checks the VM is ours. */
+  private async waitUnlocked(vm: Vm, name: string, signal: AbortSignal): Promise<Vm> {
+    const config = await pollUntil(
+      async () => {
+        const current = await this.vmConfig(vm, signal)
+        return current.lock === 'clone' ? undefined : current
+      },
+      {what: `clone of VM ${vm.vmid}`, timeoutMs: this.settings.task_timeout_seconds * 1000, signal},
+    )
+    if (config.name !== name) {
+      throw new ProvisionError(`VMID ${vm.vmid} belongs to another VM ("${config.name ?? 'unnamed'}"), not ${name}; it was left alone`, {retryPossible: true})
+    }
+    return {...vm, name}
+  }
+
+  private async configure(vm: Vm, contract: Contract, signal: AbortSignal): Promise<{password: string; address?: string}> {
+    const password = randomBytes(18).toString('base64url')
+    const config = await this.vmConfig(vm, signal)
+    const settings = async (address?: string) => {
+      const ipconfig0 = address && this.settings.ip_pool ? ipconfigFor(address, this.settings.ip_pool) : 'ip=dhcp'
+      await this.connection.call(
+        `configuring VM ${vm.vmid}`,
+        z.unknown(),
+        (api) =>
+          api.nodes.$(vm.node).qemu.$(vm.vmid).config.$put({
+            cores: contract.cpu_cores,
+            memory: String(contract.memory_mb),
+            ciuser: this.settings.ciuser,
+            cipassword: password,
+            ...(contract.ssh_pubkey.trim() ? {sshkeys: encodeSshKeys(contract.ssh_pubkey)} : {}),
+            ipconfig0,
+            agent: '1',
+            tags: OUTPOST_TAG,
+          }),
+        signal,
+      )
+    }
+    let address: string | undefined
+    const pool = this.settings.ip_pool
+    if (pool) {
+      const release = await this.takeTurn('address')
+      try {
+        address = usedAddress(config.ipconfig0) ?? allocateAddress(pool, await this.addressesInUse(vm.vmid, signal))
+        if (!address) throw new ProvisionError(`no free address left in ip_pool ${pool.first}–${pool.last}`, {retryPossible: true})
+        await settings(address)
+      } finally {
+        release()
+      }
+    } else {
+      await settings()
+    }
+    const disk = parseDisk(config[this.settings.disk])
+    if (!disk) throw new ProvisionError(`VM ${vm.vmid} has no disk ${this.settings.disk} to resize (set [provisioner.proxmox] disk)`, {retryPossible: false})
+    if (contract.storage_gb > disk.sizeGb) {
+      // The config schema admits only disk keys of the scsiN/virtioN/sataN/ideN form that Proxmox's enum lists.
+      const upid = await this.connection.call(
+        `resizing ${this.settings.disk} of VM ${vm.vmid}`,
+        MaybeUpid,
+        (api) => api.nodes.$(vm.node).qemu.$(vm.vmid).resize.$put({disk: this.settings.disk as Proxmox.Tdisk_1, size: `${contract.storage_gb}G`}),
+        signal,
+      )
+      if (upid) await this.waitTask(upid, `resize of VM ${vm.vmid}`, signal)
+    }
+    return {password, address}
+  }
+
+  private async start(vm: Vm, signal: AbortSignal): Promise<void> {
+    const upid = await this.connection.call(`starting VM ${vm.vmid}`, UPID, (api) => api.nodes.$(vm.node).qemu.$(vm.vmid).status.start.$post(), signal)
+    await this.waitTask(upid, `start of VM ${vm.vmid}`, signal)
+  }
+
+  private async waitForAddress(vm: Vm, expected: string | undefined, signal: AbortSignal): Promise<{ipv4: string; ipv6?: string}> {
+    try {
+      return await pollUntil(() => this.guestAddresses(vm, signal, expected), {
+        what: `the guest agent of VM ${vm.vmid} reporting an address`,
+        timeoutMs: this.settings.address_timeout_seconds * 1000,
+        signal,
+      })
+    } catch (error) {
+      if (error instanceof PollTimeoutError) {
+        throw new ProvisionError(`${error.message} (is qemu-guest-agent installed and enabled in the template?)`, {retryPossible: true, cause: error})
+      }
+      throw error
+    }
+  }
+
+  /** The VM's addresses from the guest agent, or undefined while the agent isn't up (Proxmox answers 500 then). */
+  private async guestAddresses(vm: Vm, signal?: AbortSignal, expected?: string): Promise<{ipv4: string; ipv6?: string} | undefined> {
+    let interfaces: GuestInterfaces
+    try {
+      interfaces = await this.connection.call(
+        `guest agent of VM ${vm.vmid}`,
+        GuestInterfaces,
+        (api) => api.nodes.$(vm.node).qemu.$(vm.vmid).agent['network-get-interfaces'].$get(),
+        signal,
+      )
+    } catch (error) {
+      if (error instanceof ProxmoxApiError && error.status === 500) return undefined
+      throw error
+    }
+    const addresses = interfaces.result.filter((item) => item.name !== 'lo').flatMap((item) => item['ip-addresses'] ?? [])
+    const ipv4 = addresses
+      .filter((item) => item['ip-address-type'] === 'ipv4' && !/^(127\.|169\.254\.)/.test(item['ip-address']))
+      .map((item) => item['ip-address'])
+    const ipv6 = addresses.find((item) => item['ip-address-type'] === 'ipv6' && !/^(fe80:|::1$)/i.test(item['ip-address']))?.['ip-address']
+    const chosen = expected ? ipv4.find((address) => address === expected) : ipv4[0]
+    if (!chosen) return undefined
+    return ipv6 ? {ipv4: chosen, ipv6} : {ipv4: chosen}
+  }
+
+  /** Polls a task until it stops; a failed task's error carries the end of its log. */
+  private async waitTask(upid: string, what: string, signal?: AbortSignal): Promise<void> {
+    const node = upidNode(upid)
+    let status: z.infer<typeof TaskStatus>
+    try {
+      status = await pollUntil(
+        async () => {
+          const current = await this.connection.call(`status of ${what}`, TaskStatus, (api) => api.nodes.$(node).tasks.$(upid).status.$get(), signal)
+          return current.status === 'stopped' ? current : undefined
+        },
+        {what, timeoutMs: this.settings.task_timeout_seconds * 1000, signal},
+      )
+    } catch (error) {
+      if (error instanceof PollTimeoutError) {
+        // Stop the task so the cleanup that follows doesn't race it.
+        await this.connection.call(`stopping ${what}`, z.unknown(), (api) => api.nodes.$(node).tasks.$(upid).$delete()).catch(() => undefined)
+      }
+      throw error
+    }
+    const exit = status.exitstatus ?? 'unknown'
+    if (exit === 'OK' || exit.startsWith('WARNINGS')) return
+    const log = await this.connection
+      .call(`log of ${what}`, TaskLog, (api) => api.nodes.$(node).tasks.$(upid).log.$get({start: 0, limit: 5000}))
+      .then((lines) => lines.slice(-TASK_LOG_TAIL).map((line) => line.t))
+      .catch(() => [])
+    const tail = log.length > 0 ? `\n  task log:\n    ${log.join('\n    ')}` : ''
+    throw new ProvisionError(`${what} failed: ${exit}${tail}`, {retryPossible: true})
+  }
+
+  /** Stops (gracefully, forced after shutdown_timeout_seconds), then destroys with purge. */
+  private async destroy(vm: Vm, signal?: AbortSignal): Promise<void> {
+    const status = await this.vmStatus(vm, signal)
+    if (status.status === 'running') {
+      const timeout = this.settings.shutdown_timeout_seconds
+      const upid = await this.connection.call(
+        `stopping VM ${vm.vmid}`,
+        UPID,
+        (api) =>
+          timeout > 0
+            ? api.nodes.$(vm.node).qemu.$(vm.vmid).status.shutdown.$post({timeout, forceStop: true})
+            : api.nodes.$(vm.node).qemu.$(vm.vmid).status.stop.$post(),
+        signal,
+      )
+      await this.waitTask(upid, `stop of VM ${vm.vmid}`, signal)
+    }
+    const upid = await this.connection.call(
+      `destroying VM ${vm.vmid}`,
+      UPID,
+      (api) => api.nodes.$(vm.node).qemu.$(vm.vmid).$delete({purge: true, 'destroy-unreferenced-disks': true}),
+      signal,
+    )
+    await this.waitTask(upid, `destroy of VM ${vm.vmid}`, signal)
+  }
+
+  /** Destroys the failed contract's VM (unless keep_failed) and returns the error to report, noting a failed cleanup. */
+  private async cleanUpAfter(failure: ProvisionError, vm: Vm | undefined, name: string): Promise<ProvisionError> {
+    let leftover = vm
+    try {
+      leftover ??= await this.findVm(name)
+      if (!leftover) return failure
+      if (this.settings.keep_failed) {
+        return new ProvisionError(`${failure.message} (VM ${leftover.vmid} kept: keep_failed = true)`, {retryPossible: failure.retryPossible, cause: failure})
+      }
+      // The contract's failure is final for this attempt: the cleanup runs to its end even if the caller gives up.
+      await this.destroy(leftover)
+      return failure
+    } catch (cleanupError) {
+      return new ProvisionError(`${failure.message}; cleanup of ${leftover ? `VM ${leftover.vmid}` : name} also failed: ${describeError(cleanupError)}`, {
+        retryPossible: failure.retryPossible,
+        cause: failure,
+      })
+    }
+  }
+
+  // --- lookups ---
+
+  private async resources(type: 'vm' | 'node' | 'storage', signal?: AbortSignal): Promise<ClusterResource[]> {
+    return this.connection.call(`listing cluster ${type} resources`, ClusterResources, (api) => api.cluster.resources.$get({type}), signal)
+  }
+
+  private async findVm(name: string, signal?: AbortSignal): Promise<Vm | undefined> {
+    return this.vmNamed(await this.resources('vm', signal), name)
+  }
+
+  private vmNamed(resources: ClusterResource[], name: string): Vm | undefined {
+    const match = resources.find((item) => item.name === name && item.type === 'qemu' && !item.template)
+    if (!match?.vmid || !match.node) return undefined
+    return {vmid: match.vmid, node: match.node, name, status: match.status}
+  }
+
+  /**
+   * findVm, after waiting out clones still running: their temporary config has no name yet ("VM <vmid>"), and one of
+   * them may be this contract's, sent before an abort or a lost answer.
+   */
+  private async findVmSettled(name: string, signal?: AbortSignal): Promise<Vm | undefined> {
+    const unnamedClone = (item: ClusterResource) => item.lock === 'clone' && item.name === `VM ${item.vmid}`
+    const settled = await pollUntil(
+      async () => {
+        const resources = await this.resources('vm', signal)
+        return resources.some(unnamedClone) ? undefined : resources
+      },
+      {what: 'clones in progress', timeoutMs: this.settings.task_timeout_seconds * 1000, signal},
+    )
+    return this.vmNamed(settled, name)
+  }
+
+  private async vmById(vmid: number, signal?: AbortSignal): Promise<Vm | undefined> {
+    const match = (await this.resources('vm', signal)).find((item) => item.vmid === vmid && item.type === 'qemu')
+    if (!match?.node) return undefined
+    return {vmid, node: match.node, name: match.name, status: match.status}
+  }
+
+  private async isTemplate(vm: Vm, signal?: AbortSignal): Promise<boolean> {
+    return (await this.vmConfig(vm, signal)).template === true
+  }
+
+  private vmConfig(vm: Vm, signal?: AbortSignal) {
+    return this.connection.call(`config of VM ${vm.vmid}`, VmConfig, (api) => api.nodes.$(vm.node).qemu.$(vm.vmid).config.$get(), signal)
+  }
+
+  private vmStatus(vm: Vm, signal?: AbortSignal) {
+    return this.connection.call(`status of VM ${vm.vmid}`, VmStatus, (api) => api.nodes.$(vm.node).qemu.$(vm.vmid).status.current.$get(), signal)
+  }
+
+  private nodeStorage(node: string, signal?: AbortSignal) {
+    return this.connection.call(`storage of node ${node}`, NodeStorage, (api) => api.nodes.$(node).storage.$get(), signal)
+  }
+
+  private async addressesInUse(exceptVmid: number, signal?: AbortSignal): Promise<Set<string>> {
+    const used = new Set<string>()
+    for (const item of await this.resources('vm', signal)) {
+      if (!item.vmid || !item.node || item.vmid === exceptVmid || item.template || !hasTag(item.tags, OUTPOST_TAG)) continue
+      const address = usedAddress((await this.vmConfig({vmid: item.vmid, node: item.node}, signal)).ipconfig0)
+      if (address) used.add(address)
+    }
+    return used
+  }
+
+  private async candidateNodes(signal?: AbortSignal): Promise<string[]> {
+    if (this.settings.node !== 'auto') return [this.settings.node]
+    const nodes = (await this.resources('node', signal)).filter((item) => item.status === 'online' && item.node)
+    return nodes.sort((a, b) => (b.maxmem ?? 0) - (b.mem ?? 0) - ((a.maxmem ?? 0) - (a.mem ?? 0))).map((item) => item.node ?? '')
+  }
+
+  /** The template's node and the storage new disks go to (configured, else the template disk's). */
+  private async placementStorage(signal?: AbortSignal): Promise<{templateNode: string; storage: string}> {
+    const template = await this.vmById(this.settings.template_vmid, signal)
+    if (!template) {
+      throw new ProvisionError(`template VM ${this.settings.template_vmid} does not exist`, {retryPossible: false})
+    }
+    const config = await this.vmConfig(template, signal)
+    const templateDisk = parseDisk(config[this.settings.disk])
+    const storage = (this.settings.clone === 'full' ? this.settings.storage : undefined) ?? templateDisk?.storage
+    if (!storage) throw new ProvisionError(`template ${template.vmid} has no disk ${this.settings.disk}`, {retryPossible: false})
+    return {templateNode: template.node, storage}
+  }
+
+  /** node = "auto": the online node with the most free memory that has the storage (linked clones stay beside the template unless it is shared). */
+  private async place(signal?: AbortSignal): Promise<Placement> {
+    const {templateNode, storage} = await this.placementStorage(signal)
+    if (this.settings.node !== 'auto') return {templateNode, targetNode: this.settings.node, storage}
+    for (const node of await this.candidateNodes(signal)) {
+      const found = (await this.nodeStorage(node, signal)).find((item) => item.storage === storage && item.active !== false && item.enabled !== false)
+      if (!found) continue
+      if (this.settings.clone === 'linked' && !found.shared && node !== templateNode) continue
+      return {templateNode, targetNode: node, storage}
+    }
+    throw new ProvisionError(`no online node has storage ${storage}`, {retryPossible: true})
+  }
+
+  /** Waits for the previous holder of this turn; the returned function hands it on. */
+  private async takeTurn(kind: 'clone' | 'address'): Promise<() => void> {
+    const previous = this.turns.get(kind) ?? Promise.resolve()
+    let release = () => {}
+    this.turns.set(kind, new Promise<void>((resolve) => (release = resolve)))
+    await previous
+    return release
+  }
+
+  private parseVmid(externalId: string): number {
+    if (!/^\d+$/.test(externalId)) throw new ProvisionError(`"${externalId}" is not a Proxmox VMID`, {retryPossible: false})
+    return Number(externalId)
+  }
+}
