@@ -18,6 +18,13 @@ export const MarketplaceSection = z.strictObject({
   request_timeout_seconds: seconds(30, 1, 300).describe('Timeout of one API request'),
 })
 
+export const ProviderSection = z.strictObject({
+  name: z.string().min(1).max(128).describe('Provider name shown to renters; published by `outpost register`'),
+  contact_email: z.email({error: 'expected an email address'}).describe('Where the marketplace and renters reach you'),
+  website: z.url({protocol: /^https?$/, error: 'expected an http:// or https:// URL'}).optional().describe('Your website'),
+  regions: z.array(z.string().min(1).max(64)).default([]).describe('Regions you serve, like ["eu-central"]'),
+})
+
 export const AgentSection = z.strictObject({
   key_file: z.string().min(1).default('agent.key').describe('Agent key file, relative to this config file'),
   state_dir: z.string().min(1).default('state').describe('Journal, outbox and pid files, relative to this config file'),
@@ -100,20 +107,28 @@ export const ProvisionerSection = z
     script: ScriptProvisionerSection.optional().describe('Operator script backend (type = "script")'),
     manual: ManualProvisionerSection.default({poll_interval_seconds: 2}).describe('Provisioning by hand (type = "manual")'),
   })
+  .superRefine((section, context) => {
+    for (const type of ['proxmox', 'script'] as const) {
+      if (section.type === type && section[type] === undefined) {
+        context.addIssue({code: 'custom', path: [type], message: `[provisioner.${type}] is required when type = "${type}"`})
+      }
+    }
+  })
+
 export const OfferingSection = z.strictObject({
-  name: z.string().min(1).max(128),
-  product_type: z.enum(PRODUCT_TYPES),
-  cpu_cores: z.number().int().positive(),
-  memory_mb: z.number().int().positive(),
-  storage_gb: z.number().int().positive(),
-  gpu_count: z.number().int().min(0).default(0),
-  price_per_hour: z.string().refine(isAmount, 'expected a decimal string with at most 6 fractional digits, like "0.25"'),
-  region: z.string().min(1).optional(),
-  provisioner: z.string().min(1).optional(),
+  name: z.string().min(1).max(128).describe('Offering name; `register` treats it as the identity of the offering'),
+  product_type: z.enum(PRODUCT_TYPES).describe('What a renter gets'),
+  cpu_cores: z.number().int().positive().describe('vCPUs per machine'),
+  memory_mb: z.number().int().positive().describe('Memory per machine, MiB'),
+  storage_gb: z.number().int().positive().describe('Disk per machine, GiB'),
+  gpu_count: z.number().int().min(0).default(0).describe('GPUs per machine'),
+  price_per_hour: z.string().refine(isAmount, 'expected a decimal string with at most 6 fractional digits, like "0.25"').describe('Price in tokens per hour, a decimal string'),
+  region: z.string().min(1).optional().describe('Region the machines run in'),
+  provisioner: z.string().min(1).optional().describe('Backend label published with the offering'),
 })
 
 export const MetricsSection = z.strictObject({
-  enabled: z.boolean().default(true),
+  enabled: z.boolean().default(true).describe('Serve /metrics, /healthz and /readyz'),
   listen: z
     .string()
     .regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, like 127.0.0.1:9464')
@@ -122,12 +137,13 @@ export const MetricsSection = z.strictObject({
 })
 
 export const LoggingSection = z.strictObject({
-  level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+  level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info').describe('Least severe level written'),
   format: z.enum(['auto', 'json', 'pretty']).default('auto').describe('auto: pretty on a terminal, JSON otherwise'),
 })
 
 export const ConfigSchema = z.strictObject({
   marketplace: MarketplaceSection,
+  provider: ProviderSection.optional(),
   agent: AgentSection.default(AgentSection.parse({})),
   provisioner: ProvisionerSection,
   offerings: z.array(OfferingSection).default([]),
@@ -137,3 +153,4 @@ export const ConfigSchema = z.strictObject({
 
 export type OutpostConfig = z.infer<typeof ConfigSchema>
 export type Offering = z.infer<typeof OfferingSection>
+export type ProviderProfile = z.infer<typeof ProviderSection>
