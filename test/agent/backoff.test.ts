@@ -1,0 +1,38 @@
+import {describe, expect, it} from 'vitest'
+
+import {Backoff, pause} from '../../src/agent/backoff.js'
+
+describe('Backoff', () => {
+  it('doubles from the base up to the cap, with jitter in the upper half', () => {
+    const low = new Backoff({baseDelayMs: 100, maxDelayMs: 1000}, () => 0)
+    const high = new Backoff({baseDelayMs: 100, maxDelayMs: 1000}, () => 1)
+    expect(Array.from({length: 6}, () => low.next())).toEqual([50, 100, 200, 400, 500, 500])
+    expect(Array.from({length: 6}, () => high.next())).toEqual([100, 200, 400, 800, 1000, 1000])
+  })
+
+  it('never overflows or exceeds the cap in a long outage, and starts over after a success', () => {
+    const backoff = new Backoff({baseDelayMs: 250, maxDelayMs: 8000})
+    for (let failure = 0; failure < 10_000; failure++) {
+      const delay = backoff.next()
+      expect(delay).toBeGreaterThanOrEqual(125)
+      expect(delay).toBeLessThanOrEqual(8000)
+    }
+    expect(backoff.failures).toBe(10_000)
+    backoff.reset()
+    expect(backoff.failures).toBe(0)
+    expect(backoff.next()).toBeLessThanOrEqual(250)
+  })
+
+  it('spreads retries of many agents (jitter)', () => {
+    const delays = new Set(Array.from({length: 50}, () => new Backoff({baseDelayMs: 1000, maxDelayMs: 1000}).next()))
+    expect(delays.size).toBeGreaterThan(10)
+  })
+
+  it('pause ends early when its signal fires, and never rejects', async () => {
+    const controller = new AbortController()
+    const started = Date.now()
+    setTimeout(() => controller.abort(), 20)
+    await pause(10_000, controller.signal)
+    expect(Date.now() - started).toBeLessThan(1000)
+  })
+})
