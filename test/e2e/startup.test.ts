@@ -19,7 +19,7 @@ async function modulesLoadedBy(args: string[], expectedExit = 0): Promise<string
 }
 
 describe('startup stays light', () => {
-  it.each([[['--version']], [['--help']], [['doctor', '--help']]])('outpost %j loads no heavy module', async (args) => {
+  it.each([[[]], [['--version']], [['--help']], [['doctor', '--help']]])('outpost %j loads no heavy module', async (args) => {
     const loaded = await modulesLoadedBy(args)
     expect(loaded.length).toBeGreaterThan(5)
     for (const heavy of HEAVY) expect(loaded.filter((url) => url.includes(`/node_modules/${heavy}`))).toEqual([])
@@ -29,6 +29,14 @@ describe('startup stays light', () => {
     const {version} = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as {version: string}
     const result = await execa('node', [BIN, '--version'])
     expect(result.stdout).toBe(`outpost-cli/${version} ${process.platform}-${process.arch} node-${process.version}`)
+  })
+
+  it('outpost with no arguments shows the getting-started steps before the help', async () => {
+    const result = await execa('node', [BIN], {env: {NO_COLOR: '1'}})
+    expect(String(result.stdout)).toMatch(/^Getting started as a provider:\n  1\. outpost init/)
+    expect(String(result.stdout)).toContain('COMMANDS')
+    const help = await execa('node', [BIN, '--help'])
+    expect(String(help.stdout)).not.toContain('Getting started')
   })
 
   it('the trace sees what a real command loads (so the check above can fail)', async () => {
