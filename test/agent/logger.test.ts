@@ -27,7 +27,7 @@ describe('agent logger', () => {
   it('writes short human lines when asked for pretty output', () => {
     const out = capture()
     createLogger({level: 'info', format: 'pretty', stream: out.stream}).warn({contract_id: 'c1', reason: 'port in use'}, 'provisioning failed')
-    expect(out.text()).toMatch(/^\d\d:\d\d:\d\d\.\d{3} WARN  provisioning failed {2}contract_id=c1 reason="port in use"\n$/)
+    expect(out.text()).toMatch(/^\d\d:\d\d:\d\d\.\d{3} WARN {2}provisioning failed {2}contract_id=c1 reason="port in use"\n$/)
     expect(prettyLine('not json')).toBe('not json')
   })
 })
