@@ -3,7 +3,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {Contract, ContractList, Instance} from '../../src/core/api/schemas.js'
 import {openSealedCredentials, sealCredentials} from '../../src/core/sealing.js'
 import {generateKeyPair, randomHex, signUsageRecord} from '../../src/core/signing.js'
-import {createContract, createOffering, delegate, errorOf, pub, registerProvider, send, startTestMarketplace, type Marketplace, type Provider} from './harness.js'
+import {createContract, createOffering, delegate, errorOf, registerProvider, send, startTestMarketplace, type Marketplace, type Provider} from './harness.js'
 
 let market: Marketplace
 

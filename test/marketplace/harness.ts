@@ -65,7 +65,7 @@ export interface SendOptions {
 
 /** One request as the wire sees it: path under /api/v1 with its query, signed by `key` per PROTOCOL §2. */
 export async function send<T = Record<string, unknown>>(
-  market: {endpoint: string; clock: Clock},
+  market: Target,
   method: string,
   pathAndQuery: string,
   options: SendOptions = {},
@@ -98,6 +98,12 @@ export async function send<T = Record<string, unknown>>(
 
 export const pub = (key: KeyPair) => toHex(key.publicKey)
 
+/** Anything requests can be sent to: an in-process marketplace or a `devnet start` child process. */
+export interface Target {
+  endpoint: string
+  clock: Clock
+}
+
 export interface Provider {
   main: KeyPair
   agent: KeyPair
@@ -106,7 +112,7 @@ export interface Provider {
 
 /** Registers a provider and delegates an agent key (all permissions unless told otherwise). */
 export async function registerProvider(
-  market: Marketplace,
+  market: Target,
   options: {permissions?: readonly AgentPermission[]; expiresAt?: number | null; agent?: KeyPair} = {},
 ): Promise<Provider> {
   const main = generateKeyPair()
@@ -118,7 +124,7 @@ export async function registerProvider(
   return {main, agent, pk}
 }
 
-export async function delegate(market: Marketplace, main: KeyPair, agent: KeyPair, permissions: readonly AgentPermission[], expiresAt: number | null, label = 'test agent'): Promise<Answer> {
+export async function delegate(market: Target, main: KeyPair, agent: KeyPair, permissions: readonly AgentPermission[], expiresAt: number | null, label = 'test agent'): Promise<Answer> {
   const terms = {agentPubkey: pub(agent), permissions, expiresAt, label}
   const answer = await send(market, 'POST', `/providers/${pub(main)}/agent-delegations`, {
     key: main,
@@ -130,13 +136,13 @@ export async function delegate(market: Marketplace, main: KeyPair, agent: KeyPai
 
 export const OFFERING = {name: 'small vm', product_type: 'compute', cpu_cores: 2, memory_mb: 2048, storage_gb: 20, price_per_hour: '0.25'} as const
 
-export async function createOffering(market: Marketplace, provider: Provider, overrides: Record<string, unknown> = {}): Promise<string> {
+export async function createOffering(market: Target, provider: Provider, overrides: Record<string, unknown> = {}): Promise<string> {
   const answer = await send<{offering_id: string}>(market, 'POST', `/providers/${provider.pk}/offerings`, {key: provider.main, body: {...OFFERING, ...overrides}})
   if (answer.status !== 201) throw new Error(`offering: ${answer.status} ${JSON.stringify(answer.body)}`)
   return answer.body.offering_id
 }
 
-export async function createContract(market: Marketplace, offeringId: string, requester: KeyPair, durationHours = 1): Promise<string> {
+export async function createContract(market: Target, offeringId: string, requester: KeyPair, durationHours = 1): Promise<string> {
   const answer = await send<{contract_id: string}>(market, 'POST', '/contracts', {
     key: requester,
     body: {offering_id: offeringId, ssh_pubkey: 'ssh-ed25519 AAAATEST renter', duration_hours: durationHours},
