@@ -1,0 +1,175 @@
+/**
+ * `npm run demo`: the whole provider story on one machine, with the built CLI as a user runs it. A devnet marketplace
+ * on a free port, a provider initialised and registered, the agent running the local provisioner, a renter renting a
+ * machine, its decrypted credentials, a TCP connection to it, the cancellation, and everything cleaned up.
+ */
+import {spawn, type ChildProcess} from 'node:child_process'
+import {appendFileSync, mkdtempSync, rmSync} from 'node:fs'
+import {createConnection} from 'node:net'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {createInterface} from 'node:readline'
+import {fileURLToPath} from 'node:url'
+import {z} from 'zod'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const BIN = join(ROOT, 'bin', 'run.js')
+const work = mkdtempSync(join(tmpdir(), 'outpost-demo-'))
+const configDir = join(work, 'config')
+const devnetDir = join(work, 'devnet')
+const env = {...process.env, OUTPOST_CONFIG_DIR: configDir, NO_COLOR: '1', CI: 'true'}
+const children: ChildProcess[] = []
+
+const step = (text: string) => console.log(`\n\u001B[1m▸ ${text}\u001B[22m`)
+const show = (text: string) => console.log(`  ${text}`)
+
+/** Runs `outpost <args>` to completion; with --json its output is parsed by `schema`. */
+function outpost<T>(args: string[], schema: z.ZodType<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args, '--json'], {env, stdio: ['ignore', 'pipe', 'pipe']})
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`outpost ${args.join(' ')} exited ${code}:\n${stdout}${stderr}`))
+      try {
+        resolve(schema.parse(JSON.parse(stdout)))
+      } catch (error) {
+        reject(new Error(`outpost ${args.join(' ')}: unexpected output ${stdout}`, {cause: error}))
+      }
+    })
+  })
+}
+
+/** Starts a long-running `outpost` process; its lines go through `onLine`. */
+function background(args: string[], onLine: (line: string) => void, extraEnv: Record<string, string> = {}): ChildProcess {
+  const child = spawn(process.execPath, [BIN, ...args], {env: {...env, ...extraEnv}, stdio: ['ignore', 'pipe', 'pipe']})
+  children.push(child)
+  for (const stream of [child.stdout, child.stderr]) if (stream) createInterface({input: stream}).on('line', onLine)
+  return child
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode)
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)))
+}
+
+async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+}
+
+/** Connects like a renter's client: reads the banner, sends the password, reads the answer. */
+function connect(port: number, password: string): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({host: '127.0.0.1', port})
+    const lines: string[] = []
+    createInterface({input: socket}).on('line', (line) => {
+      lines.push(line)
+      if (lines.length === 1) socket.write(password + '\n')
+    })
+    socket.on('close', () => resolve(lines))
+    socket.on('error', reject)
+    socket.setTimeout(5000, () => socket.destroy(new Error('no answer from the instance')))
+  })
+}
+
+const Listening = z.object({endpoint: z.string()})
+const Registered = z.object({offerings: z.array(z.object({name: z.string(), offering_id: z.string().optional()}))})
+const Instance = z.object({external_id: z.string(), ip_address: z.string(), ssh_port: z.number()})
+const ContractView = z.object({contract_id: z.string(), status: z.string(), instance: Instance.nullish(), credentials: z.unknown().optional()})
+const Credentials = z.object({username: z.string(), password: z.string()})
+
+async function main(): Promise<void> {
+  const started = Date.now()
+  step('Starting a devnet marketplace on a free port')
+  const devnetLines: string[] = []
+  const devnet = background(['devnet', 'start', '--port', '0', '--json', '--data-dir', devnetDir], (line) => devnetLines.push(line))
+  const {endpoint} = await until('the devnet to listen', 15_000, async () => {
+    const line = devnetLines.find((text) => text.startsWith('{'))
+    return line ? Listening.parse(JSON.parse(line)) : undefined
+  })
+  show(`devnet at ${endpoint}`)
+
+  step('outpost init --main-key: agent key, provider main key and outpost.toml')
+  await outpost(['init', '--main-key', '--endpoint', endpoint], z.unknown())
+  appendFileSync(
+    join(configDir, 'outpost.toml'),
+    '\n[[offerings]]\nname = "demo-small"\nproduct_type = "compute"\ncpu_cores = 1\nmemory_mb = 512\nstorage_gb = 5\nprice_per_hour = "0.05"\n',
+  )
+  show(`config in ${configDir}`)
+
+  step('outpost register: the provider, the agent delegation and the offering')
+  const registered = await outpost(
+    ['register', '--main-key-file', join(configDir, 'provider-main.key'), '--name', 'Demo Compute', '--contact-email', 'demo@example.com'],
+    Registered,
+  )
+  const offeringId = registered.offerings.find((offering) => offering.name === 'demo-small')?.offering_id
+  if (!offeringId) throw new Error('register published no offering')
+  show(`offering demo-small: ${offeringId}`)
+
+  step('outpost run: the agent, with the local provisioner')
+  const agent = background(['run'], (line) => show(`[agent] ${line}`), {
+    OUTPOST_LOGGING_FORMAT: 'pretty',
+    OUTPOST_METRICS_LISTEN: '127.0.0.1:0',
+    OUTPOST_AGENT_ACTIVE_SYNC_SECONDS: '1',
+  })
+
+  step('A renter rents a machine: outpost devnet contract create')
+  const renterFlags = ['--endpoint', endpoint, '--data-dir', devnetDir]
+  const created = await outpost(['devnet', 'contract', 'create', '--offering', offeringId, '--ssh-pubkey', 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDemo demo@renter', ...renterFlags], ContractView)
+  const id = created.contract_id
+  show(`contract ${id}: ${created.status}`)
+
+  const provisioned = await until('the machine', 30_000, async () => {
+    const contract = await outpost(['devnet', 'contract', 'show', id, ...renterFlags], ContractView)
+    return ['provisioned', 'active'].includes(contract.status) ? contract : undefined
+  })
+  show(`provisioned in ${((Date.now() - started) / 1000).toFixed(1)} s since the demo began`)
+
+  step('outpost devnet contract show --decrypt: the instance and the credentials only the renter can open')
+  const opened = await outpost(['devnet', 'contract', 'show', id, '--decrypt', ...renterFlags], ContractView)
+  const instance = Instance.parse(opened.instance ?? provisioned.instance)
+  const credentials = Credentials.parse(opened.credentials)
+  show(`instance ${instance.external_id} at ${instance.ip_address}:${instance.ssh_port}`)
+  show(`credentials ${JSON.stringify(credentials)}`)
+
+  step(`Connecting to ${instance.ip_address}:${instance.ssh_port}`)
+  const answer = await connect(instance.ssh_port, credentials.password)
+  for (const line of answer) show(`< ${line}`)
+  if (answer[1] !== 'welcome') throw new Error(`the instance did not accept the credentials: ${answer.join(' | ')}`)
+
+  step('The renter cancels: outpost devnet contract cancel')
+  await outpost(['devnet', 'contract', 'cancel', id, ...renterFlags], ContractView)
+  const ended = await until('the termination', 30_000, async () => {
+    const contract = await outpost(['devnet', 'contract', 'show', id, ...renterFlags], ContractView)
+    return contract.status === 'terminated' ? contract : undefined
+  })
+  show(`contract ${id}: ${ended.status}`)
+
+  step('Cleaning up')
+  agent.kill('SIGTERM')
+  const agentExit = await exited(agent)
+  devnet.kill('SIGTERM')
+  await exited(devnet)
+  if (agentExit !== 0) throw new Error(`the agent exited ${agentExit} on SIGTERM`)
+  show(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+}
+
+let failed = false
+try {
+  await main()
+} catch (error) {
+  failed = true
+  console.error(`\ndemo failed: ${error instanceof Error ? error.message : String(error)}`)
+} finally {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  rmSync(work, {recursive: true, force: true})
+}
+process.exit(failed ? 1 : 0)
