@@ -96,12 +96,12 @@ describe('outpost run killed with SIGKILL and restarted', () => {
     expect(readdirSync(join(stateDir, 'outbox')).filter((file) => file.endsWith('.json'))).toEqual([])
     const journal = readJournal(join(stateDir, 'journal.jsonl')).entries
     for (const id of ids) {
-      const delivered = journal.filter((entry) => entry.event === 'report_delivered' && entry.contract_id === id)
+      const delivered = journal.flatMap((entry) => (entry.event === 'report_delivered' && entry.contract_id === id ? [entry] : []))
       const lastProvisioning = delivered.filter((entry) => entry.kind === 'provisioning').at(-1)
       const terminated = delivered.some((entry) => entry.kind === 'terminated')
       const server = statuses.get(id)!
       if (server.status === 'terminated') expect(terminated, id).toBe(true)
-      else expect(lastProvisioning && 'status' in lastProvisioning ? lastProvisioning.status : undefined, id).toBe('provisioned')
+      else expect(lastProvisioning?.status, id).toBe('provisioned')
       // At most one instance was ever created for it; restarts found it again instead.
       const createdHere = journal.filter((entry) => entry.event === 'instance_ready' && entry.contract_id === id && !entry.adopted)
       expect(createdHere.length, id).toBeLessThanOrEqual(1)

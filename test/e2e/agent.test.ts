@@ -1,4 +1,4 @@
-import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import {createConnection} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -6,8 +6,10 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {readJournal} from '../../src/agent/journal.js'
 import type {Contract} from '../../src/core/api/schemas.js'
+import {toHex} from '../../src/core/hex.js'
 import {openSealedCredentials} from '../../src/core/sealing.js'
 import {
+  addAgent,
   fastAgentEnv,
   initProvider,
   instanceProcesses,
@@ -26,6 +28,10 @@ import {
 let devnet: Devnet
 let provider: ProviderSetup
 const contractIds: string[] = []
+const configDirs: string[] = []
+/** Everything a log line must never show: filled in as the tests make secrets. */
+const secrets: string[] = []
+const PASSPHRASE = 'correct horse battery staple e2e'
 const logDir = mkdtempSync(join(tmpdir(), 'outpost-agent-logs-'))
 
 beforeAll(async () => {
@@ -36,7 +42,7 @@ beforeAll(async () => {
 afterAll(async () => {
   killInstances(contractIds)
   await devnet?.stop()
-  rmSync(provider?.configDir ?? '/nonexistent', {recursive: true, force: true})
+  for (const dir of [provider?.configDir, ...configDirs]) if (dir) rmSync(dir, {recursive: true, force: true})
   rmSync(logDir, {recursive: true, force: true})
 })
 
@@ -89,6 +95,10 @@ describe('outpost run against a devnet', () => {
       }
 
       // The renter opens the sealed credentials and the instance answers with them.
+      for (const {contract, by} of created) {
+        const sealed = states.get(contract.contract_id)!.instance!.sealed_credentials!
+        secrets.push(sealed, (openSealedCredentials(sealed, by.key.seed) as {password: string}).password)
+      }
       const first = states.get(ids[0]!)!
       expect(first.instance?.external_id).toBe(`outpost-${ids[0]}`)
       const credentials = openSealedCredentials(first.instance!.sealed_credentials!, created[0]!.by.key.seed) as {password: string}
@@ -123,5 +133,60 @@ describe('outpost run against a devnet', () => {
     const lines = agent.logLines()
     expect(lines.some((line) => line.msg === 'stopped')).toBe(true)
     expect(readFileSync(agent.logFile, 'utf8')).not.toMatch(/"level":50/)
+  })
+
+  it('shares the work between two agents of one provider: each contract provisioned exactly once', {timeout: 90_000}, async () => {
+    // The second agent's key is encrypted: its passphrase must never show up in a log either.
+    const second = await addAgent(devnet.endpoint, provider, {passphrase: PASSPHRASE, label: 'agent-b'})
+    configDirs.push(second.configDir)
+    secrets.push(PASSPHRASE, toHex(second.agentKey.seed))
+    const limits = {OUTPOST_AGENT_MAX_CONCURRENT_PROVISIONS: '2'}
+    const agents = [
+      startAgent(fastAgentEnv(provider.configDir, limits), join(logDir, 'agent-a.log')),
+      startAgent({...fastAgentEnv(second.configDir, limits), OUTPOST_KEY_PASSPHRASE: PASSPHRASE}, join(logDir, 'agent-b.log')),
+    ]
+    const buyer = renter(devnet.endpoint)
+    const ids: string[] = []
+    try {
+      await Promise.all(agents.map((agent) => metricsUrl(agent)))
+      for (let index = 0; index < 30; index++) ids.push((await buyer.create(provider.offeringId)).contract_id)
+      contractIds.push(...ids)
+      const shown = new Map<string, Contract>()
+      const done = await waitFor(async () => {
+        for (const id of ids) if (!['provisioned', 'active'].includes(shown.get(id)?.status ?? '')) shown.set(id, await buyer.show(id))
+        return ids.every((id) => ['provisioned', 'active'].includes(shown.get(id)!.status))
+      }, 60_000, 250)
+      expect(done).toBe(true)
+      for (const contract of shown.values()) secrets.push(contract.instance!.sealed_credentials!, (openSealedCredentials(contract.instance!.sealed_credentials!, buyer.key.seed) as {password: string}).password)
+
+      const processes = instanceProcesses(ids)
+      expect(ids.map((id) => processes.get(id)?.length ?? 0)).toEqual(ids.map(() => 1))
+      // Each contract was made by exactly one of the two agents, and both took part.
+      const madeBy = [provider.configDir, second.configDir].map((dir) =>
+        readJournal(join(dir, 'state', 'journal.jsonl')).entries.filter((entry) => entry.event === 'instance_ready' && ids.includes(entry.contract_id)).map((entry) => 'contract_id' in entry ? entry.contract_id : ''),
+      )
+      expect([...madeBy[0]!, ...madeBy[1]!].sort()).toEqual([...ids].sort())
+      expect(madeBy[0]!.length).toBeGreaterThan(0)
+      expect(madeBy[1]!.length).toBeGreaterThan(0)
+
+      // Cancelled contracts are terminated by the agent that runs them, not by the other.
+      for (const id of ids.slice(0, 6)) await buyer.cancel(id)
+      expect(await waitFor(async () => (await Promise.all(ids.slice(0, 6).map((id) => buyer.show(id)))).every((contract) => contract.status === 'terminated'), 30_000)).toBe(true)
+      const left = instanceProcesses(ids)
+      for (const id of ids.slice(0, 6)) expect(left.get(id)).toBeUndefined()
+    } finally {
+      for (const agent of agents) agent.kill('SIGTERM')
+    }
+    for (const agent of agents) expect((await agent.exited).code).toBe(0)
+  })
+
+  it('never logs a secret key, a passphrase, a password or sealed credentials', () => {
+    secrets.push(toHex(provider.agentKey.seed), toHex(provider.mainKey.seed))
+    expect(secrets.length).toBeGreaterThan(100)
+    for (const file of readdirSync(logDir)) {
+      const log = readFileSync(join(logDir, file), 'utf8')
+      expect(log.length).toBeGreaterThan(0)
+      for (const secret of secrets) expect(log.includes(secret), `${file} contains a secret`).toBe(false)
+    }
   })
 })

@@ -1,5 +1,5 @@
 import {spawn} from 'node:child_process'
-import {closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync} from 'node:fs'
+import {closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {z} from 'zod'
@@ -8,7 +8,7 @@ import {ApiClient} from '../../src/core/api/client.js'
 import {Contract} from '../../src/core/api/schemas.js'
 import {AGENT_PERMISSIONS, signDelegation} from '../../src/core/delegation.js'
 import {toHex} from '../../src/core/hex.js'
-import {readKeyFile} from '../../src/core/keys.js'
+import {createKeyFile, readKeyFile} from '../../src/core/keys.js'
 import {generateKeyPair, type KeyPair} from '../../src/core/signing.js'
 import {startMarketplace, type MarketplaceServer} from '../../src/marketplace/server.js'
 import {BIN, runCli} from './cli.js'
@@ -119,6 +119,19 @@ export async function initProvider(endpoint: string): Promise<ProviderSetup> {
   const agentKey = await readKeyFile(join(configDir, 'agent.key'))
   const registered = await registerProvider(endpoint, mainKey, [agentKey])
   return {configDir, mainKey, agentKey, ...registered}
+}
+
+/** A second agent of the same provider: its own config dir, state dir and agent key (encrypted when given a passphrase), delegated by the main key. */
+export async function addAgent(endpoint: string, provider: ProviderSetup, options: {passphrase?: string; label: string}): Promise<{configDir: string; agentKey: KeyPair}> {
+  const configDir = mkdtempSync(join(tmpdir(), 'outpost-agent-e2e-'))
+  copyFileSync(join(provider.configDir, 'outpost.toml'), join(configDir, 'outpost.toml'))
+  const {key: agentKey} = createKeyFile(join(configDir, 'agent.key'), 'agent', {passphrase: options.passphrase})
+  const terms = {agentPubkey: toHex(agentKey.publicKey), permissions: [...AGENT_PERMISSIONS], expiresAt: null, label: options.label}
+  await client(endpoint, provider.mainKey).post(`/providers/${provider.providerPubkey}/agent-delegations`, {
+    schema: Anything,
+    body: {agent_pubkey: terms.agentPubkey, permissions: terms.permissions, expires_at: null, label: terms.label, signature: signDelegation(provider.mainKey, terms)},
+  })
+  return {configDir, agentKey}
 }
 
 /** The settings that make the agent quick enough to test (all through OUTPOST_* variables, as an operator would). */
