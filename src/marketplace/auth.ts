@@ -4,13 +4,12 @@ import {delegationMessage, type AgentPermission} from '../core/delegation.js'
 import {isHex} from '../core/hex.js'
 import {requestSigningMessage, SIGNATURE_HEADERS, verifyHex} from '../core/signing.js'
 import type {Db} from './database.js'
-import {HttpError} from './http-error.js'
+import {HttpError, unauthenticated} from './http-error.js'
 
 /** PROTOCOL §2: how far a request's timestamp may be from the server's clock, and how long a nonce is remembered. */
 export const TIMESTAMP_WINDOW_MS = 300_000
 export const NONCE_RETENTION_MS = 600_000
 
-const unauthenticated = (code: string, message: string) => new HttpError(401, code, message)
 const forbidden = (code: string, message: string) => new HttpError(403, code, message)
 
 function header(headers: IncomingHttpHeaders, name: string): string {
@@ -127,6 +126,11 @@ export type ProviderAccess =
   | {kind: 'agent'; permission: AgentPermission; orMain?: boolean}
   /** The provider's main key or any of its live agent keys, whatever the permissions. */
   | {kind: 'main-or-agent'}
+  /**
+   * The main key, or a key the marketplace doesn't know yet submitting its own delegation (offline signing: the
+   * main key signed the delegation elsewhere). The handler checks that the body names the signer.
+   */
+  | {kind: 'main-or-own-delegation'}
 
 /**
  * §3 for a route under /providers/{pk}: main-only routes refuse every agent key; an agent key's delegation must
@@ -142,10 +146,11 @@ export function authorizeForProvider(identity: Identity, providerPubkey: string,
     return
   }
   if (identity.kind === 'other') {
+    if (access.kind === 'main-or-own-delegation') return
     throw unauthenticated('unknown_key', 'this key is neither a registered provider nor a delegated agent key')
   }
   const {delegation} = identity
-  if (access.kind === 'main') throw forbidden('permission_denied', 'this route takes the provider main key; agent keys are refused')
+  if (access.kind === 'main' || access.kind === 'main-or-own-delegation') throw forbidden('permission_denied', 'this route takes the provider main key; agent keys are refused')
   if (delegation.provider_pubkey !== providerPubkey) throw forbidden('wrong_provider', 'this agent key is delegated by another provider')
   assertDelegationLive(delegation, now)
   if (access.kind === 'agent' && !delegation.permissions.split(',').includes(access.permission)) {

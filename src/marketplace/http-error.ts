@@ -24,6 +24,8 @@ export class HttpError extends Error {
 
 export const notFound = (what: string) => new HttpError(404, 'not_found', `${what} not found`)
 
+export const unauthenticated = (code: string, message: string) => new HttpError(401, code, message)
+
 export const invalidTransition = (message: string) => new HttpError(409, 'invalid_transition', message)
 
 export function invalidBody(issues: FieldIssue[]): HttpError {

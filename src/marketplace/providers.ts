@@ -3,7 +3,7 @@ import type {z} from 'zod'
 import {verifyDelegation, type AgentPermission} from '../core/delegation.js'
 import type {DelegationRow} from './auth.js'
 import {fromJsonColumn, type MarketplaceContext} from './context.js'
-import {HttpError, invalidBody, notFound} from './http-error.js'
+import {HttpError, invalidBody, notFound, unauthenticated} from './http-error.js'
 import type {DelegationBody, HeartbeatBody, ProviderBody, ProviderStatusBody} from './schemas.js'
 import type {StakeBook, StakeView} from './stake.js'
 
@@ -145,6 +145,17 @@ export class ProviderRegistry {
     this.row(pubkey)
     this.setStatus.run(body.status, body.reason ?? null, this.context.clock.now(), pubkey)
     return providerView(this.row(pubkey))
+  }
+
+  /**
+   * An unknown key may submit only its own first delegation (the offline flow). Never a second one: a revoked key
+   * replaying an old delegation its provider once signed must stay revoked.
+   */
+  assertOwnFirstDelegation(signer: string, agentPubkey: string): void {
+    if (agentPubkey !== signer) throw unauthenticated('unknown_key', 'this key is neither a registered provider nor a delegated agent key')
+    if (this.delegation.get(agentPubkey)) {
+      throw new HttpError(409, 'already_exists', 'this agent key was delegated before; only the main key can change its delegation')
+    }
   }
 
   addDelegation(providerPubkey: string, body: z.infer<typeof DelegationBody>): DelegationView {

@@ -156,7 +156,12 @@ export function buildRoutes(context: MarketplaceContext): Route[] {
     }),
     route('GET', '/providers/:pk', {kind: 'public'}, (request) => ok(providers.describe(pk(request)))),
     route('PUT', '/providers/:pk/status', main, (request) => ok(providers.setProviderStatus(pk(request), parseBody(ProviderStatusBody, request.body)))),
-    route('POST', '/providers/:pk/agent-delegations', main, (request) => created(providers.addDelegation(pk(request), parseBody(DelegationBody, request.body)))),
+    route('POST', '/providers/:pk/agent-delegations', {kind: 'provider', rule: {kind: 'main-or-own-delegation'}}, (request) => {
+      const body = parseBody(DelegationBody, request.body)
+      const identity = signer(request)
+      if (identity.kind === 'other') providers.assertOwnFirstDelegation(identity.pubkey, body.agent_pubkey)
+      return created(providers.addDelegation(pk(request), body))
+    }),
     route('GET', '/providers/:pk/agent-delegations', {kind: 'provider', rule: {kind: 'main-or-agent'}}, (request) => {
       noQuery(request)
       return ok(providers.listDelegations(pk(request)))

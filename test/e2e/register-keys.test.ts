@@ -3,6 +3,8 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {ApiClient} from '../../src/core/api/client.js'
+import {registerProvider as registerProfile} from '../../src/core/api/main-key.js'
 import {fromHex} from '../../src/core/hex.js'
 import {signBytes} from '../../src/core/signing.js'
 import {readKeyFile} from '../../src/core/keys.js'
@@ -109,13 +111,13 @@ describe('outpost register, keys and doctor --verify-api (built CLI, real devnet
   it('offline signing: --print-delegation prints the exact text; its signature submitted with --delegation-signature works', async () => {
     const {dir, env} = await provider()
     const mainKeyFile = join(dir, 'provider-main.key')
-    // The provider profile must exist first; the offline flow delegates only.
-    expect((await runCli(['register', '--permissions', 'heartbeat'], {env})).exitCode).toBe(0)
+    const mainKey = await readKeyFile(mainKeyFile)
+    // The provider profile is registered once from wherever the main key lives; the offline flow delegates only.
+    await registerProfile(new ApiClient({endpoint: server.endpoint, key: mainKey}), {name: 'Offline Co', contact_email: 'ops@offline.example'})
     const offlineEnv = {OUTPOST_CONFIG_DIR: dir}
     const printed = await runCli(['register', '--print-delegation', '--expires-at', '1900000000000', '--label', 'rack-7'], {env: offlineEnv})
     expect(printed.exitCode, printed.stderr).toBe(0)
     const text = printed.stdout.replace(/\n$/, '')
-    const mainKey = await readKeyFile(mainKeyFile)
     const agent = parseJson<{keys: {role: string; public_key: string}[]}>(await runCli(['keys', 'show', '--json'], {env: offlineEnv})).keys[0]
     expect(text.split('\n')).toEqual([
       'outpost-delegation-v1',

@@ -178,3 +178,42 @@ describe('PROTOCOL §3 delegated agent keys', () => {
     expect(answer.body).toMatchObject({error: {details: [{field: 'signature'}]}})
   })
 })
+
+describe('offline delegation signing: an unknown key submits its own first delegation', () => {
+  function offlineDelegation(agent: ReturnType<typeof generateKeyPair>, label = 'offline') {
+    const terms = {agentPubkey: pub(agent), permissions: ['heartbeat'] as const, expiresAt: null, label}
+    return {agent_pubkey: pub(agent), permissions: ['heartbeat'], expires_at: null, label, signature: signDelegation(provider.main, terms)}
+  }
+
+  it('accepts the delegation signed by the main key elsewhere, submitted by the agent key it names', async () => {
+    const agent = generateKeyPair()
+    const answer = await send(market, 'POST', `/providers/${provider.pk}/agent-delegations`, {key: agent, body: offlineDelegation(agent)})
+    expect(answer.status).toBe(201)
+    const beat = await send(market, 'POST', `/providers/${provider.pk}/heartbeat`, {key: agent, body: heartbeat})
+    expect(beat.status).toBe(200)
+  })
+
+  it('refuses an unknown key submitting a delegation for another key: 401 unknown_key', async () => {
+    const answer = await send(market, 'POST', `/providers/${provider.pk}/agent-delegations`, {key: generateKeyPair(), body: offlineDelegation(generateKeyPair())})
+    expect(errorOf(answer)).toEqual({status: 401, code: 'unknown_key'})
+  })
+
+  it('refuses a forged self-submitted delegation: 400 naming signature', async () => {
+    const agent = generateKeyPair()
+    const answer = await send(market, 'POST', `/providers/${provider.pk}/agent-delegations`, {key: agent, body: {...offlineDelegation(agent), signature: 'ab'.repeat(64)}})
+    expect(errorOf(answer)).toEqual({status: 400, code: 'invalid_body'})
+  })
+
+  it('never lets a revoked key resurrect itself by replaying its old delegation', async () => {
+    const agent = generateKeyPair()
+    const body = offlineDelegation(agent)
+    expect((await send(market, 'POST', `/providers/${provider.pk}/agent-delegations`, {key: agent, body})).status).toBe(201)
+    expect((await send(market, 'DELETE', `/providers/${provider.pk}/agent-delegations/${pub(agent)}`, {key: provider.main})).status).toBe(204)
+    const replay = await send(market, 'POST', `/providers/${provider.pk}/agent-delegations`, {key: agent, body})
+    expect(errorOf(replay)).toEqual({status: 403, code: 'permission_denied'})
+    const stranger = generateKeyPair()
+    expect((await send(market, 'POST', `/providers/${provider.pk}/agent-delegations`, {key: stranger, body: offlineDelegation(stranger)})).status).toBe(201)
+    const again = await send(market, 'POST', `/providers/${provider.pk}/agent-delegations`, {key: stranger, body: offlineDelegation(stranger, 'changed')})
+    expect(errorOf(again)).toEqual({status: 403, code: 'permission_denied'})
+  })
+})
