@@ -109,7 +109,7 @@ describe('outpost register, keys and doctor --verify-api (built CLI, real devnet
   })
 
   it('offline signing: --print-delegation prints the exact text; its signature submitted with --delegation-signature works', async () => {
-    const {dir, env} = await provider()
+    const {dir} = await provider()
     const mainKeyFile = join(dir, 'provider-main.key')
     const mainKey = await readKeyFile(mainKeyFile)
     // The provider profile is registered once from wherever the main key lives; the offline flow delegates only.
