@@ -1,0 +1,29 @@
+import {mainKeyFlags, yesFlag} from '../../stake/flags.js'
+import {mainKeySession, readMainKey} from '../../stake/main-key.js'
+import {claimPendingRewards, stakeInfo, type ClaimOutcome} from '../../stake/stake.js'
+import {BaseCommand} from '../../ui/base-command.js'
+import {confirmOrRefuse} from '../../ui/confirm.js'
+import {getPassphrase} from '../../ui/passphrase.js'
+
+export default class StakeClaim extends BaseCommand {
+  static override summary = 'Claim the pending rewards (signed with the provider main key)'
+  static override examples = ['<%= config.bin %> stake claim', '<%= config.bin %> stake claim --yes --json']
+
+  static override flags = {...mainKeyFlags, ...yesFlag}
+
+  async run(): Promise<ClaimOutcome> {
+    const {flags} = await this.parse(StakeClaim)
+    const loaded = this.loadConfig(flags.config)
+    const mainKey = await readMainKey({file: flags['main-key-file'], passphrase: () => getPassphrase({file: flags['passphrase-file']})}, 'claiming rewards')
+    const session = mainKeySession(loaded, mainKey)
+    const current = await stakeInfo(session)
+    if (current.rewards_pending === '0') {
+      this.log('no rewards pending: nothing to claim')
+      return {claimed: '0', stake: current}
+    }
+    await confirmOrRefuse(`Claim ${current.rewards_pending} in rewards?`, 'claiming rewards', {yes: flags.yes, json: this.jsonEnabled()})
+    const outcome = await claimPendingRewards(session)
+    this.log(`claimed ${outcome.claimed}; rewards pending now ${outcome.stake.rewards_pending}`)
+    return outcome
+  }
+}

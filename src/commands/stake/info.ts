@@ -1,0 +1,39 @@
+import {Flags} from '@oclif/core'
+
+import {readKeyFileContent} from '../../core/keys.js'
+import {fromHex} from '../../core/hex.js'
+import {describeTime, mainKeyFlags} from '../../stake/flags.js'
+import {apiClient, configuredProvider} from '../../stake/main-key.js'
+import {stakeInfo, type StakeSummary} from '../../stake/stake.js'
+import {BaseCommand} from '../../ui/base-command.js'
+
+export default class StakeInfo extends BaseCommand {
+  static override summary = 'Show the stake, its tier and what it allows, unbonding amounts and pending rewards'
+  static override description = 'A public read: it needs the provider public key ([marketplace] provider_pubkey, --provider-pubkey, or the main key file), never a secret.'
+  static override examples = ['<%= config.bin %> stake info', '<%= config.bin %> stake info --json']
+
+  static override flags = {
+    'main-key-file': mainKeyFlags['main-key-file'],
+    'provider-pubkey': Flags.string({description: 'provider public key (default: [marketplace] provider_pubkey)'}),
+  }
+
+  async run(): Promise<StakeSummary> {
+    const {flags} = await this.parse(StakeInfo)
+    const loaded = this.loadConfig(flags.config)
+    const mainKeyPublic = flags['main-key-file'] ? fromHex(readKeyFileContent(flags['main-key-file']).public_key, 32, 'public_key') : undefined
+    const providerPubkey = flags['provider-pubkey'] ?? configuredProvider(loaded, mainKeyPublic)
+    const summary = await stakeInfo({client: apiClient(loaded), providerPubkey})
+    this.log(`provider        ${summary.provider_pubkey}`)
+    this.log(`staked          ${summary.staked}`)
+    this.log(`tier            ${summary.tier} (${limit(summary.max_concurrent_contracts)})`)
+    this.log(`next tier       ${summary.next_tier ? `${summary.next_tier.name} at ${summary.next_tier.minimum}: stake ${summary.next_tier.needed} more for ${limit(summary.next_tier.max_concurrent_contracts)}` : 'none: this is the top tier'}`)
+    this.log(`rewards pending ${summary.rewards_pending}`)
+    if (summary.unbonding.length === 0) this.log('unbonding       nothing')
+    for (const entry of summary.unbonding) this.log(`unbonding       ${entry.amount}, released ${describeTime(entry.release_at)}`)
+    return summary
+  }
+}
+
+function limit(maxConcurrent: number | null): string {
+  return maxConcurrent === null ? 'no limit on concurrent contracts' : `up to ${maxConcurrent} concurrent contracts`
+}
