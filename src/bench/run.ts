@@ -1,0 +1,245 @@
+import {ApiError, type ApiClient} from '../core/api/client.js'
+import {requestChallenge, submitReport, type BenchmarkChallenge, type BenchmarkReport} from '../core/api/benchmarks.js'
+import {computeWorkDigest, WORKLOAD_ITERATIONS} from '../core/benchmark-workload.js'
+import {BugError, UserError} from '../core/errors.js'
+import {allCores, measureCpu, PRIME_LIMIT} from './cpu.js'
+import {detectGpus, type GpuRun} from './gpu.js'
+import {describeMachine, type MachineDescription} from './machine.js'
+import {measureMemory, type MemoryRun} from './memory.js'
+import {measureNetwork, type NetworkRun} from './network.js'
+import type {Step} from './progress.js'
+import {measureStorage, type StorageRun} from './storage.js'
+
+export const BENCHMARK_TYPES = ['cpu', 'memory', 'storage', 'network', 'gpu'] as const
+export type BenchmarkType = (typeof BENCHMARK_TYPES)[number]
+
+export interface BenchmarkSettings {
+  types: readonly BenchmarkType[]
+  /** How long each measurement runs. */
+  durationMs: number
+  /** Small arrays and files: for tests and a first look, not for a report worth comparing. */
+  quick: boolean
+  /** A directory on the storage renters' machines use. */
+  storageDir: string
+  submit: boolean
+}
+
+export interface CpuResults {
+  kernel: string
+  single_core_events_per_second: number
+  all_cores_events_per_second: number
+  threads: number
+}
+
+export interface BenchmarkResults {
+  work: {iterations: number; seconds: number}
+  quick: boolean
+  duration_ms: number
+  cpu?: CpuResults
+  memory?: MemoryRun
+  storage?: StorageRun
+  network?: NetworkRun
+  gpu?: GpuRun
+}
+
+export interface BenchmarkOutcome {
+  provider_pubkey: string
+  challenge_id: string
+  work_digest: string
+  machine: MachineDescription
+  results: BenchmarkResults
+  submitted: boolean
+  report?: BenchmarkReport
+}
+
+export interface BenchmarkSession {
+  /** Signs with the agent key (permission `benchmark`) or the provider main key. */
+  client: ApiClient
+  providerPubkey: string
+}
+
+const MEMORY_ELEMENTS = {full: 2 ** 25, quick: 2 ** 22}
+const STORAGE_FILE_MIB = {full: 256, quick: 16}
+
+const round = (value: number, digits = 1) => Number(value.toFixed(digits))
+
+/** A refused report, said in words that tell what to do. */
+function submissionError(error: unknown): unknown {
+  if (!(error instanceof ApiError)) return error
+  if (error.apiCode === 'challenge_expired' || error.apiCode === 'challenge_used') {
+    return new UserError(`the marketplace refused the report: ${error.message}`, {
+      code: error.apiCode,
+      suggestion: 'run `outpost benchmark run --submit` again: each run asks for a fresh challenge, valid 15 minutes, once',
+      cause: error,
+    })
+  }
+  if (error.apiCode === 'invalid_body' && JSON.stringify(error.details ?? []).includes('work_digest')) {
+    return new BugError(`the marketplace computed another work digest for this challenge: ${error.message}`, {cause: error})
+  }
+  return error
+}
+
+/**
+ * The benchmark as steps: a challenge first, so the seeded workload (and the report) can only be made after it was
+ * issued; then each measurement asked for; then, with --submit, the report. `outcome()` reads the result after.
+ */
+export function planBenchmark(session: BenchmarkSession, settings: BenchmarkSettings): {steps: Step[]; outcome(): BenchmarkOutcome} {
+  const wanted = new Set(settings.types)
+  const size = settings.quick ? 'quick' : 'full'
+  let challenge: BenchmarkChallenge | undefined
+  let workDigest: string | undefined
+  let report: BenchmarkReport | undefined
+  const results: BenchmarkResults = {work: {iterations: WORKLOAD_ITERATIONS, seconds: 0}, quick: settings.quick, duration_ms: settings.durationMs}
+  const threads = allCores()
+
+  const steps: Step[] = [
+    {
+      title: 'Fetch a challenge from the marketplace',
+      run: async () => {
+        challenge = await requestChallenge(session.client, session.providerPubkey)
+        return `${challenge.challenge_id}, valid until ${new Date(challenge.expires_at).toISOString()}`
+      },
+    },
+    {
+      title: 'Run the seeded workload (work digest)',
+      run: async () => {
+        if (!challenge) throw new BugError('the workload ran before the challenge was fetched')
+        const start = performance.now()
+        workDigest = computeWorkDigest(challenge.seed)
+        results.work.seconds = round((performance.now() - start) / 1000, 3)
+        return `${workDigest.slice(0, 16)}… in ${results.work.seconds} s`
+      },
+    },
+  ]
+  if (wanted.has('cpu')) {
+    steps.push({
+      title: `CPU: one core, then all ${threads}`,
+      run: async () => {
+        const single = await measureCpu({threads: 1, durationMs: settings.durationMs})
+        const all = await measureCpu({threads, durationMs: settings.durationMs})
+        results.cpu = {
+          kernel: `primes below ${PRIME_LIMIT} by trial division (the sysbench cpu event)`,
+          single_core_events_per_second: round(single.events_per_second),
+          all_cores_events_per_second: round(all.events_per_second),
+          threads,
+        }
+        return `${results.cpu.single_core_events_per_second} events/s on one core, ${results.cpu.all_cores_events_per_second} on ${threads}`
+      },
+    })
+  }
+  if (wanted.has('memory')) {
+    steps.push({
+      title: 'Memory bandwidth (STREAM triad)',
+      run: async () => {
+        const run = measureMemory({elements: MEMORY_ELEMENTS[size], durationMs: settings.durationMs})
+        results.memory = {...run, triad_mib_per_second: round(run.triad_mib_per_second), triad_mean_mib_per_second: round(run.triad_mean_mib_per_second)}
+        return `${results.memory.triad_mib_per_second} MiB/s`
+      },
+    })
+  }
+  if (wanted.has('storage')) {
+    steps.push({
+      title: `Storage in ${settings.storageDir}`,
+      run: async () => {
+        const run = measureStorage({dir: settings.storageDir, fileMib: STORAGE_FILE_MIB[size], durationMs: settings.durationMs})
+        results.storage = {
+          ...run,
+          seq_write_mib_per_second: round(run.seq_write_mib_per_second),
+          seq_read_mib_per_second: round(run.seq_read_mib_per_second),
+          rand_read_iops: Math.round(run.rand_read_iops),
+          rand_write_iops: Math.round(run.rand_write_iops),
+        }
+        const {storage} = results
+        return `${storage.rand_read_iops} / ${storage.rand_write_iops} IOPS, ${storage.seq_read_mib_per_second} / ${storage.seq_write_mib_per_second} MiB/s${storage.direct_io ? '' : ' (page cache not bypassed)'}`
+      },
+    })
+  }
+  if (wanted.has('network')) {
+    steps.push({
+      title: `Network to ${session.client.endpoint}`,
+      run: async () => {
+        const run = await measureNetwork({client: session.client, providerPubkey: session.providerPubkey, durationMs: settings.durationMs})
+        results.network = {
+          ...run,
+          latency_ms_median: round(run.latency_ms_median, 2),
+          latency_ms_p90: round(run.latency_ms_p90, 2),
+          upload_mib_per_second: run.upload_mib_per_second === null ? null : round(run.upload_mib_per_second),
+        }
+        return `${results.network.latency_ms_median} ms, upload ${results.network.upload_mib_per_second ?? '-'} MiB/s`
+      },
+    })
+  }
+  if (wanted.has('gpu')) {
+    steps.push({
+      title: 'GPU (nvidia-smi)',
+      run: async () => {
+        results.gpu = await detectGpus()
+        return results.gpu.gpus.length > 0 ? results.gpu.gpus.map((gpu) => gpu.name).join(', ') : results.gpu.note
+      },
+    })
+  }
+  if (settings.submit) {
+    steps.push({
+      title: 'Submit the signed report',
+      run: async () => {
+        if (!challenge || !workDigest) throw new BugError('the report was submitted before the workload ran')
+        try {
+          report = await submitReport(session.client, session.providerPubkey, {
+            challenge_id: challenge.challenge_id,
+            machine: {...describeMachine()},
+            results: {...results},
+            work_digest: workDigest,
+          })
+        } catch (error) {
+          throw submissionError(error)
+        }
+        return `accepted${report.report_id ? ` as ${report.report_id}` : ''}`
+      },
+    })
+  }
+
+  return {
+    steps,
+    outcome: () => {
+      if (!challenge || !workDigest) throw new BugError('the benchmark outcome was read before it ran')
+      return {
+        provider_pubkey: session.providerPubkey,
+        challenge_id: challenge.challenge_id,
+        work_digest: workDigest,
+        machine: describeMachine(),
+        results,
+        submitted: report !== undefined,
+        ...(report ? {report} : {}),
+      }
+    },
+  }
+}
+
+/** The results as table rows: measure, value, how it was measured. */
+export function resultRows(results: BenchmarkResults): string[][] {
+  const rows: string[][] = [['work digest', `${results.work.seconds} s`, `${results.work.iterations} chained SHA-256 from the challenge seed`]]
+  const {cpu, memory, storage, network, gpu} = results
+  if (cpu) {
+    rows.push(['CPU, one core', `${cpu.single_core_events_per_second} events/s`, cpu.kernel])
+    rows.push([`CPU, ${cpu.threads} cores`, `${cpu.all_cores_events_per_second} events/s`, `${cpu.threads} worker threads at once`])
+  }
+  if (memory) rows.push(['memory triad', `${memory.triad_mib_per_second} MiB/s`, `best of ${memory.passes} passes (mean ${memory.triad_mean_mib_per_second}), 3 × ${memory.array_mib} MiB arrays`])
+  if (storage) {
+    const how = storage.direct_io ? `O_DIRECT, ${storage.file_mib} MiB file` : (storage.note ?? 'buffered')
+    rows.push(['storage seq write', `${storage.seq_write_mib_per_second} MiB/s`, `1 MiB blocks, ${how}`])
+    rows.push(['storage seq read', `${storage.seq_read_mib_per_second} MiB/s`, '1 MiB blocks'])
+    rows.push(['storage rand read', `${storage.rand_read_iops} IOPS`, '4 KiB, queue depth 1'])
+    rows.push(['storage rand write', `${storage.rand_write_iops} IOPS`, '4 KiB, queue depth 1'])
+  }
+  if (network) {
+    rows.push(['network latency', `${network.latency_ms_median} ms`, `median of ${network.samples} round trips (p90 ${network.latency_ms_p90} ms)`])
+    rows.push(['network upload', network.upload_mib_per_second === null ? '-' : `${network.upload_mib_per_second} MiB/s`, network.note ?? '1 MiB signed bodies; download: no route in protocol v1'])
+  }
+  if (gpu) {
+    if (gpu.gpus.length === 0) rows.push(['GPU', 'none', gpu.note ?? ''])
+    for (const [index, device] of gpu.gpus.entries()) {
+      rows.push([`GPU ${index}`, device.name, `${device.memory_mib} MiB, driver ${device.driver_version}${device.compute_capability ? `, compute capability ${device.compute_capability}` : ''}`])
+    }
+  }
+  return rows
+}
