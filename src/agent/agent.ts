@@ -17,6 +17,7 @@ import type {AgentMetrics, ContractResult} from './metrics.js'
 import {Outbox} from './outbox.js'
 import {Reporter} from './reporter.js'
 import {completedPeriods, usageRecord} from './usage.js'
+import {archiveUsageRecords} from './usage-archive.js'
 
 export interface AgentSettings {
   heartbeatSeconds: number
@@ -605,6 +606,7 @@ export class Agent {
       if (last) reportedUntil[id] = last.end
     }
     if (records.length === 0) return
+    archiveUsageRecords(this.options.stateDir, records)
     for (let start = 0; start < records.length; start += 1000) void this.reporter.send({kind: 'usage', records: records.slice(start, start + 1000)})
     // After the outbox holds them: a crash in between sends the same record ids again, which the marketplace ignores.
     this.journal.append({event: 'usage_queued', periods: reportedUntil})

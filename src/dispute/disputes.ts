@@ -1,0 +1,45 @@
+import {getDispute, submitEvidence, type ProviderDispute} from '../core/api/disputes.js'
+import {UserError} from '../core/errors.js'
+import type {ProviderSession} from '../stake/main-key.js'
+import type {EvidenceDraft} from './evidence.js'
+
+/** A dispute that can still be answered (evidence, or accepting it), checked before anything is shown or asked. */
+export async function answerableDispute(session: ProviderSession, disputeId: string): Promise<ProviderDispute> {
+  const dispute = await getDispute(session.client, disputeId)
+  if (dispute.status === 'accepted') {
+    throw new UserError(`dispute ${dispute.dispute_id} is already accepted`, {code: 'dispute_accepted', suggestion: 'an accepted dispute takes no more evidence and needs no answer'})
+  }
+  return dispute
+}
+
+export function sendEvidence(session: ProviderSession, disputeId: string, draft: EvidenceDraft, response: string | undefined): Promise<ProviderDispute> {
+  const providerResponse = response ?? draft.provider_response
+  if (!providerResponse) {
+    throw new UserError("the evidence needs a response: the provider's account of what happened", {
+      code: 'response_required',
+      suggestion: 'pass --response "..." or put provider_response in the evidence file',
+    })
+  }
+  return submitEvidence(session.client, disputeId, {provider_response: providerResponse, evidence: draft.evidence})
+}
+
+/** One line per dispute for a table. */
+export function disputeRow(dispute: ProviderDispute): string[] {
+  const description = dispute.description.replace(/\s+/g, ' ')
+  return [
+    dispute.dispute_id,
+    dispute.contract_id,
+    dispute.type,
+    dispute.status,
+    dispute.created_at === undefined ? '-' : new Date(dispute.created_at).toISOString().replace(/\.\d+Z$/, 'Z'),
+    description.length > 48 ? description.slice(0, 47) + '…' : description,
+  ]
+}
+
+export const DISPUTE_HEADER = ['dispute', 'contract', 'type', 'status', 'opened', 'description']
+
+export function evidenceRows(evidence: ProviderDispute['evidence']): string[][] {
+  return evidence.map((item, index) => [String(index + 1), item.type, item.hash.slice(0, 16) + '…', item.description.length > 90 ? item.description.slice(0, 89) + '…' : item.description])
+}
+
+export const EVIDENCE_HEADER = ['#', 'type', 'sha256', 'description']
