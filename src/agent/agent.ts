@@ -373,7 +373,11 @@ export class Agent {
       this.retryLater(contract, resumed)
       return
     }
-    if (!resumed) this.metrics.reactionLatency.observe(Math.max(0, Date.now() - contract.created_at) / 1000)
+    if (!resumed) {
+      const reactionMs = Math.max(0, Date.now() - contract.created_at)
+      this.metrics.reactionLatency.observe(reactionMs / 1000)
+      this.log.debug({contract_id: id, reaction_ms: reactionMs}, 'lock acquired')
+    }
 
     const lockLost = new AbortController()
     const signal = AbortSignal.any([this.interrupting.signal, lockLost.signal])

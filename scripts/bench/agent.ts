@@ -1,0 +1,171 @@
+import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {
+  fastAgentEnv,
+  initProvider,
+  killInstances,
+  metricsUrl,
+  renter,
+  startAgent,
+  startDevnet,
+  waitFor,
+  type AgentProcess,
+  type Devnet,
+  type ProviderSetup,
+} from '../../test/helpers/marketplace.js'
+import type {BenchRow, BenchSection} from './types.js'
+
+/**
+ * The agent against a devnet on loopback, with the built CLI: reaction latency (contract created → lock held, as the
+ * agent logs it) with long poll and with 30 s polling, contracts per second end to end with the local provisioner's
+ * default workload, and the agent's RSS idle and with 1000 active contracts (tiny perl listeners as workloads, so the
+ * machine holds 1000 of them; the agent's own memory is what is measured).
+ */
+
+const POLLING_SECONDS = 30
+const LONG_POLL_SAMPLES = Number(process.env.OUTPOST_BENCH_LONG_POLL_SAMPLES ?? 40)
+const POLLING_SAMPLES = Number(process.env.OUTPOST_BENCH_POLLING_SAMPLES ?? 8)
+const THROUGHPUT_CONTRACTS = Number(process.env.OUTPOST_BENCH_THROUGHPUT_CONTRACTS ?? 100)
+const ACTIVE_CONTRACTS = Number(process.env.OUTPOST_BENCH_ACTIVE_CONTRACTS ?? 1000)
+
+const PERL_LISTENER = [
+  'perl',
+  '-MIO::Socket::INET',
+  '-e',
+  '$s=IO::Socket::INET->new(LocalAddr=>"127.0.0.1",LocalPort=>$ENV{PORT},Listen=>64,ReuseAddr=>1) or die "$!"; while($c=$s->accept){print $c "ok\\n"; close $c}',
+]
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN
+}
+
+function rssMb(pid: number): number {
+  const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return match ? Number(match[1]) / 1024 : Number.NaN
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+interface Run {
+  devnet: Devnet
+  provider: ProviderSetup
+  logDir: string
+  ids: string[]
+}
+
+async function withProvider<T>(work: (run: Run) => Promise<T>): Promise<T> {
+  const devnet = await startDevnet()
+  const logDir = mkdtempSync(join(tmpdir(), 'outpost-bench-agent-'))
+  const run: Run = {devnet, provider: await initProvider(devnet.endpoint), logDir, ids: []}
+  try {
+    return await work(run)
+  } finally {
+    killInstances(run.ids)
+    await devnet.stop()
+    rmSync(run.provider.configDir, {recursive: true, force: true})
+    rmSync(logDir, {recursive: true, force: true})
+  }
+}
+
+async function stop(agent: AgentProcess): Promise<void> {
+  agent.kill('SIGTERM')
+  await agent.exited
+}
+
+/** Creates contracts one at a time, `gapMs` apart (with jitter), and reads each one's reaction time from the agent's log. */
+async function reactionTimes(run: Run, env: Record<string, string>, samples: number, gapMs: number): Promise<number[]> {
+  const agent = startAgent({...env, OUTPOST_LOGGING_LEVEL: 'debug'}, join(run.logDir, `reaction-${Date.now()}.log`))
+  try {
+    await metricsUrl(agent)
+    await sleep(500)
+    const buyer = renter(run.devnet.endpoint)
+    const mine: string[] = []
+    for (let index = 0; index < samples; index++) {
+      const id = (await buyer.create(run.provider.offeringId)).contract_id
+      mine.push(id)
+      run.ids.push(id)
+      await sleep(gapMs * (0.5 + Math.random()))
+    }
+    const reactions = new Map<string, number>()
+    await waitFor(() => {
+      for (const line of agent.logLines()) if (line.msg === 'lock acquired' && typeof line.reaction_ms === 'number') reactions.set(String(line.contract_id), line.reaction_ms)
+      return mine.every((id) => reactions.has(id))
+    }, (POLLING_SECONDS + 10) * 1000)
+    return mine.flatMap((id) => (reactions.has(id) ? [reactions.get(id)!] : []))
+  } finally {
+    await stop(agent)
+  }
+}
+
+export const agentBench: BenchSection = async () => {
+  const rows: BenchRow[] = []
+
+  await withProvider(async (run) => {
+    const base = fastAgentEnv(run.provider.configDir, {OUTPOST_AGENT_LONG_POLL_WAIT_SECONDS: '25', OUTPOST_AGENT_MAX_CONCURRENT_PROVISIONS: '16'})
+    const longPoll = await reactionTimes(run, base, LONG_POLL_SAMPLES, 150)
+    rows.push(
+      {group: 'agent', name: 'reaction p50, long poll', value: percentile(longPoll, 50), unit: 'ms', note: `target < 250 ms; ${longPoll.length} contracts`},
+      {group: 'agent', name: 'reaction p99, long poll', value: percentile(longPoll, 99), unit: 'ms'},
+    )
+    const polling = await reactionTimes(run, {...base, OUTPOST_AGENT_LONG_POLL_WAIT_SECONDS: '0', OUTPOST_AGENT_POLL_INTERVAL_SECONDS: String(POLLING_SECONDS)}, POLLING_SAMPLES, (POLLING_SECONDS * 1000) / 4)
+    const p50 = percentile(polling, 50)
+    rows.push(
+      {group: 'agent', name: `reaction p50, ${POLLING_SECONDS} s polling`, value: p50, unit: 'ms', ratio: p50 / percentile(longPoll, 50), note: `against long poll p50; ${polling.length} contracts`},
+      {group: 'agent', name: `reaction p99, ${POLLING_SECONDS} s polling`, value: percentile(polling, 99), unit: 'ms'},
+    )
+  })
+
+  await withProvider(async (run) => {
+    const agent = startAgent(fastAgentEnv(run.provider.configDir, {OUTPOST_AGENT_MAX_CONCURRENT_PROVISIONS: '16'}), join(run.logDir, 'throughput.log'))
+    try {
+      await metricsUrl(agent)
+      await sleep(1500)
+      rows.push({group: 'agent', name: 'agent RSS, idle', value: rssMb(agent.pid), unit: 'MiB'})
+      const buyer = renter(run.devnet.endpoint)
+      const started = Date.now()
+      const created = await Promise.all(Array.from({length: THROUGHPUT_CONTRACTS}, () => buyer.create(run.provider.offeringId)))
+      run.ids.push(...created.map((contract) => contract.contract_id))
+      const pending = new Set(run.ids)
+      await waitFor(async () => {
+        for (const id of [...pending]) if (['provisioned', 'active'].includes((await buyer.show(id)).status)) pending.delete(id)
+        return pending.size === 0
+      }, 300_000, 100)
+      const seconds = (Date.now() - started) / 1000
+      rows.push({group: 'agent', name: 'contracts per second, end to end', value: THROUGHPUT_CONTRACTS / seconds, unit: '/s', note: `${THROUGHPUT_CONTRACTS} contracts, local provisioner (Node banner service), 16 at once`})
+    } finally {
+      await stop(agent)
+    }
+  })
+
+  await withProvider(async (run) => {
+    const env = fastAgentEnv(run.provider.configDir, {
+      OUTPOST_AGENT_MAX_CONCURRENT_PROVISIONS: '32',
+      OUTPOST_AGENT_HEALTH_CHECK_INTERVAL_SECONDS: '10',
+      OUTPOST_AGENT_USAGE_INTERVAL_SECONDS: '10',
+      OUTPOST_PROVISIONER_LOCAL_COMMAND: JSON.stringify(PERL_LISTENER),
+    })
+    const agent = startAgent(env, join(run.logDir, 'active.log'))
+    try {
+      const metrics = await metricsUrl(agent)
+      const buyer = renter(run.devnet.endpoint)
+      for (let start = 0; start < ACTIVE_CONTRACTS; start += 100) {
+        const batch = await Promise.all(Array.from({length: Math.min(100, ACTIVE_CONTRACTS - start)}, () => buyer.create(run.provider.offeringId)))
+        run.ids.push(...batch.map((contract) => contract.contract_id))
+      }
+      await waitFor(async () => {
+        const text = await (await fetch(metrics)).text()
+        return Number(/^outpost_agent_active_contracts (\d+)/m.exec(text)?.[1] ?? 0) >= ACTIVE_CONTRACTS
+      }, 600_000, 1000)
+      // Let a health round and a usage round over all of them happen before measuring.
+      await sleep(12_000)
+      rows.push({group: 'agent', name: `agent RSS, ${ACTIVE_CONTRACTS} active contracts`, value: rssMb(agent.pid), unit: 'MiB', note: 'health and usage rounds included'})
+    } finally {
+      await stop(agent)
+    }
+  })
+
+  return rows
+}
