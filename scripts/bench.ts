@@ -1,9 +1,15 @@
 import {cpus, totalmem} from 'node:os'
 
+import {agentBench} from './bench/agent.js'
+import {serverBench} from './bench/server.js'
 import {startupBench} from './bench/startup.js'
 import type {BenchRow, BenchSection} from './bench/types.js'
 
-const sections: [string, BenchSection][] = [['startup', startupBench]]
+const sections: [string, BenchSection][] = [
+  ['startup', startupBench],
+  ['server', serverBench],
+  ['agent', agentBench],
+]
 
 function format(rows: BenchRow[]): string {
   const cells = rows.map((row) => [
