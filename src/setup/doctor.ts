@@ -1,7 +1,11 @@
 import {loadConfig, type LoadedConfig} from '../core/config/load.js'
 import {describeError, isUserError} from '../core/errors.js'
 import {readKeyFile, readKeyFileContent, type StoredKey} from '../core/keys.js'
+import {createProvisioner} from '../provisioners/index.js'
+import type {Provisioner} from '../provisioners/provisioner.js'
 import {verifyApi} from './verify-api.js'
+
+const PROVISIONER_CHECK_TIMEOUT_MS = 30_000
 
 export type CheckStatus = 'pass' | 'fail' | 'warn' | 'skip'
 
@@ -22,6 +26,29 @@ export interface DoctorOptions {
 
 function failure(name: string, error: unknown): CheckResult {
   return {name, status: 'fail', message: describeError(error), remedy: isUserError(error) ? error.suggestion : undefined}
+}
+
+/**
+ * The backend's own checks (for Proxmox: reachable, token valid, template exists, storage has room), as one line: all
+ * of them when they pass, the failing ones with the first remedy when not.
+ */
+async function provisionerCheck(loaded: LoadedConfig): Promise<CheckResult> {
+  const type = loaded.config.provisioner.type
+  let provisioner: Provisioner | undefined
+  try {
+    provisioner = createProvisioner(loaded)
+    const checks = await provisioner.verifySetup(AbortSignal.timeout(PROVISIONER_CHECK_TIMEOUT_MS))
+    const failed = checks.filter((check) => !check.ok)
+    if (failed.length === 0) {
+      return {name: 'provisioner', status: 'pass', message: [`[provisioner] type = "${type}"`, ...checks.map((check) => check.message)].join('; ')}
+    }
+    const remedy = failed.find((check) => check.remedy)?.remedy
+    return {name: 'provisioner', status: 'fail', message: `${type}: ${failed.map((check) => `${check.name}: ${check.message}`).join('; ')}`, ...(remedy ? {remedy} : {})}
+  } catch (error) {
+    return failure('provisioner', error)
+  } finally {
+    await provisioner?.close?.()
+  }
 }
 
 /** Runs the local checks in order; a check whose input failed is skipped, not failed twice. */
@@ -54,7 +81,7 @@ export async function runDoctor(options: DoctorOptions): Promise<{checks: CheckR
     } catch (error) {
       checks.push(failure('agent key', error))
     }
-    checks.push({name: 'provisioner', status: 'pass', message: `[provisioner] type = "${loaded.config.provisioner.type}"`})
+    checks.push(await provisionerCheck(loaded))
     if (options.verifyApi) {
       if (agentKey) checks.push(...(await verifyApi(loaded, agentKey)))
       else checks.push({name: 'api', status: 'skip', message: 'skipped: the agent key did not open'})

@@ -1,0 +1,44 @@
+import {existsSync, readFileSync} from 'node:fs'
+import {Flags} from '@oclif/core'
+
+import {testProvision, type TestProvisionResult} from '../setup/test-provision.js'
+import {BaseCommand} from '../ui/base-command.js'
+import {paint} from '../ui/colors.js'
+
+export default class TestProvision extends BaseCommand {
+  static override summary = 'Provision a test instance with the configured provisioner, check it, and remove it'
+  static override description =
+    'Makes one instance as the agent would for a contract (sized like the first [[offerings]]), waits for its address, ' +
+    'checks its health and terminates it, printing the time of each phase. With --keep the instance stays for you to inspect.'
+
+  static override examples = ['<%= config.bin %> test-provision', '<%= config.bin %> test-provision --ssh-pubkey ~/.ssh/id_ed25519.pub --keep']
+
+  static override flags = {
+    'ssh-pubkey': Flags.string({description: 'SSH public key (or a .pub file) to install in the instance'}),
+    keep: Flags.boolean({description: 'leave the instance running', default: false}),
+  }
+
+  async run(): Promise<TestProvisionResult> {
+    const {flags} = await this.parse(TestProvision)
+    const loaded = this.loadConfig(flags.config)
+    const key = flags['ssh-pubkey']
+    const sshPubkey = key && !key.startsWith('ssh-') && existsSync(key) ? readFileSync(key, 'utf8') : key
+    this.log(`provisioning a test instance with ${loaded.config.provisioner.type}...`)
+    const interrupted = new AbortController()
+    const interrupt = () => interrupted.abort(new Error('interrupted'))
+    process.once('SIGINT', interrupt)
+    try {
+      const result = await testProvision({loaded, sshPubkey, keep: flags.keep, signal: interrupted.signal})
+      for (const phase of result.phases) this.log(`  ${phase.name.padEnd(10)} ${(phase.ms / 1000).toFixed(1).padStart(6)} s`)
+      this.log(`  ${'total'.padEnd(10)} ${(result.total_ms / 1000).toFixed(1).padStart(6)} s`)
+      const {instance} = result
+      this.log(
+        `${paint.green('✓', process.stdout)} ${instance.external_id} at ${instance.ip_address}:${instance.ssh_port} was ${result.health.status}` +
+          (result.kept ? '; kept running (--keep)' : '; terminated'),
+      )
+      return result
+    } finally {
+      process.off('SIGINT', interrupt)
+    }
+  }
+}
