@@ -1,4 +1,4 @@
-import {writeFileSync} from 'node:fs'
+import {readFileSync, writeFileSync} from 'node:fs'
 import {createServer, type AddressInfo, type Server} from 'node:net'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -7,7 +7,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {ManualRequestStore} from '../../src/provisioners/manual/requests.js'
 import {ProxmoxEmulator} from '../emulators/proxmox/emulator.js'
 import {makeSelfSignedCertificate} from '../emulators/tls.js'
-import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
+import {parseJson, REPO_ROOT, runCli, tempConfigDir} from '../helpers/cli.js'
 
 interface TestProvisionJson {
   provisioner: string
@@ -142,5 +142,20 @@ describe('outpost test-provision with the manual provisioner (built CLI)', () =>
     expect(json.phases.map((phase) => phase.name)).toEqual(['provision', 'health', 'terminate'])
     expect(result.stderr).toContain(`contract ${id} needs a machine`)
     expect(result.stderr).toContain(`tear down machine outpost-${id}`)
+  })
+})
+
+describe('proxmox-api is loaded only by a Proxmox backend that talks to its host', () => {
+  async function loadedModules(env: Record<string, string>, args: string[]): Promise<string[]> {
+    const trace = join(env.OUTPOST_CONFIG_DIR ?? '', 'imports.txt')
+    await runCli(['doctor', '--json', ...args], {env: {...env, OUTPOST_TRACE_IMPORTS: trace, NODE_OPTIONS: `--import ${join(REPO_ROOT, 'test/fixtures/trace-imports.mjs')}`}})
+    return readFileSync(trace, 'utf8').split('\n').filter((url) => /\/node_modules\/(proxmox-api|undici)\//.test(url))
+  }
+
+  it('doctor with the manual backend loads neither proxmox-api nor undici; with Proxmox it does', async () => {
+    const dir = tempConfigDir('outpost-trace-manual-')
+    writeFileSync(join(dir, 'outpost.toml'), '[marketplace]\nendpoint = "http://127.0.0.1:9"\n\n[provisioner]\ntype = "manual"\n')
+    expect(await loadedModules({OUTPOST_CONFIG_DIR: dir}, [])).toEqual([])
+    expect((await loadedModules(proxmoxConfig(), [])).length).toBeGreaterThan(0)
   })
 })
