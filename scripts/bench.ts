@@ -1,6 +1,7 @@
 import {cpus, totalmem} from 'node:os'
 
 import {agentBench} from './bench/agent.js'
+import {proxmoxBench} from './bench/proxmox.js'
 import {serverBench} from './bench/server.js'
 import {startupBench} from './bench/startup.js'
 import type {BenchRow, BenchSection} from './bench/types.js'
@@ -9,6 +10,7 @@ const sections: [string, BenchSection][] = [
   ['startup', startupBench],
   ['server', serverBench],
   ['agent', agentBench],
+  ['proxmox', proxmoxBench],
 ]
 
 function format(rows: BenchRow[]): string {
