@@ -8,14 +8,19 @@ import {parseToml, validateConfig} from './load.js'
  * validated before it replaces the file (atomically), and the old file is kept as a backup.
  */
 export function setConfigValues(file: string, section: string, values: Record<string, string | number | boolean>): {backup: string} {
-  let lines = readFileSync(file, 'utf8').split('\n')
-  for (const [key, value] of Object.entries(values)) lines = setLine(lines, section, key, JSON.stringify(value))
-  const text = lines.join('\n')
+  const text = setConfigText(readFileSync(file, 'utf8'), section, values)
   validateConfig(parseToml(text, file), file, {})
   const backup = backupPath(file)
   copyFileSync(file, backup)
   writeFileAtomic(file, text, 0o644)
   return {backup}
+}
+
+/** The same edit on config text: each `key = value` set in `[section]` (added when missing), every other line kept. */
+export function setConfigText(text: string, section: string, values: Record<string, string | number | boolean>): string {
+  let lines = text.split('\n')
+  for (const [key, value] of Object.entries(values)) lines = setLine(lines, section, key, JSON.stringify(value))
+  return lines.join('\n')
 }
 
 function setLine(lines: string[], section: string, key: string, tomlValue: string): string[] {
