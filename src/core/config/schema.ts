@@ -99,16 +99,72 @@ export const ManualProvisionerSection = z.strictObject({
   poll_interval_seconds: seconds(2, 1, 300).describe('How often a waiting provision looks for the operator answer'),
 })
 
+const tcpPort = z.number().int().min(1).max(65_535)
+const environmentName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name, like OUTPOST_PASSWORD')
+
+export const DockerProvisionerSection = z.strictObject({
+  socket: z.string().min(1).default('/var/run/docker.sock').describe('Unix socket of the Docker Engine API'),
+  image: z.string().min(1).describe('Image of the containers; it must already be on the engine (nothing is pulled)'),
+  command: z.array(z.string().min(1)).min(1).optional().describe("Container command (default: the image's own)"),
+  service_port: tcpPort.default(22).describe('Container port published for the renter (SSH or the service), on a free host port'),
+  bind_address: ipv4.default('0.0.0.0').describe('Host address the port is published on'),
+  public_address: z.string().min(1).optional().describe("Address renters connect to (default: this host's first non-internal IPv4)"),
+  username: z.string().min(1).default('root').describe('Login name handed to the renter with the password'),
+  password_env: environmentName
+    .default('OUTPOST_PASSWORD')
+    .describe("Environment variable that carries the contract's random password into the container; the image sets its login from it"),
+  ssh_key_env: environmentName.default('OUTPOST_SSH_AUTHORIZED_KEYS').describe("Environment variable that carries the renter's SSH public key into the container"),
+  startup_timeout_seconds: seconds(60, 1, 600).describe('Time for the published port to accept TCP connections'),
+  stop_timeout_seconds: seconds(10, 0, 300).describe('Graceful stop time before the engine kills a container on terminate'),
+  request_timeout_seconds: seconds(30, 1, 300).describe('Timeout of one Engine API request'),
+})
+
+export const HetznerProvisionerSection = z.strictObject({
+  token: z
+    .string()
+    .regex(/^[A-Za-z0-9]{64}$/, 'expected a Hetzner Cloud API token (64 letters and digits)')
+    .describe('Read & write API token of the Hetzner Cloud project; prefer OUTPOST_PROVISIONER_HETZNER_TOKEN'),
+  api_url: z.url({protocol: /^https?$/, error: 'expected an http:// or https:// URL'}).default('https://api.hetzner.cloud/v1').describe('API base URL'),
+  image: z.string().min(1).default('ubuntu-24.04').describe('Image of the servers (name or id)'),
+  region: z.string().min(1).optional().describe('Location (fsn1) or network zone (eu-central) of the servers; default: the cheapest anywhere'),
+  architecture: z.enum(['x86', 'arm']).default('x86').describe('CPU architecture of the server types considered'),
+  server_types: z.array(z.string().min(1)).min(1).optional().describe('Only these server types are considered (default: all that fit)'),
+  ssh_port: tcpPort.default(22).describe('SSH port of the servers'),
+  action_timeout_seconds: seconds(600, 1, 3600).describe('Longest a server action (create, delete) may run'),
+  request_timeout_seconds: seconds(30, 1, 300).describe('Timeout of one API request'),
+})
+
+const slurmTime = z
+  .string()
+  .regex(/^(?:UNLIMITED|(?:\d+-)?\d+(?::\d+){0,2})$/, 'expected a SLURM time limit, like 2-00:00:00, 90 or UNLIMITED')
+
+export const SlurmProvisionerSection = z.strictObject({
+  partition: z.string().regex(/^[\w.-]+$/, 'expected a partition name').optional().describe("Partition of the jobs (default: the cluster's default)"),
+  account: z.string().regex(/^[\w.-]+$/, 'expected an account name').optional().describe('Account the jobs are charged to'),
+  nodes: z.number().int().min(1).max(10_000).default(1).describe('Nodes per job'),
+  tasks: z.number().int().min(1).max(100_000).default(1).describe('Tasks per job; each gets the contract cpu_cores as cpus-per-task'),
+  time_limit: slurmTime.optional().describe("Job time limit (default: the partition's)"),
+  gpu_type: z.string().regex(/^[\w.-]+$/, 'expected a GRES type, like a100').optional().describe('GPU type in the gres request (gpu:<type>:<count>)'),
+  template: z.string().min(1).optional().describe('Job script template, relative to this config file (default: templates/slurm/outpost-job.sh of the package)'),
+  slurm_conf: z.string().min(1).optional().describe('slurm.conf for the SLURM commands (SLURM_CONF); default: the system one'),
+  ssh_port: tcpPort.default(22).describe('Port renters connect to on the allocated node'),
+  start_timeout_seconds: seconds(300, 1, 86_400).describe('Longest a job may stay pending before the contract fails'),
+  command_timeout_seconds: seconds(30, 1, 600).describe('Timeout of one sbatch, squeue, scancel or sinfo call'),
+})
+
 export const ProvisionerSection = z
   .strictObject({
-    type: z.enum(['local', 'proxmox', 'script', 'manual']).describe('Backend that runs the machines'),
+    type: z.enum(['local', 'proxmox', 'script', 'manual', 'docker', 'hetzner', 'slurm']).describe('Backend that runs the machines'),
     local: LocalProvisionerSection.default({startup_timeout_seconds: 10}),
     proxmox: ProxmoxProvisionerSection.optional().describe('Proxmox VE backend (type = "proxmox")'),
     script: ScriptProvisionerSection.optional().describe('Operator script backend (type = "script")'),
     manual: ManualProvisionerSection.default({poll_interval_seconds: 2}).describe('Provisioning by hand (type = "manual")'),
+    docker: DockerProvisionerSection.optional().describe('Docker Engine backend (type = "docker")'),
+    hetzner: HetznerProvisionerSection.optional().describe('Hetzner Cloud backend (type = "hetzner")'),
+    slurm: SlurmProvisionerSection.optional().describe('SLURM batch jobs (type = "slurm")'),
   })
   .superRefine((section, context) => {
-    for (const type of ['proxmox', 'script'] as const) {
+    for (const type of ['proxmox', 'script', 'docker', 'hetzner'] as const) {
       if (section.type === type && section[type] === undefined) {
         context.addIssue({code: 'custom', path: [type], message: `[provisioner.${type}] is required when type = "${type}"`})
       }

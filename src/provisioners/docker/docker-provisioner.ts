@@ -1,0 +1,386 @@
+import {randomBytes} from 'node:crypto'
+import {statfsSync} from 'node:fs'
+import {createConnection} from 'node:net'
+import {networkInterfaces} from 'node:os'
+import type {z} from 'zod'
+
+import type {Contract} from '../../core/api/schemas.js'
+import type {DockerProvisionerSection} from '../../core/config/schema.js'
+import {describeError} from '../../core/errors.js'
+import {
+  instanceName,
+  ProvisionAbortedError,
+  ProvisionError,
+  throwIfAborted,
+  type Capacity,
+  type InstanceHealth,
+  type ListedInstance,
+  type ProvisionedInstance,
+  type Provisioner,
+  type SetupCheck,
+} from '../provisioner.js'
+import {pollUntil, PollTimeoutError} from '../proxmox/poll.js'
+import {demultiplexLogs, DockerApiError, DockerEngine} from './engine.js'
+import {ContainerCreated, ContainerInspect, ContainerList, EngineInfo, ImageInspect} from './schemas.js'
+
+export type DockerSettings = z.output<typeof DockerProvisionerSection>
+
+/** Labels on every container the provisioner makes: the contract it serves, and that it is Outpost's to manage. */
+export const CONTRACT_LABEL = 'outpost.contract'
+export const MANAGED_LABEL = 'outpost.managed'
+
+const CONTAINER_ID = /^[0-9a-f]{12,64}$/
+const LOG_TAIL_LINES = 5
+/** How long a connection through the engine's port proxy must stay open to count as reaching the service. */
+const PROXY_SETTLE_MS = 250
+
+function toProvisionError(error: unknown, what: string): ProvisionError {
+  if (error instanceof ProvisionError) return error
+  if (error instanceof DockerApiError) return new ProvisionError(error.message, {retryPossible: error.retryable, cause: error})
+  if (error instanceof PollTimeoutError) return new ProvisionError(error.message, {retryPossible: true, cause: error})
+  return new ProvisionError(`${what}: ${describeError(error)}`, {retryPossible: true, cause: error})
+}
+
+/**
+ * Containers on a Docker engine, one per contract: `outpost-<contract>`, labelled with the contract, with the
+ * contract's CPU and memory as limits and the service port published on a free host port (the engine picks it).
+ *
+ * Credentials: a random password goes into the container as the environment variable `password_env`, with the
+ * renter's SSH key in `ssh_key_env`; the image's entrypoint sets the login from them (an sshd image runs
+ * `echo "root:$OUTPOST_PASSWORD" | chpasswd`). Being in the container's config, the password is found again after an
+ * agent restart. The contract's storage_gb is not enforced: a per-container disk quota needs overlay2 on XFS with
+ * project quotas, which few hosts have.
+ */
+export class DockerProvisioner implements Provisioner {
+  readonly type = 'docker'
+  readonly engine: DockerEngine
+  /** One provision at a time per contract, so two calls at once never create two containers. */
+  private readonly busy = new Map<string, Promise<unknown>>()
+
+  constructor(private readonly settings: DockerSettings) {
+    this.engine = new DockerEngine(settings.socket, settings.request_timeout_seconds * 1000)
+  }
+
+  async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
+    const name = instanceName(contract.contract_id)
+    throwIfAborted(signal, `provisioning ${name}`)
+    return this.serialize(name, () => this.provisionOnce(contract, name, signal))
+  }
+
+  async find(contractId: string, signal?: AbortSignal): Promise<ProvisionedInstance | undefined> {
+    try {
+      const [summary] = await this.listContainers({label: [`${CONTRACT_LABEL}=${contractId}`]}, signal)
+      if (!summary) return undefined
+      const container = await this.inspect(summary.Id, signal)
+      if (container?.State.Status !== 'running' || this.hostPort(container) === undefined) return undefined
+      return this.describe(container, contractId)
+    } catch (error) {
+      throw toProvisionError(error, `looking up the container of ${contractId}`)
+    }
+  }
+
+  /** Stop (the engine kills after stop_timeout_seconds), then remove with its volumes. Already gone is success. */
+  async terminate(externalId: string, signal?: AbortSignal): Promise<void> {
+    const id = checkId(externalId)
+    try {
+      const container = await this.inspect(id, signal)
+      if (!container) return
+      if (container.Config.Labels[MANAGED_LABEL] !== 'true') {
+        throw new ProvisionError(`refusing to remove container ${id} ("${displayName(container)}"): outpost did not make it`, {retryPossible: false})
+      }
+      await this.engine.call(`stopping container ${id}`, {method: 'POST', path: `/containers/${id}/stop`, query: {t: this.settings.stop_timeout_seconds}, accept: [304, 404]}, signal)
+      await this.remove(id, signal)
+    } catch (error) {
+      throw toProvisionError(error, `terminating container ${id}`)
+    }
+  }
+
+  async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
+    const id = checkId(externalId)
+    let container: ContainerInspect | undefined
+    try {
+      container = await this.inspect(id, signal)
+    } catch (error) {
+      if (error instanceof ProvisionAbortedError) throw error
+      return {status: 'unknown', details: {error: describeError(error)}}
+    }
+    if (!container) return {status: 'unhealthy', details: {reason: 'container not found'}}
+    const state = container.State
+    if (state.Status !== 'running') return {status: 'unhealthy', details: {state: state.Status, exit_code: state.ExitCode}}
+    const uptimeSeconds = Math.max(0, Math.floor((Date.now() - Date.parse(state.StartedAt)) / 1000))
+    // An image with a HEALTHCHECK knows best; otherwise the published port must reach the service.
+    if (state.Health?.Status === 'unhealthy') return {status: 'unhealthy', uptimeSeconds, details: {state: state.Status, healthcheck: 'unhealthy'}}
+    const port = this.hostPort(container)
+    if (port === undefined || !(await serviceAnswers(this.probeAddress(), port, 2000))) {
+      return {status: 'unhealthy', uptimeSeconds, details: {state: state.Status, reason: `port ${port ?? '(unpublished)'} does not reach the service`}}
+    }
+    return {status: 'healthy', uptimeSeconds, details: {state: state.Status}}
+  }
+
+  async list(signal?: AbortSignal): Promise<ListedInstance[]> {
+    try {
+      const containers = await this.listContainers({label: [`${MANAGED_LABEL}=true`]}, signal)
+      return containers.map((container) => {
+        const contractId = container.Labels[CONTRACT_LABEL]
+        const name = container.Names[0]?.replace(/^\//, '') ?? container.Id
+        return {externalId: container.Id, name, ...(contractId ? {contractId} : {})}
+      })
+    } catch (error) {
+      throw toProvisionError(error, 'listing containers')
+    }
+  }
+
+  async capacity(signal?: AbortSignal): Promise<Capacity> {
+    try {
+      const info = await this.engine.json('reading engine info', EngineInfo, {method: 'GET', path: '/info'}, signal)
+      if (!info) throw new DockerApiError('reading engine info: no answer')
+      return {cpuCores: info.NCPU, memoryMb: Math.floor(info.MemTotal / 1024 ** 2), storageGb: freeGb(info.DockerRootDir), gpuCount: 0}
+    } catch (error) {
+      throw toProvisionError(error, 'reading engine capacity')
+    }
+  }
+
+  async verifySetup(signal?: AbortSignal): Promise<SetupCheck[]> {
+    const checks: SetupCheck[] = []
+    try {
+      const info = await this.engine.json('reading engine info', EngineInfo, {method: 'GET', path: '/info'}, signal)
+      checks.push({name: 'docker engine', ok: true, message: `${this.settings.socket} answers (Docker ${info?.ServerVersion ?? 'unknown'})`})
+    } catch (error) {
+      checks.push({
+        name: 'docker engine',
+        ok: false,
+        message: describeError(error),
+        remedy: `start the Docker engine, or set [provisioner.docker] socket; the agent's user needs access to ${this.settings.socket}`,
+      })
+      return checks
+    }
+    const image = this.settings.image
+    try {
+      const found = await this.engine.json(`inspecting image ${image}`, ImageInspect, {method: 'GET', path: `/images/${encodeURIComponent(image)}/json`, accept: [404]}, signal)
+      checks.push(
+        found
+          ? {name: 'docker image', ok: true, message: `${image} is present (${found.Id.slice(0, 19)})`}
+          : {name: 'docker image', ok: false, message: `image ${image} is not on the engine`, remedy: `docker pull ${image} (or docker load it); outpost never pulls`},
+      )
+    } catch (error) {
+      checks.push({name: 'docker image', ok: false, message: describeError(error)})
+    }
+    return checks
+  }
+
+  // --- provisioning steps ---
+
+  private async provisionOnce(contract: Contract, name: string, signal: AbortSignal): Promise<ProvisionedInstance> {
+    throwIfAborted(signal, `provisioning ${name}`)
+    try {
+      let container = await this.inspect(name, signal)
+      if (container && container.Config.Labels[CONTRACT_LABEL] !== contract.contract_id) {
+        throw new ProvisionError(`a container named ${name} exists that outpost did not make for this contract`, {retryPossible: false})
+      }
+      container ??= await this.create(contract, name, signal)
+      if (!container.State.Running) {
+        await this.engine.call(`starting container ${name}`, {method: 'POST', path: `/containers/${container.Id}/start`, accept: [304]}, signal)
+      }
+      const ready = await this.waitReady(container.Id, name, signal)
+      return this.describe(ready, contract.contract_id)
+    } catch (error) {
+      // An abort is the agent stopping: the container stays, and the next provision() of this contract resumes it.
+      if (error instanceof ProvisionAbortedError) throw error
+      const failure = toProvisionError(error, `provisioning ${name}`)
+      throw await this.cleanUpAfter(failure, name)
+    }
+  }
+
+  private async create(contract: Contract, name: string, signal: AbortSignal): Promise<ContainerInspect> {
+    const servicePort = `${this.settings.service_port}/tcp`
+    const body = {
+      Image: this.settings.image,
+      ...(this.settings.command ? {Cmd: this.settings.command} : {}),
+      Env: [
+        `${this.settings.password_env}=${randomBytes(18).toString('base64url')}`,
+        `${this.settings.ssh_key_env}=${contract.ssh_pubkey.trim()}`,
+        `OUTPOST_INSTANCE=${name}`,
+        `OUTPOST_CONTRACT_ID=${contract.contract_id}`,
+      ],
+      Labels: {[CONTRACT_LABEL]: contract.contract_id, [MANAGED_LABEL]: 'true'},
+      ExposedPorts: {[servicePort]: {}},
+      HostConfig: {
+        NanoCpus: contract.cpu_cores * 1e9,
+        Memory: contract.memory_mb * 1024 * 1024,
+        // An empty HostPort lets the engine take a free one, with no race against other programs.
+        PortBindings: {[servicePort]: [{HostIp: this.settings.bind_address, HostPort: ''}]},
+        RestartPolicy: {Name: 'unless-stopped'},
+        ...(contract.gpu_count > 0 ? {DeviceRequests: [{Driver: '', Count: contract.gpu_count, Capabilities: [['gpu']]}]} : {}),
+      },
+    }
+    try {
+      await this.engine.json(`creating container ${name}`, ContainerCreated, {method: 'POST', path: '/containers/create', query: {name}, body}, signal)
+    } catch (error) {
+      if (error instanceof DockerApiError && error.status === 404) {
+        throw new ProvisionError(`${error.message} (load the image onto the engine: outpost never pulls)`, {retryPossible: false, cause: error})
+      }
+      // 409: the name is taken, by this contract's container from an answer that was lost, or by someone else's.
+      if (!(error instanceof DockerApiError && error.status === 409)) throw error
+    }
+    // A create cut short by an abort may still be under way in the engine: its name is reserved before it can be inspected.
+    const container = await pollUntil(() => this.inspect(name, signal), {what: `container ${name} to appear`, timeoutMs: 10_000, signal, initialMs: 50})
+    if (!container || container.Config.Labels[CONTRACT_LABEL] !== contract.contract_id) {
+      throw new ProvisionError(`container name ${name} is taken by a container outpost did not make for this contract`, {retryPossible: false})
+    }
+    return container
+  }
+
+  /** Polls until the container runs and its published port reaches the service; an exit ends the wait with its log. */
+  private async waitReady(id: string, name: string, signal: AbortSignal): Promise<ContainerInspect> {
+    try {
+      return await pollUntil(
+        async () => {
+          const container = await this.inspect(id, signal)
+          if (!container) throw new ProvisionError(`container ${name} disappeared while starting`, {retryPossible: true})
+          // With the restart policy a crashing workload shows as "restarting" (Running stays true) between attempts.
+          if (['exited', 'dead', 'restarting'].includes(container.State.Status)) {
+            const why = container.State.OOMKilled ? 'was killed for exceeding its memory limit' : `exited with code ${container.State.ExitCode}`
+            throw new ProvisionError(`container ${name} ${why} before its service answered${await this.logTail(id)}`, {retryPossible: true})
+          }
+          if (container.State.Status !== 'running') return undefined
+          const port = this.hostPort(container)
+          return port !== undefined && (await serviceAnswers(this.probeAddress(), port, 1000)) ? container : undefined
+        },
+        {what: `the service of container ${name} answering on its published port`, timeoutMs: this.settings.startup_timeout_seconds * 1000, signal, initialMs: 100},
+      )
+    } catch (error) {
+      if (error instanceof PollTimeoutError) throw new ProvisionError(error.message, {retryPossible: true, cause: error})
+      throw error
+    }
+  }
+
+  /** Removes the failed contract's container and returns the error to report, noting a failed cleanup. */
+  private async cleanUpAfter(failure: ProvisionError, name: string): Promise<ProvisionError> {
+    try {
+      const leftover = await this.inspect(name)
+      if (leftover && leftover.Config.Labels[MANAGED_LABEL] === 'true') await this.remove(leftover.Id)
+      return failure
+    } catch (cleanupError) {
+      return new ProvisionError(`${failure.message}; removing container ${name} also failed: ${describeError(cleanupError)}`, {
+        retryPossible: failure.retryPossible,
+        cause: failure,
+      })
+    }
+  }
+
+  private async remove(id: string, signal?: AbortSignal): Promise<void> {
+    const answer = await this.engine.call(`removing container ${id}`, {method: 'DELETE', path: `/containers/${id}`, query: {force: true, v: true}, accept: [404, 409]}, signal)
+    if (answer.status !== 409) return
+    // 409: a removal is already in progress (another call's); done when the container is gone.
+    await pollUntil(async () => ((await this.inspect(id, signal)) ? undefined : true), {what: `removal of container ${id}`, timeoutMs: 30_000, signal})
+  }
+
+  // --- lookups ---
+
+  private inspect(idOrName: string, signal?: AbortSignal): Promise<ContainerInspect | undefined> {
+    return this.engine.json(`inspecting container ${idOrName}`, ContainerInspect, {method: 'GET', path: `/containers/${encodeURIComponent(idOrName)}/json`, accept: [404]}, signal)
+  }
+
+  private async listContainers(filters: Record<string, string[]>, signal?: AbortSignal) {
+    const list = await this.engine.json('listing containers', ContainerList, {method: 'GET', path: '/containers/json', query: {all: true, filters: JSON.stringify(filters)}}, signal)
+    return list ?? []
+  }
+
+  private describe(container: ContainerInspect, contractId: string): ProvisionedInstance {
+    const passwordEntry = container.Config.Env.find((entry) => entry.startsWith(`${this.settings.password_env}=`))
+    const password = passwordEntry?.slice(this.settings.password_env.length + 1)
+    const port = this.hostPort(container)
+    if (port === undefined) throw new ProvisionError(`container ${displayName(container)} has no published port ${this.settings.service_port}/tcp`, {retryPossible: true})
+    return {
+      externalId: container.Id,
+      contractId,
+      ipAddress: this.publicAddress(),
+      sshPort: port,
+      ...(password ? {credentials: {username: this.settings.username, password}} : {}),
+      details: {provisioner: 'docker', container: displayName(container), image: this.settings.image, service_port: this.settings.service_port},
+    }
+  }
+
+  private hostPort(container: ContainerInspect): number | undefined {
+    const bindings = container.NetworkSettings.Ports[`${this.settings.service_port}/tcp`] ?? []
+    const port = Number(bindings.find((binding) => binding.HostPort !== '')?.HostPort)
+    return Number.isInteger(port) && port > 0 ? port : undefined
+  }
+
+  /** Where renters connect: configured, else the bind address when it is one, else this host's first public IPv4. */
+  private publicAddress(): string {
+    if (this.settings.public_address) return this.settings.public_address
+    if (this.settings.bind_address !== '0.0.0.0') return this.settings.bind_address
+    const external = Object.values(networkInterfaces())
+      .flat()
+      .find((entry) => entry?.family === 'IPv4' && !entry.internal)
+    return external?.address ?? '127.0.0.1'
+  }
+
+  /** Where this host reaches the published port itself. */
+  private probeAddress(): string {
+    return this.settings.bind_address === '0.0.0.0' ? '127.0.0.1' : this.settings.bind_address
+  }
+
+  private async logTail(id: string): Promise<string> {
+    try {
+      const answer = await this.engine.call(`logs of container ${id}`, {method: 'GET', path: `/containers/${id}/logs`, query: {stdout: true, stderr: true, tail: LOG_TAIL_LINES}})
+      const lines = demultiplexLogs(answer.body).trim()
+      return lines ? `\n  container log:\n    ${lines.split('\n').join('\n    ')}` : ''
+    } catch {
+      return ''
+    }
+  }
+
+  private async serialize<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.busy.get(key) ?? Promise.resolve()
+    const current = previous.catch(() => undefined).then(work)
+    this.busy.set(key, current)
+    try {
+      return await current
+    } finally {
+      if (this.busy.get(key) === current) this.busy.delete(key)
+    }
+  }
+}
+
+function checkId(externalId: string): string {
+  if (!CONTAINER_ID.test(externalId)) throw new ProvisionError(`"${externalId}" is not a Docker container id`, {retryPossible: false})
+  return externalId
+}
+
+function displayName(container: ContainerInspect): string {
+  return container.Name.replace(/^\//, '')
+}
+
+function freeGb(path: string): number {
+  try {
+    const disk = statfsSync(path)
+    return Math.floor((disk.bavail * disk.bsize) / 1024 ** 3)
+  } catch {
+    // The engine runs on another host (a forwarded socket): its disk can't be read from here.
+    return 0
+  }
+}
+
+/**
+ * Whether a TCP connection reaches the service behind a published port. The engine's port proxy accepts every
+ * connection and closes it at once when nothing listens in the container, so a connection counts when the service
+ * speaks first (SSH, a banner) or it is still open after a moment (HTTP waits for the request).
+ */
+export function serviceAnswers(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({host, port})
+    let settle: NodeJS.Timeout | undefined
+    const done = (ok: boolean) => {
+      clearTimeout(settle)
+      socket.destroy()
+      resolve(ok)
+    }
+    socket.setTimeout(timeoutMs, () => done(false))
+    socket.once('connect', () => (settle = setTimeout(() => done(true), PROXY_SETTLE_MS)))
+    socket.once('data', () => done(true))
+    socket.once('close', () => done(false))
+    socket.once('error', () => done(false))
+  })
+}
