@@ -26,7 +26,8 @@ function settings(overrides: Record<string, unknown> = {}, target: ProxmoxEmulat
 }
 
 function provisioner(overrides: Record<string, unknown> = {}, target: ProxmoxEmulator = emulator): ProxmoxProvisioner {
-  const made = new ProxmoxProvisioner(settings(overrides, target))
+  // The emulator's tasks take tens of milliseconds; time-to-ready with the default polling is measured on its own.
+  const made = new ProxmoxProvisioner(settings(overrides, target), {firstPollMs: 20})
   open.push(made)
   return made
 }
@@ -256,7 +257,7 @@ describe('Proxmox provisioner against the emulator', () => {
     ])
     const missing = await provisioner({template_vmid: 9100}).verifySetup()
     expect(missing.find((check) => check.name === 'proxmox template')).toMatchObject({ok: false, message: 'no VM 9100'})
-    const full = await new ProxmoxProvisioner(settings(), {minimumStorageGb: 10_000}).verifySetup()
+    const full = await new ProxmoxProvisioner(settings(), {minimumStorageGb: 10_000, firstPollMs: 20}).verifySetup()
     expect(full.find((check) => check.name === 'proxmox storage')?.ok).toBe(false)
   })
 })
