@@ -141,12 +141,22 @@ export class Agent {
     for (const contract of await this.api.pendingProvision(0, {signal: this.stopping.signal})) {
       if (this.accepts(contract)) this.enqueue(contract, false)
     }
-    await this.idle()
-    await this.syncActive()
-    await Promise.all([...this.terminationWork])
-    await this.reportHealth()
-    await this.reportUsage()
-    await this.reporter.flush(AbortSignal.timeout(this.settings.lockTtlSeconds * 1000))
+    // The round ends within a lock TTL (longer than any provisioning) even if the marketplace goes away meanwhile;
+    // what is left is checkpointed by stop() and the outbox.
+    const budget = new AbortController()
+    const timer = setTimeout(() => budget.abort(), this.settings.lockTtlSeconds * 1000)
+    try {
+      await Promise.race([this.idle(), abortion(budget.signal)])
+      await this.syncActive()
+      await Promise.race([Promise.all([...this.terminationWork]), abortion(budget.signal)])
+      await this.reportHealth()
+      await this.reportUsage()
+      await this.reporter.flush(budget.signal)
+    } finally {
+      // A pending timer would keep the process alive after the round.
+      clearTimeout(timer)
+      budget.abort()
+    }
     return {...this.outcomes, outboxLeft: this.reporter.depth}
   }
 
@@ -167,7 +177,8 @@ export class Agent {
     const timeLeft = () => Math.max(0, deadline - Date.now())
     const timer = setTimeout(() => this.interrupting.abort(new Error('shutdown timeout')), timeLeft())
     await Promise.all([...this.running.values(), ...this.terminationWork])
-    await this.reporter.flush(AbortSignal.any([this.interrupting.signal, AbortSignal.timeout(timeLeft())]))
+    // The timer interrupts at the deadline (no AbortSignal.timeout: its listener would hold the process open after stop).
+    await this.reporter.flush(this.interrupting.signal)
     clearTimeout(timer)
     this.interrupting.abort(new Error('shutdown'))
     this.reporter.close()
@@ -488,7 +499,7 @@ export class Agent {
   }
 
   private async releaseLock(contractId: string): Promise<void> {
-    await this.api.unlock(contractId, {retry: QUICK_RETRY, signal: AbortSignal.timeout(5000)}).catch((error: unknown) => {
+    await this.api.unlock(contractId, {retry: QUICK_RETRY}).catch((error: unknown) => {
       this.noteApiError(error)
       this.log.debug({contract_id: contractId, err: describeError(error)}, 'could not release the lock (it expires by itself)')
     })
@@ -547,8 +558,9 @@ export class Agent {
       this.log.warn({contract_id: id, external_id: externalId, err: describeError(error)}, 'could not terminate the instance; will try again')
       return
     }
-    const settlement = await this.reporter.send({kind: 'terminated', contract_id: id})
-    if (settlement.delivered) {
+    // Past the shutdown timeout the report waits in the outbox for the next run.
+    const settlement = await Promise.race([this.reporter.send({kind: 'terminated', contract_id: id}), abortion(this.interrupting.signal)])
+    if (settlement?.delivered) {
       this.count('terminated')
       this.log.info({contract_id: id, status: contract.status}, 'terminated')
     }
