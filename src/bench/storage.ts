@@ -38,8 +38,8 @@ function errorCode(error: unknown): string | undefined {
   return typeof error === 'object' && error !== null && 'code' in error ? String((error as {code: unknown}).code) : undefined
 }
 
-/** Opens with O_DIRECT and proves it with one aligned write; on refusal, opens buffered and says why. */
-function openForBenchmark(file: string, buffer: Buffer): {fd: number; direct: boolean; note?: string} {
+/** Opens with O_DIRECT and proves it with one write from `buffer`; on refusal, opens buffered and says why. */
+export function openForBenchmark(file: string, buffer: Buffer): {fd: number; direct: boolean; note?: string} {
   const flags = constants.O_RDWR | constants.O_CREAT
   const direct = (constants as Record<string, number | undefined>).O_DIRECT
   if (direct === undefined) return {fd: openSync(file, flags, 0o600), direct: false, note: 'this OS has no O_DIRECT: buffered I/O, reads may come from the page cache'}

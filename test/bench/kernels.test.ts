@@ -1,0 +1,90 @@
+import {chmodSync, closeSync, mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {afterAll, describe, expect, it} from 'vitest'
+
+import {measureCpu} from '../../src/bench/cpu.js'
+import {detectGpus, parseNvidiaSmi} from '../../src/bench/gpu.js'
+import {measureMemory} from '../../src/bench/memory.js'
+import {measureStorage, openForBenchmark} from '../../src/bench/storage.js'
+
+const dirs: string[] = []
+function tempDir(base = tmpdir()): string {
+  const dir = mkdtempSync(join(base, 'outpost-bench-test-'))
+  dirs.push(dir)
+  return dir
+}
+
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, {recursive: true, force: true})
+})
+
+describe('benchmark kernels measure for real', () => {
+  it('CPU: the sysbench event (1228 primes from 3 below 10000) at a positive rate on one and on two threads', async () => {
+    const single = await measureCpu({threads: 1, durationMs: 150})
+    expect(single.primes_per_event).toBe(1228)
+    expect(single.events_per_second).toBeGreaterThan(10)
+    const two = await measureCpu({threads: 2, durationMs: 150})
+    expect(two.threads).toBe(2)
+    expect(two.events_per_second).toBeGreaterThan(10)
+  })
+
+  it('memory: the triad reports a bandwidth between 100 MiB/s and 1 TiB/s, best at least the mean', () => {
+    const run = measureMemory({elements: 2 ** 18, durationMs: 50})
+    expect(run.passes).toBeGreaterThanOrEqual(3)
+    expect(run.array_mib).toBe(2)
+    expect(run.triad_mib_per_second).toBeGreaterThan(100)
+    expect(run.triad_mib_per_second).toBeLessThan(2 ** 20)
+    expect(run.triad_mib_per_second).toBeGreaterThanOrEqual(run.triad_mean_mib_per_second)
+  })
+
+  it('storage: positive IOPS and MiB/s with O_DIRECT where the filesystem takes it, and the temp files removed', () => {
+    const dir = tempDir()
+    const run = measureStorage({dir, fileMib: 4, durationMs: 60})
+    for (const figure of [run.seq_write_mib_per_second, run.seq_read_mib_per_second, run.rand_read_iops, run.rand_write_iops]) expect(figure).toBeGreaterThan(0)
+    if (run.direct_io) expect(run.note).toBeUndefined()
+    else expect(run.note).toMatch(/O_DIRECT/)
+    expect(readdirSync(dir)).toEqual([])
+  })
+
+  it('storage: when the kernel refuses an O_DIRECT write, the file is opened buffered and the note says so', () => {
+    const file = join(tempDir(), 'probe.bin')
+    // O_DIRECT needs aligned memory: an ordinary Buffer one byte in is refused (EINVAL) like a filesystem without it.
+    const unaligned = Buffer.alloc(8192).subarray(1)
+    const opened = openForBenchmark(file, unaligned)
+    closeSync(opened.fd)
+    expect(opened).toMatchObject({direct: false, note: expect.stringMatching(/refuses O_DIRECT \(EINVAL\): buffered I\/O/)})
+  })
+})
+
+describe('GPU detection reports what nvidia-smi says, never more', () => {
+  it('parses nvidia-smi CSV lines, with and without the compute capability', () => {
+    expect(parseNvidiaSmi('NVIDIA H100 80GB HBM3, 81559, 550.54.15, 9.0\nTesla T4, 15360, 470.82.01, [N/A]\n')).toEqual([
+      {name: 'NVIDIA H100 80GB HBM3', memory_mib: 81559, driver_version: '550.54.15', compute_capability: '9.0'},
+      {name: 'Tesla T4', memory_mib: 15360, driver_version: '470.82.01'},
+    ])
+    expect(parseNvidiaSmi('')).toEqual([])
+  })
+
+  it('without nvidia-smi there are no GPUs and a note says why', async () => {
+    expect(await detectGpus('/nonexistent/nvidia-smi')).toEqual({gpus: [], note: 'no NVIDIA driver: nvidia-smi is not installed'})
+  })
+
+  it('a driver that cannot be asked for compute_cap is asked again without it; a failing driver yields no GPUs', async () => {
+    const dir = tempDir()
+    const oldDriver = join(dir, 'nvidia-smi-470')
+    writeFileSync(
+      oldDriver,
+      '#!/bin/sh\ncase "$1" in *compute_cap*) echo \'Field "compute_cap" is not a valid field to query.\'; exit 2;; esac\necho "Tesla T4, 15360, 470.82.01"\n',
+    )
+    chmodSync(oldDriver, 0o755)
+    expect(await detectGpus(oldDriver)).toEqual({gpus: [{name: 'Tesla T4', memory_mib: 15360, driver_version: '470.82.01'}]})
+
+    const broken = join(dir, 'nvidia-smi-broken')
+    writeFileSync(broken, "#!/bin/sh\necho \"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\"; exit 9\n")
+    chmodSync(broken, 0o755)
+    const run = await detectGpus(broken)
+    expect(run.gpus).toEqual([])
+    expect(run.note).toMatch(/couldn't communicate with the NVIDIA driver/)
+  })
+})
