@@ -1,11 +1,14 @@
 import {existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {execa} from 'execa'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
+import {loadConfig} from '../../src/core/config/load.js'
 import {startMarketplace, type MarketplaceServer} from '../../src/marketplace/server.js'
+import {ProxmoxProvisioner, type ProxmoxSettings} from '../../src/provisioners/proxmox/proxmox-provisioner.js'
 import {ProxmoxEmulator} from '../emulators/proxmox/emulator.js'
-import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
+import {BIN, parseJson, REPO_ROOT, runCli, tempConfigDir} from '../helpers/cli.js'
 import {SSHD, startFakeProxmoxHost, type FakeProxmoxHost} from '../setup/proxmox/fake-host.js'
 
 const TOKEN_SECRET = '5e1f0c2a-9b3d-4e6f-8a7b-0c1d2e3f4a5b'
@@ -127,6 +130,15 @@ describe.skipIf(!haveSshd)('outpost setup proxmox (built CLI, real OpenSSH serve
 
     const doctor = await runCli(['doctor', '--json'], {env})
     expect(doctor.exitCode, doctor.stdout + doctor.stderr).toBe(0)
+    // What doctor's Proxmox checks run (API, token, template, storage), on the config as written.
+    const loaded = loadConfig(configFile, {})
+    const provisioner = new ProxmoxProvisioner(loaded.config.provisioner.proxmox as ProxmoxSettings)
+    try {
+      const checks = await provisioner.verifySetup()
+      expect(checks.filter((check) => !check.ok), JSON.stringify(checks)).toEqual([])
+    } finally {
+      await provisioner.close()
+    }
 
     const callsBefore = host.calls().length
     const second = await runCli(flags(), {env})
@@ -220,5 +232,18 @@ describe.skipIf(!haveSshd)('outpost setup proxmox (built CLI, real OpenSSH serve
     expect(host.state()).toEqual({vms: {}, roles: {}, users: [], acls: [], tokens: {}})
     expect(existsSync(host.imageDir)).toBe(false)
     expect(readdirSync(dir)).toEqual([])
+  })
+})
+
+describe('outpost setup proxmox --help', () => {
+  it('does not load ssh2, listr2 or the prompts', async () => {
+    const dir = tempConfigDir('outpost-trace-')
+    const trace = join(dir, 'imports.txt')
+    const result = await execa('node', ['--import', join(REPO_ROOT, 'test/fixtures/trace-imports.mjs'), BIN, 'setup', 'proxmox', '--help'], {
+      env: {OUTPOST_TRACE_IMPORTS: trace, OUTPOST_CONFIG_DIR: dir, NO_COLOR: '1'},
+    })
+    expect(String(result.stdout)).toContain('--host-key-fingerprint')
+    const loaded = readFileSync(trace, 'utf8').split('\n')
+    for (const heavy of ['ssh2', 'listr2', '@inquirer', 'proxmox-api']) expect(loaded.filter((url) => url.includes(`/node_modules/${heavy}/`))).toEqual([])
   })
 })

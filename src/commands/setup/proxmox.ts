@@ -91,7 +91,8 @@ export default class SetupProxmox extends BaseCommand {
       },
       {
         asker: interactive ? inquirerAsker() : undefined,
-        progress: json ? 'silent' : interactive ? 'tty' : 'plain',
+        // --yes in a terminal asks nothing but still shows the task list.
+        progress: json ? 'silent' : canPrompt() ? 'tty' : 'plain',
         log: (line) => this.log(line),
         passphrase: passphraseAvailable(passphraseSource) ? () => getPassphrase(passphraseSource) : undefined,
       },

@@ -267,7 +267,10 @@ export async function setupProxmox(options: ProxmoxSetupOptions, io: ProxmoxSetu
     confirm: io.asker ? (fingerprint) => (io.asker as Asker).confirm(`The host key of ${hostId} is ${fingerprint}. Does it match \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` on the host?`, false) : undefined,
   })
   if (io.progress !== 'silent') io.log(`Connecting to ${options.sshUser}@${hostId} ...`)
-  const session = await SshSession.connect({host: plan.host, port: options.sshPort, username: options.sshUser, auth: plan.auth}, trust.decide)
+  // The handshake waits while a person reads the fingerprint: give them minutes, not the usual 20 seconds.
+  const mayAsk = io.asker !== undefined && !expectedHostKey({hostId, knownHostsFile: knownHostsFile(options), expected: options.hostKeyFingerprint})
+  const handshakeTimeoutMs = mayAsk ? 300_000 : 20_000
+  const session = await SshSession.connect({host: plan.host, port: options.sshPort, username: options.sshUser, auth: plan.auth}, trust.decide, handshakeTimeoutMs)
   try {
     const hostKeySource = trust.source() ?? 'confirmed'
     if (!options.dryRun && hostKeySource !== 'known') rememberHost(knownHostsFile(options), hostId, session.hostFingerprint)
