@@ -22,8 +22,8 @@ memory_mb = 512
 storage_gb = 5
 price_per_hour = "36000"
 `
-// Long enough for a few CLI runs on a busy machine to see the amount still unbonding.
-const UNBONDING_MS = 8000
+// Long enough for two CLI runs on a busy machine to see the amount still unbonding.
+const UNBONDING_MS = 5000
 
 interface StakeJson {
   provider_pubkey: string
@@ -85,11 +85,7 @@ describe('outpost stake (built CLI, real devnet)', () => {
     expect(almost).toMatchObject({amount: '999.999999', tier_after: 'unstaked', tier_changed: false, stake: {next_tier: {name: 'consumer', needed: '0.000001'}}})
     const consumer = parseJson<ChangeJson>(await stake(['deposit', '0.000001', '--json']))
     expect(consumer).toMatchObject({tier_before: 'unstaked', tier_after: 'consumer', tier_changed: true, stake: {staked: '1000', max_concurrent_contracts: 4}})
-    // 0.1 + 0.2, exactly.
-    await stake(['deposit', '0.1'])
-    const added = parseJson<ChangeJson>(await stake(['deposit', '0.2', '--json']))
-    expect(added.stake.staked).toBe('1000.3')
-    const workstation = await stake(['deposit', '1499.7'])
+    const workstation = await stake(['deposit', '1500'])
     expect(workstation.exitCode, workstation.stderr).toBe(0)
     expect(workstation.stdout).toContain('tier consumer → workstation')
 
@@ -104,11 +100,12 @@ describe('outpost stake (built CLI, real devnet)', () => {
     expect(human.stdout).toMatch(/unbonding\s+0\.000001, released \d{4}-\d\d-\d\dT/)
     expect(human.stdout).toMatch(/next tier\s+workstation at 2500: stake 0\.000001 more for up to 8 concurrent contracts/)
 
-    expect(await waitFor(async () => (await info()).unbonding.length === 0, UNBONDING_MS + 10_000, 500)).toBe(true)
-    expect((await info()).staked).toBe('2499.999999')
+    const reader = new ApiClient({endpoint: server.endpoint})
+    expect(await waitFor(async () => (await getStake(reader, providerPubkey)).unbonding.length === 0, UNBONDING_MS + 5000, 100)).toBe(true)
+    expect(await info()).toMatchObject({staked: '2499.999999', unbonding: []})
   })
 
-  it('withdraw and claim need --yes without a terminal, and change nothing without it', async () => {
+  it('withdraw needs --yes without a terminal or with --json, and changes nothing without it', async () => {
     const staked = (await info()).staked
     const refused = await stake(['withdraw', '1'])
     expect(refused.exitCode).toBe(2)
@@ -123,7 +120,6 @@ describe('outpost stake (built CLI, real devnet)', () => {
   it.each([
     ['abc', /"abc" is not a decimal amount/],
     ['1.1234567', /"1.1234567" is not a decimal amount/],
-    ['1e3', /"1e3" is not a decimal amount/],
     ['0', /must be above zero/],
   ])('refuses the amount %s with a clear usage error', async (amount, message) => {
     const result = await stake(['deposit', amount])
