@@ -1,0 +1,357 @@
+import {lookup} from 'node:dns/promises'
+import {mkdirSync, readFileSync} from 'node:fs'
+import {isIP} from 'node:net'
+import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+import type {z} from 'zod'
+
+import type {Contract} from '../../core/api/schemas.js'
+import type {SlurmProvisionerSection} from '../../core/config/schema.js'
+import {describeError} from '../../core/errors.js'
+import {
+  instanceName,
+  ProvisionAbortedError,
+  ProvisionError,
+  throwIfAborted,
+  type Capacity,
+  type InstanceHealth,
+  type ListedInstance,
+  type ProvisionedInstance,
+  type Provisioner,
+  type SetupCheck,
+} from '../provisioner.js'
+import {pollUntil, PollTimeoutError} from '../proxmox/poll.js'
+import {elapsedSeconds, gresGpus, NodeLine, parseJobs, runSlurm, SlurmCommandError, SQUEUE_FORMAT, SubmittedJob, type JobLine} from './commands.js'
+
+export type SlurmSettings = z.output<typeof SlurmProvisionerSection>
+
+export interface SlurmProvisionerOptions {
+  /** Where sbatch runs and the jobs' output goes (the agent's state dir, `slurm/`). */
+  workDir: string
+}
+
+/** The job script template shipped with the package; resolved the same from src/ (tests) and dist/ (the CLI). */
+export const DEFAULT_TEMPLATE = fileURLToPath(new URL('../../../templates/slurm/outpost-job.sh', import.meta.url))
+
+/** Job states in which the job holds or waits for its allocation. */
+const LIVE_STATES = new Set(['PENDING', 'CONFIGURING', 'RUNNING', 'SUSPENDED', 'REQUEUED', 'REQUEUE_HOLD', 'REQUEUE_FED', 'RESIZING', 'COMPLETING', 'SIGNALING', 'STAGE_OUT'])
+const WAITING_STATES = new Set(['PENDING', 'CONFIGURING', 'REQUEUED', 'REQUEUE_HOLD', 'REQUEUE_FED', 'RESIZING'])
+/** Pending reasons that no amount of waiting fixes: the job asks for more than the partition or account allows. */
+const HOPELESS_REASONS = new Set(['PartitionConfig', 'PartitionNodeLimit', 'PartitionTimeLimit', 'BadConstraints', 'InvalidAccount', 'InvalidQOS', 'AccountNotAllowed', 'QOSNotAllowed'])
+/** sbatch refusals that another submission of the same job won't change. */
+const PERMANENT_SUBMIT_ERRORS = /Requested node configuration is not available|Invalid partition|Invalid account|Invalid qos|Invalid generic resource|Memory specification can not be satisfied|More processors requested than permitted|Requested time limit is invalid|Job violates accounting\/QOS policy|invalid partition specified/i
+const TERMINATE_TIMEOUT_MS = 60_000
+
+function toProvisionError(error: unknown, what: string): ProvisionError {
+  if (error instanceof ProvisionError) return error
+  if (error instanceof PollTimeoutError) return new ProvisionError(error.message, {retryPossible: true, cause: error})
+  if (error instanceof SlurmCommandError) return new ProvisionError(`${what}: ${error.message}`, {retryPossible: !PERMANENT_SUBMIT_ERRORS.test(error.stderr), cause: error})
+  return new ProvisionError(`${what}: ${describeError(error)}`, {retryPossible: true, cause: error})
+}
+
+/**
+ * SLURM batch jobs, one per contract, submitted with the local `sbatch` from a job script template and named
+ * `outpost-<contract>`, so a restarted agent finds them with `squeue --name`. A contract's machine is the job's first
+ * allocated node; its CPUs, memory and GPUs become the job's cpus-per-task, mem and gres. Status comes from squeue
+ * only: sacct needs slurmdbd, which many small clusters don't run. Submitting over SSH to a separate submit host is
+ * not implemented: the agent runs where sbatch works.
+ */
+export class SlurmProvisioner implements Provisioner {
+  readonly type = 'slurm'
+  private readonly template: string
+  private readonly busy = new Map<string, Promise<unknown>>()
+
+  constructor(
+    private readonly settings: SlurmSettings,
+    private readonly options: SlurmProvisionerOptions,
+  ) {
+    this.template = settings.template ?? DEFAULT_TEMPLATE
+    mkdirSync(options.workDir, {recursive: true, mode: 0o700})
+  }
+
+  async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
+    const name = instanceName(contract.contract_id)
+    throwIfAborted(signal, `provisioning ${name}`)
+    // Two calls for one contract at once would both find no job and submit two: the second waits for the first.
+    const previous = this.busy.get(name) ?? Promise.resolve()
+    const work = previous.catch(() => undefined).then(() => this.provisionOnce(contract, name, signal))
+    this.busy.set(name, work)
+    try {
+      return await work
+    } finally {
+      if (this.busy.get(name) === work) this.busy.delete(name)
+    }
+  }
+
+  async find(contractId: string, signal?: AbortSignal): Promise<ProvisionedInstance | undefined> {
+    try {
+      const job = (await this.jobsNamed(instanceName(contractId), signal)).find((item) => item.state === 'RUNNING')
+      return job ? await this.describe(job, contractId, signal) : undefined
+    } catch (error) {
+      throw toProvisionError(error, `looking up the job of ${contractId}`)
+    }
+  }
+
+  /** scancel, then wait until the job has left its allocation. A job already ended or forgotten is success. */
+  async terminate(externalId: string, signal?: AbortSignal): Promise<void> {
+    const id = checkJobId(externalId)
+    try {
+      const job = await this.job(id, signal)
+      if (!job || !LIVE_STATES.has(job.state)) return
+      if (!job.name.startsWith('outpost-')) {
+        throw new ProvisionError(`refusing to cancel job ${id} ("${job.name}"): it is not an outpost-* job`, {retryPossible: false})
+      }
+      await this.slurm('scancel', [id], signal)
+      await pollUntil(
+        async () => {
+          const current = await this.job(id, signal)
+          return !current || !LIVE_STATES.has(current.state) ? true : undefined
+        },
+        {what: `job ${id} ending after scancel`, timeoutMs: TERMINATE_TIMEOUT_MS, signal, initialMs: 100},
+      )
+    } catch (error) {
+      throw toProvisionError(error, `cancelling job ${id}`)
+    }
+  }
+
+  async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
+    const id = checkJobId(externalId)
+    let job: JobLine | undefined
+    try {
+      job = await this.job(id, signal)
+    } catch (error) {
+      if (error instanceof ProvisionAbortedError) throw error
+      return {status: 'unknown', details: {error: describeError(error)}}
+    }
+    if (!job) return {status: 'unhealthy', details: {reason: 'job not found'}}
+    if (job.state !== 'RUNNING') return {status: 'unhealthy', details: {state: job.state, reason: job.reason}}
+    return {status: 'healthy', uptimeSeconds: elapsedSeconds(job.elapsed), details: {state: job.state, nodes: job.nodeList}}
+  }
+
+  async list(signal?: AbortSignal): Promise<ListedInstance[]> {
+    try {
+      const jobs = parseJobs(await this.slurm('squeue', ['--me', '--noheader', `--format=${SQUEUE_FORMAT}`], signal))
+      return jobs
+        .filter((job) => job.name.startsWith('outpost-') && LIVE_STATES.has(job.state))
+        .map((job) => {
+          const contractId = /^outpost-([0-9a-f]{32})$/.exec(job.name)?.[1]
+          return {externalId: job.id, name: job.name, ...(contractId ? {contractId} : {})}
+        })
+    } catch (error) {
+      throw toProvisionError(error, 'listing jobs')
+    }
+  }
+
+  /** The partition's nodes, summed: CPUs, memory, GPUs from their GRES, and temporary disk. */
+  async capacity(signal?: AbortSignal): Promise<Capacity> {
+    try {
+      const partition = this.settings.partition ? ['--partition', this.settings.partition] : []
+      const stdout = await this.slurm('sinfo', ['--Node', '--noheader', '--format=%N|%c|%m|%G|%d', ...partition], signal)
+      const nodes = new Map<string, z.output<typeof NodeLine>>()
+      for (const line of stdout.split('\n').filter((text) => text.trim() !== '')) {
+        const parsed = NodeLine.safeParse(line.trim())
+        if (!parsed.success) throw new SlurmCommandError(`unexpected sinfo line "${line}"`, '')
+        // A node in two partitions is listed twice.
+        nodes.set(parsed.data.node, parsed.data)
+      }
+      const all = [...nodes.values()]
+      const sum = (pick: (node: z.output<typeof NodeLine>) => number) => all.reduce((total, node) => total + pick(node), 0)
+      return {cpuCores: sum((node) => node.cpus), memoryMb: sum((node) => node.memoryMb), storageGb: Math.floor(sum((node) => node.tmpDiskMb) / 1024), gpuCount: sum((node) => gresGpus(node.gres))}
+    } catch (error) {
+      throw toProvisionError(error, 'reading cluster capacity')
+    }
+  }
+
+  async verifySetup(signal?: AbortSignal): Promise<SetupCheck[]> {
+    const checks: SetupCheck[] = []
+    try {
+      await this.slurm('scontrol', ['ping'], signal)
+      checks.push({name: 'slurm controller', ok: true, message: 'slurmctld answers'})
+    } catch (error) {
+      checks.push({name: 'slurm controller', ok: false, message: describeError(error), remedy: 'check that slurmctld runs and munged is up; set [provisioner.slurm] slurm_conf if the config is not the system one'})
+      return checks
+    }
+    try {
+      const partitions = (await this.slurm('sinfo', ['--noheader', '--format=%P'], signal)).split('\n').map((line) => line.trim().replace(/\*$/, ''))
+      const wanted = this.settings.partition
+      checks.push(
+        wanted === undefined || partitions.includes(wanted)
+          ? {name: 'slurm partition', ok: true, message: wanted ? `partition ${wanted} exists` : `the default partition is used (${partitions.filter(Boolean).join(', ')})`}
+          : {name: 'slurm partition', ok: false, message: `no partition ${wanted} (there are: ${partitions.filter(Boolean).join(', ')})`, remedy: 'fix [provisioner.slurm] partition'},
+      )
+    } catch (error) {
+      checks.push({name: 'slurm partition', ok: false, message: describeError(error)})
+    }
+    try {
+      readFileSync(this.template, 'utf8')
+      checks.push({name: 'slurm job template', ok: true, message: `${this.template} is readable`})
+    } catch (error) {
+      checks.push({name: 'slurm job template', ok: false, message: describeError(error), remedy: 'fix [provisioner.slurm] template'})
+    }
+    return checks
+  }
+
+  // --- provisioning steps ---
+
+  private async provisionOnce(contract: Contract, name: string, signal: AbortSignal): Promise<ProvisionedInstance> {
+    throwIfAborted(signal, `provisioning ${name}`)
+    let jobId: string | undefined
+    try {
+      const existing = (await this.jobsNamed(name, signal)).find((job) => job.state !== 'COMPLETING')
+      jobId = existing?.id ?? (await this.submit(contract, name, signal))
+      const running = await this.waitRunning(jobId, name, signal)
+      return await this.describe(running, contract.contract_id, signal)
+    } catch (error) {
+      // An abort is the agent stopping: the job stays queued, and the next provision() of this contract adopts it.
+      if (error instanceof ProvisionAbortedError) throw error
+      const failure = toProvisionError(error, `provisioning ${name}`)
+      throw await this.cancelAfter(failure, jobId ?? (await this.jobsNamed(name).catch(() => []))[0]?.id)
+    }
+  }
+
+  private async submit(contract: Contract, name: string, signal: AbortSignal): Promise<string> {
+    if (contract.memory_mb < 1 || contract.cpu_cores < 1) throw new ProvisionError(`contract ${contract.contract_id} asks for no CPU or memory`, {retryPossible: false})
+    const script = renderTemplate(readFileSync(this.template, 'utf8'), {
+      job_name: name,
+      partition: this.settings.partition,
+      account: this.settings.account,
+      nodes: String(this.settings.nodes),
+      tasks: String(this.settings.tasks),
+      cpus_per_task: String(contract.cpu_cores),
+      memory_mb: String(contract.memory_mb),
+      time_limit: this.settings.time_limit,
+      gres: contract.gpu_count > 0 ? `gpu:${this.settings.gpu_type ? `${this.settings.gpu_type}:` : ''}${contract.gpu_count}` : undefined,
+      output: join(this.options.workDir, '%x-%j.out'),
+    })
+    const stdout = await this.slurm('sbatch', ['--parsable'], signal, {
+      input: script,
+      env: {OUTPOST_CONTRACT_ID: contract.contract_id, OUTPOST_INSTANCE: name, OUTPOST_SSH_PUBKEY: contract.ssh_pubkey.trim()},
+    })
+    const parsed = SubmittedJob.safeParse(stdout)
+    if (!parsed.success) throw new ProvisionError(`sbatch printed "${stdout.trim()}" where a job id was expected`, {retryPossible: true})
+    return parsed.data
+  }
+
+  /** Polls until the job runs; a job that ends first, or waits for what the cluster can never give, fails. */
+  private async waitRunning(id: string, name: string, signal: AbortSignal): Promise<JobLine> {
+    try {
+      return await pollUntil(
+        async () => {
+          const job = await this.job(id, signal)
+          if (!job) throw new ProvisionError(`job ${id} (${name}) vanished from the queue before it ran`, {retryPossible: true})
+          if (job.state === 'RUNNING') return job
+          if (WAITING_STATES.has(job.state)) {
+            if (HOPELESS_REASONS.has(job.reason)) {
+              throw new ProvisionError(`job ${id} (${name}) can never start: pending with reason ${job.reason} (the contract asks for more than the partition allows)`, {retryPossible: false})
+            }
+            return undefined
+          }
+          throw new ProvisionError(`job ${id} (${name}) ended ${job.state} before it ran${job.reason && job.reason !== 'None' ? ` (${job.reason})` : ''}`, {retryPossible: true})
+        },
+        {what: `job ${id} (${name}) starting`, timeoutMs: this.settings.start_timeout_seconds * 1000, signal, initialMs: 100},
+      )
+    } catch (error) {
+      if (error instanceof PollTimeoutError) throw new ProvisionError(`${error.message}: it is still pending`, {retryPossible: true, cause: error})
+      throw error
+    }
+  }
+
+  /** Cancels the failed contract's job and returns the error to report, noting a failed cancel. */
+  private async cancelAfter(failure: ProvisionError, jobId: string | undefined): Promise<ProvisionError> {
+    if (!jobId) return failure
+    try {
+      await this.terminate(jobId)
+      return failure
+    } catch (cleanupError) {
+      return new ProvisionError(`${failure.message}; cancelling job ${jobId} also failed: ${describeError(cleanupError)}`, {retryPossible: failure.retryPossible, cause: failure})
+    }
+  }
+
+  private async describe(job: JobLine, contractId: string, signal?: AbortSignal): Promise<ProvisionedInstance> {
+    const nodes = (await this.slurm('scontrol', ['show', 'hostnames', job.nodeList], signal)).split('\n').map((line) => line.trim()).filter(Boolean)
+    const first = nodes[0]
+    if (!first) throw new ProvisionError(`job ${job.id} runs on no node ("${job.nodeList}")`, {retryPossible: true})
+    const nodeInfo = await this.slurm('scontrol', ['show', 'node', first, '--oneliner'], signal)
+    const nodeAddress = /(?:^|\s)NodeAddr=(\S+)/.exec(nodeInfo)?.[1] ?? first
+    return {
+      externalId: job.id,
+      contractId,
+      ipAddress: await addressOf(nodeAddress),
+      sshPort: this.settings.ssh_port,
+      details: {provisioner: 'slurm', job_id: job.id, job_name: job.name, nodes, ...(this.settings.partition ? {partition: this.settings.partition} : {})},
+    }
+  }
+
+  // --- lookups ---
+
+  /** The live jobs of this user named `name`. */
+  private async jobsNamed(name: string, signal?: AbortSignal): Promise<JobLine[]> {
+    const jobs = parseJobs(await this.slurm('squeue', ['--me', '--noheader', `--name=${name}`, `--format=${SQUEUE_FORMAT}`], signal))
+    return jobs.filter((job) => job.name === name && LIVE_STATES.has(job.state))
+  }
+
+  /** One job in any state, while the controller still remembers it (MinJobAge after it ends); undefined after. */
+  private async job(id: string, signal?: AbortSignal): Promise<JobLine | undefined> {
+    try {
+      return parseJobs(await this.slurm('squeue', ['--noheader', '--states=all', `--jobs=${id}`, `--format=${SQUEUE_FORMAT}`], signal)).find((job) => job.id === id)
+    } catch (error) {
+      if (error instanceof SlurmCommandError && /Invalid job id/i.test(error.stderr)) return undefined
+      throw error
+    }
+  }
+
+  private slurm(program: string, args: string[], signal?: AbortSignal, extra: {input?: string; env?: Record<string, string>} = {}): Promise<string> {
+    return runSlurm(program, {
+      args,
+      input: extra.input,
+      env: this.commandEnv(extra.env),
+      timeoutMs: this.settings.command_timeout_seconds * 1000,
+      signal,
+    })
+  }
+
+  /** What SLURM's commands see: PATH, HOME and the locale, SLURM_CONF when configured, and the job's own variables. */
+  private commandEnv(own: Record<string, string> = {}): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {}
+    for (const key of ['PATH', 'HOME', 'USER', 'LANG', 'TZ']) if (process.env[key] !== undefined) env[key] = process.env[key]
+    if (this.settings.slurm_conf) env.SLURM_CONF = this.settings.slurm_conf
+    return {...env, ...own}
+  }
+}
+
+/**
+ * Fills `{{key}}` placeholders. A line whose placeholder has no value is left out, so optional directives
+ * (`--account`, `--gres`) vanish instead of being sent empty. A value with a line break could add directives: refused.
+ */
+export function renderTemplate(template: string, values: Record<string, string | undefined>): string {
+  const lines: string[] = []
+  for (const line of template.split('\n')) {
+    let keep = true
+    const rendered = line.replaceAll(/\{\{(\w+)\}\}/g, (_match, key: string) => {
+      if (!(key in values)) throw new ProvisionError(`the job template uses {{${key}}}, which outpost does not know`, {retryPossible: false})
+      const value = values[key]
+      if (value === undefined || value === '') {
+        keep = false
+        return ''
+      }
+      if (/[\r\n]/.test(value)) throw new ProvisionError(`the value of {{${key}}} has a line break`, {retryPossible: false})
+      return value
+    })
+    if (keep) lines.push(rendered)
+  }
+  return lines.join('\n')
+}
+
+async function addressOf(host: string): Promise<string> {
+  if (isIP(host)) return host
+  try {
+    return (await lookup(host, {family: 4})).address
+  } catch (error) {
+    throw new ProvisionError(`cannot resolve the address of node ${host}: ${describeError(error)}`, {retryPossible: true, cause: error})
+  }
+}
+
+function checkJobId(externalId: string): string {
+  if (!/^\d+$/.test(externalId)) throw new ProvisionError(`"${externalId}" is not a SLURM job id`, {retryPossible: false})
+  return externalId
+}
