@@ -37,10 +37,12 @@ afterAll(async () => {
   rmSync(logDir, {recursive: true, force: true})
 })
 
-async function outboxDepth(metrics: string): Promise<number> {
+async function metric(metrics: string, name: string): Promise<number> {
   const text = await (await fetch(metrics)).text()
-  return Number(/^outpost_agent_outbox_depth (\d+)/m.exec(text)?.[1] ?? Number.NaN)
+  return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? Number.NaN)
 }
+
+const outboxDepth = (metrics: string) => metric(metrics, 'outpost_agent_outbox_depth')
 
 describe('outpost run through a marketplace outage', () => {
   it('keeps its reports in the outbox while the devnet is down, then recovers and drains it', {timeout: 90_000}, async () => {
@@ -52,6 +54,8 @@ describe('outpost run through a marketplace outage', () => {
       const metrics = await metricsUrl(agent)
       for (let index = 0; index < 5; index++) ids.push((await buyer.create(provider.offeringId)).contract_id)
       expect(await waitFor(() => provisioned(ids), 20_000), tail()).toBe(true)
+      // The agent has seen them as active (they are what it reports usage for) before the marketplace goes away.
+      expect(await waitFor(async () => (await metric(metrics, 'outpost_agent_active_contracts')) >= 5, 10_000)).toBe(true)
 
       // New work arrives, and the marketplace disappears while the agent is on it.
       for (let index = 0; index < 5; index++) ids.push((await buyer.create(provider.offeringId)).contract_id)
