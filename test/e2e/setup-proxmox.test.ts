@@ -160,6 +160,27 @@ describe.skipIf(!haveSshd)('outpost setup proxmox (built CLI, real OpenSSH serve
     expect(secondCalls.filter((call) => /^(qm (create|set|importdisk|template|destroy)|pveum \S+ (add|modify|remove)|pveum user token (add|remove)|wget)/.test(call))).toEqual([])
   })
 
+  it('in a terminal: a listr2 task list, and without the main key the delegation text to sign', async () => {
+    const dir = tempConfigDir('outpost-setup-')
+    const providerPubkey = 'ab'.repeat(32)
+    const args = flags(['--provider-pubkey', providerPubkey, '--yes']).filter((arg) => arg !== '--json')
+    // script(1) gives the CLI a pseudo-terminal on stdin and stdout, as a person's shell would.
+    const command = 'stty cols 200 rows 50; ' + ['node', BIN, ...args].map((arg) => `'${arg}'`).join(' ')
+    const run = await execa('script', ['-qec', command, '/dev/null'], {
+      env: {...cleanEnv(dir), CI: 'false', NO_COLOR: '1', TERM: 'xterm'},
+      reject: false,
+      timeout: 60_000,
+    })
+    const output = String(run.stdout)
+    expect(run.exitCode, output).toBe(0)
+    expect(output).toMatch(/✔ Template ubuntu-24\.04 \(VM 9000, ubuntu-24\.04-cloudinit\): created/)
+    expect(output).toMatch(/✔ Agent delegation: needs signature/)
+    expect(output).toContain(`Delegation text for the provider main key to sign:\r\noutpost-delegation-v1\r\n`)
+    expect(output).toContain(`outpost register --config ${join(dir, 'outpost.toml')} --provider-pubkey ${providerPubkey} --expires-at never`)
+    expect(readFileSync(join(dir, 'outpost.toml'), 'utf8')).toContain(`provider_pubkey = "${providerPubkey}"`)
+    expect(existsSync(join(dir, 'agent.key'))).toBe(true)
+  })
+
   it('refuses a host key that differs from the one expected, before running anything', async () => {
     const dir = tempConfigDir('outpost-setup-')
     const wrong = 'SHA256:' + 'A'.repeat(43)
