@@ -16,7 +16,8 @@ import {createMetrics, startProbeServer, type ContractResult, type ProbeServer} 
 export interface AgentServiceOptions {
   loaded: LoadedConfig
   key: KeyPair
-  provisioner: Provisioner
+  /** Builds the backend with the agent's logger, so a backend's notices (the manual one's requests) reach the log. */
+  createProvisioner: (log: AgentLog) => Provisioner
   version: string
   once: boolean
   pruneOrphans: boolean
@@ -110,6 +111,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
   mkdirSync(loaded.paths.stateDir, {recursive: true, mode: 0o700})
   const releaseStateDir = claimStateDir(loaded.paths.stateDir)
   const metrics = createMetrics()
+  const provisioner = options.createProvisioner(log)
   const client = new ApiClient({
     endpoint: config.marketplace.endpoint,
     key,
@@ -122,7 +124,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
     const agent = new Agent({
       api: new ProviderApi(client, providerPubkey),
       key,
-      provisioner: options.provisioner,
+      provisioner,
       stateDir: loaded.paths.stateDir,
       log,
       metrics,
@@ -138,7 +140,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
         agent_key: toHex(key.publicKey),
         agent_id: agent.agentId,
         endpoint: config.marketplace.endpoint,
-        provisioner: options.provisioner.type,
+        provisioner: provisioner.type,
         state_dir: loaded.paths.stateDir,
         metrics: probes ? `${probes.url}/metrics` : null,
         mode: options.once ? 'once' : 'daemon',

@@ -30,7 +30,7 @@ export default class Run extends BaseCommand {
     return runAgentService({
       loaded,
       key,
-      provisioner: createProvisioner(loaded),
+      createProvisioner: (logger) => createProvisioner(loaded, {logger}),
       version: this.config.version,
       once: flags.once,
       pruneOrphans: flags['prune-orphans'],
