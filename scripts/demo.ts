@@ -11,6 +11,7 @@ import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 import {fileURLToPath} from 'node:url'
 import {z} from 'zod'
+import {paint} from '../src/ui/colors.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const BIN = join(ROOT, 'bin', 'run.js')
@@ -20,7 +21,7 @@ const devnetDir = join(work, 'devnet')
 const env = {...process.env, OUTPOST_CONFIG_DIR: configDir, NO_COLOR: '1', CI: 'true'}
 const children: ChildProcess[] = []
 
-const step = (text: string) => console.log(`\n\u001B[1m▸ ${text}\u001B[22m`)
+const step = (text: string) => console.log(`\n${paint.bold(`▸ ${text}`, process.stdout)}`)
 const show = (text: string) => console.log(`  ${text}`)
 
 /** Runs `outpost <args>` to completion; with --json its output is parsed by `schema`. */
