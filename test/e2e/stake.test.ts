@@ -1,15 +1,17 @@
-import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {execa} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {z} from 'zod'
 
 import {ApiClient} from '../../src/core/api/client.js'
 import {claimRewards, depositStake, getStake, unstake} from '../../src/core/api/stake.js'
 import {Contract} from '../../src/core/api/schemas.js'
+import {formatAmount, parseAmount} from '../../src/core/decimal.js'
 import {readKeyFile} from '../../src/core/keys.js'
 import {startMarketplace, type MarketplaceServer} from '../../src/marketplace/server.js'
-import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
+import {BIN, parseJson, REPO_ROOT, runCli, tempConfigDir} from '../helpers/cli.js'
 import {renter, waitFor} from '../helpers/marketplace.js'
 
 /** 10 tokens a second: a contract served for a moment earns a reward worth claiming. */
@@ -117,6 +119,29 @@ describe('outpost stake (built CLI, real devnet)', () => {
     expect((await info()).staked).toBe(staked)
   })
 
+  it('in a terminal, withdraw asks first: "n" changes nothing, "y" withdraws', async (context) => {
+    if (!existsSync('/usr/bin/script')) context.skip()
+    // util-linux `script` gives the CLI a real terminal; the answer is typed once the prompt is up.
+    const inTerminal = async (answer: string) => {
+      const child = execa('script', ['-qec', `stty cols 200; node ${BIN} stake withdraw 0.5`, '/dev/null'], {cwd: REPO_ROOT, env: {...env, CI: '', NO_COLOR: '1'}, reject: false})
+      let output = ''
+      child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()))
+      await waitFor(() => output.includes('(y/N)'), 15_000, 50)
+      child.stdin?.write(`${answer}\r`)
+      const result = await child
+      return {exitCode: result.exitCode, output: output + String(result.stdout)}
+    }
+    const staked = (await info()).staked
+    const declined = await inTerminal('n')
+    expect(declined.output).toContain(`Unstake 0.5 of ${staked}?`)
+    expect(declined.output).toContain('withdrawing stake cancelled: nothing was changed')
+    expect((await info()).staked).toBe(staked)
+    const confirmed = await inTerminal('y')
+    expect(confirmed.exitCode).toBe(0)
+    expect(confirmed.output).toContain('unstaked 0.5')
+    expect(formatAmount(parseAmount(staked) - parseAmount('0.5'))).toBe((await info()).staked)
+  })
+
   it.each([
     ['abc', /"abc" is not a decimal amount/],
     ['1.1234567', /"1.1234567" is not a decimal amount/],
@@ -130,7 +155,7 @@ describe('outpost stake (built CLI, real devnet)', () => {
   it('refuses to withdraw more than is staked, before asking', async () => {
     const result = await stake(['withdraw', '1000000', '--yes'])
     expect(result.exitCode).toBe(1)
-    expect(result.stderr).toContain('cannot withdraw 1000000: 2499.999999 is staked')
+    expect(result.stderr).toContain('cannot withdraw 1000000: 2499.499999 is staked')
   })
 
   it('claims exactly the rewards a served contract earned', async () => {
@@ -163,7 +188,7 @@ describe('outpost stake (built CLI, real devnet)', () => {
     for (const call of [() => depositStake(agent, providerPubkey, '1'), () => unstake(agent, providerPubkey, '1'), () => claimRewards(agent, providerPubkey)]) {
       await expect(call()).rejects.toMatchObject({status: 403, apiCode: 'permission_denied'})
     }
-    expect((await getStake(agent, providerPubkey)).staked).toBe('2499.999999')
+    expect((await getStake(agent, providerPubkey)).staked).toBe('2499.499999')
     const viaCli = await stake(['deposit', '1'], {OUTPOST_MAIN_KEY_FILE: join(configDir, 'agent.key')})
     expect(viaCli.exitCode).toBe(2)
     expect(viaCli.stderr).toContain('holds a agent key, not the provider main key')
