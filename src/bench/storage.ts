@@ -76,7 +76,8 @@ function randomBlockOffset(blocks: number): number {
 }
 
 export function measureStorage(options: {dir: string; fileMib: number; durationMs: number}): StorageRun {
-  mkdirSync(options.dir, {recursive: true})
+  // The default is the agent's state dir: if this creates it, it gets the agent's private mode.
+  mkdirSync(options.dir, {recursive: true, mode: 0o700})
   const workDir = mkdtempSync(join(options.dir, '.outpost-bench-'))
   const file = join(workDir, 'storage.bin')
   const size = options.fileMib * MIB

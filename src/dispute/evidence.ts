@@ -9,7 +9,7 @@ import type {EvidenceItem} from '../core/api/disputes.js'
 import {ExitCode, UserError} from '../core/errors.js'
 import {canonicalJson, sha256Hex, verifyUsageRecord, type SignedUsageRecord} from '../core/signing.js'
 
-/** PROTOCOL §10 takes at most this many evidence items in one submission (the devnet enforces it). */
+/** The reference marketplace takes at most this many evidence items in one submission (PROTOCOL §10 names no limit). */
 export const MAX_EVIDENCE_ITEMS = 100
 
 export interface EvidenceDraft {
@@ -172,7 +172,7 @@ export function evidenceFromAgentState(stateDir: string, contractId: string): Ev
   for (const event of eventItems) {
     evidence.push({type: 'agent_journal_entry', description: describeEvent(event), hash: sha256Hex(canonicalJson(event)), data: event})
   }
-  // One item per record while they fit in §10's limit, else consecutive records grouped evenly.
+  // One item per record while they fit in the item limit, else consecutive records grouped evenly.
   const perItem = Math.max(1, Math.ceil(verified.length / (MAX_EVIDENCE_ITEMS - evidence.length)))
   for (let start = 0; start < verified.length; start += perItem) {
     const group = verified.slice(start, start + perItem)
@@ -188,7 +188,7 @@ export function evidenceFromAgentState(stateDir: string, contractId: string): Ev
 export function mergeDrafts(drafts: readonly EvidenceDraft[]): EvidenceDraft {
   const evidence = drafts.flatMap((draft) => draft.evidence)
   if (evidence.length > MAX_EVIDENCE_ITEMS) {
-    throw new UserError(`${evidence.length} evidence items: PROTOCOL §10 takes at most ${MAX_EVIDENCE_ITEMS} at once`, {code: 'too_much_evidence', suggestion: 'submit --file and --auto separately'})
+    throw new UserError(`${evidence.length} evidence items: the marketplace takes at most ${MAX_EVIDENCE_ITEMS} at once`, {code: 'too_much_evidence', suggestion: 'submit --file and --auto separately'})
   }
   return {
     provider_response: drafts.map((draft) => draft.provider_response).find((response) => response !== undefined),

@@ -87,7 +87,7 @@ describe('--auto evidence from the agent state dir', () => {
     expect(draft.notes.join('\n')).toMatch(/1 usage record\(s\) whose signature does not verify/)
   })
 
-  it(`groups records evenly when one item each would pass §10's ${MAX_EVIDENCE_ITEMS} items`, () => {
+  it(`groups records evenly when one item each would pass the ${MAX_EVIDENCE_ITEMS}-item limit`, () => {
     const many = records(disputed, 300)
     const draft = evidenceFromAgentState(agentStateDir(disputed, many, []), disputed.contract_id)
     expect(draft.evidence.length).toBeLessThanOrEqual(MAX_EVIDENCE_ITEMS)
@@ -137,7 +137,7 @@ describe('--file evidence', () => {
     expect(() => evidenceFromFile(join(dir, 'broken.json'))).toThrow(/cannot read .* as JSON/)
   })
 
-  it('merging refuses more items than §10 takes at once', () => {
+  it('merging refuses more items than the marketplace takes at once', () => {
     const item = {type: 'x', description: 'x', hash: 'aa'.repeat(32)}
     const half = {evidence: Array.from({length: 60}, () => item), notes: []}
     expect(() => mergeDrafts([half, half])).toThrow(/at most 100/)
