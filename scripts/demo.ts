@@ -2,6 +2,8 @@
  * `npm run demo`: the whole provider story on one machine, with the built CLI as a user runs it. A devnet marketplace
  * on a free port, a provider initialised and registered, the agent running the local provisioner, a renter renting a
  * machine, its decrypted credentials, a TCP connection to it, the cancellation, and everything cleaned up.
+ * `npm run demo -- --provisioner docker` runs the machine as a container on a Docker engine instead (one that runs,
+ * or a dockerd the demo starts), from a busybox image with the same banner service.
  */
 import {spawn, type ChildProcess} from 'node:child_process'
 import {appendFileSync, mkdtempSync, rmSync} from 'node:fs'
@@ -20,6 +22,28 @@ const configDir = join(work, 'config')
 const devnetDir = join(work, 'devnet')
 const env = {...process.env, OUTPOST_CONFIG_DIR: configDir, NO_COLOR: '1', CI: 'true'}
 const children: ChildProcess[] = []
+
+const provisionerFlag = process.argv.indexOf('--provisioner')
+const provisionerType = provisionerFlag === -1 ? 'local' : (process.argv[provisionerFlag + 1] ?? '')
+if (!['local', 'docker'].includes(provisionerType)) {
+  console.error(`demo: --provisioner must be local or docker, not "${provisionerType}"`)
+  process.exit(2)
+}
+
+/** The agent's environment for the chosen backend: docker gets an engine and its image from the test helper. */
+async function provisionerEnv(): Promise<Record<string, string>> {
+  if (provisionerType !== 'docker') return {}
+  const {testDocker} = await import('../test/helpers/dockerd.js')
+  const docker = await testDocker()
+  if (!docker.available) throw new Error(`--provisioner docker: ${docker.reason}`)
+  return {
+    OUTPOST_PROVISIONER_TYPE: 'docker',
+    OUTPOST_PROVISIONER_DOCKER_SOCKET: docker.socket,
+    OUTPOST_PROVISIONER_DOCKER_IMAGE: docker.image,
+    OUTPOST_PROVISIONER_DOCKER_BIND_ADDRESS: '127.0.0.1',
+    OUTPOST_PROVISIONER_DOCKER_STOP_TIMEOUT_SECONDS: '1',
+  }
+}
 
 const step = (text: string) => console.log(`\n${paint.bold(`▸ ${text}`, process.stdout)}`)
 const show = (text: string) => console.log(`  ${text}`)
@@ -115,8 +139,9 @@ async function main(): Promise<void> {
   if (!offeringId) throw new Error('register published no offering')
   show(`offering demo-small: ${offeringId}`)
 
-  step('outpost run: the agent, with the local provisioner')
+  step(`outpost run: the agent, with the ${provisionerType} provisioner`)
   const agent = background(['run'], (line) => show(`[agent] ${line}`), {
+    ...(await provisionerEnv()),
     OUTPOST_LOGGING_FORMAT: 'pretty',
     OUTPOST_METRICS_LISTEN: '127.0.0.1:0',
     OUTPOST_AGENT_ACTIVE_SYNC_SECONDS: '1',
