@@ -39,8 +39,14 @@ export interface MarketplaceContext {
   db: Db
   clock: Clock
   pending: PendingSignal
+  /** Wakes §11 order long polls: notified under OPEN_ORDERS_TOPIC when an order opens. */
+  orders: PendingSignal
   settings: MarketplaceSettings
+  /** Aborted when the server stops, before the database closes: books clear their timers. */
+  lifetime: AbortSignal
 }
+
+export const OPEN_ORDERS_TOPIC = 'open-orders'
 
 /** Parses a JSON column written by this server. */
 export function fromJsonColumn<T>(value: string | null): T | null {

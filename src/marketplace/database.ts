@@ -150,6 +150,42 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX disputes_by_provider ON disputes(provider_pubkey, status);
   `,
+  // §11 orders and bids. A won order becomes an offering (offering_id = order_id, hidden from GET /offerings) and
+  // an ordinary contract of that offering, so the contract keeps its offering reference.
+  `
+  CREATE TABLE orders (
+    order_id TEXT PRIMARY KEY,
+    requester_pubkey TEXT NOT NULL,
+    cpu_cores INTEGER NOT NULL,
+    memory_mb INTEGER NOT NULL,
+    storage_gb INTEGER NOT NULL,
+    gpu_count INTEGER NOT NULL,
+    gpu_model TEXT,
+    max_price_per_hour_micro TEXT NOT NULL,
+    duration_hours INTEGER NOT NULL,
+    region TEXT,
+    ssh_pubkey TEXT NOT NULL,
+    instance_config TEXT,
+    created_at INTEGER NOT NULL,
+    closes_at INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('open', 'awarded', 'unfilled')),
+    closed_at INTEGER,
+    winning_bid_id TEXT,
+    contract_id TEXT REFERENCES contracts(contract_id)
+  );
+  CREATE INDEX orders_by_status_close ON orders(status, closes_at);
+  CREATE TABLE bids (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    bid_id TEXT NOT NULL UNIQUE,
+    order_id TEXT NOT NULL REFERENCES orders(order_id),
+    provider_pubkey TEXT NOT NULL REFERENCES providers(pubkey),
+    agent_pubkey TEXT NOT NULL,
+    price_per_hour_micro TEXT NOT NULL,
+    placed_at INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('open', 'won', 'lost')),
+    UNIQUE (order_id, provider_pubkey)
+  );
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -1,15 +1,18 @@
 import type {z} from 'zod'
 
+import type {AgentPermission} from '../core/delegation.js'
 import {isHex} from '../core/hex.js'
-import type {Identity, ProviderAccess} from './auth.js'
+import {authorizeForProvider, type Identity, type ProviderAccess} from './auth.js'
 import {BenchmarkBook} from './benchmarks.js'
-import type {MarketplaceContext} from './context.js'
+import {OPEN_ORDERS_TOPIC, type MarketplaceContext} from './context.js'
 import {ContractBook, contractView} from './contracts.js'
 import {DisputeBook} from './disputes.js'
 import {HttpError, invalidBody, notFound} from './http-error.js'
+import {OrderBook} from './orders.js'
 import {ProviderRegistry} from './providers.js'
 import {
   BenchmarkReportBody,
+  BidBody,
   ContractBody,
   DelegationBody,
   DisputeBody,
@@ -23,6 +26,8 @@ import {
   LockBody,
   NoQuery,
   OfferingBody,
+  OrderBody,
+  OrdersQuery,
   PendingQuery,
   ProviderBody,
   ProviderStatusBody,
@@ -121,13 +126,14 @@ async function longPoll<T>(subscribe: (wake: () => void) => () => void, waitMs: 
   return found
 }
 
-/** The §§5–10 routes over the marketplace's books. */
+/** The §§5–11 routes over the marketplace's books. */
 export function buildRoutes(context: MarketplaceContext): Route[] {
   const stake = new StakeBook(context)
   const providers = new ProviderRegistry(context, stake)
   const contracts = new ContractBook(context, stake)
   const benchmarks = new BenchmarkBook(context)
   const disputes = new DisputeBook(context)
+  const orders = new OrderBook(context, contracts, stake)
 
   const main: RouteAccess = {kind: 'provider', rule: {kind: 'main'}}
   const agent = (permission: Extract<ProviderAccess, {kind: 'agent'}>['permission'], orMain = false): RouteAccess => ({
@@ -145,6 +151,16 @@ export function buildRoutes(context: MarketplaceContext): Route[] {
   const noBody = (request: RouteRequest) => parseBody(EmptyBody, request.body)
   /** A registered provider in the path (public routes answer 404 for one that isn't). */
   const knownProvider = (request: RouteRequest) => providers.row(pk(request)).pubkey
+  /**
+   * §11 routes have no {pk} in the path: the provider is the one whose agent key signed, authorised by §3 as if its
+   * key were in the path (an agent key with the permission; the main key is refused, as on every agent route).
+   */
+  const biddingProvider = (request: RouteRequest, permission: AgentPermission): string => {
+    const identity = signer(request)
+    const providerPubkey = identity.kind === 'agent' ? identity.delegation.provider_pubkey : identity.pubkey
+    authorizeForProvider(identity, providerPubkey, {kind: 'agent', permission}, context.clock.now())
+    return providerPubkey
+  }
 
   return [
     // §5 providers, delegations, heartbeat
@@ -177,9 +193,14 @@ export function buildRoutes(context: MarketplaceContext): Route[] {
     route('POST', '/providers/:pk/offerings', main, (request) => created(contracts.createOffering(knownProvider(request), parseBody(OfferingBody, request.body)))),
     route('GET', '/offerings', {kind: 'public'}, (request) => {
       noQuery(request)
-      return ok(contracts.listOfferings())
+      // An order's winning offering belongs to that order alone.
+      return ok({offerings: contracts.listOfferings().offerings.filter((offering) => !orders.isOrderOffering(offering.offering_id))})
     }),
-    route('POST', '/contracts', {kind: 'signed'}, (request) => created(contracts.createContract(signer(request).pubkey, parseBody(ContractBody, request.body)))),
+    route('POST', '/contracts', {kind: 'signed'}, (request) => {
+      const body = parseBody(ContractBody, request.body)
+      if (orders.isOrderOffering(body.offering_id)) throw notFound('offering')
+      return created(contracts.createContract(signer(request).pubkey, body))
+    }),
     route('GET', '/contracts/:id', {kind: 'signed'}, (request) => {
       const row = contracts.row(idParam(request, 'id', 'contract'))
       const caller = signer(request).pubkey
@@ -273,6 +294,32 @@ export function buildRoutes(context: MarketplaceContext): Route[] {
       assertDisputeProvider(signer(request), disputes.get(id).provider_pubkey)
       noBody(request)
       return ok(disputes.accept(id))
+    }),
+
+    // §11 orders and bids (POST /orders and GET /orders/{id} are the requester's, in the spirit of POST /contracts)
+    route('POST', '/orders', {kind: 'signed'}, (request) => created(orders.create(signer(request).pubkey, parseBody(OrderBody, request.body)))),
+    route('GET', '/orders', {kind: 'signed'}, async (request) => {
+      biddingProvider(request, 'fetch_contracts')
+      const {wait = 0} = parseQuery(OrdersQuery, request.query)
+      const found = await longPoll((wake) => context.orders.subscribe(OPEN_ORDERS_TOPIC, wake), wait * 1000, request.signal, () => orders.listOpen())
+      return ok({orders: found})
+    }),
+    route('GET', '/orders/:id', {kind: 'signed'}, (request) => {
+      const order = orders.row(idParam(request, 'id', 'order'))
+      if (signer(request).pubkey !== order.requester_pubkey) throw forbidden('only the requester may read this order')
+      return ok(orders.view(order))
+    }),
+    route('POST', '/orders/:id/bids', {kind: 'signed'}, (request) => {
+      const id = idParam(request, 'id', 'order')
+      const providerPubkey = biddingProvider(request, 'provision')
+      return created(orders.bid(id, providerPubkey, signer(request).pubkey, parseBody(BidBody, request.body)))
+    }),
+    route('GET', '/orders/:id/bids', {kind: 'signed'}, (request) => {
+      const id = idParam(request, 'id', 'order')
+      noQuery(request)
+      const order = orders.row(id)
+      if (signer(request).pubkey === order.requester_pubkey) return ok({bids: orders.view(order).bids})
+      return ok(orders.ownBids(id, biddingProvider(request, 'fetch_contracts')))
     }),
   ]
 }

@@ -161,6 +161,25 @@ export const EvidenceBody = z.strictObject({
     .max(100),
 })
 
+/** §11: what a requester asks for; the closing time is relative, so the requester's clock doesn't matter. */
+export const OrderBody = z.strictObject({
+  requirements: z.strictObject({
+    cpu_cores: positiveInt,
+    memory_mb: positiveInt,
+    storage_gb: positiveInt,
+    gpu_count: count.optional(),
+    gpu_model: text(64).optional(),
+  }),
+  max_price_per_hour: positiveAmount,
+  duration_hours: positiveInt.max(8760, 'expected at most 8760 hours (a year)'),
+  region: text(64).optional(),
+  closes_in_seconds: z.number().int('expected an integer').min(1, 'expected 1 to 604800 seconds').max(604_800, 'expected 1 to 604800 seconds'),
+  ssh_pubkey: text(16_384),
+  instance_config: jsonObject.optional(),
+})
+
+export const BidBody = z.strictObject({price_per_hour: positiveAmount})
+
 /** An empty body, for POSTs that take none: anything else is a mistake worth naming. */
 export const EmptyBody = z.union([z.undefined(), z.strictObject({})])
 
@@ -175,6 +194,7 @@ export const PendingQuery = z.strictObject({wait: queryInt(0, 30).optional()})
 export const HealthSummaryQuery = z.strictObject({days: queryInt(1, 3650).optional()})
 export const DisputesQuery = z.strictObject({status: z.enum(['open', 'responded', 'accepted']).optional()})
 export const NoQuery = z.strictObject({})
+export const OrdersQuery = z.strictObject({status: z.enum(['open']).optional(), wait: queryInt(0, 30).optional()})
 
 /** Zod issues as §4 details: each names its field by dotted path (`records.3.signature`). */
 export function fieldIssues(error: z.ZodError): FieldIssue[] {

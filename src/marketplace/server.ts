@@ -119,6 +119,7 @@ export class MarketplaceServer {
   private closing = false
   private readonly housekeeping: NodeJS.Timeout
   private stopped: Promise<void> | undefined
+  private readonly lifetime = new AbortController()
   private address: AddressInfo | undefined
 
   constructor(options: MarketplaceOptions) {
@@ -128,6 +129,8 @@ export class MarketplaceServer {
       db: this.db,
       clock: this.clock,
       pending: new PendingSignal(),
+      orders: new PendingSignal(),
+      lifetime: this.lifetime.signal,
       settings: {
         unbondingPeriodMs: options.unbondingPeriodMs ?? DEFAULT_UNBONDING_PERIOD_MS,
         heartbeatSeconds: options.heartbeatSeconds ?? DEFAULT_HEARTBEAT_SECONDS,
@@ -170,6 +173,7 @@ export class MarketplaceServer {
   stop(): Promise<void> {
     this.stopped ??= new Promise<void>((resolve, reject) => {
       clearInterval(this.housekeeping)
+      this.lifetime.abort()
       this.closing = true
       for (const request of this.inFlight) request.abort(REQUEST_ENDED)
       this.server.close((error) => {
