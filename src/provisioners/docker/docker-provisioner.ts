@@ -19,7 +19,7 @@ import {
   type Provisioner,
   type SetupCheck,
 } from '../provisioner.js'
-import {pollUntil, PollTimeoutError} from '../proxmox/poll.js'
+import {pollUntil, PollTimeoutError} from '../poll.js'
 import {demultiplexLogs, DockerApiError, DockerEngine} from './engine.js'
 import {ContainerCreated, ContainerInspect, ContainerList, EngineInfo, ImageInspect} from './schemas.js'
 

@@ -16,7 +16,7 @@ import {
   type Provisioner,
   type SetupCheck,
 } from '../provisioner.js'
-import {pollUntil, PollTimeoutError} from '../proxmox/poll.js'
+import {pollUntil, PollTimeoutError} from '../poll.js'
 import {HetznerApi, HetznerApiError} from './api.js'
 import {
   ActionAnswer,

@@ -19,7 +19,7 @@ import {
 } from '../provisioner.js'
 import {ProxmoxApiError, ProxmoxConnection, TlsFingerprintMismatchError, UPID, upidNode} from './connection.js'
 import {allocateAddress, ipconfigFor, usedAddress} from './ip-pool.js'
-import {pollUntil, PollTimeoutError} from './poll.js'
+import {pollUntil, PollTimeoutError} from '../poll.js'
 import {
   AgentPing,
   ClusterResources,

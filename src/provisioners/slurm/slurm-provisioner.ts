@@ -20,7 +20,7 @@ import {
   type Provisioner,
   type SetupCheck,
 } from '../provisioner.js'
-import {pollUntil, PollTimeoutError} from '../proxmox/poll.js'
+import {pollUntil, PollTimeoutError} from '../poll.js'
 import {elapsedSeconds, gresGpus, NodeLine, parseJobs, runSlurm, SlurmCommandError, SQUEUE_FORMAT, SubmittedJob, type JobLine} from './commands.js'
 
 export type SlurmSettings = z.output<typeof SlurmProvisionerSection>
