@@ -1,6 +1,7 @@
 import {cpus, totalmem} from 'node:os'
 
 import {agentBench} from './bench/agent.js'
+import {hardwareBench} from './bench/hardware.js'
 import {proxmoxBench} from './bench/proxmox.js'
 import {serverBench} from './bench/server.js'
 import {startupBench} from './bench/startup.js'
@@ -11,6 +12,7 @@ const sections: [string, BenchSection][] = [
   ['server', serverBench],
   ['agent', agentBench],
   ['proxmox', proxmoxBench],
+  ['hardware', hardwareBench],
 ]
 
 function format(rows: BenchRow[]): string {
