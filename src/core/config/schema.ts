@@ -183,6 +183,77 @@ export const OfferingSection = z.strictObject({
   provisioner: z.string().min(1).optional().describe('Backend label published with the offering'),
 })
 
+const amount = z.string().refine(isAmount, 'expected a decimal string with at most 6 fractional digits, like "0.25"')
+const multiplier = amount.refine((value) => /[1-9]/.test(value), 'expected a multiplier above zero, a decimal string like "1.25"')
+const hourOfDay = z.number().int().min(0, 'expected an hour 0-23').max(23, 'expected an hour 0-23')
+const durationHours = z.number().int().min(1).max(8760)
+
+export const BiddingPricesSection = z.strictObject({
+  cpu_core: amount.default('0').describe('Price per CPU core per hour'),
+  memory_gb: amount.default('0').describe('Price per GiB of memory per hour'),
+  storage_gb: amount.default('0').describe('Price per GiB of storage per hour'),
+  gpu: amount.default('0').describe('Price per GPU per hour'),
+})
+
+export const BiddingPeakSection = z
+  .strictObject({
+    start_hour: hourOfDay.describe('Hour the peak window starts, UTC'),
+    end_hour: hourOfDay.describe('Hour the peak window ends, UTC, exclusive; a window may wrap midnight (start 22, end 6)'),
+    multiplier: multiplier.describe('Price multiplier inside the window, like "1.25"'),
+  })
+  .refine((peak) => peak.start_hour !== peak.end_hour, {message: 'expected end_hour to differ from start_hour', path: ['end_hour']})
+
+export const BiddingScarcitySection = z.strictObject({
+  above_percent: z
+    .number()
+    .int()
+    .min(0)
+    .max(100)
+    .default(80)
+    .describe('Utilisation of any one resource, in percent, above which the multiplier applies (held, won and bid on, this order included)'),
+  multiplier: multiplier.default('1').describe('Price multiplier when capacity is scarce, like "1.5"'),
+})
+
+export const BiddingFiltersSection = z
+  .strictObject({
+    regions: z.array(z.string().min(1).max(64)).default([]).describe('Bid only on orders in these regions (empty: any); an order naming no region passes'),
+    gpu_models: z.array(z.string().min(1).max(64)).default([]).describe('Bid only on orders asking for these GPU models (empty: any); an order naming no model passes'),
+    min_duration_hours: durationHours.default(1).describe('Shortest order bid on, in hours'),
+    max_duration_hours: durationHours.default(8760).describe('Longest order bid on, in hours'),
+  })
+  .refine((filters) => filters.min_duration_hours <= filters.max_duration_hours, {
+    message: 'expected max_duration_hours at or above min_duration_hours',
+    path: ['max_duration_hours'],
+  })
+
+export const BiddingScriptSection = z.strictObject({
+  command: z
+    .string()
+    .min(1)
+    .describe('Executable called as `<command> bid` with the order as JSON on stdin; prints {"price_per_hour": "1.25"} or {"decline": "why"}; relative to this config file'),
+  timeout_seconds: seconds(5, 1, 300).describe('Longest the script may take to answer; it is killed after'),
+})
+
+export const BiddingSection = z
+  .strictObject({
+    enabled: z.boolean().default(false).describe('Bid on open orders (PROTOCOL §11) while `outpost run` runs'),
+    strategy: z
+      .enum(['fixed', 'dynamic', 'script'])
+      .default('fixed')
+      .describe('fixed: the base prices; dynamic: the base prices times the peak and scarcity multipliers; script: the operator program prices each order'),
+    prices: BiddingPricesSection.default(BiddingPricesSection.parse({})).describe('Base prices per hour, decimal strings'),
+    floor_price: amount.default('0').describe('No bid goes below this price per hour, whatever the strategy'),
+    peak: BiddingPeakSection.optional().describe('Peak hours of the dynamic strategy (default: none)'),
+    scarcity: BiddingScarcitySection.default(BiddingScarcitySection.parse({})).describe('Scarcity pricing of the dynamic strategy'),
+    filters: BiddingFiltersSection.default(BiddingFiltersSection.parse({})).describe('Orders not bid on, whatever the price'),
+    script: BiddingScriptSection.optional().describe('The pricing program (strategy = "script")'),
+  })
+  .superRefine((section, context) => {
+    if (section.strategy === 'script' && section.script === undefined) {
+      context.addIssue({code: 'custom', path: ['script'], message: '[bidding.script] is required when strategy = "script"'})
+    }
+  })
+
 export const MetricsSection = z.strictObject({
   enabled: z.boolean().default(true).describe('Serve /metrics, /healthz and /readyz'),
   listen: z
@@ -205,8 +276,10 @@ export const ConfigSchema = z.strictObject({
   offerings: z.array(OfferingSection).default([]),
   metrics: MetricsSection.default(MetricsSection.parse({})),
   logging: LoggingSection.default(LoggingSection.parse({})),
+  bidding: BiddingSection.default(BiddingSection.parse({})),
 })
 
 export type OutpostConfig = z.infer<typeof ConfigSchema>
 export type Offering = z.infer<typeof OfferingSection>
 export type ProviderProfile = z.infer<typeof ProviderSection>
+export type BiddingConfig = z.infer<typeof BiddingSection>
