@@ -4,6 +4,7 @@ import {join} from 'node:path'
 import {ApiError} from '../core/api/client.js'
 import type {HealthCheck, HeartbeatBody, ProviderApi} from '../core/api/provider.js'
 import type {Contract, Instance} from '../core/api/schemas.js'
+import type {BiddingConfig} from '../core/config/schema.js'
 import {describeError} from '../core/errors.js'
 import {writeFileAtomic} from '../core/files.js'
 import {fromHex} from '../core/hex.js'
@@ -11,6 +12,8 @@ import {sealCredentials} from '../core/sealing.js'
 import {randomHex, type KeyPair, type SignedUsageRecord} from '../core/signing.js'
 import {instanceName, ProvisionAbortedError, ProvisionError, type ProvisionedInstance, type Provisioner} from '../provisioners/provisioner.js'
 import {Backoff, pause} from './backoff.js'
+import {BidEngine, type HeldContracts} from './bidding/engine.js'
+import type {PricingScript} from './bidding/script-pricing.js'
 import {Journal, journalState, readJournal, type JournalState} from './journal.js'
 import type {AgentLog} from './logger.js'
 import type {AgentMetrics, ContractResult} from './metrics.js'
@@ -42,6 +45,8 @@ export interface AgentOptions {
   version: string
   /** Destroy instances the marketplace knows nothing of (only `outpost-*` ones). */
   pruneOrphans: boolean
+  /** [bidding] when enabled: the daemon bids on open orders (§11); won ones arrive as accepted contracts. */
+  bidding?: {config: BiddingConfig; script: PricingScript | undefined}
 }
 
 /** How long a contract is left alone after it was declined, so a poll that returns it again does not spin. */
@@ -84,6 +89,9 @@ export class Agent {
   private readonly terminating = new Set<string>()
   private readonly loops: Promise<void>[] = []
   private readonly capacityWaiters: (() => void)[] = []
+  /** The contracts behind `inHand`, so the bid engine can count what they hold. */
+  private readonly contractsInHand = new Map<string, Contract>()
+  private readonly bidEngine: BidEngine | undefined
   private active: Contract[] = []
   private longPoll: boolean
   private longPollRetryAt = 0
@@ -112,6 +120,19 @@ export class Agent {
       onApiError: (error) => this.noteApiError(error),
       onDepth: (depth) => this.metrics.outboxDepth.set(depth),
     })
+    this.bidEngine = options.bidding
+      ? new BidEngine({
+          api: options.api,
+          config: options.bidding.config,
+          script: options.bidding.script,
+          readCapacity: () => this.provisioner.capacity(this.stopping.signal),
+          held: () => this.heldContracts(),
+          log: options.log,
+          metrics: options.metrics,
+          longPollWaitSeconds: options.settings.longPollWaitSeconds,
+          retry: QUICK_RETRY,
+        })
+      : undefined
   }
 
   /** Ready: the marketplace acknowledged a heartbeat and the previous run's work was taken up. */
@@ -131,11 +152,14 @@ export class Agent {
       this.loop('usage', async () => (await this.reportUsage(), settings.usageIntervalSeconds * 1000), settings.usageIntervalSeconds * 1000),
       this.loop('reconcile', async () => (await this.reconcile(), settings.reconcileIntervalSeconds * 1000)),
     )
+    const engine = this.bidEngine
+    if (engine) this.loops.push(this.loop('bidding', () => engine.round(this.stopping.signal)))
   }
 
   /** One round of everything, then returns: for cron and CI. Throws when the marketplace could not be reached. */
   async runOnce(): Promise<Record<ContractResult, number> & {outboxLeft: number}> {
     await this.prepare()
+    if (this.bidEngine) this.log.info({}, 'bidding is not run with --once: a bid has to be followed until its order closes')
     await this.heartbeat()
     await this.reconcile()
     for (const contract of await this.api.pendingProvision(0, {signal: this.stopping.signal})) {
@@ -308,6 +332,7 @@ export class Agent {
 
   private enqueue(contract: Contract, resumed: boolean): void {
     this.inHand.add(contract.contract_id)
+    this.contractsInHand.set(contract.contract_id, contract)
     this.waiting.push({contract, resumed})
     this.pump()
   }
@@ -327,6 +352,14 @@ export class Agent {
       this.running.set(id, work)
     }
     if (this.hasRoom()) for (const waiter of this.capacityWaiters.splice(0)) waiter()
+  }
+
+  /** For the bid engine: the active list, and the contracts in hand that are not on it yet. */
+  private heldContracts(): HeldContracts {
+    for (const id of this.contractsInHand.keys()) if (!this.inHand.has(id)) this.contractsInHand.delete(id)
+    const provisionedIds = new Set(this.active.map((contract) => contract.contract_id))
+    const inHand = [...this.contractsInHand.values()].filter((contract) => !provisionedIds.has(contract.contract_id))
+    return {holding: [...this.active, ...inHand], provisionedIds}
   }
 
   /** Resolves when nothing is waiting or running. */

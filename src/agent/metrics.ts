@@ -15,6 +15,12 @@ export interface AgentMetrics {
   apiErrors: Counter<'code'>
   orphanInstances: Gauge
   activeContracts: Gauge
+  /** §11 bidding: one count per order decided, by decision (bid, declined) and reason (the strategy, or why not). */
+  bidDecisions: Counter<'decision' | 'reason'>
+  bidPrice: Histogram
+  bidOutcomes: Counter<'outcome'>
+  openBids: Gauge
+  wonUnprovisioned: Gauge
 }
 
 export function createMetrics(): AgentMetrics {
@@ -41,6 +47,21 @@ export function createMetrics(): AgentMetrics {
     apiErrors: new Counter({name: 'outpost_agent_api_errors_total', help: 'Failed marketplace requests, by error code', labelNames: ['code'], registers}),
     orphanInstances: new Gauge({name: 'outpost_agent_orphan_instances', help: 'Instances the marketplace knows no contract for (last reconciliation)', registers}),
     activeContracts: new Gauge({name: 'outpost_agent_active_contracts', help: 'Provisioned, active and termination-pending contracts', registers}),
+    bidDecisions: new Counter({
+      name: 'outpost_agent_bid_decisions_total',
+      help: 'Open orders decided: bid (reason: the pricing strategy) or declined (reason: why)',
+      labelNames: ['decision', 'reason'],
+      registers,
+    }),
+    bidPrice: new Histogram({
+      name: 'outpost_agent_bid_price_per_hour',
+      help: 'Prices bid per hour, in tokens',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 100],
+      registers,
+    }),
+    bidOutcomes: new Counter({name: 'outpost_agent_bid_outcomes_total', help: 'Bids settled when their order closed, by outcome (won, lost)', labelNames: ['outcome'], registers}),
+    openBids: new Gauge({name: 'outpost_agent_open_bids', help: 'Bids on orders still open; their capacity is promised', registers}),
+    wonUnprovisioned: new Gauge({name: 'outpost_agent_won_unprovisioned_orders', help: 'Won orders whose contract is not provisioned yet; their capacity is promised', registers}),
   }
 }
 

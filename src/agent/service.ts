@@ -10,6 +10,7 @@ import {toHex} from '../core/hex.js'
 import type {KeyPair} from '../core/signing.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
 import {Agent, type AgentSettings} from './agent.js'
+import {pricingScript} from './bidding/script-pricing.js'
 import {createLogger, type AgentLog} from './logger.js'
 import {createMetrics, startProbeServer, type ContractResult, type ProbeServer} from './metrics.js'
 
@@ -131,6 +132,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
       settings: agentSettings(loaded),
       version: options.version,
       pruneOrphans: options.pruneOrphans,
+      ...(config.bidding.enabled ? {bidding: {config: config.bidding, script: pricingScript(loaded)}} : {}),
     })
     if (config.metrics.enabled && !options.once) probes = await startProbeServer(config.metrics.listen, metrics, () => agent.ready)
     log.info(
@@ -144,6 +146,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
         state_dir: loaded.paths.stateDir,
         metrics: probes ? `${probes.url}/metrics` : null,
         mode: options.once ? 'once' : 'daemon',
+        bidding: config.bidding.enabled ? config.bidding.strategy : 'off',
       },
       'agent starting',
     )

@@ -3,12 +3,15 @@ import {z} from 'zod'
 import type {SignedUsageRecord} from '../signing.js'
 import type {ApiClient, RetryPolicy} from './client.js'
 import {
+  Amount,
   Contract,
+  ContractId,
   ContractList,
   HealthResponse,
   HeartbeatResponse,
   LockResponse,
   ReconcileResponse,
+  UnixMs,
   UsageResponse,
   type Instance,
 } from './schemas.js'
@@ -58,6 +61,39 @@ export const MAX_BATCH = 1000
 export const MAX_WAIT_SECONDS = 30
 
 const NoContent = z.unknown()
+
+/** PROTOCOL §11: an open order as providers see it. */
+export const OpenOrder = z.object({
+  order_id: ContractId,
+  requirements: z.object({
+    cpu_cores: z.number().int().positive(),
+    memory_mb: z.number().int().positive(),
+    storage_gb: z.number().int().positive(),
+    gpu_count: z.number().int().nonnegative(),
+    gpu_model: z.string().min(1).optional(),
+  }),
+  max_price_per_hour: Amount,
+  duration_hours: z.number().int().positive(),
+  region: z.string().min(1).optional(),
+  closes_at: UnixMs,
+})
+export type OpenOrder = z.infer<typeof OpenOrder>
+
+const OrderList = z.object({orders: z.array(OpenOrder)})
+
+/** A provider's bid; `contract_id` names the contract a won order became. */
+export const Bid = z.object({
+  bid_id: z.string().min(1),
+  order_id: ContractId,
+  price_per_hour: Amount,
+  status: z.enum(['open', 'won', 'lost']),
+  contract_id: ContractId.nullish(),
+  /** The won contract's status (devnet addition to §11), to tell when it no longer holds capacity. */
+  contract_status: z.string().nullish(),
+})
+export type Bid = z.infer<typeof Bid>
+
+const OwnBids = z.object({bids: z.array(Bid)})
 
 export class ProviderApi {
   readonly providerPubkey: string
@@ -125,6 +161,29 @@ export class ProviderApi {
       accepted += (await this.client.post(this.path('/health'), {schema: HealthResponse, body, ...options})).accepted
     }
     return {accepted}
+  }
+
+  /** §11 open orders. With waitSeconds > 0 the server may hold the request until an order opens. */
+  async openOrders(waitSeconds: number, options: CallOptions = {}): Promise<OpenOrder[]> {
+    const wait = Math.max(0, Math.min(MAX_WAIT_SECONDS, Math.floor(waitSeconds)))
+    const {orders} = await this.client.get('/orders', {
+      schema: OrderList,
+      query: {status: 'open', ...(wait > 0 ? {wait} : {})},
+      extraTimeoutMs: wait * 1000,
+      ...options,
+    })
+    return orders
+  }
+
+  /** §11: places this provider's bid, or replaces its earlier one on the order. */
+  placeBid(orderId: string, pricePerHour: string, options: CallOptions = {}): Promise<Bid> {
+    return this.client.post(`/orders/${orderId}/bids`, {schema: Bid, body: {price_per_hour: pricePerHour}, ...options})
+  }
+
+  /** This provider's bid on an order, if it has one, with its outcome once the order closed. */
+  async ownBid(orderId: string, options: CallOptions = {}): Promise<Bid | undefined> {
+    const {bids} = await this.client.get(`/orders/${orderId}/bids`, {schema: OwnBids, ...options})
+    return bids[0]
   }
 
   /** Idempotent by record_id: a record sent twice is counted in `duplicates`, not billed twice. */
