@@ -55,6 +55,47 @@ export interface NewContract {
   instance_config?: Record<string, unknown>
 }
 
+/** PROTOCOL §11 (devnet additions): an order as its requester sees it. */
+export const RenterOrder = z.object({
+  order_id: ContractId,
+  requirements: z.object({
+    cpu_cores: z.number().int().positive(),
+    memory_mb: z.number().int().positive(),
+    storage_gb: z.number().int().positive(),
+    gpu_count: z.number().int().nonnegative(),
+    gpu_model: z.string().optional(),
+  }),
+  max_price_per_hour: Amount,
+  duration_hours: z.number().int().positive(),
+  region: z.string().optional(),
+  closes_at: UnixMs,
+  status: z.enum(['open', 'awarded', 'unfilled']),
+  closed_at: UnixMs.nullish(),
+  bids: z.array(z.object({provider_pubkey: PublicKeyHex, price_per_hour: Amount, placed_at: UnixMs, status: z.string()})).optional(),
+  winning_bid_id: z.string().nullish(),
+  contract_id: ContractId.nullish(),
+})
+export type RenterOrder = z.infer<typeof RenterOrder>
+
+export interface NewOrder {
+  requirements: {cpu_cores: number; memory_mb: number; storage_gb: number; gpu_count?: number; gpu_model?: string}
+  max_price_per_hour: string
+  duration_hours: number
+  region?: string
+  closes_in_seconds: number
+  ssh_pubkey: string
+  instance_config?: Record<string, unknown>
+}
+
+/** POST /orders: the client's key is the requester, and the one the won contract's credentials are sealed to. */
+export function createOrder(client: ApiClient, order: NewOrder): Promise<RenterOrder> {
+  return client.post('/orders', {schema: RenterOrder, body: order})
+}
+
+export function getOrder(client: ApiClient, orderId: string): Promise<RenterOrder> {
+  return client.get(`/orders/${encodeURIComponent(orderId)}`, {schema: RenterOrder})
+}
+
 const contractPath = (contractId: string) => `/contracts/${encodeURIComponent(contractId)}`
 
 export function listOfferings(client: ApiClient): Promise<{offerings: Offering[]}> {

@@ -1,0 +1,27 @@
+import {Args} from '@oclif/core'
+import {resolve} from 'node:path'
+
+import {getOrder, type RenterOrder} from '../../../core/api/renter.js'
+import {renterFlags} from '../../../marketplace/devnet-flags.js'
+import {defaultDevnetDataDir} from '../../../marketplace/devnet.js'
+import {renterClient} from '../../../marketplace/renter.js'
+import {BaseCommand} from '../../../ui/base-command.js'
+
+export default class DevnetOrderShow extends BaseCommand {
+  static override summary = 'Show an order, its bids and the contract it became, as its renter sees them'
+  static override args = {id: Args.string({description: 'order id', required: true})}
+  static override flags = renterFlags
+
+  async run(): Promise<RenterOrder> {
+    const {args, flags} = await this.parse(DevnetOrderShow)
+    const dataDir = resolve(flags['data-dir'] ?? defaultDevnetDataDir(this.configDirectory))
+    const order = await getOrder(await renterClient(dataDir, flags.endpoint), args.id)
+    const wanted = order.requirements
+    this.log(`order ${order.order_id}: ${order.status}`)
+    this.log(`  ${wanted.cpu_cores} cpu, ${wanted.memory_mb} MB, ${wanted.storage_gb} GB${wanted.gpu_count > 0 ? `, ${wanted.gpu_count} GPU ${wanted.gpu_model ?? ''}`.trimEnd() : ''}`)
+    this.log(`  up to ${order.max_price_per_hour}/h for ${order.duration_hours} h${order.region ? ` in ${order.region}` : ''}; bidding closes ${new Date(order.closes_at).toISOString()}`)
+    for (const bid of order.bids ?? []) this.log(`  bid ${bid.price_per_hour}/h by ${bid.provider_pubkey} (${bid.status})`)
+    if (order.contract_id) this.log(`  contract ${order.contract_id}: outpost devnet contract show ${order.contract_id}`)
+    return order
+  }
+}
