@@ -110,6 +110,10 @@ describe('outpost run with [bidding] against a devnet', () => {
       const contract = await getContract(renter, contractId!)
       expect(contract).toMatchObject({provider_pubkey: setup.providerPubkey, offering_id: fitting.order_id, price_per_hour: '0.126', instance: {external_id: `outpost-${contractId}`}})
       expect(agent.logLines().some((line) => line.order_id === fitting.order_id && line.contract_id === contractId && String(line.msg).includes('won the order'))).toBe(true)
+      const shown = await runCli(['devnet', 'order', 'show', fitting.order_id, '--endpoint', devnet.endpoint, '--data-dir', dataDir])
+      expect(shown.stdout).toContain(`order ${fitting.order_id}: awarded`)
+      expect(shown.stdout).toContain(`bid 0.126/h by ${setup.providerPubkey} (won)`)
+      expect(shown.stdout).toContain(`contract ${contractId}`)
 
       const text = await (await fetch(metrics)).text()
       expect(text).toMatch(/outpost_agent_bid_decisions_total\{decision="bid",reason="fixed"\} 1\b/)

@@ -8,7 +8,7 @@ import type {AgentMetrics} from '../metrics.js'
 import {decideOrder} from './decide.js'
 import {decline, type Decision} from './decision.js'
 import {CapacityLedger, type Promised} from './ledger.js'
-import {resourcesOf, shortfall, type Resources} from './resources.js'
+import {NO_RESOURCES, resourcesOf, shortfall, type Resources} from './resources.js'
 import type {PricingScript} from './script-pricing.js'
 
 /** The §11 calls the engine makes (ProviderApi has them). */
@@ -101,8 +101,7 @@ export class BidEngine {
 
   private free(): Resources {
     const {holding} = this.options.held()
-    const capacity = this.capacity ?? {cpuCores: 0, memoryMb: 0, storageGb: 0, gpuCount: 0}
-    return this.ledger.free(capacity, holding)
+    return this.ledger.free(this.capacity ?? NO_RESOURCES, holding)
   }
 
   /** Bids on closed orders become won or lost; won orders' promises end when their contract is provisioned or ends. */
