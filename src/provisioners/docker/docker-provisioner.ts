@@ -19,6 +19,7 @@ import {
   type Provisioner,
   type SetupCheck,
 } from '../provisioner.js'
+import {OneAtATime} from '../one-at-a-time.js'
 import {pollUntil, PollTimeoutError} from '../poll.js'
 import {demultiplexLogs, DockerApiError, DockerEngine} from './engine.js'
 import {ContainerCreated, ContainerInspect, ContainerList, EngineInfo, ImageInspect} from './schemas.js'
@@ -55,7 +56,7 @@ export class DockerProvisioner implements Provisioner {
   readonly type = 'docker'
   readonly engine: DockerEngine
   /** One provision at a time per contract, so two calls at once never create two containers. */
-  private readonly busy = new Map<string, Promise<unknown>>()
+  private readonly oneAtATime = new OneAtATime()
 
   constructor(private readonly settings: DockerSettings) {
     this.engine = new DockerEngine(settings.socket, settings.request_timeout_seconds * 1000)
@@ -64,7 +65,7 @@ export class DockerProvisioner implements Provisioner {
   async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
     const name = instanceName(contract.contract_id)
     throwIfAborted(signal, `provisioning ${name}`)
-    return this.serialize(name, () => this.provisionOnce(contract, name, signal))
+    return this.oneAtATime.run(name, () => this.provisionOnce(contract, name, signal))
   }
 
   async find(contractId: string, signal?: AbortSignal): Promise<ProvisionedInstance | undefined> {
@@ -332,16 +333,6 @@ export class DockerProvisioner implements Provisioner {
     }
   }
 
-  private async serialize<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.busy.get(key) ?? Promise.resolve()
-    const current = previous.catch(() => undefined).then(work)
-    this.busy.set(key, current)
-    try {
-      return await current
-    } finally {
-      if (this.busy.get(key) === current) this.busy.delete(key)
-    }
-  }
 }
 
 function checkId(externalId: string): string {

@@ -16,6 +16,7 @@ import {
   type Provisioner,
   type SetupCheck,
 } from '../provisioner.js'
+import {OneAtATime} from '../one-at-a-time.js'
 import {pollUntil, PollTimeoutError} from '../poll.js'
 import {HetznerApi, HetznerApiError} from './api.js'
 import {
@@ -77,7 +78,7 @@ export function md5Fingerprint(publicKey: string): string | undefined {
 export class HetznerProvisioner implements Provisioner {
   readonly type = 'hetzner'
   readonly api: HetznerApi
-  private readonly busy = new Map<string, Promise<unknown>>()
+  private readonly oneAtATime = new OneAtATime()
   /** The contract holding each renter key (by fingerprint) between its upload and its removal. */
   private readonly keyTurns = new Map<string, Promise<void>>()
 
@@ -91,14 +92,7 @@ export class HetznerProvisioner implements Provisioner {
   async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
     const name = instanceName(contract.contract_id)
     throwIfAborted(signal, `provisioning ${name}`)
-    const previous = this.busy.get(name) ?? Promise.resolve()
-    const work = previous.catch(() => undefined).then(() => this.provisionOnce(contract, name, signal))
-    this.busy.set(name, work)
-    try {
-      return await work
-    } finally {
-      if (this.busy.get(name) === work) this.busy.delete(name)
-    }
+    return this.oneAtATime.run(name, () => this.provisionOnce(contract, name, signal))
   }
 
   async find(contractId: string, signal?: AbortSignal): Promise<ProvisionedInstance | undefined> {

@@ -21,6 +21,7 @@ import {
   type Provisioner,
   type SetupCheck,
 } from '../provisioner.js'
+import {OneAtATime} from '../one-at-a-time.js'
 import {findMarkedProcesses, freePort, INSTANCE_MARKER, isInstanceProcess, killGroup, tcpConnects} from './processes.js'
 
 /**
@@ -64,7 +65,7 @@ export class LocalProvisioner implements Provisioner {
   private readonly startupTimeoutMs: number
   private readonly killGraceMs: number
   /** One operation at a time per instance, so a health restart never races a terminate. */
-  private readonly busy = new Map<string, Promise<unknown>>()
+  private readonly oneAtATime = new OneAtATime()
 
   constructor(options: LocalProvisionerOptions) {
     this.dir = join(options.stateDir, 'local')
@@ -76,7 +77,7 @@ export class LocalProvisioner implements Provisioner {
 
   async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
     const name = instanceName(contract.contract_id)
-    return this.serialize(name, async () => {
+    return this.oneAtATime.run(name, async () => {
       const existing = this.adopt(name)
       if (existing && existing.pid !== null) return this.describe(existing)
       const password = existing?.password ?? randomBytes(18).toString('base64url')
@@ -87,7 +88,7 @@ export class LocalProvisioner implements Provisioner {
 
   async find(contractId: string): Promise<ProvisionedInstance | undefined> {
     const name = instanceName(contractId)
-    return this.serialize(name, async () => {
+    return this.oneAtATime.run(name, async () => {
       const record = this.adopt(name)
       return record && record.pid !== null ? this.describe(record) : undefined
     })
@@ -95,7 +96,7 @@ export class LocalProvisioner implements Provisioner {
 
   async terminate(externalId: string): Promise<void> {
     const name = checkName(externalId)
-    await this.serialize(name, async () => {
+    await this.oneAtATime.run(name, async () => {
       const record = this.read(name)
       const pids = record?.pid ? [record.pid] : findMarkedProcesses(name)
       for (const pid of pids) if (isInstanceProcess(pid, name)) await killGroup(pid, name, this.killGraceMs)
@@ -106,7 +107,7 @@ export class LocalProvisioner implements Provisioner {
   /** TCP connect to the workload. A workload that died is started again on its port (that is the supervision). */
   async health(externalId: string): Promise<InstanceHealth> {
     const name = checkName(externalId)
-    return this.serialize(name, async () => {
+    return this.oneAtATime.run(name, async () => {
       const record = this.read(name)
       if (!record) return {status: 'unknown', details: {reason: 'no such instance'}}
       const uptimeSeconds = Math.max(0, Math.floor((Date.now() - record.started_at) / 1000))
@@ -162,16 +163,6 @@ export class LocalProvisioner implements Provisioner {
     }
   }
 
-  private async serialize<T>(name: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.busy.get(name) ?? Promise.resolve()
-    const current = previous.catch(() => undefined).then(work)
-    this.busy.set(name, current)
-    try {
-      return await current
-    } finally {
-      if (this.busy.get(name) === current) this.busy.delete(name)
-    }
-  }
 
   private recordPath(name: string): string {
     return join(this.dir, `${name}.json`)

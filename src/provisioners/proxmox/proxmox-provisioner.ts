@@ -17,6 +17,7 @@ import {
   type Provisioner,
   type SetupCheck,
 } from '../provisioner.js'
+import {OneAtATime} from '../one-at-a-time.js'
 import {ProxmoxApiError, ProxmoxConnection, TlsFingerprintMismatchError, UPID, upidNode} from './connection.js'
 import {allocateAddress, ipconfigFor, usedAddress} from './ip-pool.js'
 import {pollUntil, PollTimeoutError} from '../poll.js'
@@ -96,7 +97,7 @@ export class ProxmoxProvisioner implements Provisioner {
   readonly connection: ProxmoxConnection
   /** Work that must not interleave: VMID allocation and its clone, address allocation and its config write. */
   private readonly turns = new Map<'clone' | 'address', Promise<void>>()
-  private readonly inFlight = new Map<string, Promise<ProvisionedInstance>>()
+  private readonly oneAtATime = new OneAtATime()
 
   constructor(
     private readonly settings: ProxmoxSettings,
@@ -115,15 +116,7 @@ export class ProxmoxProvisioner implements Provisioner {
   async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
     const name = instanceName(contract.contract_id)
     throwIfAborted(signal, `provisioning ${name}`)
-    // Two calls for one contract at once would both find no VM and clone twice: the second waits for the first.
-    const previous = this.inFlight.get(name) ?? Promise.resolve()
-    const work = previous.catch(() => undefined).then(() => this.provisionOnce(contract, name, signal))
-    this.inFlight.set(name, work)
-    try {
-      return await work
-    } finally {
-      if (this.inFlight.get(name) === work) this.inFlight.delete(name)
-    }
+    return this.oneAtATime.run(name, () => this.provisionOnce(contract, name, signal))
   }
 
   private async provisionOnce(contract: Contract, name: string, signal: AbortSignal): Promise<ProvisionedInstance> {

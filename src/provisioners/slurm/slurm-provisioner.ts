@@ -20,6 +20,7 @@ import {
   type Provisioner,
   type SetupCheck,
 } from '../provisioner.js'
+import {OneAtATime} from '../one-at-a-time.js'
 import {pollUntil, PollTimeoutError} from '../poll.js'
 import {elapsedSeconds, gresGpus, NodeLine, parseJobs, runSlurm, SlurmCommandError, SQUEUE_FORMAT, SubmittedJob, type JobLine} from './commands.js'
 
@@ -59,7 +60,7 @@ function toProvisionError(error: unknown, what: string): ProvisionError {
 export class SlurmProvisioner implements Provisioner {
   readonly type = 'slurm'
   private readonly template: string
-  private readonly busy = new Map<string, Promise<unknown>>()
+  private readonly oneAtATime = new OneAtATime()
 
   constructor(
     private readonly settings: SlurmSettings,
@@ -72,15 +73,7 @@ export class SlurmProvisioner implements Provisioner {
   async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
     const name = instanceName(contract.contract_id)
     throwIfAborted(signal, `provisioning ${name}`)
-    // Two calls for one contract at once would both find no job and submit two: the second waits for the first.
-    const previous = this.busy.get(name) ?? Promise.resolve()
-    const work = previous.catch(() => undefined).then(() => this.provisionOnce(contract, name, signal))
-    this.busy.set(name, work)
-    try {
-      return await work
-    } finally {
-      if (this.busy.get(name) === work) this.busy.delete(name)
-    }
+    return this.oneAtATime.run(name, () => this.provisionOnce(contract, name, signal))
   }
 
   async find(contractId: string, signal?: AbortSignal): Promise<ProvisionedInstance | undefined> {
