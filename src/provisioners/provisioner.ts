@@ -1,4 +1,5 @@
 import type {Contract} from '../core/api/schemas.js'
+import {describeError} from '../core/errors.js'
 
 /** What a backend made for a contract. `credentials` are sealed to the renter by the agent, never sent in clear. */
 export interface ProvisionedInstance {
@@ -89,4 +90,19 @@ export interface Provisioner {
   capacity(signal?: AbortSignal): Promise<Capacity | undefined>
   /** Releases connections and timers; instances keep running. */
   close?(): Promise<void>
+}
+
+/**
+ * A health check's lookup: when the backend can't be asked, the instance's health is "unknown" (not a provisioning
+ * failure); an abort still aborts.
+ */
+export async function healthFromLookup<T>(lookup: Promise<T | undefined>, judge: (found: T | undefined) => InstanceHealth | Promise<InstanceHealth>): Promise<InstanceHealth> {
+  let found: T | undefined
+  try {
+    found = await lookup
+  } catch (error) {
+    if (error instanceof ProvisionAbortedError) throw error
+    return {status: 'unknown', details: {error: describeError(error)}}
+  }
+  return judge(found)
 }

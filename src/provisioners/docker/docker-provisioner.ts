@@ -8,6 +8,7 @@ import type {Contract} from '../../core/api/schemas.js'
 import type {DockerProvisionerSection} from '../../core/config/schema.js'
 import {describeError} from '../../core/errors.js'
 import {
+  healthFromLookup,
   instanceName,
   ProvisionAbortedError,
   ProvisionError,
@@ -98,13 +99,10 @@ export class DockerProvisioner implements Provisioner {
 
   async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
     const id = checkId(externalId)
-    let container: ContainerInspect | undefined
-    try {
-      container = await this.inspect(id, signal)
-    } catch (error) {
-      if (error instanceof ProvisionAbortedError) throw error
-      return {status: 'unknown', details: {error: describeError(error)}}
-    }
+    return healthFromLookup(this.inspect(id, signal), (container) => this.judgeHealth(container))
+  }
+
+  private async judgeHealth(container: ContainerInspect | undefined): Promise<InstanceHealth> {
     if (!container) return {status: 'unhealthy', details: {reason: 'container not found'}}
     const state = container.State
     if (state.Status !== 'running') return {status: 'unhealthy', details: {state: state.Status, exit_code: state.ExitCode}}

@@ -5,6 +5,7 @@ import type {Contract} from '../../core/api/schemas.js'
 import type {HetznerProvisionerSection} from '../../core/config/schema.js'
 import {describeError} from '../../core/errors.js'
 import {
+  healthFromLookup,
   instanceName,
   ProvisionAbortedError,
   ProvisionError,
@@ -125,17 +126,12 @@ export class HetznerProvisioner implements Provisioner {
 
   async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
     const id = checkServerId(externalId)
-    let server: Server | undefined
-    try {
-      server = await this.server(id, signal)
-    } catch (error) {
-      if (error instanceof ProvisionAbortedError) throw error
-      return {status: 'unknown', details: {error: describeError(error)}}
-    }
-    if (!server) return {status: 'unhealthy', details: {reason: 'server not found'}}
-    if (server.status !== 'running') return {status: 'unhealthy', details: {server_status: server.status}}
-    const uptimeSeconds = Math.max(0, Math.floor((Date.now() - Date.parse(server.created)) / 1000))
-    return {status: 'healthy', uptimeSeconds, details: {server_status: server.status}}
+    return healthFromLookup(this.server(id, signal), (server): InstanceHealth => {
+      if (!server) return {status: 'unhealthy', details: {reason: 'server not found'}}
+      if (server.status !== 'running') return {status: 'unhealthy', details: {server_status: server.status}}
+      const uptimeSeconds = Math.max(0, Math.floor((Date.now() - Date.parse(server.created)) / 1000))
+      return {status: 'healthy', uptimeSeconds, details: {server_status: server.status}}
+    })
   }
 
   async list(signal?: AbortSignal): Promise<ListedInstance[]> {

@@ -9,6 +9,7 @@ import type {Contract} from '../../core/api/schemas.js'
 import type {SlurmProvisionerSection} from '../../core/config/schema.js'
 import {describeError} from '../../core/errors.js'
 import {
+  healthFromLookup,
   instanceName,
   ProvisionAbortedError,
   ProvisionError,
@@ -109,16 +110,11 @@ export class SlurmProvisioner implements Provisioner {
 
   async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
     const id = checkJobId(externalId)
-    let job: JobLine | undefined
-    try {
-      job = await this.job(id, signal)
-    } catch (error) {
-      if (error instanceof ProvisionAbortedError) throw error
-      return {status: 'unknown', details: {error: describeError(error)}}
-    }
-    if (!job) return {status: 'unhealthy', details: {reason: 'job not found'}}
-    if (job.state !== 'RUNNING') return {status: 'unhealthy', details: {state: job.state, reason: job.reason}}
-    return {status: 'healthy', uptimeSeconds: elapsedSeconds(job.elapsed), details: {state: job.state, nodes: job.nodeList}}
+    return healthFromLookup(this.job(id, signal), (job): InstanceHealth => {
+      if (!job) return {status: 'unhealthy', details: {reason: 'job not found'}}
+      if (job.state !== 'RUNNING') return {status: 'unhealthy', details: {state: job.state, reason: job.reason}}
+      return {status: 'healthy', uptimeSeconds: elapsedSeconds(job.elapsed), details: {state: job.state, nodes: job.nodeList}}
+    })
   }
 
   async list(signal?: AbortSignal): Promise<ListedInstance[]> {
