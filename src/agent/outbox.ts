@@ -2,26 +2,13 @@ import {mkdirSync, readdirSync, readFileSync, renameSync, rmSync} from 'node:fs'
 import {join} from 'node:path'
 import {z} from 'zod'
 
-import {Instance} from '../core/api/schemas.js'
+import {Instance, SignedUsageRecordSchema} from '../core/api/schemas.js'
 import {fsyncDirectory, writeFileAtomic} from '../core/files.js'
 
 /**
  * Reports to the marketplace, each written to its own file before it is sent and removed after a 2xx, so nothing the
  * agent did goes unreported across a crash or an outage. Files are named so that they sort in the order they were made.
  */
-
-const UsageRecord = z.object({
-  record_id: z.string().min(1),
-  contract_id: z.string().min(1),
-  period_start: z.number().int(),
-  period_end: z.number().int(),
-  cpu_core_seconds: z.number(),
-  memory_mb_seconds: z.number(),
-  storage_gb_seconds: z.number(),
-  gpu_seconds: z.number(),
-  signer: z.string(),
-  signature: z.string(),
-})
 
 export const Report = z.discriminatedUnion('kind', [
   z.object({
@@ -35,7 +22,7 @@ export const Report = z.discriminatedUnion('kind', [
     unlock: z.boolean(),
   }),
   z.object({kind: z.literal('terminated'), contract_id: z.string().min(1)}),
-  z.object({kind: z.literal('usage'), records: z.array(UsageRecord).min(1)}),
+  z.object({kind: z.literal('usage'), records: z.array(SignedUsageRecordSchema).min(1)}),
 ])
 export type Report = z.infer<typeof Report>
 

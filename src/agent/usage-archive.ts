@@ -1,8 +1,8 @@
 import {closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync} from 'node:fs'
 import {join} from 'node:path'
-import {z} from 'zod'
 
 import {isHex} from '../core/hex.js'
+import {SignedUsageRecordSchema} from '../core/api/schemas.js'
 import type {SignedUsageRecord} from '../core/signing.js'
 
 /**
@@ -11,19 +11,6 @@ import type {SignedUsageRecord} from '../core/signing.js'
  * verifiable on its own, PROTOCOL §7) are the provider's evidence. A record queued twice after a crash is listed twice
  * with the same record_id; readers keep one.
  */
-
-const ArchivedRecord = z.object({
-  record_id: z.string().min(1),
-  contract_id: z.string().min(1),
-  period_start: z.number().int(),
-  period_end: z.number().int(),
-  cpu_core_seconds: z.number(),
-  memory_mb_seconds: z.number(),
-  storage_gb_seconds: z.number(),
-  gpu_seconds: z.number(),
-  signer: z.string(),
-  signature: z.string(),
-})
 
 function archiveFile(stateDir: string, contractId: string): string | undefined {
   // Contract ids come from the marketplace: only the §6 shape may name a file.
@@ -56,7 +43,7 @@ export function readArchivedUsageRecords(stateDir: string, contractId: string): 
   for (const line of readFileSync(file, 'utf8').split('\n')) {
     if (line.trim() === '') continue
     try {
-      const parsed = ArchivedRecord.safeParse(JSON.parse(line))
+      const parsed = SignedUsageRecordSchema.safeParse(JSON.parse(line))
       if (parsed.success && parsed.data.contract_id === contractId) byId.set(parsed.data.record_id, parsed.data)
       else skipped++
     } catch {

@@ -94,3 +94,17 @@ export type ReconcileResponse = z.infer<typeof ReconcileResponse>
 export const HealthResponse = z.object({accepted: z.number().int().nonnegative()})
 export const UsageResponse = z.object({accepted: z.number().int().nonnegative(), duplicates: z.number().int().nonnegative()})
 export type UsageResponse = z.infer<typeof UsageResponse>
+
+/** A signed usage record (PROTOCOL §7) as the agent keeps it on disk and sends it. */
+export const SignedUsageRecordSchema = z.object({
+  record_id: z.string().min(1),
+  contract_id: z.string().min(1),
+  period_start: z.number().int(),
+  period_end: z.number().int(),
+  cpu_core_seconds: z.number(),
+  memory_mb_seconds: z.number(),
+  storage_gb_seconds: z.number(),
+  gpu_seconds: z.number(),
+  signer: z.string(),
+  signature: z.string(),
+})
