@@ -10,6 +10,7 @@ import {
   HealthResponse,
   HeartbeatResponse,
   LockResponse,
+  OrderRequirements,
   ReconcileResponse,
   UnixMs,
   UsageResponse,
@@ -65,13 +66,7 @@ const NoContent = z.unknown()
 /** PROTOCOL §11: an open order as providers see it. */
 export const OpenOrder = z.object({
   order_id: ContractId,
-  requirements: z.object({
-    cpu_cores: z.number().int().positive(),
-    memory_mb: z.number().int().positive(),
-    storage_gb: z.number().int().positive(),
-    gpu_count: z.number().int().nonnegative(),
-    gpu_model: z.string().min(1).optional(),
-  }),
+  requirements: OrderRequirements,
   max_price_per_hour: Amount,
   duration_hours: z.number().int().positive(),
   region: z.string().min(1).optional(),

@@ -1,7 +1,7 @@
 import {z} from 'zod'
 
 import type {ApiClient} from './client.js'
-import {Amount, Contract, ContractId, PublicKeyHex, UnixMs} from './schemas.js'
+import {Amount, Contract, ContractId, OrderRequirements, PublicKeyHex, UnixMs} from './schemas.js'
 
 /**
  * A renter's (requester's) side of PROTOCOL §§6 and 10, parsed on the client side. Fields the protocol doesn't
@@ -58,13 +58,7 @@ export interface NewContract {
 /** PROTOCOL §11 (devnet additions): an order as its requester sees it. */
 export const RenterOrder = z.object({
   order_id: ContractId,
-  requirements: z.object({
-    cpu_cores: z.number().int().positive(),
-    memory_mb: z.number().int().positive(),
-    storage_gb: z.number().int().positive(),
-    gpu_count: z.number().int().nonnegative(),
-    gpu_model: z.string().optional(),
-  }),
+  requirements: OrderRequirements,
   max_price_per_hour: Amount,
   duration_hours: z.number().int().positive(),
   region: z.string().optional(),

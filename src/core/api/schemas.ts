@@ -108,3 +108,12 @@ export const SignedUsageRecordSchema = z.object({
   signer: z.string(),
   signature: z.string(),
 })
+
+/** PROTOCOL §11: what an order asks for. */
+export const OrderRequirements = z.object({
+  cpu_cores: z.number().int().positive(),
+  memory_mb: z.number().int().positive(),
+  storage_gb: z.number().int().positive(),
+  gpu_count: z.number().int().nonnegative(),
+  gpu_model: z.string().min(1).optional(),
+})
