@@ -13,6 +13,9 @@ export interface PollOptions {
 
 /** The wait ran out; the caller turns it into a ProvisionError that says what was awaited and for how long. */
 export class PollTimeoutError extends Error {
+  /** The step may finish given more time: another attempt can succeed. */
+  readonly retryable = true
+
   constructor(readonly what: string, readonly timeoutMs: number, readonly lastError?: unknown) {
     super(`${what} did not finish within ${Math.round(timeoutMs / 1000)} s`, {cause: lastError})
     this.name = 'PollTimeoutError'

@@ -106,3 +106,15 @@ export async function healthFromLookup<T>(lookup: Promise<T | undefined>, judge:
   }
   return judge(found)
 }
+
+/** An error from a backend that knows whether trying again can help (an API's 5xx can, a 4xx can't). */
+function knowsIfRetryable(error: unknown): error is Error & {retryable: boolean} {
+  return error instanceof Error && typeof (error as {retryable?: unknown}).retryable === 'boolean'
+}
+
+/** Any error as a ProvisionError. An error that can't say whether a retry would help is taken to allow one. */
+export function toProvisionError(error: unknown, what: string): ProvisionError {
+  if (error instanceof ProvisionError) return error
+  if (knowsIfRetryable(error)) return new ProvisionError(error.message, {retryPossible: error.retryable, cause: error})
+  return new ProvisionError(`${what}: ${describeError(error)}`, {retryPossible: true, cause: error})
+}

@@ -13,6 +13,7 @@ import {
   ProvisionAbortedError,
   ProvisionError,
   throwIfAborted,
+  toProvisionError,
   type Capacity,
   type InstanceHealth,
   type ListedInstance,
@@ -36,12 +37,6 @@ const LOG_TAIL_LINES = 5
 /** How long a connection through the engine's port proxy must stay open to count as reaching the service. */
 const PROXY_SETTLE_MS = 250
 
-function toProvisionError(error: unknown, what: string): ProvisionError {
-  if (error instanceof ProvisionError) return error
-  if (error instanceof DockerApiError) return new ProvisionError(error.message, {retryPossible: error.retryable, cause: error})
-  if (error instanceof PollTimeoutError) return new ProvisionError(error.message, {retryPossible: true, cause: error})
-  return new ProvisionError(`${what}: ${describeError(error)}`, {retryPossible: true, cause: error})
-}
 
 /**
  * Containers on a Docker engine, one per contract: `outpost-<contract>`, labelled with the contract, with the

@@ -10,6 +10,7 @@ import {
   ProvisionAbortedError,
   ProvisionError,
   throwIfAborted,
+  toProvisionError,
   type Capacity,
   type InstanceHealth,
   type ListedInstance,
@@ -18,7 +19,7 @@ import {
   type SetupCheck,
 } from '../provisioner.js'
 import {OneAtATime} from '../one-at-a-time.js'
-import {pollUntil, PollTimeoutError} from '../poll.js'
+import {pollUntil} from '../poll.js'
 import {HetznerApi, HetznerApiError} from './api.js'
 import {
   ActionAnswer,
@@ -56,12 +57,6 @@ export interface Placement {
   priceHourly: string
 }
 
-function toProvisionError(error: unknown, what: string): ProvisionError {
-  if (error instanceof ProvisionError) return error
-  if (error instanceof HetznerApiError) return new ProvisionError(error.message, {retryPossible: error.retryable, cause: error})
-  if (error instanceof PollTimeoutError) return new ProvisionError(error.message, {retryPossible: true, cause: error})
-  return new ProvisionError(`${what}: ${describeError(error)}`, {retryPossible: true, cause: error})
-}
 
 /** OpenSSH's MD5 fingerprint of a public key, the form Hetzner reports and filters by (`aa:bb:...`). */
 export function md5Fingerprint(publicKey: string): string | undefined {

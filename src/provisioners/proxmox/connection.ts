@@ -48,6 +48,9 @@ export function normalizeFingerprint(fingerprint: string): string {
 }
 
 export class TlsFingerprintMismatchError extends Error {
+  /** A different certificate stays different until the operator looks. */
+  readonly retryable = false
+
   constructor(readonly expected: string, readonly actual: string) {
     super(`the Proxmox host presented a certificate with SHA-256 fingerprint ${actual}, not the pinned ${expected}`)
     this.name = 'TlsFingerprintMismatchError'

@@ -10,6 +10,7 @@ import {
   ProvisionAbortedError,
   ProvisionError,
   throwIfAborted,
+  toProvisionError,
   type Capacity,
   type InstanceHealth,
   type ListedInstance,
@@ -83,13 +84,6 @@ export function encodeSshKeys(keys: string): string {
   return encodeURIComponent(keys.trim() + '\n')
 }
 
-function toProvisionError(error: unknown, fallback: string): ProvisionError {
-  if (error instanceof ProvisionError) return error
-  if (error instanceof TlsFingerprintMismatchError) return new ProvisionError(error.message, {retryPossible: false, cause: error})
-  if (error instanceof ProxmoxApiError) return new ProvisionError(error.message, {retryPossible: error.retryable, cause: error})
-  if (error instanceof PollTimeoutError) return new ProvisionError(error.message, {retryPossible: true, cause: error})
-  return new ProvisionError(`${fallback}: ${describeError(error)}`, {retryPossible: true, cause: error})
-}
 
 /** VMs on a Proxmox VE host or cluster: a clone of a cloud-init template per contract. */
 export class ProxmoxProvisioner implements Provisioner {

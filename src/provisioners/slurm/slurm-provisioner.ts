@@ -14,6 +14,7 @@ import {
   ProvisionAbortedError,
   ProvisionError,
   throwIfAborted,
+  toProvisionError,
   type Capacity,
   type InstanceHealth,
   type ListedInstance,
@@ -44,11 +45,10 @@ const HOPELESS_REASONS = new Set(['PartitionConfig', 'PartitionNodeLimit', 'Part
 const PERMANENT_SUBMIT_ERRORS = /Requested node configuration is not available|Invalid partition|Invalid account|Invalid qos|Invalid generic resource|Memory specification can not be satisfied|More processors requested than permitted|Requested time limit is invalid|Job violates accounting\/QOS policy|invalid partition specified/i
 const TERMINATE_TIMEOUT_MS = 60_000
 
-function toProvisionError(error: unknown, what: string): ProvisionError {
-  if (error instanceof ProvisionError) return error
-  if (error instanceof PollTimeoutError) return new ProvisionError(error.message, {retryPossible: true, cause: error})
+/** sbatch's refusals that no retry can fix (a bad partition, account or request) are final; the rest as for every backend. */
+function slurmProvisionError(error: unknown, what: string): ProvisionError {
   if (error instanceof SlurmCommandError) return new ProvisionError(`${what}: ${error.message}`, {retryPossible: !PERMANENT_SUBMIT_ERRORS.test(error.stderr), cause: error})
-  return new ProvisionError(`${what}: ${describeError(error)}`, {retryPossible: true, cause: error})
+  return toProvisionError(error, what)
 }
 
 /**
@@ -82,7 +82,7 @@ export class SlurmProvisioner implements Provisioner {
       const job = (await this.jobsNamed(instanceName(contractId), signal)).find((item) => item.state === 'RUNNING')
       return job ? await this.describe(job, contractId, signal) : undefined
     } catch (error) {
-      throw toProvisionError(error, `looking up the job of ${contractId}`)
+      throw slurmProvisionError(error, `looking up the job of ${contractId}`)
     }
   }
 
@@ -104,7 +104,7 @@ export class SlurmProvisioner implements Provisioner {
         {what: `job ${id} ending after scancel`, timeoutMs: TERMINATE_TIMEOUT_MS, signal, initialMs: 100},
       )
     } catch (error) {
-      throw toProvisionError(error, `cancelling job ${id}`)
+      throw slurmProvisionError(error, `cancelling job ${id}`)
     }
   }
 
@@ -127,7 +127,7 @@ export class SlurmProvisioner implements Provisioner {
           return {externalId: job.id, name: job.name, ...(contractId ? {contractId} : {})}
         })
     } catch (error) {
-      throw toProvisionError(error, 'listing jobs')
+      throw slurmProvisionError(error, 'listing jobs')
     }
   }
 
@@ -147,7 +147,7 @@ export class SlurmProvisioner implements Provisioner {
       const sum = (pick: (node: z.output<typeof NodeLine>) => number) => all.reduce((total, node) => total + pick(node), 0)
       return {cpuCores: sum((node) => node.cpus), memoryMb: sum((node) => node.memoryMb), storageGb: Math.floor(sum((node) => node.tmpDiskMb) / 1024), gpuCount: sum((node) => gresGpus(node.gres))}
     } catch (error) {
-      throw toProvisionError(error, 'reading cluster capacity')
+      throw slurmProvisionError(error, 'reading cluster capacity')
     }
   }
 
@@ -193,7 +193,7 @@ export class SlurmProvisioner implements Provisioner {
     } catch (error) {
       // An abort is the agent stopping: the job stays queued, and the next provision() of this contract adopts it.
       if (error instanceof ProvisionAbortedError) throw error
-      const failure = toProvisionError(error, `provisioning ${name}`)
+      const failure = slurmProvisionError(error, `provisioning ${name}`)
       throw await this.cancelAfter(failure, jobId ?? (await this.jobsNamed(name).catch(() => []))[0]?.id)
     }
   }
