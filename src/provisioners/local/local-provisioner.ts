@@ -22,7 +22,8 @@ import {
   type SetupCheck,
 } from '../provisioner.js'
 import {OneAtATime} from '../one-at-a-time.js'
-import {findMarkedProcesses, freePort, INSTANCE_MARKER, isInstanceProcess, killGroup, tcpConnects} from './processes.js'
+import {tcpConnects} from '../tcp.js'
+import {findMarkedProcesses, freePort, INSTANCE_MARKER, isInstanceProcess, killGroup} from './processes.js'
 
 /**
  * The built-in workload. Resolved against the package root so that it is the compiled script under dist/ whether this
@@ -112,7 +113,7 @@ export class LocalProvisioner implements Provisioner {
       if (!record) return {status: 'unknown', details: {reason: 'no such instance'}}
       const uptimeSeconds = Math.max(0, Math.floor((Date.now() - record.started_at) / 1000))
       if (record.pid !== null && isInstanceProcess(record.pid, name)) {
-        const connects = await tcpConnects(record.port, 2000)
+        const connects = await tcpConnects('127.0.0.1', record.port, 2000)
         return connects ? {status: 'healthy', uptimeSeconds} : {status: 'unhealthy', uptimeSeconds, details: {reason: `port ${record.port} refuses connections`}}
       }
       try {
@@ -272,7 +273,7 @@ export class LocalProvisioner implements Provisioner {
     while (Date.now() < deadline) {
       if (exited !== undefined) throw new ProvisionError(`the workload ${exited} before accepting connections${this.logTail(record.name)}`, {retryPossible: true})
       if (signal.aborted) break
-      if (await tcpConnects(record.port, 500)) return started
+      if (await tcpConnects('127.0.0.1', record.port, 500)) return started
       await sleep(30)
     }
     await killGroup(child.pid, record.name, this.killGraceMs)

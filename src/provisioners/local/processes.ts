@@ -1,5 +1,5 @@
 import {readdirSync, readFileSync} from 'node:fs'
-import {createConnection, createServer} from 'node:net'
+import {createServer} from 'node:net'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 /** The environment variable that marks a workload process as the instance it belongs to. */
@@ -87,19 +87,5 @@ export function freePort(): Promise<number> {
       const port = typeof address === 'object' && address ? address.port : 0
       server.close(() => (port > 0 ? resolve(port) : reject(new Error('no free port'))))
     })
-  })
-}
-
-/** Whether 127.0.0.1:port accepts a TCP connection within `timeoutMs`. */
-export function tcpConnects(port: number, timeoutMs: number, host = '127.0.0.1'): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({host, port})
-    const done = (ok: boolean) => {
-      socket.destroy()
-      resolve(ok)
-    }
-    socket.setTimeout(timeoutMs, () => done(false))
-    socket.once('connect', () => done(true))
-    socket.once('error', () => done(false))
   })
 }

@@ -1,5 +1,4 @@
 import {accessSync, constants, mkdirSync} from 'node:fs'
-import {connect} from 'node:net'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import type {Contract} from '../../core/api/schemas.js'
@@ -17,6 +16,7 @@ import {
   type ProvisionerLogger,
   type SetupCheck,
 } from '../provisioner.js'
+import {tcpConnects} from '../tcp.js'
 import {ManualRequestStore, type ManualInstance, type ManualRequest} from './requests.js'
 
 export interface ManualProvisionerOptions {
@@ -44,19 +44,6 @@ function toInstance(request: ManualRequest, instance: ManualInstance, withCreden
     ...(withCredentials && instance.credentials ? {credentials: instance.credentials} : {}),
     details: {answered_at: request.answered_at},
   }
-}
-
-function tcpConnects(host: string, port: number, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({host, port})
-    const done = (ok: boolean) => {
-      socket.destroy()
-      resolve(ok)
-    }
-    socket.setTimeout(timeoutMs, () => done(false))
-    socket.once('connect', () => done(true))
-    socket.once('error', () => done(false))
-  })
 }
 
 /**
