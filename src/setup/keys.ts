@@ -63,14 +63,8 @@ export async function rotateAgentKey(options: RotateOptions): Promise<RotateResu
   const newFile = rotatedKeyFile(paths.keyFile, now)
   const {key} = createKeyFile(newFile, 'agent', {passphrase: options.passphrase})
   try {
-    const terms = {agentPubkey: toHex(key.publicKey), permissions, expiresAt: old.expires_at, label: old.label}
-    await createDelegation(client, providerPubkey, {
-      agent_pubkey: terms.agentPubkey,
-      permissions,
-      expires_at: terms.expiresAt,
-      label: terms.label,
-      signature: signDelegation(options.mainKey, terms),
-    })
+    const terms = {agentPubkey: toHex(key.publicKey), providerPubkey, permissions, expiresAt: old.expires_at, label: old.label}
+    await createDelegation(client, terms, signDelegation(options.mainKey, terms))
   } catch (error) {
     rmSync(newFile, {force: true})
     throw error
@@ -84,8 +78,8 @@ export async function rotateAgentKey(options: RotateOptions): Promise<RotateResu
     oldDelegation = {revoked_at: now, expires_at: old.expires_at}
   } else {
     const endsAt = old.expires_at === null ? now + options.graceMs : Math.min(old.expires_at, now + options.graceMs)
-    const terms = {agentPubkey: oldAgent, permissions, expiresAt: endsAt, label: old.label}
-    await createDelegation(client, providerPubkey, {agent_pubkey: oldAgent, permissions, expires_at: endsAt, label: old.label, signature: signDelegation(options.mainKey, terms)})
+    const terms = {agentPubkey: oldAgent, providerPubkey, permissions, expiresAt: endsAt, label: old.label}
+    await createDelegation(client, terms, signDelegation(options.mainKey, terms))
     oldDelegation = {revoked_at: null, expires_at: endsAt}
   }
   return {

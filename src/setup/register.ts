@@ -63,7 +63,8 @@ export function delegationText(options: Pick<RegisterOptions, 'agentKey' | 'perm
 }
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && [...a].sort().every((value, index) => value === [...b].sort()[index])
+  const sortedB = [...b].sort()
+  return a.length === b.length && [...a].sort().every((value, index) => value === sortedB[index])
 }
 
 /** An existing delegation is kept when it grants the same rights, under the same label, and is not about to end. */
@@ -188,7 +189,7 @@ export async function registerWithMarketplace(options: RegisterOptions): Promise
       result.delegation.status = 'unchanged'
     } else {
       const signature = signDelegation(options.mainKey, terms)
-      await createDelegation(client, providerPubkey, {agent_pubkey: terms.agentPubkey, permissions: terms.permissions as AgentPermission[], expires_at: terms.expiresAt, label: terms.label, signature})
+      await createDelegation(client, terms, signature)
       result.delegation.status = existing ? 'updated' : 'created'
     }
     result.offerings = await publishOfferings(client, providerPubkey, config.offerings)
@@ -204,7 +205,7 @@ export async function registerWithMarketplace(options: RegisterOptions): Promise
     if (!options.agentKey.seed) throw new UserError('the offline flow needs the agent key to sign the submission', {code: 'key_required'})
     // The delegation proves the provider's consent; the agent key it names submits it (see README, offline signing).
     const client = new ApiClient({endpoint: config.marketplace.endpoint, key: {publicKey: options.agentKey.publicKey, seed: options.agentKey.seed}, timeoutMs})
-    await createDelegation(client, providerPubkey, {agent_pubkey: terms.agentPubkey, permissions: terms.permissions as AgentPermission[], expires_at: terms.expiresAt, label: terms.label, signature})
+    await createDelegation(client, terms, signature)
     result.delegation.status = 'created'
   }
 

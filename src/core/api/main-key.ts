@@ -1,6 +1,6 @@
 import {z} from 'zod'
 
-import type {AgentPermission} from '../delegation.js'
+import type {DelegationTerms} from '../delegation.js'
 import type {ApiClient} from './client.js'
 import {Amount, PublicKeyHex, UnixMs} from './schemas.js'
 
@@ -51,14 +51,6 @@ export interface ProviderProfileBody {
   regions?: string[]
 }
 
-export interface DelegationBody {
-  agent_pubkey: string
-  permissions: AgentPermission[]
-  expires_at: number | null
-  label: string
-  signature: string
-}
-
 export interface OfferingBody {
   name: string
   product_type: string
@@ -84,8 +76,10 @@ export async function listDelegations(client: ApiClient, providerPubkey: string)
   return answer.delegations
 }
 
-export async function createDelegation(client: ApiClient, providerPubkey: string, body: DelegationBody): Promise<void> {
-  await client.post(`/providers/${providerPubkey}/agent-delegations`, {schema: Anything, body})
+/** Submits the delegation of these terms with the main key's signature over their text (PROTOCOL §3). */
+export async function createDelegation(client: ApiClient, terms: DelegationTerms, signature: string): Promise<void> {
+  const body = {agent_pubkey: terms.agentPubkey, permissions: [...terms.permissions], expires_at: terms.expiresAt, label: terms.label, signature}
+  await client.post(`/providers/${terms.providerPubkey}/agent-delegations`, {schema: Anything, body})
 }
 
 export async function revokeDelegation(client: ApiClient, providerPubkey: string, agentPubkey: string): Promise<void> {
