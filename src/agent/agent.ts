@@ -25,6 +25,7 @@ import {archiveUsageRecords} from './usage-archive.js'
 import {WorkQueue} from './work-queue.js'
 
 export interface AgentSettings {
+  /** The heartbeat interval when the marketplace's answer names none that PROTOCOL §5 allows. */
   heartbeatSeconds: number
   longPollWaitSeconds: number
   pollIntervalSeconds: number
@@ -64,6 +65,8 @@ const HEALTH_PARALLEL = 16
 const CAPABILITIES = ['long-poll', 'sealed-credentials', 'usage-v1', 'reconcile']
 /** Fewer retries per request than a one-shot command: the daemon's own loops back off and try again. */
 const QUICK_RETRY = {retries: 1, baseDelayMs: 100, maxDelayMs: 500}
+/** PROTOCOL §5: the interval a heartbeat's answer may name. */
+const HEARTBEAT_SECONDS = {min: 10, max: 3600}
 
 /**
  * The provider agent: turns accepted contracts into instances exactly once, reports what it did through a durable
@@ -277,10 +280,13 @@ export class Agent {
       },
       {signal: this.stopping.signal, retry: QUICK_RETRY},
     )
-    if (!this.heartbeatOk) this.log.info({next_heartbeat_seconds: answer.next_heartbeat_seconds}, 'the marketplace acknowledged the heartbeat')
+    const intervalSeconds = heartbeatInterval(answer.next_heartbeat_seconds, this.settings.heartbeatSeconds)
+    if (!this.heartbeatOk) {
+      this.log.info({next_heartbeat_seconds: answer.next_heartbeat_seconds, interval_seconds: intervalSeconds}, 'the marketplace acknowledged the heartbeat')
+    }
     this.heartbeatOk = true
     this.metrics.lastHeartbeat.set(Date.now() / 1000)
-    return answer.next_heartbeat_seconds * 1000
+    return intervalSeconds * 1000
   }
 
   // ---- new contracts ----
@@ -626,6 +632,12 @@ export class Agent {
 function isLongPollFailure(error: unknown): boolean {
   if (!(error instanceof ApiError)) return false
   return error.apiCode === 'timeout' || error.apiCode === 'invalid_query' || error.status === 408 || error.status === 504
+}
+
+/** The server's interval when PROTOCOL §5 allows it; else (none named, or out of bounds) the configured one. */
+export function heartbeatInterval(named: number | undefined, configuredSeconds: number): number {
+  const usable = named !== undefined && Number.isInteger(named) && named >= HEARTBEAT_SECONDS.min && named <= HEARTBEAT_SECONDS.max
+  return usable ? named : configuredSeconds
 }
 
 function abortion(signal: AbortSignal): Promise<undefined> {

@@ -1,5 +1,5 @@
 import {readFileSync} from 'node:fs'
-import {afterEach, beforeEach, describe, expect, it} from 'vitest'
+import {afterEach, beforeEach, describe, expect, it, vi} from 'vitest'
 
 import {Agent, type AgentSettings} from '../../src/agent/agent.js'
 import {Journal, journalPath, readJournal} from '../../src/agent/journal.js'
@@ -14,6 +14,8 @@ import {contract, FakeMarketplace, FakeProvisioner, RecordingLog, refusal, rente
  * The agent's provisioning steps, one round (`runOnce`) at a time, against a fake marketplace and a fake backend. The
  * loops against a real devnet and real workloads are tested end to end (test/e2e/agent*.test.ts).
  */
+
+vi.mock('node:timers/promises', () => import('./fake-sleep.js'))
 
 const SETTINGS: AgentSettings = {
   heartbeatSeconds: 20,
@@ -174,5 +176,29 @@ describe('Agent: provisioning a contract', () => {
     expect(await oneRound(newAgent(api, provisioner))).toMatchObject({terminated: 1})
     expect(provisioner.calls).toEqual([`terminate ${instance.externalId}`])
     expect(callsFor(api, ended.contract_id)).toEqual(['terminated'])
+  })
+})
+
+describe('Agent: heartbeat interval', () => {
+  beforeEach(() => vi.useFakeTimers())
+  afterEach(() => vi.useRealTimers())
+
+  // [agent] heartbeat_seconds is 20 here: it holds when the answer names no interval PROTOCOL §5 allows (10–3600).
+  it.each([
+    {named: undefined, heartbeatsIn60s: 4},
+    {named: 5, heartbeatsIn60s: 4},
+    {named: 4000, heartbeatsIn60s: 4},
+    {named: 30, heartbeatsIn60s: 3},
+  ])('answer names $named: $heartbeatsIn60s heartbeats in 60 s', async ({named, heartbeatsIn60s}) => {
+    const api = new FakeMarketplace()
+    api.heartbeatAnswer = named === undefined ? {acknowledged: true} : {acknowledged: true, next_heartbeat_seconds: named}
+    const agent = newAgent(api, new FakeProvisioner())
+    await agent.start()
+    await vi.advanceTimersByTimeAsync(60_000)
+    expect(api.heartbeats).toHaveLength(heartbeatsIn60s)
+    expect(agent.ready).toBe(true)
+    const stopped = agent.stop(0)
+    await vi.advanceTimersByTimeAsync(0)
+    await stopped
   })
 })
