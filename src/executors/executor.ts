@@ -72,12 +72,6 @@ export interface SetupCheck {
   remedy?: string
 }
 
-/** Where an executor writes what the operator should see (pino's (details, message) call shape). */
-export interface ExecutorLogger {
-  info(details: Record<string, unknown>, message: string): void
-  warn(details: Record<string, unknown>, message: string): void
-}
-
 /**
  * One interface for every way of running a job (§12). An executor knows nothing of leases or the marketplace: it
  * turns program and input bytes into output bytes, or throws an ExecutorError saying whether another provider could

@@ -3,7 +3,7 @@ import {join} from 'node:path'
 import {resolveFrom} from '../core/config/paths.js'
 import {BugError} from '../core/errors.js'
 import {EXECUTOR_KINDS, type JobsSettings} from './config.js'
-import type {Executor, ExecutorLogger, ExecutorType, JobKind} from './executor.js'
+import type {Executor, ExecutorType, JobKind} from './executor.js'
 import {SpeedBook} from './speed-book.js'
 
 /** What every executor may need from the agent around it. */
@@ -13,7 +13,6 @@ export interface ExecutorContext {
   /** The agent's state directory: the speed book lives there. */
   stateDir: string
   speed: SpeedBook
-  logger?: ExecutorLogger
 }
 
 interface ExecutorBackend<Module> {

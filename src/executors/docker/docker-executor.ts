@@ -135,7 +135,11 @@ export class DockerExecutor implements Executor {
       NetworkDisabled: true,
       HostConfig: {
         NetworkMode: 'none',
-        Binds: [`${inputPath}:/input:ro`, `${outputPath}:/output`],
+        // Mounts rather than Binds: a path with a colon or comma can't be misread.
+        Mounts: [
+          {Type: 'bind', Source: inputPath, Target: '/input', ReadOnly: true},
+          {Type: 'bind', Source: outputPath, Target: '/output'},
+        ],
         NanoCpus: Math.round(resources.cpu_cores * 1e9),
         Memory: memory,
         MemorySwap: memory,
