@@ -84,11 +84,6 @@ export class SpeedBook {
     }
   }
 
-  /** Whether the executor's machine model has been measured (by calibrate() or by a run). */
-  hasMachineSpeed(type: ExecutorType): boolean {
-    return this.load().machine[type] !== undefined
-  }
-
   /** Records a finished run: the program's wall time, and, when given, a sample of the machine model. */
   record(type: ExecutorType, programDigest: string, totalMs: number, machineSample?: MachineSample): void {
     const data = this.load()

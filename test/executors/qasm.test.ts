@@ -44,6 +44,7 @@ describe('OpenQASM statement reader', () => {
     expect(refused(`${HEADER}qreg q[2];\nh q[0]\n`)).toMatchObject({code: 'bad_program', retryable: false})
     expect(refused(`${HEADER}qreg q[2];\ncx q[0];\n`)).toMatchObject({code: 'bad_program', retryable: false})
     expect(refused(`${HEADER}qreg q[2];\nu3(0.1) q[0];\n`)).toMatchObject({code: 'bad_program', retryable: false})
+    expect(refused(`${HEADER}qreg q[1];\ncreg c[100000000];\n`)).toMatchObject({code: 'unsupported', retryable: true})
     expect(refused(`${HEADER}qreg q[17];\n`)).toMatchObject({code: 'unsupported', retryable: true, message: expect.stringContaining('up to 16')})
     expect(refused(`${HEADER}qreg q[2];\ncreg c[2];\nh q[0];\nmeasure q[0] -> c[0];\ncx q[0], q[1];\n`)).toMatchObject({code: 'unsupported', retryable: true})
     expect(refused(`${HEADER}qreg q[1];\nreset q[0];\n`)).toMatchObject({code: 'unsupported', retryable: true})

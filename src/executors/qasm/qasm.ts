@@ -28,6 +28,9 @@ const KNOWN_GATES = new Map<string, [params: number, qubits: number]>([
   ['crz', [1, 2]], ['cu1', [1, 2]], ['cu3', [3, 2]],
 ])
 
+/** Each distinct outcome is a string of this many bits at most, so the counts stay small. */
+const MAX_CLBITS = 128
+
 interface Register {
   offset: number
   size: number
@@ -152,6 +155,7 @@ export function analyzeCircuit(source: string, options: {maxWidth: number; maxGa
         if (qubits > options.maxWidth) throw unsupported(`the circuit is ${qubits}+ qubits wide; this simulator runs up to ${options.maxWidth}`)
       } else {
         clbits += size
+        if (clbits > MAX_CLBITS) throw unsupported(`the circuit has ${clbits}+ classical bits; this simulator reports up to ${MAX_CLBITS}`)
       }
       kept.push(`${statement};`)
     } else if (keyword === 'gate') {
