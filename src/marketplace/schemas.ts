@@ -50,6 +50,7 @@ export const HeartbeatBody = z.strictObject({
   capabilities: z.array(text(64)).max(256),
   active_contracts: count,
   capacity: jsonObject.optional(),
+  free: jsonObject.optional(),
 })
 
 export const PRODUCT_TYPES = ['compute', 'gpu', 'dedicated', 'container'] as const

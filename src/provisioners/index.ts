@@ -179,13 +179,14 @@ function lazyProvisioner(type: string, load: () => Promise<Provisioner>): Provis
   const backend = () => (loading ??= load())
   return {
     type,
-    provision: async (contract, signal) => (await backend()).provision(contract, signal),
+    provision: async (contract, signal, gpus) => (await backend()).provision(contract, signal, gpus),
     terminate: async (externalId, signal) => (await backend()).terminate(externalId, signal),
     health: async (externalId, signal) => (await backend()).health(externalId, signal),
     find: async (contractId, signal) => (await backend()).find(contractId, signal),
     list: async (signal) => (await backend()).list(signal),
     verifySetup: async (signal) => (await backend()).verifySetup(signal),
     capacity: async (signal) => (await backend()).capacity(signal),
+    gpuUnits: async (signal) => (await backend()).gpuUnits?.(signal),
     close: async () => {
       if (loading) await (await loading).close?.()
     },
