@@ -11,6 +11,7 @@ import {
   ProxmoxProvisionerSection,
   ScriptProvisionerSection,
   SlurmProvisionerSection,
+  type GpuConfig,
   type ProvisionerSection,
 } from '../core/config/schema.js'
 import {ExitCode, UserError} from '../core/errors.js'
@@ -50,6 +51,8 @@ export interface BackendContext {
   largestOfferingDiskGb: number
   /** Where a backend that talks to the operator (manual) writes. */
   logger?: ProvisionerLogger
+  /** `[gpu]`: the devices the backends that hand out GPUs (docker, proxmox) may give, and their published names. */
+  gpu: GpuConfig
 }
 
 export interface Backend<Section, BackendSettings> {
@@ -118,7 +121,7 @@ export const backends: {[T in BackendType]: Backend<Sections[T], Settings[T]>} =
   },
   docker: {
     section: DockerProvisionerSection,
-    fromConfig: (section) => ({
+    fromConfig: (section, context) => ({
       socket: section.socket,
       image: section.image,
       command: section.command,
@@ -131,6 +134,7 @@ export const backends: {[T in BackendType]: Backend<Sections[T], Settings[T]>} =
       startupTimeoutMs: seconds(section.startup_timeout_seconds),
       stopTimeoutSeconds: section.stop_timeout_seconds,
       requestTimeoutMs: seconds(section.request_timeout_seconds),
+      gpu: context.gpu,
     }),
     load: async () => (await import('./docker/docker-provisioner.js')).DockerProvisioner,
   },
@@ -212,5 +216,6 @@ export function createProvisioner(loaded: LoadedConfig, options: {logger?: Provi
     stateDir: loaded.paths.stateDir,
     largestOfferingDiskGb: Math.max(0, ...offerings.map((offering) => offering.storage_gb)),
     logger: options.logger,
+    gpu: loaded.config.gpu,
   })
 }

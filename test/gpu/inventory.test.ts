@@ -1,6 +1,10 @@
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
 import {GpuSection} from '../../src/core/config/schema.js'
+import {checkContainerRuntime, findNvidiaHook, NVIDIA_HOOK} from '../../src/gpu/container-runtime.js'
 import {localGpuUnits} from '../../src/gpu/devices.js'
 import {describeInventory, readGpuInventory} from '../../src/gpu/inventory.js'
 import {readNvidiaSmiMetrics, parseDcgmMetrics} from '../../src/gpu/metrics.js'
@@ -133,5 +137,22 @@ describe('GPU metrics', () => {
     expect(parseDcgmMetrics(text)).toEqual([
       {index: 0, uuid: 'GPU-604ac76c-d9cf-fef3-62e9-d92044ab6e52', utilizationPercent: 37, memoryUsedMib: 4096, temperatureCelsius: 41, powerWatts: 123.456},
     ])
+  })
+})
+
+describe('the NVIDIA container runtime check', () => {
+  it('passes when the hook Docker looks for is installed, and otherwise names the error GPU containers would hit', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'outpost-hook-'))
+    try {
+      writeFileSync(join(dir, NVIDIA_HOOK), '#!/bin/sh\n', {mode: 0o755})
+      expect(findNvidiaHook(dir)).toBe(join(dir, NVIDIA_HOOK))
+      expect(checkContainerRuntime(['runc', 'nvidia'], join(dir, NVIDIA_HOOK))).toEqual({ok: true, message: `GPU containers can start: ${join(dir, NVIDIA_HOOK)} is installed; the nvidia runtime is registered`})
+      const missing = checkContainerRuntime(['runc'], undefined)
+      expect(missing.ok).toBe(false)
+      expect(missing.message).toContain('could not select device driver "" with capabilities: [[gpu]]')
+      expect(missing.remedy).toContain('nvidia-ctk runtime configure --runtime=docker')
+    } finally {
+      rmSync(dir, {recursive: true, force: true})
+    }
   })
 })
