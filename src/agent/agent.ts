@@ -154,6 +154,11 @@ export class Agent {
       : undefined
   }
 
+  /** Who holds each GPU device now, by device id (for the GPU metrics' labels). */
+  gpuHolders(): Map<string, string> {
+    return this.gpus?.holdings() ?? new Map()
+  }
+
   /** Ready: the marketplace acknowledged a heartbeat and the previous run's work was taken up. */
   get ready(): boolean {
     return this.heartbeatOk && this.resumed

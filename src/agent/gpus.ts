@@ -1,8 +1,12 @@
 import type {HeartbeatBody} from '../core/api/provider.js'
 import type {Contract} from '../core/api/schemas.js'
+import type {GpuConfig} from '../core/config/schema.js'
 import {contractHolder, GpuAllocator, type AllocationLog, type GpuUnit} from '../gpu/allocator.js'
+import {NVIDIA_SMI_TIMEOUT_MS, readGpuInventory} from '../gpu/inventory.js'
+import {readDcgmMetrics, readNvidiaSmiMetrics} from '../gpu/metrics.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
 import type {Journal} from './journal.js'
+import {registerGpuMetrics, type HeldGpuReading} from './metrics.js'
 
 /** Allocations written to the agent's journal (fsynced before they are used), so a restart holds what it held. */
 export function journalAllocationLog(journal: Journal): AllocationLog {
@@ -43,4 +47,22 @@ export function freeCapacity(capacity: WireCapacity, held: readonly Contract[], 
     gpu_count: free ? free.count : Math.max(0, capacity.gpu_count - used((contract) => contract.gpu_count)),
     ...(free ? {gpu_models: free.models} : capacity.gpu_models ? {gpu_models: capacity.gpu_models} : {}),
   }
+}
+
+/**
+ * Exports this host's GPU metrics (from dcgm-exporter when `[gpu] dcgm_url` names one, else nvidia-smi), each GPU
+ * labelled with the holders of its devices (a MIG device counts for its GPU). Nothing is exported on a host whose
+ * driver lists no GPU.
+ */
+export async function watchGpuMetrics(registry: Parameters<typeof registerGpuMetrics>[0], config: GpuConfig, holders: () => ReadonlyMap<string, string>): Promise<boolean> {
+  const inventory = await readGpuInventory(config.nvidia_smi)
+  if (inventory.state !== 'ready') return false
+  const gpuOf = new Map(inventory.gpus.flatMap((gpu) => gpu.migDevices.map((device) => [device.uuid, gpu.uuid] as const)))
+  const dcgm = config.dcgm_url
+  const read = dcgm ? () => readDcgmMetrics(dcgm, NVIDIA_SMI_TIMEOUT_MS) : () => readNvidiaSmiMetrics(config.nvidia_smi, NVIDIA_SMI_TIMEOUT_MS)
+  registerGpuMetrics(registry, async (): Promise<HeldGpuReading[]> => {
+    const held = [...holders()]
+    return (await read()).map((reading) => ({...reading, holders: held.filter(([id]) => (gpuOf.get(id) ?? id) === reading.uuid).map(([, holder]) => holder)}))
+  })
+  return true
 }

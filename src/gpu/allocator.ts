@@ -94,6 +94,11 @@ export class GpuAllocator {
     return this.holderOfId.get(id)
   }
 
+  /** Every device held now, with its holder. */
+  holdings(): Map<string, string> {
+    return new Map(this.holderOfId)
+  }
+
   heldBy(holder: string): GpuUnit[] | undefined {
     return this.holders.get(holder)?.map((id) => this.unit(id))
   }
