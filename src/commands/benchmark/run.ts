@@ -47,6 +47,7 @@ export default class BenchmarkRun extends BaseCommand {
       quick: flags.quick,
       storageDir: flags['storage-dir'] ?? loaded.paths.stateDir,
       submit: flags.submit,
+      nvidiaSmi: loaded.config.gpu.nvidia_smi,
     })
     await runSteps(plan.steps, this.jsonEnabled() ? 'silent' : canPrompt() ? 'tasks' : 'lines', (line) => this.log(line))
     const outcome = plan.outcome()
