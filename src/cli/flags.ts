@@ -4,10 +4,8 @@ import {parseDuration} from '../core/duration.js'
 import {readKeyFileContent} from '../core/keys.js'
 import {passphraseFromFile, type PassphraseReader} from '../ui/passphrase.js'
 
-/**
- * Flags every command reads the same way, each parsed into the value the command uses: a usage error names the flag
- * before the command does anything.
- */
+// Flags every command reads the same way, each parsed into the value the command uses: a usage error names the flag
+// before the command does anything.
 
 /** The provider main key's file, as --main-key-file names it: checked to hold a provider main key, not yet opened. */
 export interface MainKeyFile {
