@@ -1,14 +1,11 @@
-import {execFile} from 'node:child_process'
 import {existsSync, rmSync, statSync} from 'node:fs'
 import {dirname, join} from 'node:path'
-import {promisify} from 'node:util'
+import {execa} from 'execa'
 
 import type {LoadedConfig} from '../core/config/load.js'
 import {ExitCode, UserError} from '../core/errors.js'
 import {writeFileAtomic} from '../core/files.js'
 import {renderTemplate} from '../core/templates.js'
-
-const run = promisify(execFile)
 
 export const UNIT_NAME = 'outpost.service'
 
@@ -59,11 +56,9 @@ export function systemdRunning(): boolean {
 }
 
 async function systemctl(...args: string[]): Promise<void> {
-  try {
-    await run('systemctl', args)
-  } catch (error) {
-    const stderr = typeof error === 'object' && error !== null && 'stderr' in error ? String((error as {stderr: unknown}).stderr).trim() : String(error)
-    throw new UserError(`systemctl ${args.join(' ')} failed: ${stderr}`, {code: 'systemctl_failed', suggestion: 'see `journalctl -u outpost` and `systemctl status outpost`'})
+  const result = await execa('systemctl', args, {reject: false})
+  if (result.failed) {
+    throw new UserError(`systemctl ${args.join(' ')} failed: ${result.stderr.trim() || result.shortMessage}`, {code: 'systemctl_failed', suggestion: 'see `journalctl -u outpost` and `systemctl status outpost`'})
   }
 }
 
@@ -84,12 +79,8 @@ function ownershipWarnings(loaded: LoadedConfig, uid: number | undefined, user: 
 }
 
 async function uidOf(user: string): Promise<number | undefined> {
-  try {
-    const {stdout} = await run('id', ['-u', user])
-    return Number(stdout.trim())
-  } catch {
-    return undefined
-  }
+  const result = await execa('id', ['-u', user], {reject: false})
+  return result.failed ? undefined : Number(result.stdout.trim())
 }
 
 export async function installService(loaded: LoadedConfig, options: ServiceOptions & {start: boolean}): Promise<InstallResult> {
@@ -145,8 +136,9 @@ export async function serviceStatus(unitDir: string, metricsListen: string | und
   const unitFile = join(unitDir, UNIT_NAME)
   const status: ServiceStatus = {unit_file: unitFile, installed: existsSync(unitFile), systemd: systemdRunning()}
   if (status.systemd && status.installed) {
-    const answer = await run('systemctl', ['is-active', UNIT_NAME]).catch((error: {stdout?: string}) => ({stdout: error.stdout ?? 'unknown'}))
-    status.active = answer.stdout.trim()
+    // is-active exits non-zero for every state but active, and prints the state either way.
+    const answer = await execa('systemctl', ['is-active', UNIT_NAME], {reject: false})
+    status.active = answer.stdout.trim() || 'unknown'
   }
   if (metricsListen) {
     const url = `http://${metricsListen}/healthz`

@@ -2,7 +2,7 @@ import {join} from 'node:path'
 import {Flags} from '@oclif/core'
 
 import {installService, renderService, type InstallResult} from '../../setup/service.js'
-import {BaseCommand} from '../../ui/base-command.js'
+import {BaseCommand} from '../../cli/base-command.js'
 
 export const unitDirFlag = Flags.string({description: 'where the systemd unit goes', default: '/etc/systemd/system', env: 'OUTPOST_SERVICE_UNIT_DIR'})
 export const logrotateDirFlag = Flags.string({description: 'where the logrotate file goes', default: '/etc/logrotate.d', env: 'OUTPOST_SERVICE_LOGROTATE_DIR'})
