@@ -129,7 +129,7 @@ describe('the emulator answers as PVE does (wire details from its sources)', () 
   it('verifies every parameter PUT config takes, and answers all errors at once as 400 with errors per parameter', async () => {
     guest(200)
     const refused = await call('PUT', '/nodes/pve/qemu/200/config', {
-      form: {cores: '0', memory: '8', ipconfig0: 'ip=10.0.0.5', tags: 'outpost <b>x</b>', agent: 'maybe', sshkeys: 'ssh-ed25519 AAAA', colour: 'blue', onboot: 'true'},
+      form: {cores: '0', memory: '8', ipconfig0: 'ip=10.0.0.5', ipconfig32: 'ip=dhcp', tags: 'outpost <b>x</b>', agent: 'maybe', sshkeys: 'ssh-ed25519 AAAA', colour: 'blue', onboot: 'true'},
     })
     expect(refused.status).toBe(400)
     expect(refused.reason).toBe('Parameter verification failed.')
@@ -140,6 +140,7 @@ describe('the emulator answers as PVE does (wire details from its sources)', () 
       tags: 'invalid format - invalid characters in tag',
       agent: "invalid format - format error\nagent.enabled: type check ('boolean') failed - got 'maybe'\n",
       sshkeys: 'invalid format - invalid urlencoded string: ssh-ed25519 AAAA',
+      ipconfig32: 'property is not defined in schema and the schema does not allow additional properties',
       colour: 'property is not defined in schema and the schema does not allow additional properties',
       onboot: "type check ('boolean') failed - got 'true'",
     })
@@ -152,7 +153,7 @@ describe('the emulator answers as PVE does (wire details from its sources)', () 
 
   it('takes what PVE takes: tags split on spaces, a ciuser PVE gives no format, booleans inside property strings as yes/on/true', async () => {
     guest(201)
-    const accepted = await call('PUT', '/nodes/pve/qemu/201/config', {form: {tags: 'outpost renter;gpu', ciuser: 'a b', agent: 'enabled=yes,fstrim_cloned_disks=on', memory: 'current=4096', ipconfig0: 'ip=10.0.0.5/24,gw=10.0.0.1'}})
+    const accepted = await call('PUT', '/nodes/pve/qemu/201/config', {form: {tags: 'outpost renter;gpu', ciuser: 'a b', agent: 'enabled=yes,fstrim_cloned_disks=on', memory: 'current=4096', ipconfig0: 'ip=10.0.0.5/24,gw=10.0.0.1', ipconfig31: 'ip6=auto'}})
     expect(accepted.status, JSON.stringify(accepted.body)).toBe(200)
     expect(emulator.vms.get(201)?.config).toMatchObject({tags: 'outpost renter;gpu', ciuser: 'a b', memory: 'current=4096'})
   })

@@ -40,7 +40,11 @@ export interface Spec {
   format?: (value: string, name: string) => string | undefined
 }
 
-export type Schema = Record<string, Spec>
+/** A method's parameters: fixed names, and numbered families such as ipconfig0 … ipconfig31. */
+export interface Schema {
+  properties: Record<string, Spec>
+  numbered?: Record<string, {count: number; spec: Spec}>
+}
 
 export class ParameterErrors extends Error {
   constructor(readonly errors: Record<string, string>) {
@@ -88,7 +92,7 @@ export function verify(schema: Schema, params: Record<string, RawValue>): Record
   const errors: Record<string, string> = {}
   const result: Record<string, string> = {}
   for (const [name, value] of Object.entries(params)) {
-    const spec = schema[name] ?? dynamicSpec(schema, name)
+    const spec = schema.properties[name] ?? numberedSpec(schema, name)
     if (!spec) {
       errors[name] = 'property is not defined in schema and the schema does not allow additional properties'
       continue
@@ -101,10 +105,10 @@ export function verify(schema: Schema, params: Record<string, RawValue>): Record
   return result
 }
 
-/** ipconfig0 … ipconfig31 (qemu-server's MAX_NETS) share one spec, keyed `ipconfigN` in the schema. */
-function dynamicSpec(schema: Schema, name: string): Spec | undefined {
-  const match = /^ipconfig(\d+)$/.exec(name)
-  return match && Number(match[1]) < 32 ? schema.ipconfigN : undefined
+function numberedSpec(schema: Schema, name: string): Spec | undefined {
+  const match = /^([a-z]+)(\d+)$/.exec(name)
+  const family = match ? schema.numbered?.[match[1] ?? ''] : undefined
+  return family && Number(match?.[2]) < family.count ? family.spec : undefined
 }
 
 // --- property strings ---
@@ -219,63 +223,70 @@ const DRIVES = [
 
 /** `PUT /nodes/{node}/qemu/{vmid}/config` (update_vm: json_config_properties plus its own options). */
 export const UPDATE_VM_CONFIG: Schema = {
-  cores: integer(1),
-  sockets: integer(1),
-  vcpus: integer(1),
-  memory: string({format: memory}),
-  balloon: integer(0),
-  name: string({format: dnsName}),
-  description: string({maxLength: 8192}),
-  onboot: boolean,
-  protection: boolean,
-  numa: boolean,
-  tags: string({format: tagList}),
-  agent: string({format: agent}),
-  ciuser: string(),
-  cipassword: string(),
-  ciupgrade: boolean,
-  citype: string({enum: ['configdrive2', 'nocloud', 'opennebula']}),
-  sshkeys: string({format: urlencoded}),
-  nameserver: string(),
-  searchdomain: string(),
-  ipconfigN: string({format: ipconfig}),
-  delete: string(),
-  revert: string(),
-  digest: string({maxLength: 64}),
-  skiplock: boolean,
-  force: boolean,
-  background_delay: integer(1, 30),
+  properties: {
+    cores: integer(1),
+    sockets: integer(1),
+    vcpus: integer(1),
+    memory: string({format: memory}),
+    balloon: integer(0),
+    name: string({format: dnsName}),
+    description: string({maxLength: 8192}),
+    onboot: boolean,
+    protection: boolean,
+    numa: boolean,
+    tags: string({format: tagList}),
+    agent: string({format: agent}),
+    ciuser: string(),
+    cipassword: string(),
+    ciupgrade: boolean,
+    citype: string({enum: ['configdrive2', 'nocloud', 'opennebula']}),
+    sshkeys: string({format: urlencoded}),
+    nameserver: string(),
+    searchdomain: string(),
+    delete: string(),
+    revert: string(),
+    digest: string({maxLength: 64}),
+    skiplock: boolean,
+    force: boolean,
+    background_delay: integer(1, 30),
+  },
+  // qemu-server's MAX_NETS: ipconfig0 … ipconfig31.
+  numbered: {ipconfig: {count: 32, spec: string({format: ipconfig})}},
 }
 
 /** `POST /nodes/{node}/qemu/{vmid}/clone` (clone_vm). */
 export const CLONE_VM: Schema = {
-  newid: {...integer(100, 999_999_999), format: vmid},
-  name: string({format: dnsName}),
-  description: string(),
-  pool: string(),
-  snapname: string(),
-  storage: string({format: storageId}),
-  format: string({enum: ['raw', 'qcow2', 'vmdk']}),
-  full: boolean,
-  target: string({format: nodeName}),
-  bwlimit: integer(0),
+  properties: {
+    newid: {...integer(100, 999_999_999), format: vmid},
+    name: string({format: dnsName}),
+    description: string(),
+    pool: string(),
+    snapname: string(),
+    storage: string({format: storageId}),
+    format: string({enum: ['raw', 'qcow2', 'vmdk']}),
+    full: boolean,
+    target: string({format: nodeName}),
+    bwlimit: integer(0),
+  },
 }
 
 /** `PUT /nodes/{node}/qemu/{vmid}/resize` (resize_vm). */
 export const RESIZE_VM: Schema = {
-  disk: string({enum: DRIVES}),
-  size: string({pattern: /\+?\d+(\.\d+)?[KMGT]?/}),
-  digest: string({maxLength: 40}),
-  skiplock: boolean,
+  properties: {
+    disk: string({enum: DRIVES}),
+    size: string({pattern: /\+?\d+(\.\d+)?[KMGT]?/}),
+    digest: string({maxLength: 40}),
+    skiplock: boolean,
+  },
 }
 
-export const START_VM: Schema = {skiplock: boolean, timeout: integer(0, 86_400), machine: string(), 'force-cpu': string()}
-export const STOP_VM: Schema = {skiplock: boolean, timeout: integer(0), keepActive: boolean, 'overrule-shutdown': boolean}
-export const SHUTDOWN_VM: Schema = {skiplock: boolean, timeout: integer(0), forceStop: boolean, keepActive: boolean}
-export const DESTROY_VM: Schema = {skiplock: boolean, purge: boolean, 'destroy-unreferenced-disks': boolean}
-export const NEXT_ID: Schema = {vmid: {...integer(100, 999_999_999), format: vmid}}
-export const CLUSTER_RESOURCES: Schema = {type: string({enum: ['vm', 'storage', 'node', 'sdn']})}
-export const TASK_LOG: Schema = {start: integer(0), limit: integer(0), download: boolean}
-export const TASK_LIST: Schema = {start: integer(0), limit: integer(0), vmid: integer(100), typefilter: string(), userfilter: string(), source: string({enum: ['archive', 'active', 'all']}), errors: boolean, since: integer(), until: integer(), statusfilter: string()}
-export const VM_CONFIG: Schema = {current: boolean, snapshot: string()}
-export const NO_PARAMETERS: Schema = {}
+export const START_VM: Schema = {properties: {skiplock: boolean, timeout: integer(0, 86_400), machine: string(), 'force-cpu': string()}}
+export const STOP_VM: Schema = {properties: {skiplock: boolean, timeout: integer(0), keepActive: boolean, 'overrule-shutdown': boolean}}
+export const SHUTDOWN_VM: Schema = {properties: {skiplock: boolean, timeout: integer(0), forceStop: boolean, keepActive: boolean}}
+export const DESTROY_VM: Schema = {properties: {skiplock: boolean, purge: boolean, 'destroy-unreferenced-disks': boolean}}
+export const NEXT_ID: Schema = {properties: {vmid: {...integer(100, 999_999_999), format: vmid}}}
+export const CLUSTER_RESOURCES: Schema = {properties: {type: string({enum: ['vm', 'storage', 'node', 'sdn']})}}
+export const TASK_LOG: Schema = {properties: {start: integer(0), limit: integer(0), download: boolean}}
+export const TASK_LIST: Schema = {properties: {start: integer(0), limit: integer(0), vmid: integer(100), typefilter: string(), userfilter: string(), source: string({enum: ['archive', 'active', 'all']}), errors: boolean, since: integer(), until: integer(), statusfilter: string()}}
+export const VM_CONFIG: Schema = {properties: {current: boolean, snapshot: string()}}
+export const NO_PARAMETERS: Schema = {properties: {}}
