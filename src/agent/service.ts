@@ -100,7 +100,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
   const log = createLogger({level: config.logging.level, format: config.logging.format, stream: options.logStream})
   mkdirSync(loaded.paths.stateDir, {recursive: true, mode: 0o700})
   const releaseStateDir = claimStateDir(loaded.paths.stateDir)
-  const metrics = createMetrics()
+  const metrics = createMetrics({bidding: config.bidding.enabled})
   const provisioner = options.createProvisioner(log)
   const client = configuredClient(loaded, 'daemon', {key, userAgent: `outpost-agent/${options.version}`})
   let probes: ProbeServer | undefined

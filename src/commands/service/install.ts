@@ -26,7 +26,7 @@ export default class ServiceInstall extends BaseCommand {
     'dry-run': Flags.boolean({description: 'print the unit (and logrotate file) instead of writing them'}),
   }
 
-  async run(): Promise<InstallResult | {unit: string; logrotate?: string}> {
+  async run(): Promise<InstallResult | {unit: string; logrotate?: string; warnings: string[]}> {
     const {flags} = await this.parse(ServiceInstall)
     const loaded = this.loadConfig(flags.config)
     const options = {
@@ -43,7 +43,8 @@ export default class ServiceInstall extends BaseCommand {
       const rendered = renderService(loaded, options)
       this.log(`# ${rendered.unitFile}\n${rendered.unit}`)
       if (rendered.logrotate) this.log(`# ${rendered.logrotateFile}\n${rendered.logrotate}`)
-      return {unit: rendered.unit, ...(rendered.logrotate ? {logrotate: rendered.logrotate} : {})}
+      for (const warning of rendered.warnings) this.warn(warning)
+      return {unit: rendered.unit, ...(rendered.logrotate ? {logrotate: rendered.logrotate} : {}), warnings: rendered.warnings}
     }
     const result = await installService(loaded, {...options, start: flags.start})
     this.log(`wrote ${result.unit_file}${result.logrotate_file ? ` and ${result.logrotate_file}` : ''}`)
