@@ -35,7 +35,7 @@ function firstCase(kind: string): MutationCase {
   }
 }
 
-const CLI_KINDS = ['neutral', 'stateDir', 'outOfRange', 'listen', 'controlCharacter', 'duplicateOffering', 'secret', 'utf16', 'unknownKey', 'environment']
+const CLI_KINDS = ['neutral', 'stateDir', 'outOfRange', 'listen', 'controlCharacter', 'duplicateOffering', 'secret', 'utf16', 'unknownKey', 'environment', 'deepNesting']
 
 describe('outpost doctor --json on mutated configs (built CLI)', () => {
   it.each(CLI_KINDS.map((kind) => [kind, firstCase(kind)] as const))('%s: exits 0 or 3 (never 70, never a hang), JSON that parses, the key named', async (_kind, testCase) => {

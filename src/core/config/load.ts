@@ -212,9 +212,14 @@ function fromZodIssue(issue: z.core.$ZodIssue, raw: unknown): ConfigIssue[] {
   return [{path, message: issue.message, showValue: true}]
 }
 
+/** Far deeper than any config key: a value nested deeper is refused before anything walks it (and runs out of stack). */
+const MAX_DEPTH = 16
+
 /** Strings anywhere in the config (the schema may not look inside every one) that are placeholders or unprintable. */
 function textIssues(value: unknown, path: PropertyKey[], found: ConfigIssue[]): void {
-  if (typeof value === 'string') {
+  if (path.length > MAX_DEPTH) {
+    found.push({path: path.slice(0, 3), message: `nested more than ${MAX_DEPTH} levels deep`, showValue: false})
+  } else if (typeof value === 'string') {
     if (PLACEHOLDER.test(value.trim())) found.push({path, message: 'still a placeholder value', showValue: false})
     const isArgument = typeof path.at(-1) === 'number' && path.at(-2) === 'command'
     const control = (isArgument ? CONTROL_IN_ARGUMENT : CONTROL_CHARACTER).exec(value)

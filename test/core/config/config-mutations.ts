@@ -414,6 +414,18 @@ const MUTATORS: Record<string, Mutator> = {
     return {env: {[variable]: pick(random, ['soon', '99999999999999999999', '-1e309', '1.5', 'NaN', ''])}, expect: {outcome: 'invalid', key: dottedKey(leaf.path), variable}}
   },
 
+  deepNesting: (random, _base, config) => {
+    const leaf = pick(random, leaves(config, []).filter((candidate) => typeof candidate.path.at(-1) === 'string'))
+    const depth = pick(random, [17, 1000, 20_000])
+    setAt(config, leaf.path, new RawToml(random() < 0.5 ? `${'['.repeat(depth)}1${']'.repeat(depth)}` : `${'{a = '.repeat(depth)}1${'}'.repeat(depth)}`))
+    return {env: {}, expect: {outcome: 'invalid', key: dottedKey(leaf.path), lineWord: lastWord(leaf.path)}}
+  },
+
+  hugeFile: (_random, _base, config, style) => {
+    const text = toToml(config, style)
+    return {content: `${text}# ${'x'.repeat(1024 * 1024)}\n`, env: {}, expect: {outcome: 'invalid', key: '', message: /a config file is at most 1048576 bytes/}}
+  },
+
   utf16: (_random, _base, config, style) => {
     const text = toToml(config, {...style, bom: false})
     return {content: new Uint8Array(Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')])), env: {}, expect: {outcome: 'invalid', key: '', message: /UTF-16/}}
