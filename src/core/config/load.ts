@@ -116,7 +116,7 @@ interface ConfigIssue {
   message: string
   showValue: boolean
   label?: string
-  /** Which line to name: the key's own, else (for a missing key) its table's. */
+  /** Name the key's own line or none (an unknown key), never its table's line in its stead. */
   exactLine?: boolean
 }
 
