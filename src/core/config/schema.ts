@@ -32,13 +32,13 @@ const filePath = z
 const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/
 const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
 
-/** host:port that a server can bind: an IPv4 address or a host name, and a port 1-65535. */
+/** host:port that a server can bind: an IPv4 address or a host name, and a port (0: any free one, as tests use). */
 function isListenAddress(text: string): boolean {
   const match = /^(.+):(\d{1,5})$/.exec(text)
   if (!match) return false
   const [, host = '', port = ''] = match
   const isHost = /^[\d.]+$/.test(host) ? IPV4.test(host) : HOST_NAME.test(host)
-  return isHost && Number(port) >= 1 && Number(port) <= 65_535
+  return isHost && Number(port) <= 65_535
 }
 
 export const PRODUCT_TYPES = ['compute', 'gpu', 'dedicated', 'container'] as const
@@ -288,7 +288,7 @@ export const MetricsSection = z.strictObject({
   enabled: z.boolean().default(true).describe('Serve /metrics, /healthz and /readyz'),
   listen: z
     .string()
-    .refine(isListenAddress, 'expected host:port, an IPv4 address or host name and a port 1-65535, like 127.0.0.1:9464')
+    .refine(isListenAddress, 'expected host:port, an IPv4 address or host name and a port 0-65535, like 127.0.0.1:9464')
     .default('127.0.0.1:9464')
     .describe('Address of /metrics, /healthz and /readyz'),
 })

@@ -296,8 +296,8 @@ const isSecret = (path: Path): boolean => SECRET_LEAVES.some((secret) => secret.
 
 const CONTROL = ['\u0000', '\u0001', '\u0007', '\u0008', '\u000B', '\u000C', '\r', '\u001B', '\u007F', '\u0085', '\u009B', '\t', '\n']
 const HUGE = ['9007199254740993', '99999999999999999999', '-18446744073709551621', '0x10000000000000005', '9_223_372_036_854_775_808']
-const BAD_LISTEN = ['0.0.0.0:99999', '127.0.0.1:0', '127.0.0.1:65536', '127.0.0.1', ':9464', '[::1]:9464', '999.1.1.1:80', 'host name:80', 'a:b:9464', '-bad-.example:80']
-const GOOD_LISTEN = ['localhost:9464', '0.0.0.0:1', '127.0.0.1:65535', 'metrics.example.net:80', '10.0.0.1:09464']
+const BAD_LISTEN = ['0.0.0.0:99999', '127.0.0.1:123456', '127.0.0.1:65536', '127.0.0.1', ':9464', '[::1]:9464', '999.1.1.1:80', 'host name:80', 'a:b:9464', '-bad-.example:80']
+const GOOD_LISTEN = ['localhost:9464', '0.0.0.0:1', '127.0.0.1:0', '127.0.0.1:65535', 'metrics.example.net:80', '10.0.0.1:09464']
 const BAD_STATE_DIRS = ['/proc/self', '/proc/self/outpost-state', '/proc/1/fd/x', '/sys/kernel/outpost', '/sys']
 const GOOD_WEIRD_STRINGS = ['Ünïcödé ✓', 'name with spaces', 'x'.repeat(64), '🚀 rocket']
 
