@@ -25,7 +25,7 @@ const PLACEHOLDER = /changeme|^<[^>]*>$/i
 const CONTROL_CHARACTER = /\p{Cc}/u
 const CONTROL_IN_ARGUMENT = /(?![\t\n])\p{Cc}/u
 
-/** Where a secret field lives; its value is never shown, nor that of a table or array holding it. */
+/** Where a secret field lives: a value there, or in its place (a string where its table should be), is never shown. */
 const SECRET_PATHS: readonly string[][] = ENV_KEYS.filter((key) => secretFields.get(key.schema)?.secret).map((key) => key.path)
 
 function configError(message: string, suggestion: string, code = 'config_invalid'): UserError {
@@ -188,7 +188,8 @@ function formatIssue(issue: ConfigIssue, context: IssueContext): string {
   const value = valueAt(context.raw, issue.path)
   let got = ''
   if (issue.showValue && value !== undefined) {
-    got = holdsSecret(issue.path) ? ` (value not shown: secret${override ? `, from ${override.variable}` : ''})` : ` (got ${describeValue(value)}${override ? ` from ${override.variable}` : ''})`
+    const hidden = holdsSecret(issue.path) && (value === null || typeof value !== 'object' || value instanceof Date)
+    got = hidden ? ` (value not shown: secret${override ? `, from ${override.variable}` : ''})` : ` (got ${describeValue(value)}${override ? ` from ${override.variable}` : ''})`
   } else if (override) got = ` (from ${override.variable})`
   return `${line === undefined ? '' : `line ${line}: `}${issue.label ?? (dotted(issue.path) || '(top level)')}: ${issue.message}${got}`
 }
