@@ -10,7 +10,7 @@ import {isAmount} from '../decimal.js'
 const seconds = (fallback: number, min = 1, max = 86_400) => z.number().int().min(min).max(max).default(fallback)
 const hexKey = z.string().regex(/^[0-9a-f]{64}$/, 'expected a 64-character lowercase hex public key')
 
-/** The fields whose values are never shown in an error, a log or --json (load.ts consults this when it reports). */
+/** The fields whose values a config error never shows (load.ts looks each failing key up here). */
 export const secretFields = z.registry<{secret: true}>()
 
 // Control characters, line and paragraph separators, and bidirectional overrides that would disguise a name.

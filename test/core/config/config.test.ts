@@ -1,7 +1,7 @@
-import {mkdirSync, mkdtempSync, symlinkSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {describe, expect, it} from 'vitest'
+import {afterAll, describe, expect, it} from 'vitest'
 
 import {ENV_KEYS} from '../../../src/core/config/env.js'
 import {loadConfig, validateConfig} from '../../../src/core/config/load.js'
@@ -26,8 +26,19 @@ storage_gb = 20
 price_per_hour = "0.05"
 `
 
+const tempDirs: string[] = []
+afterAll(() => {
+  for (const dir of tempDirs) rmSync(dir, {recursive: true, force: true})
+})
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'outpost-config-'))
+  tempDirs.push(dir)
+  return dir
+}
+
 function write(text: string): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'outpost-config-')), 'outpost.toml')
+  const file = join(tempDir(), 'outpost.toml')
   writeFileSync(file, text)
   return file
 }
@@ -150,7 +161,7 @@ describe('config robustness (each a case a mutated config once got wrong)', () =
   })
 
   it('refuses a state dir or key file on a kernel filesystem, through a symlink too, at once', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'outpost-config-'))
+    const dir = tempDir()
     symlinkSync('/proc/self', join(dir, 'disguised'))
     for (const [key, value] of [['state_dir', '/proc/self'], ['state_dir', '/sys/kernel/outpost'], ['key_file', '/proc/self/status'], ['state_dir', join(dir, 'disguised', 'state')]]) {
       const error = errorOf(() => loadConfig(write(VALID.replace('heartbeat_seconds = 30', `${key} = "${value}"`)), {}))
@@ -162,7 +173,7 @@ describe('config robustness (each a case a mutated config once got wrong)', () =
     const file = write(VALID.replace('heartbeat_seconds = 30', 'state_dir = "outpost.toml/state"'))
     expect(errorOf(() => loadConfig(file, {})).message).toMatch(/agent\.state_dir: .*outpost\.toml is not a directory/)
     expect(errorOf(() => loadConfig('/dev/zero', {}))).toMatchObject({exit: 3, code: 'config_unreadable'})
-    const dir = mkdtempSync(join(tmpdir(), 'outpost-config-'))
+    const dir = tempDir()
     mkdirSync(join(dir, 'outpost.toml'))
     expect(errorOf(() => loadConfig(join(dir, 'outpost.toml'), {}))).toMatchObject({exit: 3, code: 'config_unreadable'})
   })
