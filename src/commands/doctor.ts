@@ -2,7 +2,6 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {passphraseFile} from '../cli/flags.js'
-import {ExitCode} from '../core/errors.js'
 import {runDoctor, type CheckResult} from '../setup/doctor.js'
 import {paint} from '../ui/colors.js'
 
@@ -15,7 +14,7 @@ const MARKS: Record<CheckResult['status'], (stream: NodeJS.WriteStream) => strin
 
 export default class Doctor extends BaseCommand {
   static override summary = 'Check the configuration, keys, provisioner and (with --verify-api) the marketplace'
-  static override description = 'One line per check, with the remedy for each failure. Exits 0 only when every check passes.'
+  static override description = 'One line per check, with the remedy for each failure. Exits 0 only when every check passes; 3 when the config is missing or invalid, 6 when another check fails.'
 
   static override flags = {
     'passphrase-file': passphraseFile,
@@ -24,7 +23,7 @@ export default class Doctor extends BaseCommand {
 
   async run(): Promise<{ok: boolean; checks: CheckResult[]}> {
     const {flags} = await this.parse(Doctor)
-    const {checks, ok} = await runDoctor({
+    const {checks, ok, exit} = await runDoctor({
       configFile: this.configFile(flags.config),
       passphrase: this.passphrase(flags),
       verifyApi: flags['verify-api'],
@@ -33,7 +32,7 @@ export default class Doctor extends BaseCommand {
       this.log(`${MARKS[check.status](process.stdout)} ${check.name}: ${check.message}`)
       if (check.remedy && check.status !== 'pass') this.log(`    ${paint.dim('→', process.stdout)} ${check.remedy}`)
     }
-    if (!ok) process.exitCode = ExitCode.checksFailed
+    if (!ok) process.exitCode = exit
     return {ok, checks}
   }
 }
