@@ -134,7 +134,7 @@ describe('quote check on recorded quotes', () => {
     const otherEcKey = generateKeyPairSync('ec', {namedCurve: 'P-256'}).publicKey.export({type: 'spki', format: 'pem'}).toString()
     expect(reasonOf(checkOf(eccQuote, otherEcKey))).toBe('bad_signature')
     const tampered = bytes(eccQuote.quote_b64)
-    tampered[tampered.length - 1] ^= 1
+    tampered.writeUInt8(tampered.readUInt8(tampered.length - 1) ^ 1, tampered.length - 1)
     expect(reasonOf(checkOf(eccQuote, ak, {quote: tampered}))).toBe('bad_signature')
     expect(reasonOf(checkOf(eccTwoPcrs, ak, {pcrSelection: parsePcrSelection('sha256:0,1,2,3,4,5,6,7')}))).toBe('pcr_selection_mismatch')
     const before = Buffer.from(eccQuote.tpm2_print.pcrDigest ?? '', 'hex')
