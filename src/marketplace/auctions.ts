@@ -112,8 +112,11 @@ export class AuctionBook {
     return {job_id: job.job_id, provider_pubkey: providerPubkey, fee, revealed_at: now}
   }
 
-  hasCommitment(jobId: string, providerPubkey: string): boolean {
-    return this.statements.own.get(jobId, providerPubkey) !== undefined
+  /** Where this provider stands in the auction: no commitment, committed, or revealed. */
+  standing(jobId: string, providerPubkey: string): 'none' | 'committed' | 'revealed' {
+    const own = this.statements.own.get(jobId, providerPubkey)
+    if (!own) return 'none'
+    return own.revealed_at === null ? 'committed' : 'revealed'
   }
 
   /** The winner and the clearing fee of an auction whose reveals have closed; undefined when nobody revealed. */

@@ -553,10 +553,12 @@ export class JobBook {
     if (this.unfit(job, facts)) return false
     if (job.requires_attestation === 1 && !this.attestation.enrolled(agentPubkey)) return false
     if (job.reward_mode === 'auction') {
-      // Bidding: everyone who may run it; revealing: who committed; closed: the winner alone, to lease it.
+      // Listed to whom has something to do: bidding, who may run it and hasn't committed; revealing, who committed
+      // and hasn't revealed; closed, the winner, to lease it. A long poll doesn't answer at once with work already done.
       const phase = auctionPhase(job, now)
-      if (phase === 'bidding') return true
-      if (phase === 'revealing') return this.auctions.hasCommitment(job.job_id, facts.pubkey)
+      const standing = this.auctions.standing(job.job_id, facts.pubkey)
+      if (phase === 'bidding') return standing === 'none'
+      if (phase === 'revealing') return standing === 'committed'
       if (job.winner_pubkey !== facts.pubkey) return false
     }
     return facts.maxConcurrent === null || facts.busy < facts.maxConcurrent
