@@ -11,7 +11,11 @@ export default class DevnetStart extends BaseCommand {
     'Serves PROTOCOL v1 over HTTP with its state in SQLite under --data-dir, until SIGINT or SIGTERM (in-flight requests ' +
     'finish and the database closes). With --json it prints one line, {"endpoint", "api", "data_dir", "pid"}, once listening.'
 
-  static override examples = ['<%= config.bin %> devnet start', '<%= config.bin %> devnet start --port 0 --json --unbonding-period 30s']
+  static override examples = [
+    '<%= config.bin %> devnet start',
+    '<%= config.bin %> devnet start --port 0 --json --unbonding-period 30s',
+    '<%= config.bin %> devnet start --trap-ratio 0.1',
+  ]
 
   static override flags = {
     port: Flags.integer({description: 'TCP port; 0 picks a free one', default: DEFAULT_DEVNET_PORT, min: 0, max: 65_535}),
@@ -19,18 +23,30 @@ export default class DevnetStart extends BaseCommand {
     'data-dir': Flags.string({description: 'where the database lives (default: <config dir>/devnet)', env: 'OUTPOST_DEVNET_DATA_DIR'}),
     'unbonding-period': Flags.string({description: 'how long unstaked tokens stay bonded, like 7d or 30s', default: '7d'}),
     'rate-limit': Flags.integer({description: 'requests per second allowed per key', min: 1}),
+    'trap-ratio': Flags.string({description: 'known-answer jobs (traps) mixed in per renter job of each kind, 0 to 1: 0.1 adds one trap per ten jobs', default: '0'}),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(DevnetStart)
     const dataDir = resolve(flags['data-dir'] ?? defaultDevnetDataDir(this.configDirectory))
     const unbondingPeriodMs = parsePeriod(flags['unbonding-period'], '--unbonding-period')
+    const trapRatio = Number(flags['trap-ratio'])
+    if (flags['trap-ratio'].trim() === '' || !Number.isFinite(trapRatio) || trapRatio < 0 || trapRatio > 1) {
+      throw new UserError(`--trap-ratio: "${flags['trap-ratio']}" is not a ratio from 0 to 1`, {code: 'usage', exit: 2, suggestion: 'write it like 0.1 (one trap per ten renter jobs of a kind)'})
+    }
     // SQLite is loaded only here, so the rest of the CLI starts without it.
     const {startMarketplace} = await import('../../marketplace/server.js')
     const stopRequested = shutdownSignal()
     let server
     try {
-      server = await startMarketplace({dataDir, port: flags.port, host: flags.host, unbondingPeriodMs, rateLimitPerSecond: flags['rate-limit']})
+      server = await startMarketplace({
+        dataDir,
+        port: flags.port,
+        host: flags.host,
+        unbondingPeriodMs,
+        rateLimitPerSecond: flags['rate-limit'],
+        trapRatio,
+      })
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code
       if (code === 'EADDRINUSE') {
