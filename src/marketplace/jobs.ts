@@ -35,6 +35,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 const DAY_MS = 86_400_000
 
 type JobStatus = 'open' | 'leased' | 'completed' | 'failed' | 'cancelled'
+/** A job's terms: what POST /jobs names besides the program and the input. */
+type JobTerms = Omit<JobBody, 'program_digest' | 'input_b64'>
 
 interface JobRow {
   job_id: string
@@ -399,7 +401,7 @@ export class JobBook {
     return this.detailView(this.row(jobId), requesterPubkey)
   }
 
-  private insertJob(jobId: string, requesterPubkey: string, body: JobBody, programDigest: string, input: Buffer, trap: TrapAnswer | null): void {
+  private insertJob(jobId: string, requesterPubkey: string, body: JobTerms, programDigest: string, input: Buffer, trap: TrapAnswer | null): void {
     const now = this.now()
     const auction = body.reward.mode === 'auction'
     const bidClosesAt = auction ? now + (body.bid_seconds ?? DEFAULT_AUCTION_PHASE_SECONDS) * 1000 : null
@@ -437,10 +439,8 @@ export class JobBook {
   /** Makes the trap for a renter job in the background (a zk trap's answer takes a witness computation). */
   private addTrap(job: JobRow, program: ParsedProgram, programBytes: Buffer, input: Buffer): void {
     const seconds = (from: number, to: number) => Math.max(1, Math.round((to - from) / 1000))
-    const shape: JobBody = {
+    const shape: JobTerms = {
       kind: job.kind,
-      program_digest: job.program_digest,
-      input_b64: '',
       resources: {cpu_cores: job.cpu_cores, memory_mb: job.memory_mb, gpu_count: job.gpu_count, ...(job.gpu_model ? {gpu_model: job.gpu_model} : {})},
       reward:
         job.reward_mode === 'fixed'
@@ -707,7 +707,7 @@ export class JobBook {
       this.stake.releaseCollateral(providerPubkey, BigInt(lease.collateral_micro), 0n)
       reopened = this.reopenOrFail(lease.job_id, now)
     })()
-    this.settled(reopened)
+    this.settled(reopened, [providerPubkey])
     return this.leaseView(this.ownLease(providerPubkey, leaseId))
   }
 
@@ -787,7 +787,7 @@ export class JobBook {
       }
       this.statements.setResultLease.run(leaseId, now, job.job_id)
     })()
-    this.settled(reopened)
+    this.settled(reopened, [lease.provider_pubkey])
     const settled = this.statements.lease.get(leaseId)
     const verdict = settled && verdictOf(settled)
     if (!verdict) throw new Error(`lease ${leaseId} was settled without a verdict`)
@@ -856,9 +856,11 @@ export class JobBook {
     return true
   }
 
-  private settled(reopened: boolean): void {
+  /** After leases end: a reopened job may go to anyone; each provider whose lease ended has room for another. */
+  private settled(reopened: boolean, providers: Iterable<string> = []): void {
     this.rescheduled()
     if (reopened) this.context.jobs.notify(OPEN_JOBS_TOPIC)
+    for (const providerPubkey of new Set(providers)) this.context.jobs.notify(providerPubkey)
   }
 
   /**
@@ -871,8 +873,10 @@ export class JobBook {
     this.nextEvent ??= this.statements.nextEvent.get() ?? Number.POSITIVE_INFINITY
     if (now < this.nextEvent) return
     let reopened = false
+    const freed: string[] = []
     this.context.db.transaction(() => {
       for (const lease of this.statements.dueLeases.all(now)) {
+        freed.push(lease.provider_pubkey)
         const collateral = BigInt(lease.collateral_micro)
         const forfeited = collateral / 2n
         this.statements.endLease.run('expired', lease.expires_at, forfeited.toString(), 'expired', null, null, null, lease.lease_id)
@@ -887,7 +891,7 @@ export class JobBook {
       }
       for (const {job_id: jobId} of this.statements.overdueJobs.all(now)) this.statements.setJobStatus.run('failed', 'deadline_passed', now, jobId)
     })()
-    this.settled(reopened)
+    this.settled(reopened, freed)
   }
 
   /** Reads the next time-driven change again and sets the timer for it; the server's stop clears it. */
