@@ -1,4 +1,5 @@
 import {ProxmoxProvisionerSection} from '../../src/core/config/schema.js'
+import {backends} from '../../src/provisioners/index.js'
 import {ProxmoxProvisioner} from '../../src/provisioners/proxmox/proxmox-provisioner.js'
 import {ProxmoxEmulator} from '../../test/emulators/proxmox/emulator.js'
 import {contractFixture} from '../../test/provisioners/contract-suite.js'
@@ -13,16 +14,19 @@ export const proxmoxBench: BenchSection = async () => {
   const emulator = new ProxmoxEmulator({durations: {clone: 2000, start: 1000, resize: 50, stop: 100, destroy: 100}, agentDelayMs: 3000})
   await emulator.start()
   const provisioner = new ProxmoxProvisioner(
-    ProxmoxProvisionerSection.parse({
-      host: '127.0.0.1',
-      port: emulator.port,
-      token_id: emulator.tokenId,
-      token_secret: emulator.tokenSecret,
-      tls_fingerprint: emulator.fingerprint,
-      template_vmid: 9000,
-      node: 'pve',
-      shutdown_timeout_seconds: 0,
-    }),
+    backends.proxmox.fromConfig(
+      ProxmoxProvisionerSection.parse({
+        host: '127.0.0.1',
+        port: emulator.port,
+        token_id: emulator.tokenId,
+        token_secret: emulator.tokenSecret,
+        tls_fingerprint: emulator.fingerprint,
+        template_vmid: 9000,
+        node: 'pve',
+        shutdown_timeout_seconds: 0,
+      }),
+      {configPath: 'outpost.toml', stateDir: 'state', largestOfferingDiskGb: 0},
+    ),
   )
   try {
     // A running agent's connection is warm before its first contract.

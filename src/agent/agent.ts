@@ -12,17 +12,20 @@ import {sealCredentials} from '../core/sealing.js'
 import {randomHex, type KeyPair, type SignedUsageRecord} from '../core/signing.js'
 import {instanceName, ProvisionAbortedError, ProvisionError, type ProvisionedInstance, type Provisioner} from '../provisioners/provisioner.js'
 import {Backoff, pause} from './backoff.js'
-import {BidEngine, type HeldContracts} from './bidding/engine.js'
+import {BidEngine, type BiddingApi, type HeldContracts} from './bidding/engine.js'
 import type {PricingScript} from './bidding/script-pricing.js'
-import {Journal, journalState, readJournal, type JournalState} from './journal.js'
+import {ContractLocks, type LockApi} from './contract-lock.js'
+import {Journal, journalPath, journalState, readJournal, type JournalState} from './journal.js'
 import type {AgentLog} from './logger.js'
 import type {AgentMetrics, ContractResult} from './metrics.js'
 import {Outbox} from './outbox.js'
-import {Reporter} from './reporter.js'
+import {Reporter, type ReportApi} from './reporter.js'
 import {completedPeriods, usageRecord} from './usage.js'
 import {archiveUsageRecords} from './usage-archive.js'
+import {WorkQueue} from './work-queue.js'
 
 export interface AgentSettings {
+  /** The heartbeat interval when the marketplace's answer names none that PROTOCOL §5 allows. */
   heartbeatSeconds: number
   longPollWaitSeconds: number
   pollIntervalSeconds: number
@@ -34,8 +37,11 @@ export interface AgentSettings {
   lockTtlSeconds: number
 }
 
+/** The marketplace routes the agent calls (ProviderApi has them all). */
+export type AgentApi = Pick<ProviderApi, 'heartbeat' | 'pendingProvision' | 'activeContracts' | 'reportHealth' | 'reconcile'> & LockApi & ReportApi & BiddingApi
+
 export interface AgentOptions {
-  api: ProviderApi
+  api: AgentApi
   key: KeyPair
   provisioner: Provisioner
   stateDir: string
@@ -59,13 +65,20 @@ const HEALTH_PARALLEL = 16
 const CAPABILITIES = ['long-poll', 'sealed-credentials', 'usage-v1', 'reconcile']
 /** Fewer retries per request than a one-shot command: the daemon's own loops back off and try again. */
 const QUICK_RETRY = {retries: 1, baseDelayMs: 100, maxDelayMs: 500}
+/** PROTOCOL §5: the interval a heartbeat's answer may name. */
+const HEARTBEAT_SECONDS = {min: 10, max: 3600}
 
 /**
  * The provider agent: turns accepted contracts into instances exactly once, reports what it did through a durable
  * outbox, keeps the marketplace informed (heartbeat, health, usage) and ends what has ended.
  */
 export class Agent {
-  private readonly api: ProviderApi
+  /** This state dir's identity, written into every instance it reports, so two agents of one provider tell theirs apart. */
+  readonly agentId: string
+  /** What this run did, by result (the metric's counts, readable without prom-client's async API). */
+  readonly outcomes: Record<ContractResult, number> = {provisioned: 0, failed: 0, skipped: 0, interrupted: 0, terminated: 0}
+
+  private readonly api: AgentApi
   private readonly provisioner: Provisioner
   private readonly log: AgentLog
   private readonly metrics: AgentMetrics
@@ -73,25 +86,18 @@ export class Agent {
   private readonly journal: Journal
   private readonly reporter: Reporter
   private readonly state: JournalState
-  /** This state dir's identity, written into every instance it reports, so two agents of one provider tell theirs apart. */
-  readonly agentId: string
+  private readonly queue: WorkQueue<Contract>
+  private readonly locks: ContractLocks
+  private readonly bidEngine: BidEngine | undefined
 
   /** Stops the loops and the taking of new work. */
   private readonly stopping = new AbortController()
   /** Interrupts work in progress (the shutdown timeout ran out). */
   private readonly interrupting = new AbortController()
-  private readonly waiting: {contract: Contract; resumed: boolean}[] = []
-  private readonly running = new Map<string, Promise<void>>()
-  /** Contracts waiting, running or due for a retry: a poll that returns them again is ignored. */
-  private readonly inHand = new Set<string>()
-  private readonly declinedUntil = new Map<string, number>()
-  private readonly retryTimers = new Set<NodeJS.Timeout>()
-  private readonly terminating = new Set<string>()
   private readonly loops: Promise<void>[] = []
-  private readonly capacityWaiters: (() => void)[] = []
-  /** The contracts behind `inHand`, so the bid engine can count what they hold. */
-  private readonly contractsInHand = new Map<string, Contract>()
-  private readonly bidEngine: BidEngine | undefined
+  /** Contracts whose instance is being terminated, with that work. */
+  private readonly terminations = new Map<string, Promise<void>>()
+  /** The marketplace's active list as last read. */
   private active: Contract[] = []
   private longPoll: boolean
   private longPollRetryAt = 0
@@ -107,19 +113,28 @@ export class Agent {
     this.settings = options.settings
     this.longPoll = options.settings.longPollWaitSeconds > 0
     this.agentId = agentIdentity(options.stateDir)
-    const journalPath = join(options.stateDir, 'journal.jsonl')
-    const {entries, skipped} = readJournal(journalPath)
-    if (skipped > 0) this.log.warn({journal: journalPath, lines: skipped}, 'journal lines that do not parse were skipped (a write cut short by a crash)')
+    const journalFile = journalPath(options.stateDir)
+    const {entries, skipped} = readJournal(journalFile)
+    if (skipped > 0) this.log.warn({journal: journalFile, lines: skipped}, 'journal lines that do not parse were skipped (a write cut short by a crash)')
     this.state = journalState(entries)
-    this.journal = new Journal(journalPath)
+    this.journal = new Journal(journalFile)
+    const onApiError = (error: unknown) => this.noteApiError(error)
     this.reporter = new Reporter({
       outbox: new Outbox(options.stateDir),
       api: options.api,
       journal: this.journal,
       log: options.log,
-      onApiError: (error) => this.noteApiError(error),
+      onApiError,
       onDepth: (depth) => this.metrics.outboxDepth.set(depth),
     })
+    this.queue = new WorkQueue<Contract>({
+      concurrency: options.settings.maxConcurrentProvisions,
+      idOf: (contract) => contract.contract_id,
+      work: (contract, resumed) => this.provisionContract(contract, resumed),
+      onUnexpected: (id, error) => this.log.error({contract_id: id, err: describeError(error)}, 'unexpected error while handling the contract'),
+      retryDelayMs: () => new Backoff().next() + DECLINE_MS.retry,
+    })
+    this.locks = new ContractLocks({api: options.api, ttlSeconds: options.settings.lockTtlSeconds, log: options.log, onApiError, retry: QUICK_RETRY})
     this.bidEngine = options.bidding
       ? new BidEngine({
           api: options.api,
@@ -163,16 +178,16 @@ export class Agent {
     await this.heartbeat()
     await this.reconcile()
     for (const contract of await this.api.pendingProvision(0, {signal: this.stopping.signal})) {
-      if (this.accepts(contract)) this.enqueue(contract, false)
+      if (this.accepts(contract)) this.queue.enqueue(contract, false)
     }
     // The round ends within a lock TTL (longer than any provisioning) even if the marketplace goes away meanwhile;
     // what is left is checkpointed by stop() and the outbox.
     const budget = new AbortController()
     const timer = setTimeout(() => budget.abort(), this.settings.lockTtlSeconds * 1000)
     try {
-      await Promise.race([this.idle(), abortion(budget.signal)])
+      await Promise.race([this.queue.idle(), abortion(budget.signal)])
       await this.syncActive()
-      await Promise.race([Promise.all([...this.terminationWork]), abortion(budget.signal)])
+      await Promise.race([Promise.all(this.terminations.values()), abortion(budget.signal)])
       await this.reportHealth()
       await this.reportUsage()
       await this.reporter.flush(budget.signal)
@@ -191,16 +206,13 @@ export class Agent {
   async stop(timeoutMs: number): Promise<{interrupted: number; outboxLeft: number}> {
     const deadline = Date.now() + timeoutMs
     this.stopping.abort()
-    for (const timer of this.retryTimers) clearTimeout(timer)
-    for (const waiter of this.capacityWaiters.splice(0)) waiter()
-    for (const {contract} of this.waiting.splice(0)) {
-      this.inHand.delete(contract.contract_id)
+    for (const contract of this.queue.stop()) {
       this.log.info({contract_id: contract.contract_id}, 'not started: the agent is shutting down (it stays pending for the next run)')
     }
-    const inFlight = this.running.size
+    const inFlight = this.queue.runningCount
     const timeLeft = () => Math.max(0, deadline - Date.now())
     const timer = setTimeout(() => this.interrupting.abort(new Error('shutdown timeout')), timeLeft())
-    await Promise.all([...this.running.values(), ...this.terminationWork])
+    await Promise.all([this.queue.idle(), ...this.terminations.values()])
     // The timer interrupts at the deadline (no AbortSignal.timeout: its listener would hold the process open after stop).
     await this.reporter.flush(this.interrupting.signal)
     clearTimeout(timer)
@@ -224,9 +236,9 @@ export class Agent {
     }
     this.reporter.replay()
     for (const contract of this.state.unfinished) {
-      if (this.inHand.has(contract.contract_id)) continue
+      if (this.queue.holds(contract.contract_id)) continue
       this.log.info({contract_id: contract.contract_id}, 'resuming a contract the previous run started and did not finish')
-      this.enqueue(contract, true)
+      this.queue.enqueue(contract, true)
     }
     this.resumed = true
   }
@@ -268,16 +280,19 @@ export class Agent {
       },
       {signal: this.stopping.signal, retry: QUICK_RETRY},
     )
-    if (!this.heartbeatOk) this.log.info({next_heartbeat_seconds: answer.next_heartbeat_seconds}, 'the marketplace acknowledged the heartbeat')
+    const intervalSeconds = heartbeatInterval(answer.next_heartbeat_seconds, this.settings.heartbeatSeconds)
+    if (!this.heartbeatOk) {
+      this.log.info({next_heartbeat_seconds: answer.next_heartbeat_seconds, interval_seconds: intervalSeconds}, 'the marketplace acknowledged the heartbeat')
+    }
     this.heartbeatOk = true
     this.metrics.lastHeartbeat.set(Date.now() / 1000)
-    return answer.next_heartbeat_seconds * 1000
+    return intervalSeconds * 1000
   }
 
   // ---- new contracts ----
 
   private async pollContracts(): Promise<number> {
-    await this.roomForWork()
+    await this.queue.room()
     if (this.stopping.signal.aborted) return 0
     if (!this.longPoll && this.settings.longPollWaitSeconds > 0 && Date.now() >= this.longPollRetryAt) this.longPoll = true
     const wait = this.longPoll ? this.settings.longPollWaitSeconds : 0
@@ -295,96 +310,22 @@ export class Agent {
       throw error
     }
     const fresh = contracts.filter((contract) => this.accepts(contract))
-    for (const contract of fresh) this.enqueue(contract, false)
+    for (const contract of fresh) this.queue.enqueue(contract, false)
     if (!this.longPoll) return this.settings.pollIntervalSeconds * 1000
     return fresh.length === 0 && contracts.length > 0 ? IDLE_POLL_MS : 0
   }
 
   /** Whether a polled contract is new work; one this agent has declined recently was logged when it was declined. */
   private accepts(contract: Contract): boolean {
-    const id = contract.contract_id
-    if (this.inHand.has(id) || this.terminating.has(id)) return false
-    const until = this.declinedUntil.get(id)
-    if (until !== undefined) {
-      if (until > Date.now()) return false
-      this.declinedUntil.delete(id)
-    }
-    return !this.stopping.signal.aborted
-  }
-
-  private decline(contractId: string, forMs: number): void {
-    this.declinedUntil.set(contractId, Date.now() + forMs)
-    if (this.declinedUntil.size > 10_000) {
-      const now = Date.now()
-      for (const [id, until] of this.declinedUntil) if (until <= now) this.declinedUntil.delete(id)
-    }
-  }
-
-  /** Resolves when the queue is empty and a provisioning slot is free, so polls never outrun the work. */
-  private roomForWork(): Promise<void> {
-    if (this.hasRoom() || this.stopping.signal.aborted) return Promise.resolve()
-    return new Promise((resolve) => this.capacityWaiters.push(resolve))
-  }
-
-  private hasRoom(): boolean {
-    return this.waiting.length === 0 && this.running.size < this.settings.maxConcurrentProvisions
-  }
-
-  private enqueue(contract: Contract, resumed: boolean): void {
-    this.inHand.add(contract.contract_id)
-    this.contractsInHand.set(contract.contract_id, contract)
-    this.waiting.push({contract, resumed})
-    this.pump()
-  }
-
-  private pump(): void {
-    while (this.running.size < this.settings.maxConcurrentProvisions && this.waiting.length > 0 && !this.stopping.signal.aborted) {
-      const next = this.waiting.shift()
-      if (!next) break
-      const id = next.contract.contract_id
-      const work = this.provisionContract(next.contract, next.resumed)
-        .catch((error: unknown) => this.log.error({contract_id: id, err: describeError(error)}, 'unexpected error while handling the contract'))
-        .finally(() => {
-          this.running.delete(id)
-          if (!this.retryPending.has(id)) this.inHand.delete(id)
-          this.pump()
-        })
-      this.running.set(id, work)
-    }
-    if (this.hasRoom()) for (const waiter of this.capacityWaiters.splice(0)) waiter()
+    return !this.terminations.has(contract.contract_id) && this.queue.accepts(contract.contract_id)
   }
 
   /** For the bid engine: the active list, and the contracts in hand that are not on it yet. */
   private heldContracts(): HeldContracts {
-    for (const id of this.contractsInHand.keys()) if (!this.inHand.has(id)) this.contractsInHand.delete(id)
     const provisionedIds = new Set(this.active.map((contract) => contract.contract_id))
-    const inHand = [...this.contractsInHand.values()].filter((contract) => !provisionedIds.has(contract.contract_id))
+    const inHand = this.queue.held().filter((contract) => !provisionedIds.has(contract.contract_id))
     return {holding: [...this.active, ...inHand], provisionedIds}
   }
-
-  /** Resolves when nothing is waiting or running. */
-  private async idle(): Promise<void> {
-    while (this.running.size > 0 || this.waiting.length > 0) await Promise.all([...this.running.values()])
-  }
-
-  private readonly retryPending = new Set<string>()
-
-  /** Tries the contract again later (the marketplace was unreachable); a resumed one would otherwise wait for its lock to expire. */
-  private retryLater(contract: Contract, resumed: boolean): void {
-    const id = contract.contract_id
-    if (this.stopping.signal.aborted) return
-    this.retryPending.add(id)
-    const timer = setTimeout(() => {
-      this.retryTimers.delete(timer)
-      this.retryPending.delete(id)
-      if (!this.stopping.signal.aborted) this.enqueue(contract, resumed)
-      else this.inHand.delete(id)
-    }, new Backoff().next() + DECLINE_MS.retry)
-    this.retryTimers.add(timer)
-  }
-
-  /** What this run did, by result (the metric's counts, readable without prom-client's async API). */
-  readonly outcomes: Record<ContractResult, number> = {provisioned: 0, failed: 0, skipped: 0, interrupted: 0, terminated: 0}
 
   private count(result: ContractResult): void {
     this.outcomes[result]++
@@ -396,84 +337,100 @@ export class Agent {
     this.count(outcome)
   }
 
-  /** Lock, report `provisioning`, find or create the instance, seal its credentials, report, unlock. */
-  private async provisionContract(contract: Contract, resumed: boolean): Promise<void> {
-    const id = contract.contract_id
-    // Written before the lock is asked for: a crash right after locking still finds this contract on restart.
-    this.journal.append({event: 'provision_started', contract_id: id, contract})
+  // ---- provisioning, one contract: lock, report `provisioning`, find or create, hand over, unlock ----
 
+  private async provisionContract(contract: Contract, resumed: boolean): Promise<void> {
+    // Written before the lock is asked for: a crash right after locking still finds this contract on restart.
+    this.journal.append({event: 'provision_started', contract_id: contract.contract_id, contract})
+    if (!(await this.lock(contract, resumed))) return
+    const kept = this.locks.keep(contract.contract_id)
+    const signal = AbortSignal.any([this.interrupting.signal, kept.lost])
     try {
-      await this.api.lock(id, this.settings.lockTtlSeconds, {signal: this.interrupting.signal, retry: QUICK_RETRY})
-    } catch (error) {
-      this.noteApiError(error)
-      if (error instanceof ApiError && !error.retryable) {
-        const locked = error.apiCode === 'locked'
-        this.log.info({contract_id: id, code: error.apiCode}, locked ? 'skipped: another agent holds its lock' : `skipped: the lock was refused (${error.message})`)
-        this.decline(id, locked ? DECLINE_MS.locked : DECLINE_MS.refused)
-        this.done(id, 'skipped', error.apiCode)
-        return
-      }
-      this.log.warn({contract_id: id, err: describeError(error)}, 'not started: could not reach the marketplace to lock it; will try again')
-      this.retryLater(contract, resumed)
-      return
+      await this.provisionLocked(contract, signal)
+    } finally {
+      kept.stop()
+    }
+  }
+
+  private async provisionLocked(contract: Contract, signal: AbortSignal): Promise<void> {
+    if (!(await this.reportStarting(contract, signal))) return
+    const made = await this.findOrCreate(contract, signal)
+    if (!made) return
+    this.journal.append({event: 'instance_ready', contract_id: contract.contract_id, external_id: made.instance.externalId, adopted: made.adopted})
+    this.state.readyAt.set(contract.contract_id, Date.now())
+    await this.handOver(contract, made, signal)
+  }
+
+  /** True when the lock is held; refused, the contract is skipped for a while; unanswered, it is tried again later. */
+  private async lock(contract: Contract, resumed: boolean): Promise<boolean> {
+    const id = contract.contract_id
+    const attempt = await this.locks.acquire(id, this.interrupting.signal)
+    if (attempt.outcome === 'refused') {
+      const {apiCode, message} = attempt.error
+      const locked = apiCode === 'locked'
+      this.log.info({contract_id: id, code: apiCode}, locked ? 'skipped: another agent holds its lock' : `skipped: the lock was refused (${message})`)
+      this.queue.decline(id, locked ? DECLINE_MS.locked : DECLINE_MS.refused)
+      this.done(id, 'skipped', apiCode)
+      return false
+    }
+    if (attempt.outcome === 'unreachable') {
+      this.log.warn({contract_id: id, err: describeError(attempt.error)}, 'not started: could not reach the marketplace to lock it; will try again')
+      this.queue.retryLater(contract, resumed)
+      return false
     }
     if (!resumed) {
       const reactionMs = Math.max(0, Date.now() - contract.created_at)
       this.metrics.reactionLatency.observe(reactionMs / 1000)
       this.log.debug({contract_id: id, reaction_ms: reactionMs}, 'lock acquired')
     }
-
-    const lockLost = new AbortController()
-    const signal = AbortSignal.any([this.interrupting.signal, lockLost.signal])
-    const stopRenewing = this.keepLock(id, lockLost)
-    try {
-      await this.provisionLocked(contract, signal)
-    } finally {
-      stopRenewing()
-    }
+    return true
   }
 
-  private async provisionLocked(contract: Contract, signal: AbortSignal): Promise<void> {
+  /** Reports `provisioning`: also the check that the contract is still ours to provision, before anything is created. */
+  private async reportStarting(contract: Contract, signal: AbortSignal): Promise<boolean> {
     const id = contract.contract_id
     try {
-      // This report is also the check that the contract is still ours to provision, before anything is created.
       await this.api.reportProvisioning(id, {status: 'provisioning'}, {signal, retry: QUICK_RETRY})
+      return true
     } catch (error) {
       this.noteApiError(error)
       if (error instanceof ApiError && !error.retryable) {
         this.log.info({contract_id: id, code: error.apiCode}, `skipped: the marketplace refuses to start provisioning it (${error.message})`)
-        this.decline(id, error.apiCode === 'tier_limit' ? DECLINE_MS.retry : DECLINE_MS.refused)
+        this.queue.decline(id, error.apiCode === 'tier_limit' ? DECLINE_MS.retry : DECLINE_MS.refused)
         this.done(id, 'skipped', error.apiCode)
-        await this.releaseLock(id)
-        return
+        await this.locks.release(id)
+      } else if (signal.aborted) {
+        await this.interrupted(id, 'interrupted before provisioning started')
+      } else {
+        this.log.warn({contract_id: id, err: describeError(error)}, 'not started: could not report provisioning; will try again')
+        // Marked resumed: its reaction latency was measured when the lock was taken.
+        this.queue.retryLater(contract, true)
       }
-      if (signal.aborted) return this.interrupted(id, 'interrupted before provisioning started')
-      this.log.warn({contract_id: id, err: describeError(error)}, 'not started: could not report provisioning; will try again')
-      // Marked resumed: its reaction latency was measured when the lock was taken.
-      this.retryLater(contract, true)
-      return
+      return false
     }
+  }
 
-    let instance: ProvisionedInstance
-    let adopted = false
+  /** The instance a previous run made for the contract, else a new one; undefined when neither could be had. */
+  private async findOrCreate(contract: Contract, signal: AbortSignal): Promise<{instance: ProvisionedInstance; adopted: boolean} | undefined> {
+    const id = contract.contract_id
     try {
       const existing = await this.provisioner.find(id, signal)
       if (existing) {
-        adopted = true
-        instance = existing
         this.log.info({contract_id: id, external_id: existing.externalId}, 'found the instance made before a restart: not creating another')
-      } else {
-        this.log.info({contract_id: id, provisioner: this.provisioner.type}, 'provisioning')
-        instance = await this.provisioner.provision(contract, signal)
+        return {instance: existing, adopted: true}
       }
+      this.log.info({contract_id: id, provisioner: this.provisioner.type}, 'provisioning')
+      return {instance: await this.provisioner.provision(contract, signal), adopted: false}
     } catch (error) {
-      if (error instanceof ProvisionAbortedError || signal.aborted) return this.interrupted(id, describeError(error))
-      const retryPossible = error instanceof ProvisionError ? error.retryPossible : true
-      return this.failed(contract, describeError(error), retryPossible)
+      if (error instanceof ProvisionAbortedError || signal.aborted) await this.interrupted(id, describeError(error))
+      else await this.failed(contract, describeError(error), error instanceof ProvisionError ? error.retryPossible : true)
+      return undefined
     }
-    this.journal.append({event: 'instance_ready', contract_id: id, external_id: instance.externalId, adopted})
-    this.state.readyAt.set(id, Date.now())
+  }
 
+  /** Seals the credentials to the renter and reports `provisioned`; a machine the marketplace refuses is terminated. */
+  private async handOver(contract: Contract, {instance, adopted}: {instance: ProvisionedInstance; adopted: boolean}, signal: AbortSignal): Promise<void> {
+    const id = contract.contract_id
     let wireInstance: Instance
     try {
       wireInstance = this.wireInstance(contract, instance)
@@ -516,7 +473,7 @@ export class Agent {
     const id = contract.contract_id
     this.log.warn({contract_id: id, reason, retry_possible: retryPossible}, 'provisioning failed')
     this.done(id, 'failed', reason)
-    if (retryPossible) this.decline(id, DECLINE_MS.retry)
+    if (retryPossible) this.queue.decline(id, DECLINE_MS.retry)
     const settlement = await Promise.race([
       this.reporter.send({kind: 'provisioning', contract_id: id, status: 'provisioning_failed', error: reason.slice(0, 4000), retry_possible: retryPossible, unlock: true}),
       abortion(this.interrupting.signal),
@@ -528,51 +485,19 @@ export class Agent {
   private async interrupted(contractId: string, reason: string, release = true): Promise<void> {
     this.count('interrupted')
     this.log.info({contract_id: contractId, reason}, 'interrupted: checkpointed for the next run')
-    if (release) await this.releaseLock(contractId)
-  }
-
-  private async releaseLock(contractId: string): Promise<void> {
-    await this.api.unlock(contractId, {retry: QUICK_RETRY}).catch((error: unknown) => {
-      this.noteApiError(error)
-      this.log.debug({contract_id: contractId, err: describeError(error)}, 'could not release the lock (it expires by itself)')
-    })
-  }
-
-  /** Renews the lock every TTL/3 while work goes on; a 409 means another agent has it now, and the work stops. */
-  private keepLock(contractId: string, lost: AbortController): () => void {
-    const ttl = this.settings.lockTtlSeconds
-    const timer = setInterval(() => {
-      this.api.lock(contractId, ttl, {retry: QUICK_RETRY}).catch((error: unknown) => {
-        this.noteApiError(error)
-        if (error instanceof ApiError && error.status === 409) {
-          this.log.warn({contract_id: contractId, code: error.apiCode}, 'lost the contract lock: stopping work on it')
-          lost.abort(new Error(`lock lost: ${error.apiCode}`))
-        } else {
-          this.log.warn({contract_id: contractId, err: describeError(error)}, 'could not renew the contract lock; trying again')
-        }
-      })
-    }, (ttl * 1000) / 3)
-    timer.unref()
-    return () => clearInterval(timer)
+    if (release) await this.locks.release(contractId)
   }
 
   // ---- active contracts: termination, health, usage ----
-
-  private readonly terminationWork = new Set<Promise<void>>()
 
   private async syncActive(): Promise<void> {
     this.active = await this.api.activeContracts({signal: this.stopping.signal, retry: QUICK_RETRY})
     this.metrics.activeContracts.set(this.active.length)
     for (const contract of this.active) {
       const id = contract.contract_id
-      if (!contract.termination_pending || this.terminating.has(id) || this.inHand.has(id) || this.stopping.signal.aborted) continue
+      if (!contract.termination_pending || this.terminations.has(id) || this.queue.holds(id) || this.stopping.signal.aborted) continue
       if (!this.owns(contract)) continue
-      this.terminating.add(id)
-      const work = this.endContract(contract).finally(() => {
-        this.terminating.delete(id)
-        this.terminationWork.delete(work)
-      })
-      this.terminationWork.add(work)
+      this.terminations.set(id, this.endContract(contract).finally(() => this.terminations.delete(id)))
     }
   }
 
@@ -667,7 +592,7 @@ export class Agent {
   private async reconcile(): Promise<void> {
     const listed = await this.provisioner.list(this.stopping.signal)
     const busy = (contractId: string | undefined) =>
-      contractId !== undefined && (this.inHand.has(contractId) || this.terminating.has(contractId) || this.reporter.hasPending(contractId))
+      contractId !== undefined && (this.queue.holds(contractId) || this.terminations.has(contractId) || this.reporter.hasPending(contractId))
     const settled = listed.filter((instance) => !busy(instance.contractId))
     const answer = await this.api.reconcile(
       settled.map((instance) => ({external_id: instance.externalId, contract_id: instance.contractId ?? null})),
@@ -707,6 +632,12 @@ export class Agent {
 function isLongPollFailure(error: unknown): boolean {
   if (!(error instanceof ApiError)) return false
   return error.apiCode === 'timeout' || error.apiCode === 'invalid_query' || error.status === 408 || error.status === 504
+}
+
+/** The server's interval when PROTOCOL §5 allows it; else (none named, or out of bounds) the configured one. */
+export function heartbeatInterval(named: number | undefined, configuredSeconds: number): number {
+  const usable = named !== undefined && Number.isInteger(named) && named >= HEARTBEAT_SECONDS.min && named <= HEARTBEAT_SECONDS.max
+  return usable ? named : configuredSeconds
 }
 
 function abortion(signal: AbortSignal): Promise<undefined> {

@@ -1,5 +1,5 @@
 import {closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync} from 'node:fs'
-import {dirname} from 'node:path'
+import {dirname, join} from 'node:path'
 import {z} from 'zod'
 
 import {Contract} from '../core/api/schemas.js'
@@ -8,6 +8,11 @@ import {Contract} from '../core/api/schemas.js'
  * What the agent did, one JSON object a line, appended and fsynced before the agent acts on it, so a restart (even after
  * SIGKILL) knows which contracts it was working on. It never holds credentials: instances are named by external id.
  */
+
+/** The journal's file in an agent's state dir. */
+export function journalPath(stateDir: string): string {
+  return join(stateDir, 'journal.jsonl')
+}
 
 const at = z.number().int().nonnegative()
 const contractId = z.string().min(1)

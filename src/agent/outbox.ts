@@ -1,4 +1,4 @@
-import {mkdirSync, readdirSync, readFileSync, renameSync, rmSync} from 'node:fs'
+import {existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync} from 'node:fs'
 import {join} from 'node:path'
 import {z} from 'zod'
 
@@ -37,13 +37,42 @@ export interface OutboxLoadResult {
 
 const ENTRY_FILE = /^\d{16}-\d{6}\.json$/
 
+/** The outbox's folder in an agent's state dir. */
+export function outboxDir(stateDir: string): string {
+  return join(stateDir, 'outbox')
+}
+
+/** The entry files of an outbox folder, oldest first. */
+function entryFiles(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((name) => ENTRY_FILE.test(name))
+    .sort()
+    .map((name) => join(dir, name))
+}
+
+function parseEntryFile(path: string): OutboxEntry | undefined {
+  try {
+    const parsed = OutboxEntry.safeParse(JSON.parse(readFileSync(path, 'utf8')))
+    return parsed.success ? parsed.data : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** The entries waiting in a state dir's outbox, read without changing anything there; a file that does not parse is skipped. */
+export function readOutbox(stateDir: string): OutboxEntry[] {
+  const dir = outboxDir(stateDir)
+  if (!existsSync(dir)) return []
+  return entryFiles(dir).flatMap((path) => parseEntryFile(path) ?? [])
+}
+
 export class Outbox {
   readonly dir: string
   private sequence = 0
   private lastMillis = 0
 
   constructor(stateDir: string) {
-    this.dir = join(stateDir, 'outbox')
+    this.dir = outboxDir(stateDir)
     mkdirSync(this.dir, {recursive: true, mode: 0o700})
   }
 
@@ -67,18 +96,12 @@ export class Outbox {
   load(): OutboxLoadResult {
     const entries: OutboxEntry[] = []
     const quarantined: string[] = []
-    for (const file of readdirSync(this.dir).filter((name) => ENTRY_FILE.test(name)).sort()) {
-      const path = join(this.dir, file)
-      let parsed: ReturnType<typeof OutboxEntry.safeParse> | undefined
-      try {
-        parsed = OutboxEntry.safeParse(JSON.parse(readFileSync(path, 'utf8')))
-      } catch {
-        parsed = undefined
-      }
-      if (parsed?.success) {
-        entries.push(parsed.data)
+    for (const path of entryFiles(this.dir)) {
+      const entry = parseEntryFile(path)
+      if (entry) {
+        entries.push(entry)
         // New ids must sort after every loaded one, even if the clock went back or this is the same millisecond.
-        this.lastMillis = Math.max(this.lastMillis, parsed.data.created_at + 1)
+        this.lastMillis = Math.max(this.lastMillis, entry.created_at + 1)
       } else {
         renameSync(path, `${path}.bad`)
         quarantined.push(`${path}.bad`)
@@ -93,6 +116,6 @@ export class Outbox {
   }
 
   depth(): number {
-    return readdirSync(this.dir).filter((name) => ENTRY_FILE.test(name)).length
+    return entryFiles(this.dir).length
   }
 }

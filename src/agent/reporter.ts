@@ -6,11 +6,14 @@ import type {Journal} from './journal.js'
 import type {AgentLog} from './logger.js'
 import type {Outbox, OutboxEntry, Report} from './outbox.js'
 
+/** The report routes of PROTOCOL §7, and the unlock that follows an accepted `provisioning` report. */
+export type ReportApi = Pick<ProviderApi, 'reportProvisioning' | 'reportTerminated' | 'reportUsage' | 'unlock'>
+
 export type Settlement = {delivered: true} | {delivered: false; reason: string; status: number}
 
 export interface ReporterOptions {
   outbox: Outbox
-  api: ProviderApi
+  api: ReportApi
   journal: Journal
   log: AgentLog
   onApiError: (error: unknown) => void

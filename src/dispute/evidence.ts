@@ -1,10 +1,8 @@
-import {existsSync, readdirSync, readFileSync} from 'node:fs'
-import {basename, dirname, join, resolve} from 'node:path'
+import {existsSync, readFileSync} from 'node:fs'
+import {basename, dirname, resolve} from 'node:path'
 import {z} from 'zod'
 
-import {readJournal, type JournalEntry} from '../agent/journal.js'
-import {OutboxEntry} from '../agent/outbox.js'
-import {readArchivedUsageRecords} from '../agent/usage-archive.js'
+import {readContractRecord, type JournalEntry} from '../agent/contract-record.js'
 import type {EvidenceItem} from '../core/api/disputes.js'
 import {ExitCode, UserError} from '../core/errors.js'
 import {canonicalJson, sha256Hex, verifyUsageRecord, type SignedUsageRecord} from '../core/signing.js'
@@ -86,32 +84,6 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-/** Where the agent keeps its journal in its state dir (src/agent/agent.ts). */
-const JOURNAL_FILE = 'journal.jsonl'
-const OUTBOX_DIR = 'outbox'
-
-function journalEventsFor(stateDir: string, contractId: string): {events: JournalEntry[]; skipped: number} {
-  const {entries, skipped} = readJournal(join(stateDir, JOURNAL_FILE))
-  return {events: entries.filter((entry) => 'contract_id' in entry && entry.contract_id === contractId), skipped}
-}
-
-/** Usage records still waiting in the outbox (not yet accepted by the marketplace). */
-function outboxRecordsFor(stateDir: string, contractId: string): SignedUsageRecord[] {
-  const dir = join(stateDir, OUTBOX_DIR)
-  if (!existsSync(dir)) return []
-  const records: SignedUsageRecord[] = []
-  for (const file of readdirSync(dir).filter((name) => name.endsWith('.json'))) {
-    let parsed: ReturnType<typeof OutboxEntry.safeParse>
-    try {
-      parsed = OutboxEntry.safeParse(JSON.parse(readFileSync(join(dir, file), 'utf8')))
-    } catch {
-      continue
-    }
-    if (parsed.success && parsed.data.report.kind === 'usage') records.push(...parsed.data.report.records.filter((record) => record.contract_id === contractId))
-  }
-  return records
-}
-
 function describeEvent(event: JournalEntry): string {
   const at = new Date(event.at).toISOString()
   switch (event.event) {
@@ -151,14 +123,11 @@ function usageDescription(records: readonly SignedUsageRecord[]): string {
  */
 export function evidenceFromAgentState(stateDir: string, contractId: string): EvidenceDraft {
   const notes: string[] = ['health checks: the agent sends them to the marketplace and keeps no copy, so none are included']
-  const {events, skipped} = journalEventsFor(stateDir, contractId)
-  if (skipped > 0) notes.push(`${skipped} journal line(s) did not parse and were left out`)
-  const archived = readArchivedUsageRecords(stateDir, contractId)
-  if (archived.skipped > 0) notes.push(`${archived.skipped} archived usage line(s) did not parse and were left out`)
-  const byId = new Map<string, SignedUsageRecord>()
-  for (const record of [...archived.records, ...outboxRecordsFor(stateDir, contractId)]) byId.set(record.record_id, record)
-  const verified = [...byId.values()].filter(verifyUsageRecord).sort((a, b) => a.period_start - b.period_start)
-  if (verified.length < byId.size) notes.push(`${byId.size - verified.length} usage record(s) whose signature does not verify were left out`)
+  const {events, usageRecords, skippedJournalLines, skippedUsageLines} = readContractRecord(stateDir, contractId)
+  if (skippedJournalLines > 0) notes.push(`${skippedJournalLines} journal line(s) did not parse and were left out`)
+  if (skippedUsageLines > 0) notes.push(`${skippedUsageLines} archived usage line(s) did not parse and were left out`)
+  const verified = usageRecords.filter(verifyUsageRecord).sort((a, b) => a.period_start - b.period_start)
+  if (verified.length < usageRecords.length) notes.push(`${usageRecords.length - verified.length} usage record(s) whose signature does not verify were left out`)
   if (events.length === 0 && verified.length === 0) {
     throw new UserError(`the agent's state dir ${stateDir} holds nothing about contract ${contractId}`, {
       code: 'no_evidence',

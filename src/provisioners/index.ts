@@ -1,18 +1,173 @@
 import {join} from 'node:path'
+import type {z} from 'zod'
 
 import type {LoadedConfig} from '../core/config/load.js'
 import {resolveFrom} from '../core/config/paths.js'
-import {SlurmProvisionerSection} from '../core/config/schema.js'
+import {
+  DockerProvisionerSection,
+  HetznerProvisionerSection,
+  LocalProvisionerSection,
+  ManualProvisionerSection,
+  ProxmoxProvisionerSection,
+  ScriptProvisionerSection,
+  SlurmProvisionerSection,
+  type ProvisionerSection,
+} from '../core/config/schema.js'
 import {ExitCode, UserError} from '../core/errors.js'
-import {LocalProvisioner} from './local/local-provisioner.js'
-import {ManualProvisioner} from './manual/manual-provisioner.js'
+import type {DockerSettings} from './docker/docker-provisioner.js'
+import type {HetznerSettings} from './hetzner/hetzner-provisioner.js'
+import type {LocalProvisionerOptions} from './local/local-provisioner.js'
+import type {ManualProvisionerOptions} from './manual/manual-provisioner.js'
 import type {Provisioner, ProvisionerLogger} from './provisioner.js'
-import {ProxmoxProvisioner} from './proxmox/proxmox-provisioner.js'
-import {ScriptProvisioner} from './script/script-provisioner.js'
+import type {ProxmoxSettings} from './proxmox/proxmox-provisioner.js'
+import type {ScriptProvisionerOptions} from './script/script-provisioner.js'
+import type {SlurmSettings} from './slurm/slurm-provisioner.js'
 
-/** The schema already requires the section of the chosen type; this keeps the compiler's narrowing honest. */
-function missingSection(type: string): UserError {
-  return new UserError(`[provisioner.${type}] is required when type = "${type}"`, {code: 'config_invalid', exit: ExitCode.config})
+type ProvisionerConfig = z.output<typeof ProvisionerSection>
+export type BackendType = ProvisionerConfig['type']
+
+/** Each backend's `[provisioner.<type>]` section, as the config schema gives it. */
+type Sections = {[T in BackendType]-?: NonNullable<ProvisionerConfig[T]>}
+
+/** Each backend's settings, as its constructor takes them: camelCase, times in milliseconds, paths absolute. */
+interface Settings {
+  local: LocalProvisionerOptions
+  proxmox: ProxmoxSettings
+  script: ScriptProvisionerOptions
+  manual: ManualProvisionerOptions
+  docker: DockerSettings
+  hetzner: HetznerSettings
+  slurm: SlurmSettings
+}
+
+/** What a backend may take from the config besides its own section. */
+export interface BackendContext {
+  /** The config file: relative paths in a section are relative to its folder. */
+  configPath: string
+  /** The agent's state dir, absolute. */
+  stateDir: string
+  /** The largest offering's disk in GB (0 without offerings): doctor checks that the backend has room for it. */
+  largestOfferingDiskGb: number
+  /** Where a backend that talks to the operator (manual) writes. */
+  logger?: ProvisionerLogger
+}
+
+export interface Backend<Section, BackendSettings> {
+  /** The section's schema: a section left out of the config is its defaults, or an error when a key has none. */
+  section: z.ZodType<Section>
+  /** The backend's settings from its section: the one place where config names and units become the backend's. */
+  fromConfig(section: Section, context: BackendContext): BackendSettings
+  /** The backend's class, from its module, imported on first use. */
+  load(): Promise<new (settings: BackendSettings) => Provisioner>
+}
+
+const seconds = (value: number) => value * 1000
+
+/** Every backend, by its `[provisioner] type`. A new backend is a folder beside these and one entry here. */
+export const backends: {[T in BackendType]: Backend<Sections[T], Settings[T]>} = {
+  local: {
+    section: LocalProvisionerSection,
+    fromConfig: (section, context) => ({stateDir: context.stateDir, command: section.command, startupTimeoutMs: seconds(section.startup_timeout_seconds)}),
+    load: async () => (await import('./local/local-provisioner.js')).LocalProvisioner,
+  },
+  manual: {
+    section: ManualProvisionerSection,
+    fromConfig: (section, context) => ({
+      stateDir: context.stateDir,
+      webhookUrl: section.webhook_url,
+      pollIntervalMs: seconds(section.poll_interval_seconds),
+      logger: context.logger,
+    }),
+    load: async () => (await import('./manual/manual-provisioner.js')).ManualProvisioner,
+  },
+  script: {
+    section: ScriptProvisionerSection,
+    fromConfig: (section, context) => ({
+      command: resolveFrom(context.configPath, section.command),
+      provisionTimeoutMs: seconds(section.provision_timeout_seconds),
+      actionTimeoutMs: seconds(section.action_timeout_seconds),
+    }),
+    load: async () => (await import('./script/script-provisioner.js')).ScriptProvisioner,
+  },
+  proxmox: {
+    section: ProxmoxProvisionerSection,
+    fromConfig: (section, context) => ({
+      host: section.host,
+      port: section.port,
+      tokenId: section.token_id,
+      tokenSecret: section.token_secret,
+      tlsFingerprint: section.tls_fingerprint,
+      node: section.node,
+      templateVmid: section.template_vmid,
+      clone: section.clone,
+      storage: section.storage,
+      pool: section.pool,
+      disk: section.disk,
+      ciuser: section.ciuser,
+      sshPort: section.ssh_port,
+      ipPool: section.ip_pool,
+      taskTimeoutMs: seconds(section.task_timeout_seconds),
+      addressTimeoutMs: seconds(section.address_timeout_seconds),
+      shutdownTimeoutSeconds: section.shutdown_timeout_seconds,
+      requestTimeoutMs: seconds(section.request_timeout_seconds),
+      keepFailed: section.keep_failed,
+      // Without offerings the backend asks for its own default.
+      minimumStorageGb: context.largestOfferingDiskGb > 0 ? context.largestOfferingDiskGb : undefined,
+    }),
+    load: async () => (await import('./proxmox/proxmox-provisioner.js')).ProxmoxProvisioner,
+  },
+  docker: {
+    section: DockerProvisionerSection,
+    fromConfig: (section) => ({
+      socket: section.socket,
+      image: section.image,
+      command: section.command,
+      servicePort: section.service_port,
+      bindAddress: section.bind_address,
+      publicAddress: section.public_address,
+      username: section.username,
+      passwordEnv: section.password_env,
+      sshKeyEnv: section.ssh_key_env,
+      startupTimeoutMs: seconds(section.startup_timeout_seconds),
+      stopTimeoutSeconds: section.stop_timeout_seconds,
+      requestTimeoutMs: seconds(section.request_timeout_seconds),
+    }),
+    load: async () => (await import('./docker/docker-provisioner.js')).DockerProvisioner,
+  },
+  hetzner: {
+    section: HetznerProvisionerSection,
+    fromConfig: (section, context) => ({
+      token: section.token,
+      apiUrl: section.api_url,
+      image: section.image,
+      region: section.region,
+      architecture: section.architecture,
+      serverTypes: section.server_types,
+      sshPort: section.ssh_port,
+      actionTimeoutMs: seconds(section.action_timeout_seconds),
+      requestTimeoutMs: seconds(section.request_timeout_seconds),
+      minimumStorageGb: context.largestOfferingDiskGb,
+    }),
+    load: async () => (await import('./hetzner/hetzner-provisioner.js')).HetznerProvisioner,
+  },
+  slurm: {
+    section: SlurmProvisionerSection,
+    fromConfig: (section, context) => ({
+      workDir: join(context.stateDir, 'slurm'),
+      partition: section.partition,
+      account: section.account,
+      nodes: section.nodes,
+      tasks: section.tasks,
+      timeLimit: section.time_limit,
+      gpuType: section.gpu_type,
+      template: section.template === undefined ? undefined : resolveFrom(context.configPath, section.template),
+      slurmConf: section.slurm_conf === undefined ? undefined : resolveFrom(context.configPath, section.slurm_conf),
+      sshPort: section.ssh_port,
+      startTimeoutMs: seconds(section.start_timeout_seconds),
+      commandTimeoutMs: seconds(section.command_timeout_seconds),
+    }),
+    load: async () => (await import('./slurm/slurm-provisioner.js')).SlurmProvisioner,
+  },
 }
 
 /**
@@ -37,64 +192,24 @@ function lazyProvisioner(type: string, load: () => Promise<Provisioner>): Provis
   }
 }
 
-/** The backend named by `[provisioner] type`. The Proxmox backend loads proxmox-api on its first request only. */
-export function createProvisioner(loaded: LoadedConfig, options: {logger?: ProvisionerLogger} = {}): Provisioner {
-  const {provisioner} = loaded.config
-  switch (provisioner.type) {
-    case 'proxmox':
-      if (provisioner.proxmox) {
-        const largestDisk = Math.max(0, ...loaded.config.offerings.map((offering) => offering.storage_gb))
-        return new ProxmoxProvisioner(provisioner.proxmox, largestDisk > 0 ? {minimumStorageGb: largestDisk} : {})
-      }
-      throw missingSection('proxmox')
-    case 'script':
-      if (provisioner.script) {
-        return new ScriptProvisioner({
-          command: resolveFrom(loaded.path, provisioner.script.command),
-          provisionTimeoutMs: provisioner.script.provision_timeout_seconds * 1000,
-          actionTimeoutMs: provisioner.script.action_timeout_seconds * 1000,
-        })
-      }
-      throw missingSection('script')
-    case 'manual':
-      return new ManualProvisioner({
-        stateDir: loaded.paths.stateDir,
-        webhookUrl: provisioner.manual.webhook_url,
-        pollIntervalMs: provisioner.manual.poll_interval_seconds * 1000,
-        logger: options.logger,
-      })
-    case 'local':
-      return new LocalProvisioner({
-        stateDir: loaded.paths.stateDir,
-        command: provisioner.local.command,
-        startupTimeoutMs: provisioner.local.startup_timeout_seconds * 1000,
-      })
-    case 'docker': {
-      const section = provisioner.docker
-      if (!section) throw missingSection('docker')
-      return lazyProvisioner('docker', async () => new (await import('./docker/docker-provisioner.js')).DockerProvisioner(section))
-    }
-    case 'hetzner': {
-      const section = provisioner.hetzner
-      if (!section) throw missingSection('hetzner')
-      const largestDisk = Math.max(0, ...loaded.config.offerings.map((offering) => offering.storage_gb))
-      return lazyProvisioner('hetzner', async () => new (await import('./hetzner/hetzner-provisioner.js')).HetznerProvisioner(section, {minimumStorageGb: largestDisk}))
-    }
-    case 'slurm': {
-      const section = provisioner.slurm ?? SlurmProvisionerSection.parse({})
-      const template = section.template ? resolveFrom(loaded.path, section.template) : undefined
-      const slurmConf = section.slurm_conf ? resolveFrom(loaded.path, section.slurm_conf) : undefined
-      const workDir = join(loaded.paths.stateDir, 'slurm')
-      return lazyProvisioner(
-        'slurm',
-        async () => new (await import('./slurm/slurm-provisioner.js')).SlurmProvisioner({...section, template, slurm_conf: slurmConf}, {workDir}),
-      )
-    }
-    default:
-      throw new UserError(`[provisioner] type = "${provisioner.type}" is not available in this build`, {
-        code: 'provisioner_unavailable',
-        exit: ExitCode.config,
-        suggestion: 'use type = "local", or update outpost',
-      })
+/** The backend `type` with its settings read from the config now; its module is loaded on its first call. */
+function openBackend<T extends BackendType>(type: T, section: Sections[T] | undefined, context: BackendContext): Provisioner {
+  const backend = backends[type]
+  const filled = section ?? backend.section.safeParse({}).data
+  if (filled === undefined) {
+    throw new UserError(`[provisioner.${type}] is required when type = "${type}"`, {code: 'config_invalid', exit: ExitCode.config})
   }
+  const settings = backend.fromConfig(filled, context)
+  return lazyProvisioner(type, async () => new (await backend.load())(settings))
+}
+
+/** The backend named by `[provisioner] type`. */
+export function createProvisioner(loaded: LoadedConfig, options: {logger?: ProvisionerLogger} = {}): Provisioner {
+  const {provisioner, offerings} = loaded.config
+  return openBackend(provisioner.type, provisioner[provisioner.type], {
+    configPath: loaded.path,
+    stateDir: loaded.paths.stateDir,
+    largestOfferingDiskGb: Math.max(0, ...offerings.map((offering) => offering.storage_gb)),
+    logger: options.logger,
+  })
 }

@@ -5,6 +5,7 @@ import {ProvisionAbortedError} from './provisioner.js'
 export interface PollOptions {
   /** What is awaited, for error messages: "clone of VM 105". */
   what: string
+  /** Infinity: as long as it takes (only the signal ends the wait). */
   timeoutMs: number
   signal?: AbortSignal
   initialMs?: number

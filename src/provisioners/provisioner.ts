@@ -37,9 +37,38 @@ export interface SetupCheck {
   remedy?: string
 }
 
+const NAME_PREFIX = 'outpost-'
+/** `outpost-` and a contract id (PROTOCOL §6: 32 lowercase hex characters). */
+const INSTANCE_NAME = /^outpost-([0-9a-f]{32})$/
+
 /** The contract's instance name on every backend, so a restarted agent finds what it made before. */
 export function instanceName(contractId: string): string {
-  return `outpost-${contractId}`
+  return `${NAME_PREFIX}${contractId}`
+}
+
+/** The contract an instance name was made for, or undefined when the name is not `outpost-<contract id>`. */
+export function contractIdFromName(name: string): string | undefined {
+  return INSTANCE_NAME.exec(name)?.[1]
+}
+
+/** Whether a backend's name is one outpost gives (`outpost-*`): nothing else is ever destroyed or pruned. */
+export function isOutpostName(name: string | undefined): boolean {
+  return name?.startsWith(NAME_PREFIX) ?? false
+}
+
+/** The label naming the contract an instance serves, on backends that label what they make (Docker, Hetzner). */
+export const CONTRACT_LABEL = 'outpost.contract'
+/** The label marking what outpost made, and so may remove. */
+export const MANAGED_LABEL = 'outpost.managed'
+
+/** The labels of the contract's instance (and of anything else made for it, like an uploaded SSH key). */
+export function instanceLabels(contractId: string): Record<string, string> {
+  return {[CONTRACT_LABEL]: contractId, [MANAGED_LABEL]: 'true'}
+}
+
+/** Whether these labels mark something outpost made. */
+export function isManaged(labels: Readonly<Record<string, string>> | undefined): boolean {
+  return labels?.[MANAGED_LABEL] === 'true'
 }
 
 /** A provisioning failure; `retryPossible` tells the marketplace whether another attempt may succeed. */
@@ -93,17 +122,23 @@ export interface Provisioner {
 }
 
 /**
- * A health check's lookup: when the backend can't be asked, the instance's health is "unknown" (not a provisioning
- * failure); an abort still aborts.
+ * A health check around the lookup of an instance: when the backend can't be asked, the health is "unknown" (not a
+ * provisioning failure); an instance that isn't there is "unhealthy", on every backend; an abort still aborts.
+ * `what` names the instance's kind: "container" gives "container not found".
  */
-export async function healthFromLookup<T>(lookup: Promise<T | undefined>, judge: (found: T | undefined) => InstanceHealth | Promise<InstanceHealth>): Promise<InstanceHealth> {
+export async function healthFromLookup<T>(
+  what: string,
+  lookup: () => Promise<T | undefined>,
+  judge: (found: T) => InstanceHealth | Promise<InstanceHealth>,
+): Promise<InstanceHealth> {
   let found: T | undefined
   try {
-    found = await lookup
+    found = await lookup()
   } catch (error) {
     if (error instanceof ProvisionAbortedError) throw error
     return {status: 'unknown', details: {error: describeError(error)}}
   }
+  if (found === undefined) return {status: 'unhealthy', details: {reason: `${what} not found`}}
   return judge(found)
 }
 

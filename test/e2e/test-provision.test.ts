@@ -146,10 +146,14 @@ describe('outpost test-provision with the manual provisioner (built CLI)', () =>
 })
 
 describe('proxmox-api is loaded only by a Proxmox backend that talks to its host', () => {
-  async function loadedModules(env: Record<string, string>, args: string[]): Promise<string[]> {
+  async function tracedImports(env: Record<string, string>, args: string[]): Promise<string[]> {
     const trace = join(env.OUTPOST_CONFIG_DIR ?? '', 'imports.txt')
     await runCli(['doctor', '--json', ...args], {env: {...env, OUTPOST_TRACE_IMPORTS: trace, NODE_OPTIONS: `--import ${join(REPO_ROOT, 'test/fixtures/trace-imports.mjs')}`}})
-    return readFileSync(trace, 'utf8').split('\n').filter((url) => /\/node_modules\/(proxmox-api|undici)\//.test(url))
+    return readFileSync(trace, 'utf8').split('\n')
+  }
+
+  async function loadedModules(env: Record<string, string>, args: string[]): Promise<string[]> {
+    return (await tracedImports(env, args)).filter((url) => /\/node_modules\/(proxmox-api|undici)\//.test(url))
   }
 
   it('doctor with the manual backend loads neither proxmox-api nor undici; with Proxmox it does', async () => {
@@ -157,5 +161,12 @@ describe('proxmox-api is loaded only by a Proxmox backend that talks to its host
     writeFileSync(join(dir, 'outpost.toml'), '[marketplace]\nendpoint = "http://127.0.0.1:9"\n\n[provisioner]\ntype = "manual"\n')
     expect(await loadedModules({OUTPOST_CONFIG_DIR: dir}, [])).toEqual([])
     expect((await loadedModules(proxmoxConfig(), [])).length).toBeGreaterThan(0)
+  })
+
+  it('doctor loads the configured backend alone: the registry imports each backend on first use', async () => {
+    const dir = tempConfigDir('outpost-trace-backends-')
+    writeFileSync(join(dir, 'outpost.toml'), '[marketplace]\nendpoint = "http://127.0.0.1:9"\n\n[provisioner]\ntype = "manual"\n')
+    const backendFolders = (await tracedImports({OUTPOST_CONFIG_DIR: dir}, [])).flatMap((url) => /\/dist\/provisioners\/(\w+)\//.exec(url)?.[1] ?? [])
+    expect(new Set(backendFolders)).toEqual(new Set(['manual']))
   })
 })

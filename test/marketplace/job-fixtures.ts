@@ -36,12 +36,8 @@ export interface ZkOutput {
 
 /** A real proof of the multiplier for an input (about a second here, the first one longer). */
 export async function proveMultiplier(input: Record<string, string> = MULTIPLIER_INPUT): Promise<ZkOutput> {
-  const {proof, publicSignals} = await snarkjs.groth16.fullProve(
-    input,
-    {type: 'mem', data: new Uint8Array(multiplierFile('multiplier.wasm'))},
-    {type: 'mem', data: new Uint8Array(multiplierFile('multiplier.zkey'))},
-  )
-  return {proof: proof as ZkOutput['proof'], public_signals: publicSignals}
+  const {proof, publicSignals} = await snarkjs.groth16.fullProve(input, new Uint8Array(multiplierFile('multiplier.wasm')), new Uint8Array(multiplierFile('multiplier.zkey')))
+  return {proof, public_signals: publicSignals}
 }
 
 /** snarkjs keeps its curve's worker threads: end them, or the test process never exits. */

@@ -1,12 +1,4 @@
-// Types for the parts of two untyped packages the §12 tests use (the server loads snarkjs in a worker, untyped).
-
-declare module 'snarkjs' {
-  type MemFile = {type: 'mem'; data: Uint8Array}
-  export const groth16: {
-    fullProve(input: Record<string, unknown>, wasm: MemFile, zkey: MemFile): Promise<{proof: unknown; publicSignals: string[]}>
-    verify(verificationKey: unknown, publicSignals: string[], proof: unknown): Promise<boolean>
-  }
-}
+// Types for the part of quantum-circuit (which ships none) the §12 tests use as an honest simulator.
 
 declare module 'quantum-circuit' {
   export default class QuantumCircuit {

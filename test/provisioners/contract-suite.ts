@@ -133,6 +133,15 @@ export function provisionerContractSuite(name: string, subject: ContractSuiteSub
       expect(await subject.countInstances()).toBe(before)
     })
 
+    it('reports an instance that is gone as unhealthy, not unknown: the backend was asked and said so', {timeout}, async () => {
+      const provisioner = await fresh()
+      const instance = await provision(provisioner, makeContract())
+      await provisioner.terminate(instance.externalId)
+      expect((await provisioner.health(instance.externalId)).status).toBe('unhealthy')
+      // A restarted agent, which never saw the instance, hears the same.
+      expect((await (await fresh()).health(instance.externalId)).status).toBe('unhealthy')
+    })
+
     it('stops at once with a typed, retryable error when its signal has already fired', async () => {
       const provisioner = await fresh()
       const contract = makeContract()

@@ -6,12 +6,12 @@ import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {DockerProvisionerSection} from '../../src/core/config/schema.js'
 import {DockerEngine} from '../../src/provisioners/docker/engine.js'
-import {CONTRACT_LABEL, DockerProvisioner, MANAGED_LABEL} from '../../src/provisioners/docker/docker-provisioner.js'
+import {DockerProvisioner} from '../../src/provisioners/docker/docker-provisioner.js'
 import {ContainerCreated, ContainerInspect, ContainerList} from '../../src/provisioners/docker/schemas.js'
-import {ProvisionError} from '../../src/provisioners/provisioner.js'
+import {CONTRACT_LABEL, MANAGED_LABEL} from '../../src/provisioners/provisioner.js'
 import {testDocker} from '../helpers/dockerd.js'
+import {failure, settingsFrom} from '../support/provisioners.js'
 import {contractFixture, provisionerContractSuite} from './contract-suite.js'
 
 const docker = await testDocker()
@@ -26,21 +26,12 @@ if (!docker.available) {
   const signal = () => new AbortController().signal
 
   const provisioner = (overrides: Record<string, unknown> = {}) =>
-    new DockerProvisioner(DockerProvisionerSection.parse({socket, image, bind_address: '127.0.0.1', startup_timeout_seconds: 15, stop_timeout_seconds: 1, ...overrides}))
+    new DockerProvisioner(settingsFrom('docker', {socket, image, bind_address: '127.0.0.1', startup_timeout_seconds: 15, stop_timeout_seconds: 1, ...overrides}))
 
   const managed = async () =>
     (await engine.json('listing', ContainerList, {method: 'GET', path: '/containers/json', query: {all: true, filters: JSON.stringify({label: [`${MANAGED_LABEL}=true`]})}})) ?? []
 
   const inspect = (id: string) => engine.json('inspect', ContainerInspect, {method: 'GET', path: `/containers/${id}/json`, accept: [404]})
-
-  async function failure(work: Promise<unknown>): Promise<ProvisionError> {
-    const error = await work.then(
-      () => undefined,
-      (caught: unknown) => caught,
-    )
-    expect(error).toBeInstanceOf(ProvisionError)
-    return error as ProvisionError
-  }
 
   /** Talks to the instance like a renter: reads the banner, sends the password, returns what it answered. */
   function login(port: number, password: string): Promise<string[]> {

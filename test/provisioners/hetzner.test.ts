@@ -1,25 +1,15 @@
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 
-import {HetznerProvisionerSection} from '../../src/core/config/schema.js'
 import {HetznerProvisioner, md5Fingerprint} from '../../src/provisioners/hetzner/hetzner-provisioner.js'
-import {ProvisionError} from '../../src/provisioners/provisioner.js'
 import {HetznerEmulator} from '../emulators/hetzner/emulator.js'
+import {failure, settingsFrom} from '../support/provisioners.js'
 import {contractFixture, provisionerContractSuite} from './contract-suite.js'
 
 const emulator = new HetznerEmulator()
 const signal = () => new AbortController().signal
 
 function provisioner(overrides: Record<string, unknown> = {}, target: HetznerEmulator = emulator): HetznerProvisioner {
-  return new HetznerProvisioner(HetznerProvisionerSection.parse({token: target.token, api_url: target.baseUrl, action_timeout_seconds: 10, ...overrides}))
-}
-
-async function failure(work: Promise<unknown>): Promise<ProvisionError> {
-  const error = await work.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  )
-  expect(error).toBeInstanceOf(ProvisionError)
-  return error as ProvisionError
+  return new HetznerProvisioner(settingsFrom('hetzner', {token: target.token, api_url: target.baseUrl, action_timeout_seconds: 10, ...overrides}))
 }
 
 /** Nothing of outpost's may be left in the project after a test: no server, no SSH key. */

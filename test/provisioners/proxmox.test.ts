@@ -1,18 +1,17 @@
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 
-import {ProxmoxProvisionerSection} from '../../src/core/config/schema.js'
 import {UserError} from '../../src/core/errors.js'
-import {ProvisionError} from '../../src/provisioners/provisioner.js'
 import {encodeSshKeys, ProxmoxProvisioner, type ProxmoxSettings} from '../../src/provisioners/proxmox/proxmox-provisioner.js'
 import {ProxmoxEmulator} from '../emulators/proxmox/emulator.js'
 import {makeSelfSignedCertificate} from '../emulators/tls.js'
+import {failure, settingsFrom} from '../support/provisioners.js'
 import {contractFixture, provisionerContractSuite} from './contract-suite.js'
 
 const emulator = new ProxmoxEmulator()
 const open: ProxmoxProvisioner[] = []
 
 function settings(overrides: Record<string, unknown> = {}, target: ProxmoxEmulator = emulator): ProxmoxSettings {
-  return ProxmoxProvisionerSection.parse({
+  return settingsFrom('proxmox', {
     host: '127.0.0.1',
     port: target.port,
     token_id: target.tokenId,
@@ -27,21 +26,12 @@ function settings(overrides: Record<string, unknown> = {}, target: ProxmoxEmulat
 
 function provisioner(overrides: Record<string, unknown> = {}, target: ProxmoxEmulator = emulator): ProxmoxProvisioner {
   // The emulator's tasks take tens of milliseconds; time-to-ready with the default polling is measured on its own.
-  const made = new ProxmoxProvisioner(settings(overrides, target), {firstPollMs: 20})
+  const made = new ProxmoxProvisioner({...settings(overrides, target), firstPollMs: 20})
   open.push(made)
   return made
 }
 
 const signal = () => new AbortController().signal
-
-async function failure(work: Promise<unknown>): Promise<ProvisionError> {
-  const error = await work.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  )
-  expect(error).toBeInstanceOf(ProvisionError)
-  return error as ProvisionError
-}
 
 beforeAll(async () => {
   await emulator.start()
@@ -117,8 +107,8 @@ describe('Proxmox provisioner against the emulator', () => {
   })
 
   it('validates the token before use and reports a refused one as not retryable', async () => {
-    expect(() => new ProxmoxProvisioner({...settings(), token_id: 'outpost-agent'})).toThrow(UserError)
-    expect(() => new ProxmoxProvisioner({...settings(), token_secret: 'not-a-uuid'})).toThrow(/lowercase UUID/)
+    expect(() => new ProxmoxProvisioner({...settings(), tokenId: 'outpost-agent'})).toThrow(UserError)
+    expect(() => new ProxmoxProvisioner({...settings(), tokenSecret: 'not-a-uuid'})).toThrow(/lowercase UUID/)
     const wrong = provisioner({token_secret: '00000000-0000-0000-0000-000000000000'})
     const error = await failure(wrong.provision(contractFixture(), signal()))
     expect(error.message).toContain('401 authentication failure')
@@ -257,7 +247,7 @@ describe('Proxmox provisioner against the emulator', () => {
     ])
     const missing = await provisioner({template_vmid: 9100}).verifySetup()
     expect(missing.find((check) => check.name === 'proxmox template')).toMatchObject({ok: false, message: 'no VM 9100'})
-    const full = await new ProxmoxProvisioner(settings(), {minimumStorageGb: 10_000, firstPollMs: 20}).verifySetup()
+    const full = await new ProxmoxProvisioner({...settings(), minimumStorageGb: 10_000, firstPollMs: 20}).verifySetup()
     expect(full.find((check) => check.name === 'proxmox storage')?.ok).toBe(false)
   })
 })

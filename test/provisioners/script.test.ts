@@ -5,8 +5,8 @@ import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {ProvisionError} from '../../src/provisioners/provisioner.js'
 import {ScriptProvisioner} from '../../src/provisioners/script/script-provisioner.js'
+import {failure} from '../support/provisioners.js'
 import {contractFixture, provisionerContractSuite} from './contract-suite.js'
 
 const backendDir = mkdtempSync(join(tmpdir(), 'outpost-script-'))
@@ -19,15 +19,6 @@ const provisioner = (overrides: Partial<ConstructorParameters<typeof ScriptProvi
   new ScriptProvisioner({command, provisionTimeoutMs: 10_000, actionTimeoutMs: 5000, ...overrides})
 const count = () => (existsSync(join(backendDir, 'instances')) ? readdirSync(join(backendDir, 'instances')).length : 0)
 const signal = () => new AbortController().signal
-
-async function failure(work: Promise<unknown>): Promise<ProvisionError> {
-  const error = await work.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  )
-  expect(error).toBeInstanceOf(ProvisionError)
-  return error as ProvisionError
-}
 
 /** A process's state letter from /proc (Z: a zombie, dead but not yet reaped by its new parent), or "gone". */
 function processState(pid: number): string {

@@ -6,21 +6,11 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, describe, expect, it} from 'vitest'
 
 import type {Contract} from '../../src/core/api/schemas.js'
-import {SlurmProvisionerSection} from '../../src/core/config/schema.js'
-import {ProvisionError} from '../../src/provisioners/provisioner.js'
 import {elapsedSeconds, gresGpus} from '../../src/provisioners/slurm/commands.js'
 import {DEFAULT_TEMPLATE, renderTemplate, SlurmProvisioner} from '../../src/provisioners/slurm/slurm-provisioner.js'
 import {testSlurm} from '../helpers/slurm.js'
+import {failure, settingsFrom} from '../support/provisioners.js'
 import {contractFixture, provisionerContractSuite} from './contract-suite.js'
-
-async function failure(work: Promise<unknown>): Promise<ProvisionError> {
-  const error = await work.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  )
-  expect(error).toBeInstanceOf(ProvisionError)
-  return error as ProvisionError
-}
 
 describe('SLURM job template', () => {
   it('fills placeholders and leaves out the lines of those without a value', () => {
@@ -57,11 +47,12 @@ if (!slurm.available) {
   })
 } else {
   const {slurmConf, node} = slurm
-  const workDir = mkdtempSync(join(tmpdir(), 'outpost-slurm-work-'))
-  afterAll(() => rmSync(workDir, {recursive: true, force: true}))
+  const stateDir = mkdtempSync(join(tmpdir(), 'outpost-slurm-state-'))
+  const workDir = join(stateDir, 'slurm')
+  afterAll(() => rmSync(stateDir, {recursive: true, force: true}))
   const signal = () => new AbortController().signal
   const provisioner = (overrides: Record<string, unknown> = {}) =>
-    new SlurmProvisioner(SlurmProvisionerSection.parse({slurm_conf: slurmConf, start_timeout_seconds: 20, ...overrides}), {workDir})
+    new SlurmProvisioner(settingsFrom('slurm', {slurm_conf: slurmConf, start_timeout_seconds: 20, ...overrides}, {stateDir}))
   /** Small jobs, so that the suite's instances run side by side on the test node. */
   const smallContract = (overrides: Partial<Contract> = {}) => contractFixture({cpu_cores: 1, memory_mb: 256, ...overrides})
 

@@ -68,7 +68,8 @@ export const ContractList = z.object({contracts: z.array(Contract)})
 /** PROTOCOL §5: the heartbeat's answer. */
 export const HeartbeatResponse = z.object({
   acknowledged: z.literal(true),
-  next_heartbeat_seconds: z.number().int().positive(),
+  /** §5 bounds it 10–3600; the agent judges it, and keeps its configured interval when it is missing or out of bounds. */
+  next_heartbeat_seconds: z.number().optional(),
 })
 export type HeartbeatResponse = z.infer<typeof HeartbeatResponse>
 

@@ -28,7 +28,7 @@ export const ProviderSection = z.strictObject({
 export const AgentSection = z.strictObject({
   key_file: z.string().min(1).default('agent.key').describe('Agent key file, relative to this config file'),
   state_dir: z.string().min(1).default('state').describe('Journal, outbox and pid files, relative to this config file'),
-  heartbeat_seconds: seconds(60, 5, 3600).describe('Heartbeat interval when the server names none'),
+  heartbeat_seconds: seconds(60, 10, 3600).describe('Heartbeat interval when the marketplace names none within 10–3600 (PROTOCOL §5)'),
   long_poll_wait_seconds: seconds(25, 0, 30).describe('How long the server may hold a pending-contract request (0 turns long poll off)'),
   poll_interval_seconds: seconds(30, 1, 3600).describe('Polling interval when long poll fails'),
   health_check_interval_seconds: seconds(60, 1, 3600).describe('Interval between batched health reports'),

@@ -2,17 +2,17 @@ import {randomBytes} from 'node:crypto'
 import {statfsSync} from 'node:fs'
 import {createConnection} from 'node:net'
 import {networkInterfaces} from 'node:os'
-import type {z} from 'zod'
 
 import type {Contract} from '../../core/api/schemas.js'
-import type {DockerProvisionerSection} from '../../core/config/schema.js'
 import {describeError} from '../../core/errors.js'
 import {
+  CONTRACT_LABEL,
   healthFromLookup,
+  instanceLabels,
   instanceName,
-  ProvisionAbortedError,
+  isManaged,
+  MANAGED_LABEL,
   ProvisionError,
-  throwIfAborted,
   toProvisionError,
   type Capacity,
   type InstanceHealth,
@@ -23,14 +23,29 @@ import {
 } from '../provisioner.js'
 import {OneAtATime} from '../one-at-a-time.js'
 import {pollUntil, PollTimeoutError} from '../poll.js'
+import {provisionWithCleanup} from '../provision-with-cleanup.js'
 import {demultiplexLogs, DockerApiError, DockerEngine} from './engine.js'
 import {ContainerCreated, ContainerInspect, ContainerList, EngineInfo, ImageInspect} from './schemas.js'
 
-export type DockerSettings = z.output<typeof DockerProvisionerSection>
-
-/** Labels on every container the provisioner makes: the contract it serves, and that it is Outpost's to manage. */
-export const CONTRACT_LABEL = 'outpost.contract'
-export const MANAGED_LABEL = 'outpost.managed'
+/** What the backend needs, from `[provisioner.docker]` (see the config schema for each setting). */
+export interface DockerSettings {
+  /** Unix socket of the Engine API. */
+  socket: string
+  /** Image of the containers; it must already be on the engine. */
+  image: string
+  command?: readonly string[]
+  /** Container port published for the renter. */
+  servicePort: number
+  bindAddress: string
+  publicAddress?: string
+  username: string
+  passwordEnv: string
+  sshKeyEnv: string
+  startupTimeoutMs: number
+  /** Graceful stop time before the engine kills a container, in whole seconds as the Engine API takes it. */
+  stopTimeoutSeconds: number
+  requestTimeoutMs: number
+}
 
 const CONTAINER_ID = /^[0-9a-f]{12,64}$/
 const LOG_TAIL_LINES = 5
@@ -52,16 +67,18 @@ export class DockerProvisioner implements Provisioner {
   readonly type = 'docker'
   readonly engine: DockerEngine
   /** One provision at a time per contract, so two calls at once never create two containers. */
-  private readonly oneAtATime = new OneAtATime()
+  private readonly provisions = new OneAtATime()
 
   constructor(private readonly settings: DockerSettings) {
-    this.engine = new DockerEngine(settings.socket, settings.request_timeout_seconds * 1000)
+    this.engine = new DockerEngine(settings.socket, settings.requestTimeoutMs)
   }
 
   async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
     const name = instanceName(contract.contract_id)
-    throwIfAborted(signal, `provisioning ${name}`)
-    return this.oneAtATime.run(name, () => this.provisionOnce(contract, name, signal))
+    return provisionWithCleanup(this.provisions, name, signal, {
+      attempt: () => this.provisionOnce(contract, name, signal),
+      cleanUp: () => this.removeLeftover(name),
+    })
   }
 
   async find(contractId: string, signal?: AbortSignal): Promise<ProvisionedInstance | undefined> {
@@ -82,10 +99,10 @@ export class DockerProvisioner implements Provisioner {
     try {
       const container = await this.inspect(id, signal)
       if (!container) return
-      if (container.Config.Labels[MANAGED_LABEL] !== 'true') {
+      if (!isManaged(container.Config.Labels)) {
         throw new ProvisionError(`refusing to remove container ${id} ("${displayName(container)}"): outpost did not make it`, {retryPossible: false})
       }
-      await this.engine.call(`stopping container ${id}`, {method: 'POST', path: `/containers/${id}/stop`, query: {t: this.settings.stop_timeout_seconds}, accept: [304, 404]}, signal)
+      await this.engine.call(`stopping container ${id}`, {method: 'POST', path: `/containers/${id}/stop`, query: {t: this.settings.stopTimeoutSeconds}, accept: [304, 404]}, signal)
       await this.remove(id, signal)
     } catch (error) {
       throw toProvisionError(error, `terminating container ${id}`)
@@ -94,11 +111,10 @@ export class DockerProvisioner implements Provisioner {
 
   async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
     const id = checkId(externalId)
-    return healthFromLookup(this.inspect(id, signal), (container) => this.judgeHealth(container))
+    return healthFromLookup('container', () => this.inspect(id, signal), (container) => this.judgeHealth(container))
   }
 
-  private async judgeHealth(container: ContainerInspect | undefined): Promise<InstanceHealth> {
-    if (!container) return {status: 'unhealthy', details: {reason: 'container not found'}}
+  private async judgeHealth(container: ContainerInspect): Promise<InstanceHealth> {
     const state = container.State
     if (state.Status !== 'running') return {status: 'unhealthy', details: {state: state.Status, exit_code: state.ExitCode}}
     const uptimeSeconds = Math.max(0, Math.floor((Date.now() - Date.parse(state.StartedAt)) / 1000))
@@ -165,44 +181,36 @@ export class DockerProvisioner implements Provisioner {
   // --- provisioning steps ---
 
   private async provisionOnce(contract: Contract, name: string, signal: AbortSignal): Promise<ProvisionedInstance> {
-    throwIfAborted(signal, `provisioning ${name}`)
-    try {
-      let container = await this.inspect(name, signal)
-      if (container && container.Config.Labels[CONTRACT_LABEL] !== contract.contract_id) {
-        throw new ProvisionError(`a container named ${name} exists that outpost did not make for this contract`, {retryPossible: false})
-      }
-      container ??= await this.create(contract, name, signal)
-      if (!container.State.Running) {
-        await this.engine.call(`starting container ${name}`, {method: 'POST', path: `/containers/${container.Id}/start`, accept: [304]}, signal)
-      }
-      const ready = await this.waitReady(container.Id, name, signal)
-      return this.describe(ready, contract.contract_id)
-    } catch (error) {
-      // An abort is the agent stopping: the container stays, and the next provision() of this contract resumes it.
-      if (error instanceof ProvisionAbortedError) throw error
-      const failure = toProvisionError(error, `provisioning ${name}`)
-      throw await this.cleanUpAfter(failure, name)
+    let container = await this.inspect(name, signal)
+    if (container && container.Config.Labels[CONTRACT_LABEL] !== contract.contract_id) {
+      throw new ProvisionError(`a container named ${name} exists that outpost did not make for this contract`, {retryPossible: false})
     }
+    container ??= await this.create(contract, name, signal)
+    if (!container.State.Running) {
+      await this.engine.call(`starting container ${name}`, {method: 'POST', path: `/containers/${container.Id}/start`, accept: [304]}, signal)
+    }
+    const ready = await this.waitReady(container.Id, name, signal)
+    return this.describe(ready, contract.contract_id)
   }
 
   private async create(contract: Contract, name: string, signal: AbortSignal): Promise<ContainerInspect> {
-    const servicePort = `${this.settings.service_port}/tcp`
+    const servicePort = `${this.settings.servicePort}/tcp`
     const body = {
       Image: this.settings.image,
       ...(this.settings.command ? {Cmd: this.settings.command} : {}),
       Env: [
-        `${this.settings.password_env}=${randomBytes(18).toString('base64url')}`,
-        `${this.settings.ssh_key_env}=${contract.ssh_pubkey.trim()}`,
+        `${this.settings.passwordEnv}=${randomBytes(18).toString('base64url')}`,
+        `${this.settings.sshKeyEnv}=${contract.ssh_pubkey.trim()}`,
         `OUTPOST_INSTANCE=${name}`,
         `OUTPOST_CONTRACT_ID=${contract.contract_id}`,
       ],
-      Labels: {[CONTRACT_LABEL]: contract.contract_id, [MANAGED_LABEL]: 'true'},
+      Labels: instanceLabels(contract.contract_id),
       ExposedPorts: {[servicePort]: {}},
       HostConfig: {
         NanoCpus: contract.cpu_cores * 1e9,
         Memory: contract.memory_mb * 1024 * 1024,
         // An empty HostPort lets the engine take a free one, with no race against other programs.
-        PortBindings: {[servicePort]: [{HostIp: this.settings.bind_address, HostPort: ''}]},
+        PortBindings: {[servicePort]: [{HostIp: this.settings.bindAddress, HostPort: ''}]},
         RestartPolicy: {Name: 'unless-stopped'},
         ...(contract.gpu_count > 0 ? {DeviceRequests: [{Driver: '', Count: contract.gpu_count, Capabilities: [['gpu']]}]} : {}),
       },
@@ -240,7 +248,7 @@ export class DockerProvisioner implements Provisioner {
           const port = this.hostPort(container)
           return port !== undefined && (await serviceAnswers(this.probeAddress(), port, 1000)) ? container : undefined
         },
-        {what: `the service of container ${name} answering on its published port`, timeoutMs: this.settings.startup_timeout_seconds * 1000, signal, initialMs: 100},
+        {what: `the service of container ${name} answering on its published port`, timeoutMs: this.settings.startupTimeoutMs, signal, initialMs: 100},
       )
     } catch (error) {
       if (error instanceof PollTimeoutError) throw new ProvisionError(error.message, {retryPossible: true, cause: error})
@@ -248,18 +256,10 @@ export class DockerProvisioner implements Provisioner {
     }
   }
 
-  /** Removes the failed contract's container and returns the error to report, noting a failed cleanup. */
-  private async cleanUpAfter(failure: ProvisionError, name: string): Promise<ProvisionError> {
-    try {
-      const leftover = await this.inspect(name)
-      if (leftover && leftover.Config.Labels[MANAGED_LABEL] === 'true') await this.remove(leftover.Id)
-      return failure
-    } catch (cleanupError) {
-      return new ProvisionError(`${failure.message}; removing container ${name} also failed: ${describeError(cleanupError)}`, {
-        retryPossible: failure.retryPossible,
-        cause: failure,
-      })
-    }
+  /** Removes the container a failed provision left, when outpost made it. */
+  private async removeLeftover(name: string): Promise<void> {
+    const leftover = await this.inspect(name)
+    if (leftover && isManaged(leftover.Config.Labels)) await this.remove(leftover.Id)
   }
 
   private async remove(id: string, signal?: AbortSignal): Promise<void> {
@@ -281,30 +281,30 @@ export class DockerProvisioner implements Provisioner {
   }
 
   private describe(container: ContainerInspect, contractId: string): ProvisionedInstance {
-    const passwordEntry = container.Config.Env.find((entry) => entry.startsWith(`${this.settings.password_env}=`))
-    const password = passwordEntry?.slice(this.settings.password_env.length + 1)
+    const passwordEntry = container.Config.Env.find((entry) => entry.startsWith(`${this.settings.passwordEnv}=`))
+    const password = passwordEntry?.slice(this.settings.passwordEnv.length + 1)
     const port = this.hostPort(container)
-    if (port === undefined) throw new ProvisionError(`container ${displayName(container)} has no published port ${this.settings.service_port}/tcp`, {retryPossible: true})
+    if (port === undefined) throw new ProvisionError(`container ${displayName(container)} has no published port ${this.settings.servicePort}/tcp`, {retryPossible: true})
     return {
       externalId: container.Id,
       contractId,
       ipAddress: this.publicAddress(),
       sshPort: port,
       ...(password ? {credentials: {username: this.settings.username, password}} : {}),
-      details: {provisioner: 'docker', container: displayName(container), image: this.settings.image, service_port: this.settings.service_port},
+      details: {provisioner: 'docker', container: displayName(container), image: this.settings.image, service_port: this.settings.servicePort},
     }
   }
 
   private hostPort(container: ContainerInspect): number | undefined {
-    const bindings = container.NetworkSettings.Ports[`${this.settings.service_port}/tcp`] ?? []
+    const bindings = container.NetworkSettings.Ports[`${this.settings.servicePort}/tcp`] ?? []
     const port = Number(bindings.find((binding) => binding.HostPort !== '')?.HostPort)
     return Number.isInteger(port) && port > 0 ? port : undefined
   }
 
   /** Where renters connect: configured, else the bind address when it is one, else this host's first public IPv4. */
   private publicAddress(): string {
-    if (this.settings.public_address) return this.settings.public_address
-    if (this.settings.bind_address !== '0.0.0.0') return this.settings.bind_address
+    if (this.settings.publicAddress) return this.settings.publicAddress
+    if (this.settings.bindAddress !== '0.0.0.0') return this.settings.bindAddress
     const external = Object.values(networkInterfaces())
       .flat()
       .find((entry) => entry?.family === 'IPv4' && !entry.internal)
@@ -313,7 +313,7 @@ export class DockerProvisioner implements Provisioner {
 
   /** Where this host reaches the published port itself. */
   private probeAddress(): string {
-    return this.settings.bind_address === '0.0.0.0' ? '127.0.0.1' : this.settings.bind_address
+    return this.settings.bindAddress === '0.0.0.0' ? '127.0.0.1' : this.settings.bindAddress
   }
 
   private async logTail(id: string): Promise<string> {

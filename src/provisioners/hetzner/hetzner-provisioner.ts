@@ -1,15 +1,15 @@
 import {createHash} from 'node:crypto'
-import type {z} from 'zod'
 
 import type {Contract} from '../../core/api/schemas.js'
-import type {HetznerProvisionerSection} from '../../core/config/schema.js'
 import {describeError} from '../../core/errors.js'
 import {
+  CONTRACT_LABEL,
   healthFromLookup,
+  instanceLabels,
   instanceName,
-  ProvisionAbortedError,
+  isManaged,
+  MANAGED_LABEL,
   ProvisionError,
-  throwIfAborted,
   toProvisionError,
   type Capacity,
   type InstanceHealth,
@@ -20,6 +20,7 @@ import {
 } from '../provisioner.js'
 import {OneAtATime} from '../one-at-a-time.js'
 import {pollUntil} from '../poll.js'
+import {provisionWithCleanup} from '../provision-with-cleanup.js'
 import {HetznerApi, HetznerApiError} from './api.js'
 import {
   ActionAnswer,
@@ -37,16 +38,23 @@ import {
   type SshKey,
 } from './schemas.js'
 
-export type HetznerSettings = z.output<typeof HetznerProvisionerSection>
-
-export interface HetznerProvisionerOptions {
+/** What the backend needs, from `[provisioner.hetzner]` (see the config schema for each setting). */
+export interface HetznerSettings {
+  token: string
+  apiUrl: string
+  /** Image of the servers, a name or an id. */
+  image: string
+  /** A location (fsn1) or network zone (eu-central); any when undefined. */
+  region?: string
+  architecture: 'x86' | 'arm'
+  /** Only these server types are considered; all that fit when undefined. */
+  serverTypes?: readonly string[]
+  sshPort: number
+  actionTimeoutMs: number
+  requestTimeoutMs: number
   /** The largest offering's disk, in GB: the doctor checks that a server type fits it. */
   minimumStorageGb?: number
 }
-
-/** Labels on every server and SSH key the provisioner makes. */
-export const CONTRACT_LABEL = 'outpost.contract'
-export const MANAGED_LABEL = 'outpost.managed'
 /** Placements tried when Hetzner has no capacity for the cheapest (resource_unavailable): the next cheapest. */
 const PLACEMENT_ATTEMPTS = 3
 
@@ -74,21 +82,21 @@ export function md5Fingerprint(publicKey: string): string | undefined {
 export class HetznerProvisioner implements Provisioner {
   readonly type = 'hetzner'
   readonly api: HetznerApi
-  private readonly oneAtATime = new OneAtATime()
-  /** The contract holding each renter key (by fingerprint) between its upload and its removal. */
-  private readonly keyTurns = new Map<string, Promise<void>>()
+  private readonly provisions = new OneAtATime()
+  /** One contract at a time holds each renter key (by fingerprint), from its upload to its removal. */
+  private readonly keyTurns = new OneAtATime()
 
-  constructor(
-    private readonly settings: HetznerSettings,
-    private readonly options: HetznerProvisionerOptions = {},
-  ) {
-    this.api = new HetznerApi(settings.api_url, settings.token, settings.request_timeout_seconds * 1000)
+  constructor(private readonly settings: HetznerSettings) {
+    this.api = new HetznerApi(settings.apiUrl, settings.token, settings.requestTimeoutMs)
   }
 
   async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
+    if (contract.gpu_count > 0) throw new ProvisionError('Hetzner Cloud has no GPU server types', {retryPossible: false})
     const name = instanceName(contract.contract_id)
-    throwIfAborted(signal, `provisioning ${name}`)
-    return this.oneAtATime.run(name, () => this.provisionOnce(contract, name, signal))
+    return provisionWithCleanup(this.provisions, name, signal, {
+      attempt: () => this.provisionOnce(contract, name, signal),
+      cleanUp: () => this.deleteLeftover(contract.contract_id),
+    })
   }
 
   async find(contractId: string, signal?: AbortSignal): Promise<ProvisionedInstance | undefined> {
@@ -106,7 +114,7 @@ export class HetznerProvisioner implements Provisioner {
     try {
       const server = await this.server(id, signal)
       if (!server) return
-      if (server.labels[MANAGED_LABEL] !== 'true') {
+      if (!isManaged(server.labels)) {
         throw new ProvisionError(`refusing to delete server ${id} ("${server.name}"): outpost did not make it`, {retryPossible: false})
       }
       const deleted = await this.api.json(`deleting server ${id}`, ActionAnswer, {method: 'DELETE', path: `/servers/${id}`, accept: [404]}, signal)
@@ -121,8 +129,7 @@ export class HetznerProvisioner implements Provisioner {
 
   async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
     const id = checkServerId(externalId)
-    return healthFromLookup(this.server(id, signal), (server): InstanceHealth => {
-      if (!server) return {status: 'unhealthy', details: {reason: 'server not found'}}
+    return healthFromLookup('server', () => this.server(id, signal), (server): InstanceHealth => {
       if (server.status !== 'running') return {status: 'unhealthy', details: {server_status: server.status}}
       const uptimeSeconds = Math.max(0, Math.floor((Date.now() - Date.parse(server.created)) / 1000))
       return {status: 'healthy', uptimeSeconds, details: {server_status: server.status}}
@@ -149,14 +156,14 @@ export class HetznerProvisioner implements Provisioner {
     const checks: SetupCheck[] = []
     try {
       await this.api.json('listing locations', LocationPage, {method: 'GET', path: '/locations'}, signal)
-      checks.push({name: 'hetzner api', ok: true, message: `${this.settings.api_url} accepts the token`})
+      checks.push({name: 'hetzner api', ok: true, message: `${this.settings.apiUrl} accepts the token`})
     } catch (error) {
       const refused = error instanceof HetznerApiError && error.status === 401
       checks.push({
         name: 'hetzner api',
         ok: false,
         message: describeError(error),
-        remedy: refused ? 'make a Read & Write API token in the project (Security → API tokens) and set OUTPOST_PROVISIONER_HETZNER_TOKEN' : `check that ${this.settings.api_url} is reachable`,
+        remedy: refused ? 'make a Read & Write API token in the project (Security → API tokens) and set OUTPOST_PROVISIONER_HETZNER_TOKEN' : `check that ${this.settings.apiUrl} is reachable`,
       })
       return checks
     }
@@ -175,7 +182,7 @@ export class HetznerProvisioner implements Provisioner {
       checks.push({name: 'hetzner image', ok: false, message: describeError(error)})
     }
     try {
-      const storage = this.options.minimumStorageGb ?? 0
+      const storage = this.settings.minimumStorageGb ?? 0
       const [cheapest] = await this.placements({cpuCores: 1, memoryMb: 1, storageGb: storage}, signal)
       checks.push({name: 'hetzner server types', ok: true, message: `the cheapest fit for ${storage} GB of disk is ${cheapest?.serverType} in ${cheapest?.location}`})
     } catch (error) {
@@ -197,7 +204,7 @@ export class HetznerProvisioner implements Provisioner {
       (type) =>
         !isDeprecated(type) &&
         type.architecture === this.settings.architecture &&
-        (this.settings.server_types === undefined || this.settings.server_types.includes(type.name)) &&
+        (this.settings.serverTypes === undefined || this.settings.serverTypes.includes(type.name)) &&
         type.cores >= request.cpuCores &&
         type.memory * 1024 >= request.memoryMb &&
         type.disk >= request.storageGb,
@@ -219,21 +226,13 @@ export class HetznerProvisioner implements Provisioner {
   // --- provisioning steps ---
 
   private async provisionOnce(contract: Contract, name: string, signal: AbortSignal): Promise<ProvisionedInstance> {
-    throwIfAborted(signal, `provisioning ${name}`)
-    if (contract.gpu_count > 0) throw new ProvisionError('Hetzner Cloud has no GPU server types', {retryPossible: false})
-    try {
-      const existing = await this.serverOf(contract.contract_id, signal)
-      if (existing) return this.describe(await this.waitRunning(existing.id, name, signal), contract.contract_id)
-      const placements = await this.placements({cpuCores: contract.cpu_cores, memoryMb: contract.memory_mb, storageGb: contract.storage_gb}, signal)
-      const created = await this.withRenterKey(contract, name, signal, (key) => this.create(contract, name, placements, key, signal))
-      if (created.action) await this.waitAction(created.action, `create of server ${created.server.id}`, signal)
-      const running = await this.waitRunning(created.server.id, name, signal)
-      return this.describe(running, contract.contract_id, created.rootPassword)
-    } catch (error) {
-      // An abort is the agent stopping: a server being made stays, and the next provision() of this contract adopts it.
-      if (error instanceof ProvisionAbortedError) throw error
-      throw await this.cleanUpAfter(toProvisionError(error, `provisioning ${name}`), contract.contract_id)
-    }
+    const existing = await this.serverOf(contract.contract_id, signal)
+    if (existing) return this.describe(await this.waitRunning(existing.id, name, signal), contract.contract_id)
+    const placements = await this.placements({cpuCores: contract.cpu_cores, memoryMb: contract.memory_mb, storageGb: contract.storage_gb}, signal)
+    const created = await this.withRenterKey(contract, name, signal, (key) => this.create(contract, name, placements, key, signal))
+    if (created.action) await this.waitAction(created.action, `create of server ${created.server.id}`, signal)
+    const running = await this.waitRunning(created.server.id, name, signal)
+    return this.describe(running, contract.contract_id, created.rootPassword)
   }
 
   /**
@@ -244,26 +243,19 @@ export class HetznerProvisioner implements Provisioner {
   private async withRenterKey<T>(contract: Contract, name: string, signal: AbortSignal, create: (key: SshKey | undefined) => Promise<T>): Promise<T> {
     const publicKey = contract.ssh_pubkey.trim()
     if (!publicKey) return create(undefined)
-    const turn = md5Fingerprint(publicKey) ?? publicKey
-    const previous = this.keyTurns.get(turn) ?? Promise.resolve()
-    let release = () => {}
-    const mine = new Promise<void>((resolve) => (release = resolve))
-    this.keyTurns.set(turn, mine)
-    await previous
-    let key: {key: SshKey; ours: boolean} | undefined
-    try {
-      key = await this.uploadKey(contract, name, signal)
-      return await create(key.key)
-    } finally {
-      if (key?.ours) await this.removeKey(key.key.id).catch(() => undefined)
-      if (this.keyTurns.get(turn) === mine) this.keyTurns.delete(turn)
-      release()
-    }
+    return this.keyTurns.run(md5Fingerprint(publicKey) ?? publicKey, async () => {
+      const key = await this.uploadKey(contract, name, signal)
+      try {
+        return await create(key.key)
+      } finally {
+        if (key.ours) await this.removeKey(key.key.id).catch(() => undefined)
+      }
+    })
   }
 
   /** Uploads the renter's key as `outpost-<contract>`; a key already there (same name, or same key) is used instead. */
   private async uploadKey(contract: Contract, name: string, signal: AbortSignal): Promise<{key: SshKey; ours: boolean}> {
-    const body = {name, public_key: contract.ssh_pubkey.trim(), labels: {[CONTRACT_LABEL]: contract.contract_id, [MANAGED_LABEL]: 'true'}}
+    const body = {name, public_key: contract.ssh_pubkey.trim(), labels: instanceLabels(contract.contract_id)}
     try {
       const created = await this.api.json(`uploading the SSH key of ${name}`, SshKeyAnswer, {method: 'POST', path: '/ssh_keys', body}, signal)
       if (created) return {key: created.ssh_key, ours: true}
@@ -300,7 +292,7 @@ export class HetznerProvisioner implements Provisioner {
         location: placement.location,
         image: this.settings.image,
         ...(key ? {ssh_keys: [key.id]} : {}),
-        labels: {[CONTRACT_LABEL]: contract.contract_id, [MANAGED_LABEL]: 'true'},
+        labels: instanceLabels(contract.contract_id),
         start_after_create: true,
         public_net: {enable_ipv4: true, enable_ipv6: true},
       }
@@ -333,7 +325,7 @@ export class HetznerProvisioner implements Provisioner {
           const answer = await this.api.json(`status of ${what}`, ActionAnswer, {method: 'GET', path: `/actions/${action.id}`}, signal)
           return answer && answer.action.status !== 'running' ? answer.action : undefined
         },
-        {what, timeoutMs: this.settings.action_timeout_seconds * 1000, signal},
+        {what, timeoutMs: this.settings.actionTimeoutMs, signal},
       )
     }
     if (current.status === 'error') {
@@ -349,19 +341,14 @@ export class HetznerProvisioner implements Provisioner {
         if (!server) throw new ProvisionError(`server ${id} (${name}) disappeared while starting`, {retryPossible: true})
         return server.status === 'running' && server.public_net.ipv4 ? server : undefined
       },
-      {what: `server ${id} (${name}) running`, timeoutMs: this.settings.action_timeout_seconds * 1000, signal},
+      {what: `server ${id} (${name}) running`, timeoutMs: this.settings.actionTimeoutMs, signal},
     )
   }
 
-  /** Deletes the failed contract's server and returns the error to report, noting a failed cleanup. */
-  private async cleanUpAfter(failure: ProvisionError, contractId: string): Promise<ProvisionError> {
-    try {
-      const leftover = await this.serverOf(contractId)
-      if (leftover) await this.terminate(String(leftover.id))
-      return failure
-    } catch (cleanupError) {
-      return new ProvisionError(`${failure.message}; deleting the server also failed: ${describeError(cleanupError)}`, {retryPossible: failure.retryPossible, cause: failure})
-    }
+  /** Deletes the server a failed provision left. */
+  private async deleteLeftover(contractId: string): Promise<void> {
+    const leftover = await this.serverOf(contractId)
+    if (leftover) await this.terminate(String(leftover.id))
   }
 
   // --- lookups ---
@@ -385,7 +372,7 @@ export class HetznerProvisioner implements Provisioner {
 
   private async removeKeyNamed(name: string): Promise<void> {
     const key = await this.keyWhere({name})
-    if (key && key.labels?.[MANAGED_LABEL] === 'true') await this.removeKey(key.id)
+    if (key && isManaged(key.labels)) await this.removeKey(key.id)
   }
 
   private describe(server: Server, contractId: string, rootPassword?: string): ProvisionedInstance {
@@ -398,7 +385,7 @@ export class HetznerProvisioner implements Provisioner {
       contractId,
       ipAddress: ipv4,
       ...(ipv6 ? {ipv6Address: ipv6} : {}),
-      sshPort: this.settings.ssh_port,
+      sshPort: this.settings.sshPort,
       // Only a server made without an SSH key gets a root password; with the renter's key there is nothing to seal.
       ...(rootPassword ? {credentials: {username: 'root', password: rootPassword}} : {}),
       details: {provisioner: 'hetzner', server_type: server.server_type.name, location: server.datacenter.location.name, name: server.name},

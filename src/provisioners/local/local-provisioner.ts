@@ -11,6 +11,8 @@ import type {Contract} from '../../core/api/schemas.js'
 import {describeError} from '../../core/errors.js'
 import {fsyncDirectory, writeFileAtomic} from '../../core/files.js'
 import {
+  contractIdFromName,
+  healthFromLookup,
   instanceName,
   ProvisionAbortedError,
   ProvisionError,
@@ -22,6 +24,7 @@ import {
   type SetupCheck,
 } from '../provisioner.js'
 import {OneAtATime} from '../one-at-a-time.js'
+import {pollUntil, PollTimeoutError} from '../poll.js'
 import {tcpConnects} from '../tcp.js'
 import {findMarkedProcesses, freePort, INSTANCE_MARKER, isInstanceProcess, killGroup} from './processes.js'
 
@@ -53,7 +56,6 @@ const InstanceRecord = z.object({
 })
 type InstanceRecord = z.infer<typeof InstanceRecord>
 
-const NAME = /^outpost-[0-9A-Za-z_-]+$/
 const SPAWN_ATTEMPTS = 3
 
 /** Environment variables of the agent that a workload must never inherit. */
@@ -108,26 +110,26 @@ export class LocalProvisioner implements Provisioner {
   /** TCP connect to the workload. A workload that died is started again on its port (that is the supervision). */
   async health(externalId: string): Promise<InstanceHealth> {
     const name = checkName(externalId)
-    return this.oneAtATime.run(name, async () => {
-      const record = this.read(name)
-      if (!record) return {status: 'unknown', details: {reason: 'no such instance'}}
-      const uptimeSeconds = Math.max(0, Math.floor((Date.now() - record.started_at) / 1000))
-      if (record.pid !== null && isInstanceProcess(record.pid, name)) {
-        const connects = await tcpConnects('127.0.0.1', record.port, 2000)
-        return connects ? {status: 'healthy', uptimeSeconds} : {status: 'unhealthy', uptimeSeconds, details: {reason: `port ${record.port} refuses connections`}}
-      }
-      try {
-        await this.spawnReady(record.contract_id, name, record.password, AbortSignal.timeout(this.startupTimeoutMs * 2), record.port)
-        return {status: 'unhealthy', uptimeSeconds: 0, details: {reason: 'the workload had exited and was restarted'}}
-      } catch (error) {
-        return {status: 'unhealthy', details: {reason: `the workload exited and did not restart: ${describeError(error)}`}}
-      }
-    })
+    return this.oneAtATime.run(name, () => healthFromLookup('instance', async () => this.read(name), (record) => this.judgeHealth(name, record)))
+  }
+
+  private async judgeHealth(name: string, record: InstanceRecord): Promise<InstanceHealth> {
+    const uptimeSeconds = Math.max(0, Math.floor((Date.now() - record.started_at) / 1000))
+    if (record.pid !== null && isInstanceProcess(record.pid, name)) {
+      const connects = await tcpConnects('127.0.0.1', record.port, 2000)
+      return connects ? {status: 'healthy', uptimeSeconds} : {status: 'unhealthy', uptimeSeconds, details: {reason: `port ${record.port} refuses connections`}}
+    }
+    try {
+      await this.spawnReady(record.contract_id, name, record.password, AbortSignal.timeout(this.startupTimeoutMs * 2), record.port)
+      return {status: 'unhealthy', uptimeSeconds: 0, details: {reason: 'the workload had exited and was restarted'}}
+    } catch (error) {
+      return {status: 'unhealthy', details: {reason: `the workload exited and did not restart: ${describeError(error)}`}}
+    }
   }
 
   async list(): Promise<ListedInstance[]> {
     return readdirSync(this.dir)
-      .filter((file) => file.endsWith('.json') && NAME.test(file.slice(0, -5)))
+      .filter((file) => file.endsWith('.json') && contractIdFromName(file.slice(0, -5)) !== undefined)
       .map((file) => this.read(file.slice(0, -5)))
       .filter((record): record is InstanceRecord => record !== undefined)
       .map((record) => ({externalId: record.name, contractId: record.contract_id, name: record.name}))
@@ -269,16 +271,22 @@ export class LocalProvisioner implements Provisioner {
     const started = {...record, pid: child.pid}
     this.write(started)
 
-    const deadline = Date.now() + this.startupTimeoutMs
-    while (Date.now() < deadline) {
-      if (exited !== undefined) throw new ProvisionError(`the workload ${exited} before accepting connections${this.logTail(record.name)}`, {retryPossible: true})
-      if (signal.aborted) break
-      if (await tcpConnects('127.0.0.1', record.port, 500)) return started
-      await sleep(30)
+    try {
+      await pollUntil(
+        async () => {
+          if (exited !== undefined) throw new ProvisionError(`the workload ${exited} before accepting connections${this.logTail(record.name)}`, {retryPossible: true})
+          return (await tcpConnects('127.0.0.1', record.port, 500)) ? true : undefined
+        },
+        {what: `the workload of ${record.name} accepting connections`, timeoutMs: this.startupTimeoutMs, signal, initialMs: 30},
+      )
+      return started
+    } catch (error) {
+      await killGroup(started.pid, record.name, this.killGraceMs)
+      if (error instanceof PollTimeoutError) {
+        throw new ProvisionError(`the workload did not accept connections on port ${record.port} within ${this.startupTimeoutMs / 1000} s`, {retryPossible: true})
+      }
+      throw error
     }
-    await killGroup(child.pid, record.name, this.killGraceMs)
-    if (signal.aborted) throw new ProvisionAbortedError(record.name, {cause: signal.reason})
-    throw new ProvisionError(`the workload did not accept connections on port ${record.port} within ${this.startupTimeoutMs / 1000} s`, {retryPossible: true})
   }
 
   private logTail(name: string): string {
@@ -292,7 +300,7 @@ export class LocalProvisioner implements Provisioner {
 }
 
 function checkName(externalId: string): string {
-  if (!NAME.test(externalId)) throw new ProvisionError(`${externalId} is not a local instance name (outpost-<contract>)`, {retryPossible: false})
+  if (contractIdFromName(externalId) === undefined) throw new ProvisionError(`${externalId} is not a local instance name (outpost-<contract>)`, {retryPossible: false})
   return externalId
 }
 

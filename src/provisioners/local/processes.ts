@@ -1,6 +1,7 @@
 import {readdirSync, readFileSync} from 'node:fs'
 import {createServer} from 'node:net'
-import {setTimeout as sleep} from 'node:timers/promises'
+
+import {pollUntil, PollTimeoutError} from '../poll.js'
 
 /** The environment variable that marks a workload process as the instance it belongs to. */
 export const INSTANCE_MARKER = 'OUTPOST_INSTANCE'
@@ -61,17 +62,13 @@ export function signalGroup(pid: number, signal: NodeJS.Signals): boolean {
   }
 }
 
-/** SIGTERM to the group, then SIGKILL after `graceMs` if it is still there. */
+/** SIGTERM to the group, then SIGKILL once the leader is gone (children it left go too) or after `graceMs`. */
 export async function killGroup(pid: number, name: string, graceMs: number): Promise<void> {
   if (!signalGroup(pid, 'SIGTERM')) return
-  const deadline = Date.now() + graceMs
-  while (Date.now() < deadline) {
-    if (!isInstanceProcess(pid, name)) {
-      // The leader is gone; children it left in the group go too.
-      signalGroup(pid, 'SIGKILL')
-      return
-    }
-    await sleep(25)
+  try {
+    await pollUntil(async () => (isInstanceProcess(pid, name) ? undefined : true), {what: `${name} stopping`, timeoutMs: graceMs, initialMs: 25})
+  } catch (error) {
+    if (!(error instanceof PollTimeoutError)) throw error
   }
   signalGroup(pid, 'SIGKILL')
 }

@@ -1,11 +1,10 @@
 import {accessSync, constants, mkdirSync} from 'node:fs'
-import {setTimeout as sleep} from 'node:timers/promises'
 
 import type {Contract} from '../../core/api/schemas.js'
 import {describeError} from '../../core/errors.js'
 import {
+  healthFromLookup,
   instanceName,
-  ProvisionAbortedError,
   ProvisionError,
   throwIfAborted,
   type Capacity,
@@ -16,12 +15,16 @@ import {
   type ProvisionerLogger,
   type SetupCheck,
 } from '../provisioner.js'
+import {OneAtATime} from '../one-at-a-time.js'
+import {pollUntil} from '../poll.js'
 import {tcpConnects} from '../tcp.js'
 import {ManualRequestStore, type ManualInstance, type ManualRequest} from './requests.js'
 
+/** What the backend needs, from `[provisioner.manual]` and the agent's state dir. */
 export interface ManualProvisionerOptions {
   stateDir: string
   webhookUrl?: string
+  /** The longest between two looks for the operator's answer. */
   pollIntervalMs: number
   logger?: ProvisionerLogger
   /** Time a health check's TCP connect to the machine's SSH port may take. */
@@ -56,7 +59,7 @@ export class ManualProvisioner implements Provisioner {
   readonly type = 'manual'
   readonly store: ManualRequestStore
   private readonly logger: ProvisionerLogger
-  private readonly inFlight = new Map<string, Promise<ProvisionedInstance>>()
+  private readonly provisions = new OneAtATime()
 
   constructor(private readonly options: ManualProvisionerOptions) {
     this.store = new ManualRequestStore(options.stateDir)
@@ -66,14 +69,7 @@ export class ManualProvisioner implements Provisioner {
   async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
     const name = instanceName(contract.contract_id)
     throwIfAborted(signal, `waiting for the operator to provision ${name}`)
-    const previous = this.inFlight.get(name) ?? Promise.resolve()
-    const work = previous.catch(() => undefined).then(() => this.awaitOperator(contract, signal))
-    this.inFlight.set(name, work)
-    try {
-      return await work
-    } finally {
-      if (this.inFlight.get(name) === work) this.inFlight.delete(name)
-    }
+    return this.provisions.run(name, () => this.awaitOperator(contract, signal))
   }
 
   async terminate(externalId: string): Promise<void> {
@@ -87,10 +83,11 @@ export class ManualProvisioner implements Provisioner {
   }
 
   async health(externalId: string): Promise<InstanceHealth> {
-    const instance = this.store.all().find((item) => item.instance?.external_id === externalId)?.instance
-    if (!instance) return {status: 'unhealthy', details: {reason: 'no such machine'}}
-    const reachable = await tcpConnects(instance.ip_address, instance.ssh_port, this.options.healthTimeoutMs ?? 3000)
-    return reachable ? {status: 'healthy'} : {status: 'unhealthy', details: {reason: `nothing answers on ${instance.ip_address}:${instance.ssh_port}`}}
+    const lookup = async () => this.store.all().find((item) => item.instance?.external_id === externalId)?.instance
+    return healthFromLookup('machine', lookup, async (instance): Promise<InstanceHealth> => {
+      const reachable = await tcpConnects(instance.ip_address, instance.ssh_port, this.options.healthTimeoutMs ?? 3000)
+      return reachable ? {status: 'healthy'} : {status: 'unhealthy', details: {reason: `nothing answers on ${instance.ip_address}:${instance.ssh_port}`}}
+    })
   }
 
   async find(contractId: string): Promise<ProvisionedInstance | undefined> {
@@ -129,9 +126,8 @@ export class ManualProvisioner implements Provisioner {
 
   private async awaitOperator(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
     const id = contract.contract_id
-    let request = this.store.read(id)
-    if (!request) {
-      request = this.store.create(contract)
+    if (!this.store.read(id)) {
+      const request = this.store.create(contract)
       const details = {contract_id: id, cpu_cores: contract.cpu_cores, memory_mb: contract.memory_mb, storage_gb: contract.storage_gb, gpu_count: contract.gpu_count}
       this.logger.warn(
         details,
@@ -140,21 +136,20 @@ export class ManualProvisioner implements Provisioner {
       )
       await this.notify('provision_requested', {...details, instance_name: request.instance_name, ssh_pubkey: contract.ssh_pubkey})
     }
-    for (;;) {
-      if (request?.status === 'completed' && request.instance) return toInstance(request, request.instance, true)
-      if (request?.status === 'failed') {
-        // The failure is reported once; a retry by the marketplace makes a new request.
-        this.store.remove(id)
-        throw new ProvisionError(`the operator failed contract ${id}: ${request.reason ?? 'no reason given'}`, {retryPossible: request.retry_possible ?? false})
-      }
-      try {
-        await sleep(this.options.pollIntervalMs, undefined, {signal})
-      } catch (error) {
-        throw new ProvisionAbortedError(`waiting for the operator to provision ${instanceName(id)}`, {cause: error})
-      }
-      request = this.store.read(id)
-      if (!request) request = this.store.create(contract)
-    }
+    // Nobody answering yet is never a failure: the wait has no end but the signal.
+    return pollUntil(
+      async () => {
+        const answer = this.store.read(id) ?? this.store.create(contract)
+        if (answer.status === 'completed' && answer.instance) return toInstance(answer, answer.instance, true)
+        if (answer.status === 'failed') {
+          // The failure is reported once; a retry by the marketplace makes a new request.
+          this.store.remove(id)
+          throw new ProvisionError(`the operator failed contract ${id}: ${answer.reason ?? 'no reason given'}`, {retryPossible: answer.retry_possible ?? false})
+        }
+        return undefined
+      },
+      {what: `waiting for the operator to provision ${instanceName(id)}`, timeoutMs: Number.POSITIVE_INFINITY, signal, initialMs: Math.min(250, this.options.pollIntervalMs), maxMs: this.options.pollIntervalMs},
+    )
   }
 
   /** Posts a notice to the webhook; a webhook that fails costs a warning, never the contract. */

@@ -66,7 +66,7 @@ export class ManualRequestStore {
   all(): ManualRequest[] {
     if (!existsSync(this.requestsDir)) return []
     return readdirSync(this.requestsDir)
-      .filter((file) => /^[0-9a-f]{32}\.json$/.test(file))
+      .filter((file) => file.endsWith('.json') && ContractId.safeParse(file.slice(0, -'.json'.length)).success)
       .flatMap((file) => this.read(file.slice(0, -'.json'.length)) ?? [])
   }
 
@@ -123,7 +123,7 @@ export class ManualRequestStore {
   }
 
   private requestFile(contractId: string): string {
-    if (!/^[0-9a-f]{32}$/.test(contractId)) {
+    if (!ContractId.safeParse(contractId).success) {
       throw new UserError(`"${contractId}" is not a contract id (32 hex characters)`, {code: 'usage', exit: ExitCode.usage})
     }
     return join(this.requestsDir, `${contractId}.json`)

@@ -3,13 +3,14 @@ import type {Proxmox} from 'proxmox-api'
 import {z} from 'zod'
 
 import type {Contract} from '../../core/api/schemas.js'
-import type {ProxmoxProvisionerSection} from '../../core/config/schema.js'
 import {describeError} from '../../core/errors.js'
 import {
+  contractIdFromName,
+  healthFromLookup,
   instanceName,
+  isOutpostName,
   ProvisionAbortedError,
   ProvisionError,
-  throwIfAborted,
   toProvisionError,
   type Capacity,
   type InstanceHealth,
@@ -19,9 +20,10 @@ import {
   type SetupCheck,
 } from '../provisioner.js'
 import {OneAtATime} from '../one-at-a-time.js'
-import {ProxmoxApiError, ProxmoxConnection, TlsFingerprintMismatchError, UPID, upidNode} from './connection.js'
-import {allocateAddress, ipconfigFor, usedAddress} from './ip-pool.js'
 import {pollUntil, PollTimeoutError} from '../poll.js'
+import {provisionWithCleanup} from '../provision-with-cleanup.js'
+import {ProxmoxApiError, ProxmoxConnection, TlsFingerprintMismatchError, UPID, upidNode} from './connection.js'
+import {allocateAddress, ipconfigFor, usedAddress, type IpPool} from './ip-pool.js'
 import {
   AgentPing,
   ClusterResources,
@@ -38,10 +40,37 @@ import {
   type ClusterResource,
 } from './schemas.js'
 
-export type ProxmoxSettings = z.output<typeof ProxmoxProvisionerSection>
-
-export interface ProxmoxProvisionerOptions {
-  /** Free storage the doctor asks for (the largest offering's disk), in GB. */
+/** What the backend needs, from `[provisioner.proxmox]` (see the config schema for each setting). */
+export interface ProxmoxSettings {
+  host: string
+  port: number
+  /** USER@REALM!TOKENID */
+  tokenId: string
+  tokenSecret: string
+  /** SHA-256 fingerprint of a self-signed certificate to pin; without it the certificate must verify. */
+  tlsFingerprint?: string
+  /** The node that runs the VMs, or "auto": the online node with most free memory that has the storage. */
+  node: string
+  templateVmid: number
+  clone: 'linked' | 'full'
+  /** Target storage of full clones; the template's when undefined. */
+  storage?: string
+  pool?: string
+  /** The disk grown to the contract's storage, like scsi0. */
+  disk: string
+  /** The cloud-init user made in the VM. */
+  ciuser: string
+  sshPort: number
+  /** Static addresses for the VMs; DHCP when undefined. */
+  ipPool?: IpPool
+  taskTimeoutMs: number
+  addressTimeoutMs: number
+  /** Graceful shutdown time before a forced stop on terminate (0: stop at once), whole seconds as Proxmox takes it. */
+  shutdownTimeoutSeconds: number
+  requestTimeoutMs: number
+  /** Keep the VM of a failed provision for inspection. */
+  keepFailed: boolean
+  /** Free storage the doctor asks for (the largest offering's disk), in GB; 10 when undefined. */
   minimumStorageGb?: number
   /** First poll interval of tasks and the guest agent (default 250 ms); an emulated host that answers in milliseconds is tested with less. */
   firstPollMs?: number
@@ -89,32 +118,32 @@ export function encodeSshKeys(keys: string): string {
 export class ProxmoxProvisioner implements Provisioner {
   readonly type = 'proxmox'
   readonly connection: ProxmoxConnection
-  /** Work that must not interleave: VMID allocation and its clone, address allocation and its config write. */
-  private readonly turns = new Map<'clone' | 'address', Promise<void>>()
-  private readonly oneAtATime = new OneAtATime()
+  /** Work that must not interleave: VMID allocation and its clone ("clone"), address allocation and its config write ("address"). */
+  private readonly turns = new OneAtATime()
+  private readonly provisions = new OneAtATime()
 
-  constructor(
-    private readonly settings: ProxmoxSettings,
-    private readonly options: ProxmoxProvisionerOptions = {},
-  ) {
+  constructor(private readonly settings: ProxmoxSettings) {
     this.connection = new ProxmoxConnection({
       host: settings.host,
       port: settings.port,
-      tokenId: settings.token_id,
-      tokenSecret: settings.token_secret,
-      tlsFingerprint: settings.tls_fingerprint,
-      requestTimeoutMs: settings.request_timeout_seconds * 1000,
+      tokenId: settings.tokenId,
+      tokenSecret: settings.tokenSecret,
+      tlsFingerprint: settings.tlsFingerprint,
+      requestTimeoutMs: settings.requestTimeoutMs,
     })
   }
 
   async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
     const name = instanceName(contract.contract_id)
-    throwIfAborted(signal, `provisioning ${name}`)
-    return this.oneAtATime.run(name, () => this.provisionOnce(contract, name, signal))
+    // The contract's VM, once found or cloned: what a failed attempt cleans up.
+    const made: {vm?: Vm} = {}
+    return provisionWithCleanup(this.provisions, name, signal, {
+      attempt: () => this.provisionOnce(contract, name, signal, made),
+      cleanUp: (failure) => this.cleanUpAfter(failure, made.vm, name),
+    })
   }
 
-  private async provisionOnce(contract: Contract, name: string, signal: AbortSignal): Promise<ProvisionedInstance> {
-    throwIfAborted(signal, `provisioning ${name}`)
+  private async provisionOnce(contract: Contract, name: string, signal: AbortSignal, made: {vm?: Vm}): Promise<ProvisionedInstance> {
     const timings: Record<string, number> = {}
     const timed = async <T>(phase: string, work: () => Promise<T>): Promise<T> => {
       const started = performance.now()
@@ -124,37 +153,29 @@ export class ProxmoxProvisioner implements Provisioner {
         timings[phase] = Math.round(performance.now() - started)
       }
     }
-    let vm: Vm | undefined
-    try {
-      vm = await this.findVmSettled(name, signal)
-      if (vm) vm = await this.waitUnlocked(vm, name, signal)
-      else vm = await timed('clone', () => this.cloneTemplate(name, signal))
-      let credentials: Record<string, string> | undefined
-      let staticAddress: string | undefined
-      const current = vm
-      // A VM already running was configured by an earlier attempt whose password is gone (it was never stored): the
-      // renter's SSH key still gets in, and no credentials are reported rather than a password that doesn't work.
-      if ((await this.vmStatus(current, signal)).status !== 'running') {
-        const configured = await timed('configure', () => this.configure(current, contract, signal))
-        credentials = {username: this.settings.ciuser, password: configured.password}
-        staticAddress = configured.address
-        await timed('start', () => this.start(current, signal))
-      }
-      const addresses = await timed('address', () => this.waitForAddress(current, staticAddress, signal))
-      return {
-        externalId: String(current.vmid),
-        contractId: contract.contract_id,
-        ipAddress: addresses.ipv4,
-        ipv6Address: addresses.ipv6,
-        sshPort: this.settings.ssh_port,
-        credentials,
-        details: {node: current.node, vmid: current.vmid, name, timings_ms: timings},
-      }
-    } catch (error) {
-      // An abort is the agent stopping: the VM stays, and the next provision() of this contract resumes it.
-      if (error instanceof ProvisionAbortedError) throw error
-      const failure = toProvisionError(error, `provisioning ${name}`)
-      throw await this.cleanUpAfter(failure, vm, name)
+    made.vm = await this.findVmSettled(name, signal)
+    if (made.vm) made.vm = await this.waitUnlocked(made.vm, name, signal)
+    else made.vm = await timed('clone', () => this.cloneTemplate(name, signal))
+    let credentials: Record<string, string> | undefined
+    let staticAddress: string | undefined
+    const current = made.vm
+    // A VM already running was configured by an earlier attempt whose password is gone (it was never stored): the
+    // renter's SSH key still gets in, and no credentials are reported rather than a password that doesn't work.
+    if ((await this.vmStatus(current, signal)).status !== 'running') {
+      const configured = await timed('configure', () => this.configure(current, contract, signal))
+      credentials = {username: this.settings.ciuser, password: configured.password}
+      staticAddress = configured.address
+      await timed('start', () => this.start(current, signal))
+    }
+    const addresses = await timed('address', () => this.waitForAddress(current, staticAddress, signal))
+    return {
+      externalId: String(current.vmid),
+      contractId: contract.contract_id,
+      ipAddress: addresses.ipv4,
+      ipv6Address: addresses.ipv6,
+      sshPort: this.settings.sshPort,
+      credentials,
+      details: {node: current.node, vmid: current.vmid, name, timings_ms: timings},
     }
   }
 
@@ -164,7 +185,7 @@ export class ProxmoxProvisioner implements Provisioner {
       throw toProvisionError(error, `terminating VM ${vmid}`)
     })
     if (!vm) return
-    if (!vm.name?.startsWith('outpost-')) {
+    if (!isOutpostName(vm.name)) {
       throw new ProvisionError(`refusing to destroy VM ${vmid} ("${vm.name ?? 'unnamed'}"): it is not an outpost-* VM`, {retryPossible: false})
     }
     try {
@@ -179,10 +200,12 @@ export class ProxmoxProvisioner implements Provisioner {
   }
 
   async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
-    try {
-      const vm = await this.vmById(this.parseVmid(externalId), signal)
-      if (!vm) return {status: 'unhealthy', details: {reason: 'VM not found'}}
-      const status = await this.vmStatus(vm, signal)
+    const vmid = this.parseVmid(externalId)
+    const lookup = async () => {
+      const vm = await this.vmById(vmid, signal)
+      return vm && {vm, status: await this.vmStatus(vm, signal)}
+    }
+    return healthFromLookup('VM', lookup, async ({vm, status}): Promise<InstanceHealth> => {
       if (status.status !== 'running') return {status: 'unhealthy', details: {vm_status: status.status}}
       try {
         await this.connection.call(`guest agent ping of VM ${vm.vmid}`, AgentPing, (api) => api.nodes.$(vm.node).qemu.$(vm.vmid).agent.ping.$post(), signal)
@@ -191,10 +214,7 @@ export class ProxmoxProvisioner implements Provisioner {
         return {status: 'unhealthy', uptimeSeconds: status.uptime, details: {vm_status: 'running', guest_agent: describeError(error)}}
       }
       return {status: 'healthy', uptimeSeconds: status.uptime, details: {vm_status: 'running', guest_agent: 'ok'}}
-    } catch (error) {
-      if (error instanceof ProvisionAbortedError || error instanceof ProvisionError) throw error
-      return {status: 'unknown', details: {error: describeError(error)}}
-    }
+    })
   }
 
   async find(contractId: string, signal?: AbortSignal): Promise<ProvisionedInstance | undefined> {
@@ -209,7 +229,7 @@ export class ProxmoxProvisioner implements Provisioner {
         contractId,
         ipAddress: addresses.ipv4,
         ipv6Address: addresses.ipv6,
-        sshPort: this.settings.ssh_port,
+        sshPort: this.settings.sshPort,
         details: {node: vm.node, vmid: vm.vmid, name},
       }
     } catch (error) {
@@ -221,10 +241,10 @@ export class ProxmoxProvisioner implements Provisioner {
     try {
       const resources = await this.resources('vm', signal)
       return resources
-        .filter((item) => item.vmid !== undefined && !item.template && (item.name?.startsWith('outpost-') || hasTag(item.tags, OUTPOST_TAG)))
+        .filter((item) => item.vmid !== undefined && !item.template && (isOutpostName(item.name) || hasTag(item.tags, OUTPOST_TAG)))
         .map((item) => {
           const name = item.name ?? `VM ${item.vmid}`
-          const contractId = /^outpost-([0-9a-f]{32})$/.exec(name)?.[1]
+          const contractId = contractIdFromName(name)
           return {externalId: String(item.vmid), name, ...(contractId ? {contractId} : {})}
         })
     } catch (error) {
@@ -258,14 +278,14 @@ export class ProxmoxProvisioner implements Provisioner {
     try {
       const version = await this.connection.call('reading the Proxmox version', Version, (api) => api.version.$get(), signal)
       checks.push({name: 'proxmox api', ok: true, message: `${endpoint} answers (Proxmox VE ${version.version})`})
-      checks.push({name: 'proxmox token', ok: true, message: `token ${this.settings.token_id} is accepted`})
+      checks.push({name: 'proxmox token', ok: true, message: `token ${this.settings.tokenId} is accepted`})
     } catch (error) {
       if (error instanceof ProxmoxApiError && error.status === 401) {
         checks.push({name: 'proxmox api', ok: true, message: `${endpoint} answers`})
         checks.push({
           name: 'proxmox token',
           ok: false,
-          message: `token ${this.settings.token_id} was refused (${error.reason ?? '401'})`,
+          message: `token ${this.settings.tokenId} was refused (${error.reason ?? '401'})`,
           remedy: 'check token_id and token_secret, and that the token exists (Datacenter → Permissions → API Tokens)',
         })
       } else {
@@ -282,9 +302,9 @@ export class ProxmoxProvisioner implements Provisioner {
       return checks
     }
     try {
-      const template = await this.vmById(this.settings.template_vmid, signal)
+      const template = await this.vmById(this.settings.templateVmid, signal)
       if (!template) {
-        checks.push({name: 'proxmox template', ok: false, message: `no VM ${this.settings.template_vmid}`, remedy: 'run `outpost setup proxmox` to make the template, or set template_vmid'})
+        checks.push({name: 'proxmox template', ok: false, message: `no VM ${this.settings.templateVmid}`, remedy: 'run `outpost setup proxmox` to make the template, or set template_vmid'})
       } else if (!(await this.isTemplate(template, signal))) {
         checks.push({name: 'proxmox template', ok: false, message: `VM ${template.vmid} ("${template.name ?? ''}") is not a template`, remedy: `convert it: \`qm template ${template.vmid}\``})
       } else {
@@ -299,7 +319,7 @@ export class ProxmoxProvisioner implements Provisioner {
       const storages = await this.nodeStorage(placement.targetNode, signal)
       const storage = storages.find((item) => item.storage === placement.storage)
       const availableGb = Math.floor((storage?.avail ?? 0) / GIB)
-      const needed = this.options.minimumStorageGb ?? 10
+      const needed = this.settings.minimumStorageGb ?? 10
       checks.push({
         name: 'proxmox storage',
         ok: availableGb >= needed,
@@ -321,36 +341,36 @@ export class ProxmoxProvisioner implements Provisioner {
   private async cloneTemplate(name: string, signal: AbortSignal): Promise<Vm> {
     const placement = await this.place(signal)
     const full = this.settings.clone === 'full'
-    // /cluster/nextid hands the same VMID to two callers until a clone claims it: allocate and claim one at a time.
-    const release = await this.takeTurn('clone')
-    let newid: number
-    let upid: string
+    let claimed: {newid: number; upid: string}
     try {
-      newid = await this.connection.call('allocating a VMID', NextId, (api) => api.cluster.nextid.$get(), signal)
-      upid = await this.connection.call(
-        `cloning template ${this.settings.template_vmid} to VM ${newid}`,
-        UPID,
-        (api) =>
-          api.nodes.$(placement.templateNode).qemu.$(this.settings.template_vmid).clone.$post({
-            newid,
-            name,
-            full,
-            ...(placement.targetNode === placement.templateNode ? {} : {target: placement.targetNode}),
-            ...(full ? {storage: placement.storage} : {}),
-            ...(this.settings.pool ? {pool: this.settings.pool} : {}),
-          }),
-        signal,
-      )
+      // /cluster/nextid hands the same VMID to two callers until a clone claims it: allocate and claim one at a time.
+      claimed = await this.turns.run('clone', async () => {
+        const newid = await this.connection.call('allocating a VMID', NextId, (api) => api.cluster.nextid.$get(), signal)
+        const upid = await this.connection.call(
+          `cloning template ${this.settings.templateVmid} to VM ${newid}`,
+          UPID,
+          (api) =>
+            api.nodes.$(placement.templateNode).qemu.$(this.settings.templateVmid).clone.$post({
+              newid,
+              name,
+              full,
+              ...(placement.targetNode === placement.templateNode ? {} : {target: placement.targetNode}),
+              ...(full ? {storage: placement.storage} : {}),
+              ...(this.settings.pool ? {pool: this.settings.pool} : {}),
+            }),
+          signal,
+        )
+        return {newid, upid}
+      })
     } catch (error) {
       // proxmox-api sends a call again after a network error, so the first clone may have been made: adopt it when it
       // is ours, never when the VMID now belongs to someone else.
       const taken = error instanceof ProxmoxApiError && error.status === 500 ? /^VM (\d+) already exists/.exec(error.reason ?? '') : null
-      release()
       if (taken) return this.waitUnlocked({vmid: Number(taken[1]), node: placement.targetNode}, name, signal)
       throw error
     }
-    release()
-    await this.waitTask(upid, `clone of template ${this.settings.template_vmid} to VM ${newid}`, signal)
+    const {newid, upid} = claimed
+    await this.waitTask(upid, `clone of template ${this.settings.templateVmid} to VM ${newid}`, signal)
     return {vmid: newid, node: placement.targetNode, name, status: 'stopped'}
   }
 
@@ -361,7 +381,7 @@ export class ProxmoxProvisioner implements Provisioner {
         const current = await this.vmConfig(vm, signal)
         return current.lock === 'clone' ? undefined : current
       },
-      {what: `clone of VM ${vm.vmid}`, timeoutMs: this.settings.task_timeout_seconds * 1000, signal, initialMs: this.options.firstPollMs},
+      {what: `clone of VM ${vm.vmid}`, timeoutMs: this.settings.taskTimeoutMs, signal, initialMs: this.settings.firstPollMs},
     )
     if (config.name !== name) {
       throw new ProvisionError(`VMID ${vm.vmid} belongs to another VM ("${config.name ?? 'unnamed'}"), not ${name}; it was left alone`, {retryPossible: true})
@@ -373,7 +393,7 @@ export class ProxmoxProvisioner implements Provisioner {
     const password = randomBytes(18).toString('base64url')
     const config = await this.vmConfig(vm, signal)
     const settings = async (address?: string) => {
-      const ipconfig0 = address && this.settings.ip_pool ? ipconfigFor(address, this.settings.ip_pool) : 'ip=dhcp'
+      const ipconfig0 = address && this.settings.ipPool ? ipconfigFor(address, this.settings.ipPool) : 'ip=dhcp'
       await this.connection.call(
         `configuring VM ${vm.vmid}`,
         z.unknown(),
@@ -392,16 +412,14 @@ export class ProxmoxProvisioner implements Provisioner {
       )
     }
     let address: string | undefined
-    const pool = this.settings.ip_pool
+    const pool = this.settings.ipPool
     if (pool) {
-      const release = await this.takeTurn('address')
-      try {
-        address = usedAddress(config.ipconfig0) ?? allocateAddress(pool, await this.addressesInUse(vm.vmid, signal))
-        if (!address) throw new ProvisionError(`no free address left in ip_pool ${pool.first}–${pool.last}`, {retryPossible: true})
-        await settings(address)
-      } finally {
-        release()
-      }
+      address = await this.turns.run('address', async () => {
+        const free = usedAddress(config.ipconfig0) ?? allocateAddress(pool, await this.addressesInUse(vm.vmid, signal))
+        if (!free) throw new ProvisionError(`no free address left in ip_pool ${pool.first}–${pool.last}`, {retryPossible: true})
+        await settings(free)
+        return free
+      })
     } else {
       await settings()
     }
@@ -429,9 +447,9 @@ export class ProxmoxProvisioner implements Provisioner {
     try {
       return await pollUntil(() => this.guestAddresses(vm, signal, expected), {
         what: `the guest agent of VM ${vm.vmid} reporting an address`,
-        timeoutMs: this.settings.address_timeout_seconds * 1000,
+        timeoutMs: this.settings.addressTimeoutMs,
         signal,
-        initialMs: this.options.firstPollMs,
+        initialMs: this.settings.firstPollMs,
       })
     } catch (error) {
       if (error instanceof PollTimeoutError) {
@@ -475,7 +493,7 @@ export class ProxmoxProvisioner implements Provisioner {
           const current = await this.connection.call(`status of ${what}`, TaskStatus, (api) => api.nodes.$(node).tasks.$(upid).status.$get(), signal)
           return current.status === 'stopped' ? current : undefined
         },
-        {what, timeoutMs: this.settings.task_timeout_seconds * 1000, signal, initialMs: this.options.firstPollMs},
+        {what, timeoutMs: this.settings.taskTimeoutMs, signal, initialMs: this.settings.firstPollMs},
       )
     } catch (error) {
       if (error instanceof PollTimeoutError) {
@@ -498,7 +516,7 @@ export class ProxmoxProvisioner implements Provisioner {
   private async destroy(vm: Vm, signal?: AbortSignal): Promise<void> {
     const status = await this.vmStatus(vm, signal)
     if (status.status === 'running') {
-      const timeout = this.settings.shutdown_timeout_seconds
+      const timeout = this.settings.shutdownTimeoutSeconds
       const upid = await this.connection.call(
         `stopping VM ${vm.vmid}`,
         UPID,
@@ -519,24 +537,15 @@ export class ProxmoxProvisioner implements Provisioner {
     await this.waitTask(upid, `destroy of VM ${vm.vmid}`, signal)
   }
 
-  /** Destroys the failed contract's VM (unless keep_failed) and returns the error to report, noting a failed cleanup. */
-  private async cleanUpAfter(failure: ProvisionError, vm: Vm | undefined, name: string): Promise<ProvisionError> {
-    let leftover = vm
-    try {
-      leftover ??= await this.findVm(name)
-      if (!leftover) return failure
-      if (this.settings.keep_failed) {
-        return new ProvisionError(`${failure.message} (VM ${leftover.vmid} kept: keep_failed = true)`, {retryPossible: failure.retryPossible, cause: failure})
-      }
-      // The contract's failure is final for this attempt: the cleanup runs to its end even if the caller gives up.
-      await this.destroy(leftover)
-      return failure
-    } catch (cleanupError) {
-      return new ProvisionError(`${failure.message}; cleanup of ${leftover ? `VM ${leftover.vmid}` : name} also failed: ${describeError(cleanupError)}`, {
-        retryPossible: failure.retryPossible,
-        cause: failure,
-      })
+  /** Destroys the failed contract's VM, unless keep_failed: then the failure says which VM was kept. */
+  private async cleanUpAfter(failure: ProvisionError, vm: Vm | undefined, name: string): Promise<ProvisionError | undefined> {
+    const leftover = vm ?? (await this.findVm(name))
+    if (!leftover) return undefined
+    if (this.settings.keepFailed) {
+      return new ProvisionError(`${failure.message} (VM ${leftover.vmid} kept: keep_failed = true)`, {retryPossible: failure.retryPossible, cause: failure})
     }
+    await this.destroy(leftover)
+    return undefined
   }
 
   // --- lookups ---
@@ -566,7 +575,7 @@ export class ProxmoxProvisioner implements Provisioner {
         const resources = await this.resources('vm', signal)
         return resources.some(unnamedClone) ? undefined : resources
       },
-      {what: 'clones in progress', timeoutMs: this.settings.task_timeout_seconds * 1000, signal, initialMs: this.options.firstPollMs},
+      {what: 'clones in progress', timeoutMs: this.settings.taskTimeoutMs, signal, initialMs: this.settings.firstPollMs},
     )
     return this.vmNamed(settled, name)
   }
@@ -611,9 +620,9 @@ export class ProxmoxProvisioner implements Provisioner {
 
   /** The template's node and the storage new disks go to (configured, else the template disk's). */
   private async placementStorage(signal?: AbortSignal): Promise<{templateNode: string; storage: string}> {
-    const template = await this.vmById(this.settings.template_vmid, signal)
+    const template = await this.vmById(this.settings.templateVmid, signal)
     if (!template) {
-      throw new ProvisionError(`template VM ${this.settings.template_vmid} does not exist`, {retryPossible: false})
+      throw new ProvisionError(`template VM ${this.settings.templateVmid} does not exist`, {retryPossible: false})
     }
     const config = await this.vmConfig(template, signal)
     const templateDisk = parseDisk(config[this.settings.disk])
@@ -633,15 +642,6 @@ export class ProxmoxProvisioner implements Provisioner {
       return {templateNode, targetNode: node, storage}
     }
     throw new ProvisionError(`no online node has storage ${storage}`, {retryPossible: true})
-  }
-
-  /** Waits for the previous holder of this turn; the returned function hands it on. */
-  private async takeTurn(kind: 'clone' | 'address'): Promise<() => void> {
-    const previous = this.turns.get(kind) ?? Promise.resolve()
-    let release = () => {}
-    this.turns.set(kind, new Promise<void>((resolve) => (release = resolve)))
-    await previous
-    return release
   }
 
   private parseVmid(externalId: string): number {

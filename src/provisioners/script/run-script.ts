@@ -1,4 +1,4 @@
-import {spawn} from 'node:child_process'
+import {execa} from 'execa'
 
 import {ProvisionAbortedError, ProvisionError} from '../provisioner.js'
 
@@ -33,7 +33,8 @@ export function stderrTail(stderr: string, lines = 12): string {
   return tail ? `\n  stderr:\n    ${tail.split('\n').join('\n    ')}` : ''
 }
 
-function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+/** Sends a signal to a whole process group; a group already gone is fine. */
+function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   if (pid === undefined) return
   try {
     process.kill(-pid, signal)
@@ -44,55 +45,45 @@ function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
 
 /**
  * Runs `<command> <action>` in its own process group with `input` as JSON on stdin. A timeout or an abort stops the
- * whole group (a script's children included): SIGTERM, then SIGKILL after the grace.
+ * whole group (a script's children included, which may hold its output open): SIGTERM, then SIGKILL after the grace.
  */
 export async function runScript(run: ScriptRun): Promise<ScriptResult> {
   const what = `script ${run.command} ${run.action}`
   if (run.signal?.aborted) throw new ProvisionAbortedError(what, {cause: run.signal.reason})
-  const child = spawn(run.command, [run.action], {detached: true, stdio: ['pipe', 'pipe', 'pipe'], env: {...ownEnvironment(), OUTPOST_ACTION: run.action}})
-  let stdout = ''
-  let stderr = ''
-  let stopReason: 'timeout' | 'abort' | undefined
+  const script = execa(run.command, [run.action], {
+    input: JSON.stringify(run.input) + '\n',
+    env: {...ownEnvironment(), OUTPOST_ACTION: run.action},
+    extendEnv: false,
+    detached: true,
+    maxBuffer: MAX_OUTPUT,
+    stripFinalNewline: false,
+    reject: false,
+  })
+  const timeout = AbortSignal.timeout(run.timeoutMs)
+  const stop = run.signal ? AbortSignal.any([run.signal, timeout]) : timeout
+  let stoppedBy: 'timeout' | 'abort' | undefined
   let killTimer: NodeJS.Timeout | undefined
-  const stop = (reason: 'timeout' | 'abort') => {
-    if (stopReason) return
-    stopReason = reason
-    killGroup(child.pid, 'SIGTERM')
-    killTimer = setTimeout(() => killGroup(child.pid, 'SIGKILL'), run.killGraceMs ?? 2000)
+  const onStop = () => {
+    stoppedBy = run.signal?.aborted ? 'abort' : 'timeout'
+    signalGroup(script.pid, 'SIGTERM')
+    killTimer = setTimeout(() => signalGroup(script.pid, 'SIGKILL'), run.killGraceMs ?? 2000)
   }
-  const timer = setTimeout(() => stop('timeout'), run.timeoutMs)
-  const onAbort = () => stop('abort')
-  run.signal?.addEventListener('abort', onAbort, {once: true})
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    if (stdout.length < MAX_OUTPUT) stdout += chunk
-  })
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    if (stderr.length < MAX_OUTPUT) stderr += chunk
-  })
-  // A script that exits without reading its input closes the pipe; that is its business, not an error here.
-  child.stdin.on('error', () => {})
-  child.stdin.end(JSON.stringify(run.input) + '\n')
-
+  stop.addEventListener('abort', onStop, {once: true})
+  let result
   try {
-    const exitCode = await new Promise<number | null>((resolve, reject) => {
-      child.once('error', reject)
-      child.once('close', (code) => resolve(code))
-    })
-    if (stopReason === 'abort') throw new ProvisionAbortedError(what, {cause: run.signal?.reason})
-    if (stopReason === 'timeout') {
-      throw new ProvisionError(`${what} timed out after ${Math.round(run.timeoutMs / 1000)} s and was killed${stderrTail(stderr)}`, {retryPossible: true})
-    }
-    return {exitCode, stdout, stderr}
-  } catch (error) {
-    if (error instanceof ProvisionError) throw error
-    const code = (error as NodeJS.ErrnoException).code
-    throw new ProvisionError(`${what} could not run: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'not executable' : String(error)}`, {
-      retryPossible: false,
-      cause: error,
-    })
+    result = await script
   } finally {
-    clearTimeout(timer)
+    stop.removeEventListener('abort', onStop)
     clearTimeout(killTimer)
-    run.signal?.removeEventListener('abort', onAbort)
   }
+  if (stoppedBy === 'abort') throw new ProvisionAbortedError(what, {cause: run.signal?.reason})
+  if (stoppedBy === 'timeout') {
+    throw new ProvisionError(`${what} timed out after ${Math.round(run.timeoutMs / 1000)} s and was killed${stderrTail(result.stderr)}`, {retryPossible: true})
+  }
+  if (result.code !== undefined && result.exitCode === undefined && result.signal === undefined) {
+    const reason = result.code === 'ENOENT' ? 'no such file' : result.code === 'EACCES' ? 'not executable' : result.shortMessage
+    throw new ProvisionError(`${what} could not run: ${reason}`, {retryPossible: false, cause: result})
+  }
+  if (result.isMaxBuffer) throw new ProvisionError(`${what} printed more than ${MAX_OUTPUT / 1024 ** 2} MiB`, {retryPossible: false})
+  return {exitCode: result.exitCode ?? null, stdout: result.stdout, stderr: result.stderr}
 }

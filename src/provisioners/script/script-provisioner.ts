@@ -13,8 +13,10 @@ import {
   type Provisioner,
   type SetupCheck,
 } from '../provisioner.js'
+import {OneAtATime} from '../one-at-a-time.js'
 import {runScript, stderrTail} from './run-script.js'
 
+/** What the backend needs, from `[provisioner.script]`. */
 export interface ScriptProvisionerOptions {
   /** Absolute path of the operator's executable. */
   command: string
@@ -79,22 +81,13 @@ function toInstance(contractId: string, answer: z.infer<typeof ScriptInstance>):
 export class ScriptProvisioner implements Provisioner {
   readonly type = 'script'
   /** One provision per contract at a time, so a script never sees the same contract twice at once. */
-  private readonly inFlight = new Map<string, Promise<ProvisionedInstance>>()
+  private readonly provisions = new OneAtATime()
 
   constructor(private readonly options: ScriptProvisionerOptions) {}
 
   async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
     const name = instanceName(contract.contract_id)
-    const previous = this.inFlight.get(name) ?? Promise.resolve()
-    const work = previous
-      .catch(() => undefined)
-      .then(async () => toInstance(contract.contract_id, await this.call('provision', {instance_name: name, contract}, this.options.provisionTimeoutMs, signal)))
-    this.inFlight.set(name, work)
-    try {
-      return await work
-    } finally {
-      if (this.inFlight.get(name) === work) this.inFlight.delete(name)
-    }
+    return this.provisions.run(name, async () => toInstance(contract.contract_id, await this.call('provision', {instance_name: name, contract}, this.options.provisionTimeoutMs, signal)))
   }
 
   async terminate(externalId: string, signal?: AbortSignal): Promise<void> {

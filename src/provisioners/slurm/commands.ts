@@ -1,4 +1,4 @@
-import {spawn} from 'node:child_process'
+import {execa} from 'execa'
 import {z} from 'zod'
 
 import {ProvisionAbortedError} from '../provisioner.js'
@@ -27,29 +27,28 @@ export interface SlurmRun {
 const MAX_OUTPUT = 1024 * 1024
 
 /** Runs a SLURM client command and returns its stdout; a non-zero exit is a SlurmCommandError with its stderr. */
-export function runSlurm(program: string, run: SlurmRun): Promise<string> {
+export async function runSlurm(program: string, run: SlurmRun): Promise<string> {
   const what = `${program} ${run.args.join(' ')}`
-  if (run.signal?.aborted) return Promise.reject(new ProvisionAbortedError(what, {cause: run.signal.reason}))
-  return new Promise((resolve, reject) => {
-    const child = spawn(program, run.args, {env: run.env, stdio: ['pipe', 'pipe', 'pipe'], timeout: run.timeoutMs, signal: run.signal})
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => (stdout = (stdout + chunk.toString('utf8')).slice(-MAX_OUTPUT)))
-    child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString('utf8')).slice(-MAX_OUTPUT)))
-    child.on('error', (error) => {
-      if (run.signal?.aborted) reject(new ProvisionAbortedError(what, {cause: run.signal.reason}))
-      else reject(new SlurmCommandError(`${program} could not run: ${error.message}`, stderr, {cause: error}))
-    })
-    child.on('close', (code, signal) => {
-      if (run.signal?.aborted) return reject(new ProvisionAbortedError(what, {cause: run.signal.reason}))
-      if (code === 0) return resolve(stdout)
-      const why = signal ? `was stopped by ${signal} (timeout ${run.timeoutMs / 1000} s)` : `exited with code ${code}`
-      const said = stderr.trim().split('\n').slice(-3).join(' | ')
-      reject(new SlurmCommandError(`${what} ${why}${said ? `: ${said}` : ''}`, stderr))
-    })
-    child.stdin.on('error', () => undefined)
-    child.stdin.end(run.input)
+  if (run.signal?.aborted) throw new ProvisionAbortedError(what, {cause: run.signal.reason})
+  const result = await execa(program, run.args, {
+    input: run.input ?? '',
+    env: run.env,
+    extendEnv: false,
+    timeout: run.timeoutMs,
+    cancelSignal: run.signal,
+    maxBuffer: MAX_OUTPUT,
+    stripFinalNewline: false,
+    reject: false,
   })
+  if (result.isCanceled) throw new ProvisionAbortedError(what, {cause: run.signal?.reason})
+  if (result.exitCode === 0) return result.stdout
+  if (result.isMaxBuffer) throw new SlurmCommandError(`${what} printed more than ${MAX_OUTPUT / 1024 ** 2} MiB`, result.stderr)
+  if (result.exitCode === undefined && result.signal === undefined) {
+    throw new SlurmCommandError(`${program} could not run: ${result.originalMessage ?? result.shortMessage}`, result.stderr, {cause: result})
+  }
+  const why = result.exitCode === undefined ? `was stopped by ${result.signal}${result.timedOut ? ` (timeout ${run.timeoutMs / 1000} s)` : ''}` : `exited with code ${result.exitCode}`
+  const said = result.stderr.trim().split('\n').slice(-3).join(' | ')
+  throw new SlurmCommandError(`${what} ${why}${said ? `: ${said}` : ''}`, result.stderr)
 }
 
 /** The squeue fields the provisioner reads, in the order of SQUEUE_FORMAT. */

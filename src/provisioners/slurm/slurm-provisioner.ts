@@ -6,14 +6,13 @@ import {fileURLToPath} from 'node:url'
 import type {z} from 'zod'
 
 import type {Contract} from '../../core/api/schemas.js'
-import type {SlurmProvisionerSection} from '../../core/config/schema.js'
 import {describeError} from '../../core/errors.js'
 import {
+  contractIdFromName,
   healthFromLookup,
   instanceName,
-  ProvisionAbortedError,
+  isOutpostName,
   ProvisionError,
-  throwIfAborted,
   toProvisionError,
   type Capacity,
   type InstanceHealth,
@@ -24,13 +23,29 @@ import {
 } from '../provisioner.js'
 import {OneAtATime} from '../one-at-a-time.js'
 import {pollUntil, PollTimeoutError} from '../poll.js'
+import {provisionWithCleanup} from '../provision-with-cleanup.js'
 import {elapsedSeconds, gresGpus, NodeLine, parseJobs, runSlurm, SlurmCommandError, SQUEUE_FORMAT, SubmittedJob, type JobLine} from './commands.js'
 
-export type SlurmSettings = z.output<typeof SlurmProvisionerSection>
-
-export interface SlurmProvisionerOptions {
+/** What the backend needs, from `[provisioner.slurm]` (see the config schema for each setting); paths are absolute. */
+export interface SlurmSettings {
   /** Where sbatch runs and the jobs' output goes (the agent's state dir, `slurm/`). */
   workDir: string
+  /** The cluster's default partition when undefined. */
+  partition?: string
+  account?: string
+  nodes: number
+  tasks: number
+  /** The partition's time limit when undefined. */
+  timeLimit?: string
+  /** The GPU type in the gres request (gpu:<type>:<count>). */
+  gpuType?: string
+  /** The job script template; the package's (DEFAULT_TEMPLATE) when undefined. */
+  template?: string
+  /** slurm.conf for the SLURM commands (SLURM_CONF); the system one when undefined. */
+  slurmConf?: string
+  sshPort: number
+  startTimeoutMs: number
+  commandTimeoutMs: number
 }
 
 /** The job script template shipped with the package; resolved the same from src/ (tests) and dist/ (the CLI). */
@@ -61,20 +76,25 @@ function slurmProvisionError(error: unknown, what: string): ProvisionError {
 export class SlurmProvisioner implements Provisioner {
   readonly type = 'slurm'
   private readonly template: string
-  private readonly oneAtATime = new OneAtATime()
+  private readonly provisions = new OneAtATime()
 
-  constructor(
-    private readonly settings: SlurmSettings,
-    private readonly options: SlurmProvisionerOptions,
-  ) {
+  constructor(private readonly settings: SlurmSettings) {
     this.template = settings.template ?? DEFAULT_TEMPLATE
-    mkdirSync(options.workDir, {recursive: true, mode: 0o700})
+    mkdirSync(settings.workDir, {recursive: true, mode: 0o700})
   }
 
   async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
     const name = instanceName(contract.contract_id)
-    throwIfAborted(signal, `provisioning ${name}`)
-    return this.oneAtATime.run(name, () => this.provisionOnce(contract, name, signal))
+    // The contract's job, once found or submitted: what a failed attempt cancels.
+    const made: {jobId?: string} = {}
+    return provisionWithCleanup(this.provisions, name, signal, {
+      attempt: () => this.provisionOnce(contract, name, signal, made),
+      cleanUp: async () => {
+        const jobId = made.jobId ?? (await this.jobsNamed(name).catch(() => []))[0]?.id
+        if (jobId) await this.terminate(jobId)
+      },
+      toError: slurmProvisionError,
+    })
   }
 
   async find(contractId: string, signal?: AbortSignal): Promise<ProvisionedInstance | undefined> {
@@ -92,7 +112,7 @@ export class SlurmProvisioner implements Provisioner {
     try {
       const job = await this.job(id, signal)
       if (!job || !LIVE_STATES.has(job.state)) return
-      if (!job.name.startsWith('outpost-')) {
+      if (!isOutpostName(job.name)) {
         throw new ProvisionError(`refusing to cancel job ${id} ("${job.name}"): it is not an outpost-* job`, {retryPossible: false})
       }
       await this.slurm('scancel', [id], signal)
@@ -110,8 +130,7 @@ export class SlurmProvisioner implements Provisioner {
 
   async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
     const id = checkJobId(externalId)
-    return healthFromLookup(this.job(id, signal), (job): InstanceHealth => {
-      if (!job) return {status: 'unhealthy', details: {reason: 'job not found'}}
+    return healthFromLookup('job', () => this.job(id, signal), (job): InstanceHealth => {
       if (job.state !== 'RUNNING') return {status: 'unhealthy', details: {state: job.state, reason: job.reason}}
       return {status: 'healthy', uptimeSeconds: elapsedSeconds(job.elapsed), details: {state: job.state, nodes: job.nodeList}}
     })
@@ -121,9 +140,9 @@ export class SlurmProvisioner implements Provisioner {
     try {
       const jobs = parseJobs(await this.slurm('squeue', ['--me', '--noheader', `--format=${SQUEUE_FORMAT}`], signal))
       return jobs
-        .filter((job) => job.name.startsWith('outpost-') && LIVE_STATES.has(job.state))
+        .filter((job) => isOutpostName(job.name) && LIVE_STATES.has(job.state))
         .map((job) => {
-          const contractId = /^outpost-([0-9a-f]{32})$/.exec(job.name)?.[1]
+          const contractId = contractIdFromName(job.name)
           return {externalId: job.id, name: job.name, ...(contractId ? {contractId} : {})}
         })
     } catch (error) {
@@ -182,20 +201,11 @@ export class SlurmProvisioner implements Provisioner {
 
   // --- provisioning steps ---
 
-  private async provisionOnce(contract: Contract, name: string, signal: AbortSignal): Promise<ProvisionedInstance> {
-    throwIfAborted(signal, `provisioning ${name}`)
-    let jobId: string | undefined
-    try {
-      const existing = (await this.jobsNamed(name, signal)).find((job) => job.state !== 'COMPLETING')
-      jobId = existing?.id ?? (await this.submit(contract, name, signal))
-      const running = await this.waitRunning(jobId, name, signal)
-      return await this.describe(running, contract.contract_id, signal)
-    } catch (error) {
-      // An abort is the agent stopping: the job stays queued, and the next provision() of this contract adopts it.
-      if (error instanceof ProvisionAbortedError) throw error
-      const failure = slurmProvisionError(error, `provisioning ${name}`)
-      throw await this.cancelAfter(failure, jobId ?? (await this.jobsNamed(name).catch(() => []))[0]?.id)
-    }
+  private async provisionOnce(contract: Contract, name: string, signal: AbortSignal, made: {jobId?: string}): Promise<ProvisionedInstance> {
+    const existing = (await this.jobsNamed(name, signal)).find((job) => job.state !== 'COMPLETING')
+    made.jobId = existing?.id ?? (await this.submit(contract, name, signal))
+    const running = await this.waitRunning(made.jobId, name, signal)
+    return this.describe(running, contract.contract_id, signal)
   }
 
   private async submit(contract: Contract, name: string, signal: AbortSignal): Promise<string> {
@@ -208,9 +218,9 @@ export class SlurmProvisioner implements Provisioner {
       tasks: String(this.settings.tasks),
       cpus_per_task: String(contract.cpu_cores),
       memory_mb: String(contract.memory_mb),
-      time_limit: this.settings.time_limit,
-      gres: contract.gpu_count > 0 ? `gpu:${this.settings.gpu_type ? `${this.settings.gpu_type}:` : ''}${contract.gpu_count}` : undefined,
-      output: join(this.options.workDir, '%x-%j.out'),
+      time_limit: this.settings.timeLimit,
+      gres: contract.gpu_count > 0 ? `gpu:${this.settings.gpuType ? `${this.settings.gpuType}:` : ''}${contract.gpu_count}` : undefined,
+      output: join(this.settings.workDir, '%x-%j.out'),
     })
     const stdout = await this.slurm('sbatch', ['--parsable'], signal, {
       input: script,
@@ -237,22 +247,11 @@ export class SlurmProvisioner implements Provisioner {
           }
           throw new ProvisionError(`job ${id} (${name}) ended ${job.state} before it ran${job.reason && job.reason !== 'None' ? ` (${job.reason})` : ''}`, {retryPossible: true})
         },
-        {what: `job ${id} (${name}) starting`, timeoutMs: this.settings.start_timeout_seconds * 1000, signal, initialMs: 100},
+        {what: `job ${id} (${name}) starting`, timeoutMs: this.settings.startTimeoutMs, signal, initialMs: 100},
       )
     } catch (error) {
       if (error instanceof PollTimeoutError) throw new ProvisionError(`${error.message}: it is still pending`, {retryPossible: true, cause: error})
       throw error
-    }
-  }
-
-  /** Cancels the failed contract's job and returns the error to report, noting a failed cancel. */
-  private async cancelAfter(failure: ProvisionError, jobId: string | undefined): Promise<ProvisionError> {
-    if (!jobId) return failure
-    try {
-      await this.terminate(jobId)
-      return failure
-    } catch (cleanupError) {
-      return new ProvisionError(`${failure.message}; cancelling job ${jobId} also failed: ${describeError(cleanupError)}`, {retryPossible: failure.retryPossible, cause: failure})
     }
   }
 
@@ -266,7 +265,7 @@ export class SlurmProvisioner implements Provisioner {
       externalId: job.id,
       contractId,
       ipAddress: await addressOf(nodeAddress),
-      sshPort: this.settings.ssh_port,
+      sshPort: this.settings.sshPort,
       details: {provisioner: 'slurm', job_id: job.id, job_name: job.name, nodes, ...(this.settings.partition ? {partition: this.settings.partition} : {})},
     }
   }
@@ -294,7 +293,7 @@ export class SlurmProvisioner implements Provisioner {
       args,
       input: extra.input,
       env: this.commandEnv(extra.env),
-      timeoutMs: this.settings.command_timeout_seconds * 1000,
+      timeoutMs: this.settings.commandTimeoutMs,
       signal,
     })
   }
@@ -303,7 +302,7 @@ export class SlurmProvisioner implements Provisioner {
   private commandEnv(own: Record<string, string> = {}): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {}
     for (const key of ['PATH', 'HOME', 'USER', 'LANG', 'TZ']) if (process.env[key] !== undefined) env[key] = process.env[key]
-    if (this.settings.slurm_conf) env.SLURM_CONF = this.settings.slurm_conf
+    if (this.settings.slurmConf) env.SLURM_CONF = this.settings.slurmConf
     return {...env, ...own}
   }
 }

@@ -1,9 +1,11 @@
-// A 3-qubit GHZ state: every shot measures 000 or 111, about half each.
+// A 5-qubit GHZ state: only 00000 and 11111 come out, each about half of the shots.
 OPENQASM 2.0;
 include "qelib1.inc";
-qreg q[3];
-creg c[3];
+qreg q[5];
+creg c[5];
 h q[0];
 cx q[0],q[1];
 cx q[1],q[2];
+cx q[2],q[3];
+cx q[3],q[4];
 measure q -> c;

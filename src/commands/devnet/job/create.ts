@@ -36,7 +36,7 @@ export default class DevnetJobCreate extends BaseCommand {
   static override description =
     'Uploads the program (by digest: the same bytes are stored once) and opens the job, signed by the renter key in the ' +
     'devnet data directory. Built-in examples need nothing else: --example multiplier (a Groth16 proof of the circuit in ' +
-    'templates/jobs/multiplier) and --example ghz (a 3-qubit GHZ circuit). An agent leases the job, runs it and returns a ' +
+    'templates/jobs/multiplier) and --example ghz (the 5-qubit GHZ circuit in templates/jobs/ghz). An agent leases the job, runs it and returns a ' +
     'signed result the devnet verifies; follow it with `outpost devnet job show`.'
 
   static override examples = [

@@ -1,0 +1,204 @@
+import {readFileSync} from 'node:fs'
+import {afterEach, beforeEach, describe, expect, it, vi} from 'vitest'
+
+import {Agent, type AgentSettings} from '../../src/agent/agent.js'
+import {Journal, journalPath, readJournal} from '../../src/agent/journal.js'
+import {createMetrics} from '../../src/agent/metrics.js'
+import type {Contract} from '../../src/core/api/schemas.js'
+import {openSealedCredentials} from '../../src/core/sealing.js'
+import {generateKeyPair} from '../../src/core/signing.js'
+import {ProvisionError} from '../../src/provisioners/provisioner.js'
+import {contract, FakeMarketplace, FakeProvisioner, RecordingLog, refusal, renterKey, tempStateDir, unreachable} from './fakes.js'
+
+/**
+ * The agent's provisioning steps, one round (`runOnce`) at a time, against a fake marketplace and a fake backend. The
+ * loops against a real devnet and real workloads are tested end to end (test/e2e/agent*.test.ts).
+ */
+
+vi.mock('node:timers/promises', () => import('./fake-sleep.js'))
+
+const SETTINGS: AgentSettings = {
+  heartbeatSeconds: 20,
+  longPollWaitSeconds: 0,
+  pollIntervalSeconds: 5,
+  healthCheckIntervalSeconds: 60,
+  usageIntervalSeconds: 300,
+  reconcileIntervalSeconds: 600,
+  activeSyncSeconds: 15,
+  maxConcurrentProvisions: 2,
+  lockTtlSeconds: 90,
+}
+
+let state: ReturnType<typeof tempStateDir>
+beforeEach(() => {
+  state = tempStateDir()
+})
+afterEach(() => state.remove())
+
+function newAgent(api: FakeMarketplace, provisioner: FakeProvisioner, log = new RecordingLog()): Agent {
+  return new Agent({
+    api,
+    key: generateKeyPair(),
+    provisioner,
+    stateDir: state.dir,
+    log,
+    metrics: createMetrics(),
+    settings: SETTINGS,
+    version: 'test',
+    pruneOrphans: false,
+  })
+}
+
+/** One round, then a stop, as `outpost run --once` does. */
+async function oneRound(agent: Agent) {
+  try {
+    return await agent.runOnce()
+  } finally {
+    await agent.stop(1000)
+  }
+}
+
+function journalEventsOf(contractId: string): string[] {
+  return readJournal(journalPath(state.dir))
+    .entries.filter((entry) => 'contract_id' in entry && entry.contract_id === contractId)
+    .map((entry) => (entry.event === 'contract_done' ? `${entry.event} ${entry.outcome}` : entry.event))
+}
+
+function callsFor(api: FakeMarketplace, id: string): string[] {
+  return api.calls.filter((call) => call.endsWith(` ${id}`)).map((call) => call.split(' ')[0] ?? '')
+}
+
+describe('Agent: provisioning a contract', () => {
+  it('journals first, locks, reports provisioning, creates the instance, hands it over sealed, then unlocks', async () => {
+    const api = new FakeMarketplace()
+    const provisioner = new FakeProvisioner()
+    const log = new RecordingLog()
+    const accepted = contract()
+    api.pending = [accepted]
+    const agent = newAgent(api, provisioner, log)
+    const result = await oneRound(agent)
+
+    expect(result).toMatchObject({provisioned: 1, failed: 0, skipped: 0, outboxLeft: 0})
+    expect(callsFor(api, accepted.contract_id)).toEqual(['lock', 'provisioning:provisioning', 'provisioning:provisioned', 'unlock'])
+    expect(provisioner.calls).toEqual([`find ${accepted.contract_id}`, `provision ${accepted.contract_id}`])
+    expect(journalEventsOf(accepted.contract_id)).toEqual(['provision_started', 'instance_ready', 'report_queued', 'report_delivered', 'contract_done provisioned'])
+    const handedOver = api.provisioningReports.find((report) => report.report.status === 'provisioned')?.report.instance
+    expect(handedOver?.details?.agent_id).toBe(agent.agentId)
+    expect(openSealedCredentials(handedOver?.sealed_credentials ?? '', renterKey.seed)).toEqual({password: 'instance-password-test'})
+    // The password reaches the renter sealed, and nowhere else.
+    expect(JSON.stringify(log.lines)).not.toContain('instance-password-test')
+    expect(readFileSync(journalPath(state.dir), 'utf8')).not.toContain('instance-password-test')
+  })
+
+  it('skips a contract whose lock another agent holds: nothing is made or reported', async () => {
+    const api = new FakeMarketplace()
+    const provisioner = new FakeProvisioner()
+    const taken = contract()
+    api.pending = [taken]
+    api.failNext('lock', refusal(409, 'locked'))
+    expect(await oneRound(newAgent(api, provisioner))).toMatchObject({provisioned: 0, skipped: 1})
+    expect(callsFor(api, taken.contract_id)).toEqual(['lock'])
+    expect(provisioner.calls).toEqual([])
+    expect(journalEventsOf(taken.contract_id)).toEqual(['provision_started', 'contract_done skipped'])
+  })
+
+  it('skips a contract the marketplace no longer lets it provision, and releases the lock', async () => {
+    const api = new FakeMarketplace()
+    const provisioner = new FakeProvisioner()
+    const cancelled = contract()
+    api.pending = [cancelled]
+    api.failNext('provisioning:provisioning', refusal(409, 'invalid_state'))
+    expect(await oneRound(newAgent(api, provisioner))).toMatchObject({provisioned: 0, skipped: 1})
+    expect(callsFor(api, cancelled.contract_id)).toEqual(['lock', 'provisioning:provisioning', 'unlock'])
+    expect(provisioner.calls).toEqual([])
+  })
+
+  it('keeps a contract it could not lock (no answer) unfinished in the journal, and the next run provisions it', async () => {
+    const api = new FakeMarketplace()
+    const provisioner = new FakeProvisioner()
+    const accepted = contract()
+    api.pending = [accepted]
+    api.failNext('lock', unreachable())
+    expect(await oneRound(newAgent(api, provisioner))).toMatchObject({provisioned: 0, skipped: 0, failed: 0})
+    expect(provisioner.calls).toEqual([])
+    expect(journalEventsOf(accepted.contract_id)).toEqual(['provision_started'])
+
+    api.pending = []
+    expect(await oneRound(newAgent(api, provisioner))).toMatchObject({provisioned: 1})
+    expect(provisioner.calls).toEqual([`find ${accepted.contract_id}`, `provision ${accepted.contract_id}`])
+  })
+
+  it('after a crash, finds the instance the previous run made and hands it over instead of making a second', async () => {
+    const api = new FakeMarketplace()
+    const provisioner = new FakeProvisioner()
+    const started = contract()
+    const journal = new Journal(journalPath(state.dir))
+    journal.append({event: 'provision_started', contract_id: started.contract_id, contract: started})
+    journal.close()
+    provisioner.make(started.contract_id)
+    expect(await oneRound(newAgent(api, provisioner))).toMatchObject({provisioned: 1})
+    expect(provisioner.calls).toEqual([`find ${started.contract_id}`])
+    const ready = readJournal(journalPath(state.dir)).entries.find((entry) => entry.event === 'instance_ready')
+    expect(ready).toMatchObject({adopted: true, external_id: `fake-${started.contract_id}`})
+  })
+
+  it('reports a backend failure as provisioning_failed, saying whether a retry may help', async () => {
+    const api = new FakeMarketplace()
+    const provisioner = new FakeProvisioner()
+    const accepted = contract()
+    api.pending = [accepted]
+    provisioner.provisionFailures.push(new ProvisionError('the template is missing', {retryPossible: false}))
+    expect(await oneRound(newAgent(api, provisioner))).toMatchObject({provisioned: 0, failed: 1})
+    const failure = api.provisioningReports.find((report) => report.report.status === 'provisioning_failed')
+    expect(failure?.report).toMatchObject({retry_possible: false})
+    expect(failure?.report.error).toContain('the template is missing')
+    expect(callsFor(api, accepted.contract_id)).toEqual(['lock', 'provisioning:provisioning', 'provisioning:provisioning_failed', 'unlock'])
+  })
+
+  it('terminates the instance when the marketplace refuses its provisioned report, and reports it terminated', async () => {
+    const api = new FakeMarketplace()
+    const provisioner = new FakeProvisioner()
+    const accepted = contract()
+    api.pending = [accepted]
+    api.failNext('provisioning:provisioned', refusal(409, 'invalid_state'))
+    expect(await oneRound(newAgent(api, provisioner))).toMatchObject({provisioned: 0, failed: 1})
+    expect(provisioner.calls).toEqual([`find ${accepted.contract_id}`, `provision ${accepted.contract_id}`, `terminate fake-${accepted.contract_id}`])
+    expect(provisioner.instances.size).toBe(0)
+    expect(callsFor(api, accepted.contract_id)).toContain('terminated')
+  })
+
+  it('terminates the instance of a contract that ended, and reports it once', async () => {
+    const api = new FakeMarketplace()
+    const provisioner = new FakeProvisioner()
+    const ended: Contract = {...contract(), status: 'cancelled', termination_pending: true}
+    const instance = provisioner.make(ended.contract_id)
+    api.active = [{...ended, instance: {external_id: instance.externalId, ip_address: instance.ipAddress, ssh_port: instance.sshPort}}]
+    expect(await oneRound(newAgent(api, provisioner))).toMatchObject({terminated: 1})
+    expect(provisioner.calls).toEqual([`terminate ${instance.externalId}`])
+    expect(callsFor(api, ended.contract_id)).toEqual(['terminated'])
+  })
+})
+
+describe('Agent: heartbeat interval', () => {
+  beforeEach(() => vi.useFakeTimers())
+  afterEach(() => vi.useRealTimers())
+
+  // [agent] heartbeat_seconds is 20 here: it holds when the answer names no interval PROTOCOL §5 allows (10–3600).
+  it.each([
+    {named: undefined, heartbeatsIn60s: 4},
+    {named: 5, heartbeatsIn60s: 4},
+    {named: 4000, heartbeatsIn60s: 4},
+    {named: 30, heartbeatsIn60s: 3},
+  ])('answer names $named: $heartbeatsIn60s heartbeats in 60 s', async ({named, heartbeatsIn60s}) => {
+    const api = new FakeMarketplace()
+    api.heartbeatAnswer = named === undefined ? {acknowledged: true} : {acknowledged: true, next_heartbeat_seconds: named}
+    const agent = newAgent(api, new FakeProvisioner())
+    await agent.start()
+    await vi.advanceTimersByTimeAsync(60_000)
+    expect(api.heartbeats).toHaveLength(heartbeatsIn60s)
+    expect(agent.ready).toBe(true)
+    const stopped = agent.stop(0)
+    await vi.advanceTimersByTimeAsync(0)
+    await stopped
+  })
+})

@@ -1,0 +1,136 @@
+import {afterEach, beforeEach, describe, expect, it, vi} from 'vitest'
+
+import {Journal, journalPath, readJournal} from '../../src/agent/journal.js'
+import {Outbox} from '../../src/agent/outbox.js'
+import {Reporter, type Settlement} from '../../src/agent/reporter.js'
+import {FakeMarketplace, RecordingLog, refusal, tempStateDir, unreachable} from './fakes.js'
+
+/** The reporter on fake timers against a fake marketplace, with a real outbox and journal in a temporary state dir. */
+
+vi.mock('node:timers/promises', () => import('./fake-sleep.js'))
+
+const A = 'aa'.repeat(16)
+const B = 'bb'.repeat(16)
+
+let state: ReturnType<typeof tempStateDir>
+beforeEach(() => {
+  vi.useFakeTimers()
+  state = tempStateDir()
+})
+afterEach(() => {
+  vi.useRealTimers()
+  state.remove()
+})
+
+function harness() {
+  const api = new FakeMarketplace()
+  const journal = new Journal(journalPath(state.dir))
+  const outbox = new Outbox(state.dir)
+  const depths: number[] = []
+  const reporter = new Reporter({outbox, api, journal, log: new RecordingLog(), onApiError: () => undefined, onDepth: (depth) => depths.push(depth)})
+  const events = () => readJournal(journalPath(state.dir)).entries.map((entry) => ('kind' in entry ? `${entry.event} ${entry.kind}` : entry.event))
+  return {api, outbox, reporter, depths, events, journal}
+}
+
+/** Moves the fake clock on until the settlement arrives (the reporter backs off between failed rounds). */
+async function settled(promise: Promise<Settlement>): Promise<Settlement> {
+  let result: Settlement | undefined
+  void promise.then((settlement) => (result = settlement))
+  for (let step = 0; step < 1000 && !result; step++) await vi.advanceTimersByTimeAsync(100)
+  if (!result) throw new Error('the report was never settled')
+  return result
+}
+
+describe('Reporter', () => {
+  it('writes a report to the outbox before sending it, and removes it once the marketplace accepted it', async () => {
+    const {api, outbox, reporter, depths, events} = harness()
+    const release = api.hold('terminated')
+    const settlement = reporter.send({kind: 'terminated', contract_id: A})
+    await vi.advanceTimersByTimeAsync(0)
+    expect(api.calls).toEqual([`terminated ${A}`])
+    expect(outbox.depth()).toBe(1)
+    expect(reporter.hasPending(A)).toBe(true)
+    release()
+    expect(await settled(settlement)).toEqual({delivered: true})
+    expect(outbox.depth()).toBe(0)
+    expect(reporter.hasPending(A)).toBe(false)
+    expect(depths.at(-1)).toBe(0)
+    expect(events()).toEqual(['report_queued terminated', 'report_delivered terminated'])
+  })
+
+  it('keeps a report the marketplace did not take (no answer, 5xx, 429, 401, 403) and sends it again until it does', async () => {
+    const {api, outbox, reporter} = harness()
+    api.failNext('terminated', unreachable(), refusal(503, 'unavailable'), refusal(429, 'rate_limited'), refusal(401, 'bad_signature'), refusal(403, 'forbidden'))
+    const settlement = reporter.send({kind: 'terminated', contract_id: A})
+    await vi.advanceTimersByTimeAsync(0)
+    expect(outbox.depth()).toBe(1)
+    expect(await settled(settlement)).toEqual({delivered: true})
+    expect(api.callsOf('terminated')).toHaveLength(6)
+    expect(outbox.depth()).toBe(0)
+  })
+
+  it('drops a report refused for good (a 4xx retrying cannot change) and says why', async () => {
+    const {api, outbox, reporter, events} = harness()
+    api.failNext('terminated', refusal(409, 'invalid_state'))
+    const settlement = await settled(reporter.send({kind: 'terminated', contract_id: A}))
+    expect(settlement).toMatchObject({delivered: false, status: 409})
+    expect(settlement.delivered === false && settlement.reason).toContain('invalid_state')
+    expect(api.callsOf('terminated')).toHaveLength(1)
+    expect(outbox.depth()).toBe(0)
+    expect(events()).toEqual(['report_queued terminated', 'report_rejected terminated'])
+  })
+
+  it('releases the lock after an accepted provisioning report that asks for it, and not after a refused one', async () => {
+    const {api, reporter} = harness()
+    await settled(reporter.send({kind: 'provisioning', contract_id: A, status: 'provisioning_failed', error: 'no room', retry_possible: true, unlock: true}))
+    api.failNext('provisioning:provisioning_failed', refusal(409, 'invalid_state'))
+    await settled(reporter.send({kind: 'provisioning', contract_id: B, status: 'provisioning_failed', error: 'no room', retry_possible: true, unlock: true}))
+    expect(api.callsOf('unlock')).toEqual([`unlock ${A}`])
+    expect(api.provisioningReports).toEqual([{contractId: A, report: {status: 'provisioning_failed', error: 'no room', retry_possible: true}}])
+  })
+
+  it("sends one contract's reports in order, one at a time, while another contract's go beside them", async () => {
+    const {api, outbox, reporter} = harness()
+    outbox.add({kind: 'provisioning', contract_id: A, status: 'provisioning_failed', error: 'x', unlock: false})
+    outbox.add({kind: 'terminated', contract_id: B})
+    outbox.add({kind: 'terminated', contract_id: A})
+    const release = api.hold('provisioning:provisioning_failed')
+    reporter.replay()
+    await vi.advanceTimersByTimeAsync(0)
+    expect(api.calls).toEqual([`provisioning:provisioning_failed ${A}`, `terminated ${B}`])
+    release()
+    expect(await reporter.flush(new AbortController().signal)).toBe(true)
+    expect(api.calls).toEqual([`provisioning:provisioning_failed ${A}`, `terminated ${B}`, `terminated ${A}`])
+  })
+
+  it('leaves what it could not send in the outbox on close(), and the next run replays it, oldest first', async () => {
+    const first = harness()
+    first.api.failNext('terminated', unreachable())
+    void first.reporter.send({kind: 'terminated', contract_id: A})
+    void first.reporter.send({kind: 'terminated', contract_id: B})
+    await vi.advanceTimersByTimeAsync(0)
+    first.reporter.close()
+    await vi.advanceTimersByTimeAsync(60_000)
+    expect(first.outbox.depth()).toBe(2)
+    first.journal.close()
+
+    const next = harness()
+    expect(next.reporter.replay()).toBe(2)
+    expect(await next.reporter.flush(new AbortController().signal)).toBe(true)
+    expect(next.api.calls).toEqual([`terminated ${A}`, `terminated ${B}`])
+    expect(next.outbox.depth()).toBe(0)
+  })
+
+  it('flush() returns false when its signal fires before the outbox is empty, true once it is', async () => {
+    const {api, reporter} = harness()
+    const release = api.hold('terminated')
+    void reporter.send({kind: 'terminated', contract_id: A})
+    const stop = new AbortController()
+    const flushed = reporter.flush(stop.signal)
+    await vi.advanceTimersByTimeAsync(0)
+    stop.abort()
+    expect(await flushed).toBe(false)
+    release()
+    expect(await reporter.flush(new AbortController().signal)).toBe(true)
+  })
+})
