@@ -6,6 +6,7 @@ import type {JobDetail, JobKind} from '../core/api/job-schemas.js'
 import {createJob, getJobOutput, uploadProgram, type NewJob} from '../core/api/renter-jobs.js'
 import {UserError} from '../core/errors.js'
 import {templatePath} from '../core/templates.js'
+import {multiplierExample} from '../executors/snarkjs/program.js'
 
 /** The devnet renter's side of PROTOCOL §12: build a job's program and input, upload the program, open the job. */
 
@@ -37,18 +38,6 @@ export interface JobRequest {
   expectPublicSignals?: string[]
   /** An auction's two phases. */
   auctionPhases?: {bidSeconds: number; revealSeconds: number}
-}
-
-/** The multiplier circuit of templates/jobs/multiplier as a `snarkjs-groth16-v1` program, with its example input. */
-function multiplierExample(): {program: Buffer; input: Buffer} {
-  const file = (name: string) => readFileSync(templatePath(`jobs/multiplier/${name}`))
-  const program = {
-    format: 'snarkjs-groth16-v1',
-    wasm_b64: file('multiplier.wasm').toString('base64'),
-    zkey_b64: file('multiplier.zkey').toString('base64'),
-    verification_key: JSON.parse(file('verification_key.json').toString('utf8')) as unknown,
-  }
-  return {program: Buffer.from(JSON.stringify(program)), input: file('input.json')}
 }
 
 function readInputFile(path: string, what: string): Buffer {
