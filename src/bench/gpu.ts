@@ -1,10 +1,7 @@
-import {execFile} from 'node:child_process'
-import {promisify} from 'node:util'
+import {execa} from 'execa'
 import {z} from 'zod'
 
 /** GPUs as the NVIDIA driver reports them through nvidia-smi; nothing is reported without the driver, never guessed. */
-
-const run = promisify(execFile)
 
 export const GpuInfo = z.object({
   name: z.string().min(1),
@@ -40,32 +37,25 @@ export function parseNvidiaSmi(output: string): GpuInfo[] {
     })
 }
 
-function failure(error: unknown): {missing: boolean; message: string} {
-  const code = typeof error === 'object' && error !== null && 'code' in error ? (error as {code: unknown}).code : undefined
-  const stdout = typeof error === 'object' && error !== null && 'stdout' in error ? String((error as {stdout: unknown}).stdout) : ''
-  const stderr = typeof error === 'object' && error !== null && 'stderr' in error ? String((error as {stderr: unknown}).stderr) : ''
-  const firstLine = (stdout + '\n' + stderr).split('\n').find((line) => line.trim() !== '')?.trim()
-  return {missing: code === 'ENOENT', message: firstLine ?? (error instanceof Error ? error.message : String(error))}
-}
+const QUERY_TIMEOUT_MS = 15_000
 
-async function query(command: string, fields: string): Promise<string> {
-  const {stdout} = await run(command, [`--query-gpu=${fields}`, '--format=csv,noheader,nounits'], {timeout: 15_000})
-  return stdout
+type Answer = {ok: true; output: string} | {ok: false; missing: boolean; message: string}
+
+async function query(command: string, fields: string): Promise<Answer> {
+  const result = await execa(command, [`--query-gpu=${fields}`, '--format=csv,noheader,nounits'], {timeout: QUERY_TIMEOUT_MS, reject: false})
+  if (!result.failed) return {ok: true, output: result.stdout}
+  if (result.timedOut) return {ok: false, missing: false, message: `no answer within ${QUERY_TIMEOUT_MS / 1000} s`}
+  // nvidia-smi says what went wrong on stdout as often as on stderr.
+  const firstLine = `${result.stdout}\n${result.stderr}`.split('\n').find((line) => line.trim() !== '')?.trim()
+  return {ok: false, missing: result.code === 'ENOENT', message: firstLine ?? result.shortMessage ?? `exit code ${result.exitCode}`}
 }
 
 export async function detectGpus(command = 'nvidia-smi'): Promise<GpuRun> {
-  let output: string
-  try {
-    output = await query(command, FIELDS_WITH_CAPABILITY)
-  } catch (error) {
-    const first = failure(error)
-    if (first.missing) return {gpus: [], note: 'no NVIDIA driver: nvidia-smi is not installed'}
-    if (!/compute_cap/.test(first.message)) return {gpus: [], note: `nvidia-smi failed: ${first.message}`}
-    try {
-      output = await query(command, FIELDS)
-    } catch (retryError) {
-      return {gpus: [], note: `nvidia-smi failed: ${failure(retryError).message}`}
-    }
-  }
-  return {gpus: parseNvidiaSmi(output)}
+  const first = await query(command, FIELDS_WITH_CAPABILITY)
+  if (first.ok) return {gpus: parseNvidiaSmi(first.output)}
+  if (first.missing) return {gpus: [], note: 'no NVIDIA driver: nvidia-smi is not installed'}
+  // Drivers older than 510 can't be asked for compute_cap: ask them again without it.
+  if (!/compute_cap/.test(first.message)) return {gpus: [], note: `nvidia-smi failed: ${first.message}`}
+  const again = await query(command, FIELDS)
+  return again.ok ? {gpus: parseNvidiaSmi(again.output)} : {gpus: [], note: `nvidia-smi failed: ${again.message}`}
 }

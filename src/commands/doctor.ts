@@ -1,10 +1,10 @@
 import {Flags} from '@oclif/core'
 
+import {BaseCommand} from '../cli/base-command.js'
+import {passphraseFile} from '../cli/flags.js'
 import {ExitCode} from '../core/errors.js'
 import {runDoctor, type CheckResult} from '../setup/doctor.js'
-import {BaseCommand} from '../ui/base-command.js'
 import {paint} from '../ui/colors.js'
-import {getPassphrase, passphraseAvailable} from '../ui/passphrase.js'
 
 const MARKS: Record<CheckResult['status'], (stream: NodeJS.WriteStream) => string> = {
   pass: (stream) => paint.green('✓', stream),
@@ -18,16 +18,15 @@ export default class Doctor extends BaseCommand {
   static override description = 'One line per check, with the remedy for each failure. Exits 0 only when every check passes.'
 
   static override flags = {
-    'passphrase-file': Flags.string({description: 'file holding the passphrase of an encrypted agent key'}),
+    'passphrase-file': passphraseFile,
     'verify-api': Flags.boolean({description: 'also check the marketplace: reachability, clock skew, delegation and permissions'}),
   }
 
   async run(): Promise<{ok: boolean; checks: CheckResult[]}> {
     const {flags} = await this.parse(Doctor)
-    const source = {file: flags['passphrase-file']}
     const {checks, ok} = await runDoctor({
       configFile: this.configFile(flags.config),
-      passphrase: passphraseAvailable(source) ? () => getPassphrase(source) : undefined,
+      passphrase: this.passphrase(flags),
       verifyApi: flags['verify-api'],
     })
     for (const check of checks) {

@@ -75,7 +75,12 @@ export function createKeyFile(path: string, type: KeyType, options: {passphrase?
   return {key, backup}
 }
 
-export interface ReadKeyOptions {
+export interface KeyTypeOptions {
+  /** Refuse any key but the provider main key: an agent key must never stand in for it (PROTOCOL §3). */
+  mainKey?: boolean
+}
+
+export interface ReadKeyOptions extends KeyTypeOptions {
   /** Called only when the file is encrypted. */
   passphrase?: () => string | Promise<string>
 }
@@ -87,7 +92,7 @@ export function keyFilePermissionProblem(path: string): string | undefined {
   return `key file ${path} has mode ${mode.toString(8).padStart(4, '0')}: group or others can read it`
 }
 
-export function readKeyFileContent(path: string): KeyFileContent {
+export function readKeyFileContent(path: string, options: KeyTypeOptions = {}): KeyFileContent {
   if (!existsSync(path)) {
     throw new UserError(`no key file at ${path}`, {
       code: 'key_missing',
@@ -118,11 +123,18 @@ export function readKeyFileContent(path: string): KeyFileContent {
       suggestion: 'restore it from a backup, or create a new key with `outpost init --force`',
     })
   }
+  if (options.mainKey && parsed.data.type !== 'provider-main') {
+    throw new UserError(`${path} holds a ${parsed.data.type} key, not the provider main key`, {
+      code: 'wrong_key_type',
+      exit: ExitCode.usage,
+      suggestion: 'point --main-key-file at the key made by `outpost init --main-key`',
+    })
+  }
   return parsed.data
 }
 
 export async function readKeyFile(path: string, options: ReadKeyOptions = {}): Promise<StoredKey> {
-  const content = readKeyFileContent(path)
+  const content = readKeyFileContent(path, options)
   let seed: Uint8Array
   if ('secret_key' in content) {
     seed = fromHex(content.secret_key, 32, 'secret_key')

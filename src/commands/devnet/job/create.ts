@@ -1,21 +1,20 @@
 import {Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
+import {BaseCommand} from '../../../cli/base-command.js'
+import {duration} from '../../../cli/flags.js'
 import {JOB_KINDS, type JobDetail} from '../../../core/api/job-schemas.js'
 import {isAmount} from '../../../core/decimal.js'
 import {UserError} from '../../../core/errors.js'
 import {JOB_EXAMPLES, submitJob} from '../../../devnet/jobs.js'
-import {renterFlags} from '../../../marketplace/devnet-flags.js'
-import {defaultDevnetDataDir, parsePeriod} from '../../../marketplace/devnet.js'
-import {renterClient} from '../../../marketplace/renter.js'
-import {BaseCommand} from '../../../ui/base-command.js'
+import {devnetDataDir, renterFlags} from '../../../devnet/flags.js'
+import {renterClient} from '../../../devnet/renter.js'
 
 function amount(flag: string, value: string): string {
   if (!isAmount(value)) throw new UserError(`${flag}: "${value}" is not a decimal amount`, {code: 'usage', exit: 2, suggestion: 'write a decimal with at most 6 digits after the point, like 0.5'})
   return value
 }
 
-const seconds = (flag: string, text: string) => Math.max(1, Math.round(parsePeriod(text, flag) / 1000))
+const seconds = (ms: number) => Math.max(1, Math.round(ms / 1000))
 
 function commandArray(text: string | undefined): string[] | undefined {
   if (text === undefined) return undefined
@@ -57,8 +56,8 @@ export default class DevnetJobCreate extends BaseCommand {
     shots: Flags.integer({description: 'quantum_circuit without --input: how many shots', default: 1024, min: 1, max: 1_000_000}),
     reward: Flags.string({description: 'tokens paid for an accepted result (fixed reward)', default: '1'}),
     collateral: Flags.string({description: 'tokens the provider locks from its stake while it holds the job', default: '1'}),
-    deadline: Flags.string({description: 'when the job must be done, from now: 30s, 10m, 2h', default: '10m'}),
-    lease: Flags.string({description: 'how long a lease lasts before the agent renews it', default: '60s'}),
+    deadline: duration({description: 'when the job must be done, from now: 30s, 10m, 2h', default: '10m'}),
+    lease: duration({description: 'how long a lease lasts before the agent renews it', default: '60s'}),
     'max-attempts': Flags.integer({description: 'leases the job may have in all', default: 3, min: 1, max: 10}),
     'cpu-cores': Flags.integer({description: 'CPU cores the job needs', default: 1, min: 1}),
     'memory-mb': Flags.integer({description: 'memory the job needs, MiB', default: 512, min: 1}),
@@ -76,7 +75,7 @@ export default class DevnetJobCreate extends BaseCommand {
     const {flags} = await this.parse(DevnetJobCreate)
     if (flags.auction && !flags['max-fee']) throw new UserError('an auction needs the most the renter pays', {code: 'usage', exit: 2, suggestion: 'pass --max-fee AMOUNT'})
     if (!flags.auction && flags['max-fee']) throw new UserError('--max-fee is for auctions', {code: 'usage', exit: 2, suggestion: 'add --auction, or pass --reward for a fixed reward'})
-    const dataDir = resolve(flags['data-dir'] ?? defaultDevnetDataDir(this.configDirectory))
+    const dataDir = devnetDataDir(flags['data-dir'], this.configDirectory)
     const client = await renterClient(dataDir, flags.endpoint)
     const job = await submitJob(client, {
       kind: flags.kind,
@@ -88,8 +87,8 @@ export default class DevnetJobCreate extends BaseCommand {
       shots: flags.shots,
       reward: flags.auction ? {mode: 'auction', max_fee: amount('--max-fee', flags['max-fee'] ?? '')} : {mode: 'fixed', amount: amount('--reward', flags.reward)},
       collateral: amount('--collateral', flags.collateral),
-      deadlineSeconds: seconds('--deadline', flags.deadline),
-      leaseSeconds: seconds('--lease', flags.lease),
+      deadlineSeconds: seconds(flags.deadline),
+      leaseSeconds: seconds(flags.lease),
       maxAttempts: flags['max-attempts'],
       resources: {cpu_cores: flags['cpu-cores'], memory_mb: flags['memory-mb'], gpu_count: flags['gpu-count'], ...(flags['gpu-model'] ? {gpu_model: flags['gpu-model']} : {})},
       requiresAttestation: flags['requires-attestation'],

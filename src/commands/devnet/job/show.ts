@@ -2,13 +2,12 @@ import {Args, Flags} from '@oclif/core'
 import {writeFileSync} from 'node:fs'
 import {resolve} from 'node:path'
 
+import {BaseCommand} from '../../../cli/base-command.js'
 import type {JobDetail} from '../../../core/api/job-schemas.js'
 import {getJob} from '../../../core/api/renter-jobs.js'
 import {jobOutput} from '../../../devnet/jobs.js'
-import {renterFlags} from '../../../marketplace/devnet-flags.js'
-import {defaultDevnetDataDir} from '../../../marketplace/devnet.js'
-import {renterClient} from '../../../marketplace/renter.js'
-import {BaseCommand} from '../../../ui/base-command.js'
+import {devnetDataDir, renterFlags} from '../../../devnet/flags.js'
+import {renterClient} from '../../../devnet/renter.js'
 
 export default class DevnetJobShow extends BaseCommand {
   static override summary = 'Show a job, its result and the devnet\'s verdict, as its renter sees them'
@@ -20,7 +19,7 @@ export default class DevnetJobShow extends BaseCommand {
 
   async run(): Promise<JobDetail & {output_file?: string}> {
     const {args, flags} = await this.parse(DevnetJobShow)
-    const dataDir = resolve(flags['data-dir'] ?? defaultDevnetDataDir(this.configDirectory))
+    const dataDir = devnetDataDir(flags['data-dir'], this.configDirectory)
     const client = await renterClient(dataDir, flags.endpoint)
     const job = await getJob(client, args.id)
     this.log(`job ${job.job_id}: ${job.kind}, ${job.status}${job.status_reason ? ` (${job.status_reason})` : ''}`)
