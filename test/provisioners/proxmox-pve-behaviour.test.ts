@@ -1,9 +1,8 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {ProxmoxProvisionerSection} from '../../src/core/config/schema.js'
-import {ProvisionError} from '../../src/provisioners/provisioner.js'
 import {ProxmoxProvisioner} from '../../src/provisioners/proxmox/proxmox-provisioner.js'
 import {ProxmoxEmulator} from '../emulators/proxmox/emulator.js'
+import {failure, settingsFrom} from '../support/provisioners.js'
 import {contractFixture} from './contract-suite.js'
 
 /**
@@ -15,7 +14,7 @@ import {contractFixture} from './contract-suite.js'
 const made: ProxmoxProvisioner[] = []
 
 function provisioner(target: ProxmoxEmulator, overrides: Record<string, unknown> = {}): ProxmoxProvisioner {
-  const settings = ProxmoxProvisionerSection.parse({
+  const settings = settingsFrom('proxmox', {
     host: '127.0.0.1',
     port: target.port,
     token_id: target.tokenId,
@@ -26,18 +25,9 @@ function provisioner(target: ProxmoxEmulator, overrides: Record<string, unknown>
     shutdown_timeout_seconds: 1,
     ...overrides,
   })
-  const provisioner = new ProxmoxProvisioner(settings, {firstPollMs: 20})
+  const provisioner = new ProxmoxProvisioner({...settings, firstPollMs: 20})
   made.push(provisioner)
   return provisioner
-}
-
-async function rejection(work: Promise<unknown>): Promise<ProvisionError> {
-  const error = await work.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  )
-  expect(error).toBeInstanceOf(ProvisionError)
-  return error as ProvisionError
 }
 
 const signal = () => new AbortController().signal
@@ -77,7 +67,7 @@ describe('against PVE\'s answers', () => {
   it('reports the unreadable answer, and leaves nothing, when the clone it answered then fails', async () => {
     emulator.faults.answerReplaced = {method: 'POST', path: /\/clone$/, times: 1, data: 42}
     emulator.faults.cloneFails = {error: 'clone failed: no space left', log: []}
-    const error = await rejection(provisioner(emulator).provision(contractFixture(), signal()))
+    const error = await failure(provisioner(emulator).provision(contractFixture(), signal()))
     delete emulator.faults.cloneFails
     expect(error.message).toMatch(/unexpected answer from Proxmox/)
     expect(emulator.guests).toHaveLength(0)
@@ -85,7 +75,7 @@ describe('against PVE\'s answers', () => {
 
   it('fails for good on a renter SSH key that PVE refuses, and destroys the clone', async () => {
     const contract = contractFixture({ssh_pubkey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAInotakey renter@example'})
-    const error = await rejection(provisioner(emulator).provision(contract, signal()))
+    const error = await failure(provisioner(emulator).provision(contract, signal()))
     expect(error.message).toContain("the renter's SSH key was refused by Proxmox: SSH public key validation error")
     expect(error.retryPossible).toBe(false)
     expect(emulator.guests).toHaveLength(0)
