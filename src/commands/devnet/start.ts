@@ -2,10 +2,21 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {duration} from '../../cli/flags.js'
+import {ExitCode, UserError} from '../../core/errors.js'
 import {waitForStopSignal} from '../../core/signals.js'
 import {DEFAULT_DEVNET_PORT} from '../../devnet/defaults.js'
 import {devnetDataDir} from '../../devnet/flags.js'
 import {startDevnet} from '../../devnet/start.js'
+
+const trapRatio = Flags.custom<number>({
+  parse: async (text) => {
+    const ratio = Number(text)
+    if (text.trim() === '' || !Number.isFinite(ratio) || ratio < 0 || ratio > 1) {
+      throw new UserError(`--trap-ratio: "${text}" is not a ratio from 0 to 1`, {code: 'usage', exit: ExitCode.usage, suggestion: 'write it like 0.1 (one trap per ten renter jobs of a kind)'})
+    }
+    return ratio
+  },
+})
 
 export default class DevnetStart extends BaseCommand {
   static override summary = 'Run the reference marketplace on this machine'
@@ -13,7 +24,11 @@ export default class DevnetStart extends BaseCommand {
     'Serves PROTOCOL v1 over HTTP with its state in SQLite under --data-dir, until SIGINT or SIGTERM (in-flight requests ' +
     'finish and the database closes). With --json it prints one line, {"endpoint", "api", "data_dir", "pid"}, once listening.'
 
-  static override examples = ['<%= config.bin %> devnet start', '<%= config.bin %> devnet start --port 0 --json --unbonding-period 30s']
+  static override examples = [
+    '<%= config.bin %> devnet start',
+    '<%= config.bin %> devnet start --port 0 --json --unbonding-period 30s',
+    '<%= config.bin %> devnet start --trap-ratio 0.1',
+  ]
 
   static override flags = {
     port: Flags.integer({description: 'TCP port; 0 picks a free one', default: DEFAULT_DEVNET_PORT, min: 0, max: 65_535}),
@@ -21,13 +36,21 @@ export default class DevnetStart extends BaseCommand {
     'data-dir': Flags.string({description: 'where the database lives (default: <config dir>/devnet)', env: 'OUTPOST_DEVNET_DATA_DIR'}),
     'unbonding-period': duration({description: 'how long unstaked tokens stay bonded, like 7d or 30s', default: '7d'}),
     'rate-limit': Flags.integer({description: 'requests per second allowed per key', min: 1}),
+    'trap-ratio': trapRatio({description: 'known-answer jobs (traps) mixed in per renter job of each kind, 0 to 1: 0.1 adds one trap per ten jobs', default: 0}),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(DevnetStart)
     const dataDir = devnetDataDir(flags['data-dir'], this.configDirectory)
     const stopRequested = waitForStopSignal()
-    const server = await startDevnet({dataDir, port: flags.port, host: flags.host, unbondingPeriodMs: flags['unbonding-period'], rateLimitPerSecond: flags['rate-limit']})
+    const server = await startDevnet({
+      dataDir,
+      port: flags.port,
+      host: flags.host,
+      unbondingPeriodMs: flags['unbonding-period'],
+      rateLimitPerSecond: flags['rate-limit'],
+      trapRatio: flags['trap-ratio'],
+    })
     const listening = {endpoint: server.endpoint, api: `${server.endpoint}/api/v1`, data_dir: dataDir, pid: process.pid}
     if (this.jsonEnabled()) process.stdout.write(JSON.stringify(listening) + '\n')
     this.log(`devnet listening on ${listening.endpoint} (data: ${dataDir})`)
