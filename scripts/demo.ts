@@ -12,6 +12,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 import {fileURLToPath} from 'node:url'
+import ora from 'ora'
 import {z} from 'zod'
 import {paint} from '../src/ui/colors.js'
 
@@ -90,6 +91,20 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
   }
 }
 
+/** A wait the demo can't fill with output of its own: a spinner in a terminal, a line before and after otherwise. */
+async function waitingFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  // A one-space prefix indents the spinner's lines like the demo's others; its symbols are coloured like them too.
+  const spinner = ora({text: `waiting for ${what}`, stream: process.stdout, prefixText: ' '}).start()
+  try {
+    const value = await until(what, timeoutMs, probe)
+    spinner.stopAndPersist({symbol: paint.green('✓', process.stdout)})
+    return value
+  } catch (error) {
+    spinner.stopAndPersist({symbol: paint.red('✗', process.stdout)})
+    throw error
+  }
+}
+
 /** Connects like a renter's client: reads the banner, sends the password, reads the answer. */
 function connect(port: number, password: string): Promise<string[]> {
   return new Promise((resolve, reject) => {
@@ -153,7 +168,7 @@ async function main(): Promise<void> {
   const id = created.contract_id
   show(`contract ${id}: ${created.status}`)
 
-  const provisioned = await until('the machine', 30_000, async () => {
+  const provisioned = await waitingFor('the agent to provision the machine', 30_000, async () => {
     const contract = await outpost(['devnet', 'contract', 'show', id, ...renterFlags], ContractView)
     return ['provisioned', 'active'].includes(contract.status) ? contract : undefined
   })
@@ -173,7 +188,7 @@ async function main(): Promise<void> {
 
   step('The renter cancels: outpost devnet contract cancel')
   await outpost(['devnet', 'contract', 'cancel', id, ...renterFlags], ContractView)
-  const ended = await until('the termination', 30_000, async () => {
+  const ended = await waitingFor('the agent to terminate the machine', 30_000, async () => {
     const contract = await outpost(['devnet', 'contract', 'show', id, ...renterFlags], ContractView)
     return contract.status === 'terminated' ? contract : undefined
   })

@@ -37,7 +37,10 @@ os_release="${OUTPOST_OS_RELEASE:-/etc/os-release}"
 [ "$kernel" = "Linux" ] || fail "unsupported OS: $kernel" "the Outpost agent runs on Linux (Debian, Ubuntu or another distribution with Node.js 20+)"
 os_id=unknown; os_like=""
 if [ -r "$os_release" ]; then
+  # The host's os-release (or the test's stand-in) is read in a subshell; there is nothing here to follow.
+  # shellcheck source=/dev/null
   os_id=$(. "$os_release" && printf '%s' "${ID:-unknown}")
+  # shellcheck source=/dev/null
   os_like=$(. "$os_release" && printf '%s' "${ID_LIKE:-}")
 fi
 debian_like=false

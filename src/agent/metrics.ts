@@ -25,10 +25,24 @@ export interface AgentMetrics {
   wonUnprovisioned: Gauge
 }
 
-export function createMetrics(): AgentMetrics {
+const PREFIX = 'outpost_agent_'
+
+/**
+ * prom-client's default metrics, less the three gauges it names `*_total` (active handles, requests and resources):
+ * a `_total` suffix means a counter, so `promtool check metrics` refuses them. The same counts stay, by type, in the
+ * gauges of the same names without the suffix.
+ */
+function collectDefaults(registry: Registry): void {
+  collectDefaultMetrics({register: registry, prefix: PREFIX})
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(`${PREFIX}${name}`)
+}
+
+/** The bidding metrics are exported only when bidding is on; with it off they would only ever read zero. */
+export function createMetrics(options: {bidding: boolean}): AgentMetrics {
   const registry = new Registry()
-  collectDefaultMetrics({register: registry, prefix: 'outpost_agent_'})
+  collectDefaults(registry)
   const registers = [registry]
+  const biddingRegisters = options.bidding ? registers : []
   return {
     registry,
     contracts: new Counter({name: 'outpost_agent_contracts_total', help: 'Contracts handled, by result', labelNames: ['result'], registers}),
@@ -53,17 +67,17 @@ export function createMetrics(): AgentMetrics {
       name: 'outpost_agent_bid_decisions_total',
       help: 'Open orders decided: bid (reason: the pricing strategy) or declined (reason: why)',
       labelNames: ['decision', 'reason'],
-      registers,
+      registers: biddingRegisters,
     }),
     bidPrice: new Histogram({
       name: 'outpost_agent_bid_price_per_hour',
       help: 'Prices bid per hour, in tokens',
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 100],
-      registers,
+      registers: biddingRegisters,
     }),
-    bidOutcomes: new Counter({name: 'outpost_agent_bid_outcomes_total', help: 'Bids settled when their order closed, by outcome (won, lost)', labelNames: ['outcome'], registers}),
-    openBids: new Gauge({name: 'outpost_agent_open_bids', help: 'Bids on orders still open; their capacity is promised', registers}),
-    wonUnprovisioned: new Gauge({name: 'outpost_agent_won_unprovisioned_orders', help: 'Won orders whose contract is not provisioned yet; their capacity is promised', registers}),
+    bidOutcomes: new Counter({name: 'outpost_agent_bid_outcomes_total', help: 'Bids settled when their order closed, by outcome (won, lost)', labelNames: ['outcome'], registers: biddingRegisters}),
+    openBids: new Gauge({name: 'outpost_agent_open_bids', help: 'Bids on orders still open; their capacity is promised', registers: biddingRegisters}),
+    wonUnprovisioned: new Gauge({name: 'outpost_agent_won_unprovisioned_orders', help: 'Won orders whose contract is not provisioned yet; their capacity is promised', registers: biddingRegisters}),
   }
 }
 

@@ -1,12 +1,13 @@
 import {mkdirSync, readFileSync, rmSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {ApiClient} from '../core/api/client.js'
+import {configuredClient} from '../core/api/factory.js'
 import {ProviderApi} from '../core/api/provider.js'
 import type {LoadedConfig} from '../core/config/load.js'
 import {ExitCode, UserError} from '../core/errors.js'
 import {writeFileAtomic} from '../core/files.js'
 import {toHex} from '../core/hex.js'
+import {waitForStopSignal} from '../core/signals.js'
 import type {KeyPair} from '../core/signing.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
 import {Agent, type AgentSettings} from './agent.js'
@@ -35,9 +36,6 @@ export interface AgentRunSummary {
   interrupted: number
   outbox_left: number
 }
-
-/** Per request: few retries, because the daemon's loops back off and try again on their own. */
-const DAEMON_RETRY = {retries: 2, baseDelayMs: 250, maxDelayMs: 2000}
 
 export function agentSettings(loaded: LoadedConfig): AgentSettings {
   const agent = loaded.config.agent
@@ -84,17 +82,8 @@ function processAlive(pid: number): boolean {
 }
 
 function waitForSignal(log: AgentLog): Promise<string> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      log.info({signal}, 'stopping: no new work; finishing or checkpointing what is in progress')
-      // A second signal means "now": the journal and the outbox are consistent at every step, so that is safe.
-      process.once('SIGINT', () => process.exit(130))
-      process.once('SIGTERM', () => process.exit(143))
-      resolve(signal)
-    }
-    process.once('SIGTERM', onSignal)
-    process.once('SIGINT', onSignal)
-  })
+  // A second signal means "now": the journal and the outbox are consistent at every step, so that is safe.
+  return waitForStopSignal({secondSignalExits: true, onStop: (signal) => log.info({signal}, 'stopping: no new work; finishing or checkpointing what is in progress')})
 }
 
 /** `outpost run`: the agent with its logger, metrics and probes, until a signal (or one round with `once`). */
@@ -112,15 +101,9 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
   const log = createLogger({level: config.logging.level, format: config.logging.format, stream: options.logStream})
   mkdirSync(loaded.paths.stateDir, {recursive: true, mode: 0o700})
   const releaseStateDir = claimStateDir(loaded.paths.stateDir)
-  const metrics = createMetrics()
+  const metrics = createMetrics({bidding: config.bidding.enabled})
   const provisioner = options.createProvisioner(log)
-  const client = new ApiClient({
-    endpoint: config.marketplace.endpoint,
-    key,
-    timeoutMs: config.marketplace.request_timeout_seconds * 1000,
-    retry: DAEMON_RETRY,
-    userAgent: `outpost-agent/${options.version}`,
-  })
+  const client = configuredClient(loaded, 'daemon', {key, userAgent: `outpost-agent/${options.version}`})
   let probes: ProbeServer | undefined
   try {
     const agent = new Agent({

@@ -1,13 +1,14 @@
-import {ApiError, type ApiClient} from '../core/api/client.js'
+import {ApiError} from '../core/api/client.js'
 import {requestChallenge, submitReport, type BenchmarkChallenge, type BenchmarkReport} from '../core/api/benchmarks.js'
+import type {ProviderSession} from '../core/api/session.js'
 import {computeWorkDigest, WORKLOAD_ITERATIONS} from '../core/benchmark-workload.js'
 import {BugError, UserError} from '../core/errors.js'
+import type {Task} from '../ui/tasks.js'
 import {allCores, measureCpu, PRIME_LIMIT} from './cpu.js'
 import {benchmarkGpus, type GpuRun} from './gpu.js'
 import {describeMachine, type MachineDescription} from './machine.js'
 import {measureMemory, type MemoryRun} from './memory.js'
 import {measureNetwork, type NetworkRun} from './network.js'
-import type {Step} from './progress.js'
 import {measureStorage, type StorageRun} from './storage.js'
 
 export const BENCHMARK_TYPES = ['cpu', 'memory', 'storage', 'network', 'gpu'] as const
@@ -54,12 +55,6 @@ export interface BenchmarkOutcome {
   report?: BenchmarkReport
 }
 
-export interface BenchmarkSession {
-  /** Signs with the agent key (permission `benchmark`) or the provider main key. */
-  client: ApiClient
-  providerPubkey: string
-}
-
 const MEMORY_ELEMENTS = {full: 2 ** 25, quick: 2 ** 22}
 const STORAGE_FILE_MIB = {full: 256, quick: 16}
 
@@ -81,111 +76,126 @@ function submissionError(error: unknown): unknown {
   return error
 }
 
+/** What the benchmark's tasks find, in order: each task adds its part. */
+export interface BenchmarkRun {
+  challenge?: BenchmarkChallenge
+  workDigest?: string
+  results: BenchmarkResults
+  report?: BenchmarkReport
+}
+
+export interface BenchmarkPlan {
+  tasks: Task<BenchmarkRun>[]
+  start: BenchmarkRun
+  /** The outcome, read from the run once the tasks are done. */
+  outcome(run: BenchmarkRun): BenchmarkOutcome
+}
+
 /**
- * The benchmark as steps: a challenge first, so the seeded workload (and the report) can only be made after it was
- * issued; then each measurement asked for; then, with --submit, the report. `outcome()` reads the result after.
+ * The benchmark as tasks: a challenge first, so the seeded workload (and the report) can only be made after it was
+ * issued; then each measurement asked for; then, with --submit, the report. The session signs with the agent key
+ * (permission `benchmark`) or the provider main key.
  */
-export function planBenchmark(session: BenchmarkSession, settings: BenchmarkSettings): {steps: Step[]; outcome(): BenchmarkOutcome} {
+export function planBenchmark(session: ProviderSession, settings: BenchmarkSettings): BenchmarkPlan {
   const wanted = new Set(settings.types)
   const size = settings.quick ? 'quick' : 'full'
-  let challenge: BenchmarkChallenge | undefined
-  let workDigest: string | undefined
-  let report: BenchmarkReport | undefined
-  const results: BenchmarkResults = {work: {iterations: WORKLOAD_ITERATIONS, seconds: 0}, quick: settings.quick, duration_ms: settings.durationMs}
   const threads = allCores()
 
-  const steps: Step[] = [
+  const tasks: Task<BenchmarkRun>[] = [
     {
       title: 'Fetch a challenge from the marketplace',
       run: async () => {
-        challenge = await requestChallenge(session.client, session.providerPubkey)
-        return `${challenge.challenge_id}, valid until ${new Date(challenge.expires_at).toISOString()}`
+        const challenge = await requestChallenge(session.client, session.providerPubkey)
+        return {add: {challenge}, note: `${challenge.challenge_id}, valid until ${new Date(challenge.expires_at).toISOString()}`}
       },
     },
     {
       title: 'Run the seeded workload (work digest)',
-      run: async () => {
+      run: async ({challenge, results}) => {
         if (!challenge) throw new BugError('the workload ran before the challenge was fetched')
         const start = performance.now()
-        workDigest = computeWorkDigest(challenge.seed)
-        results.work.seconds = round((performance.now() - start) / 1000, 3)
-        return `${workDigest.slice(0, 16)}… in ${results.work.seconds} s`
+        const workDigest = computeWorkDigest(challenge.seed)
+        const seconds = round((performance.now() - start) / 1000, 3)
+        return {add: {workDigest, results: {...results, work: {...results.work, seconds}}}, note: `${workDigest.slice(0, 16)}… in ${seconds} s`}
       },
     },
   ]
   if (wanted.has('cpu')) {
-    steps.push({
+    tasks.push({
       title: `CPU: one core, then all ${threads}`,
-      run: async () => {
+      run: async ({results}) => {
         const single = await measureCpu({threads: 1, durationMs: settings.durationMs})
         const all = await measureCpu({threads, durationMs: settings.durationMs})
-        results.cpu = {
+        const cpu: CpuResults = {
           kernel: `primes below ${PRIME_LIMIT} by trial division (the sysbench cpu event)`,
           single_core_events_per_second: round(single.events_per_second),
           all_cores_events_per_second: round(all.events_per_second),
           threads,
         }
-        return `${results.cpu.single_core_events_per_second} events/s on one core, ${results.cpu.all_cores_events_per_second} on ${threads}`
+        return {add: {results: {...results, cpu}}, note: `${cpu.single_core_events_per_second} events/s on one core, ${cpu.all_cores_events_per_second} on ${threads}`}
       },
     })
   }
   if (wanted.has('memory')) {
-    steps.push({
+    tasks.push({
       title: 'Memory bandwidth (STREAM triad)',
-      run: async () => {
+      run: async ({results}) => {
         const run = measureMemory({elements: MEMORY_ELEMENTS[size], durationMs: settings.durationMs})
-        results.memory = {...run, triad_mib_per_second: round(run.triad_mib_per_second), triad_mean_mib_per_second: round(run.triad_mean_mib_per_second)}
-        return `${results.memory.triad_mib_per_second} MiB/s`
+        const memory = {...run, triad_mib_per_second: round(run.triad_mib_per_second), triad_mean_mib_per_second: round(run.triad_mean_mib_per_second)}
+        return {add: {results: {...results, memory}}, note: `${memory.triad_mib_per_second} MiB/s`}
       },
     })
   }
   if (wanted.has('storage')) {
-    steps.push({
+    tasks.push({
       title: `Storage in ${settings.storageDir}`,
-      run: async () => {
+      run: async ({results}) => {
         const run = measureStorage({dir: settings.storageDir, fileMib: STORAGE_FILE_MIB[size], durationMs: settings.durationMs})
-        results.storage = {
+        const storage = {
           ...run,
           seq_write_mib_per_second: round(run.seq_write_mib_per_second),
           seq_read_mib_per_second: round(run.seq_read_mib_per_second),
           rand_read_iops: Math.round(run.rand_read_iops),
           rand_write_iops: Math.round(run.rand_write_iops),
         }
-        const {storage} = results
-        return `${storage.rand_read_iops} / ${storage.rand_write_iops} IOPS, ${storage.seq_read_mib_per_second} / ${storage.seq_write_mib_per_second} MiB/s${storage.direct_io ? '' : ' (page cache not bypassed)'}`
+        return {
+          add: {results: {...results, storage}},
+          note: `${storage.rand_read_iops} / ${storage.rand_write_iops} IOPS, ${storage.seq_read_mib_per_second} / ${storage.seq_write_mib_per_second} MiB/s${storage.direct_io ? '' : ' (page cache not bypassed)'}`,
+        }
       },
     })
   }
   if (wanted.has('network')) {
-    steps.push({
+    tasks.push({
       title: `Network to ${session.client.endpoint}`,
-      run: async () => {
+      run: async ({results}) => {
         const run = await measureNetwork({client: session.client, providerPubkey: session.providerPubkey, durationMs: settings.durationMs})
-        results.network = {
+        const network = {
           ...run,
           latency_ms_median: round(run.latency_ms_median, 2),
           latency_ms_p90: round(run.latency_ms_p90, 2),
           upload_mib_per_second: run.upload_mib_per_second === null ? null : round(run.upload_mib_per_second),
         }
-        return `${results.network.latency_ms_median} ms, upload ${results.network.upload_mib_per_second ?? '-'} MiB/s`
+        return {add: {results: {...results, network}}, note: `${network.latency_ms_median} ms, upload ${network.upload_mib_per_second ?? '-'} MiB/s`}
       },
     })
   }
   if (wanted.has('gpu')) {
-    steps.push({
+    tasks.push({
       title: 'GPU: what nvidia-smi reports, and copy rate and matrix multiply where nvcc can build the CUDA program',
-      run: async () => {
-        results.gpu = await benchmarkGpus({nvidiaSmi: settings.nvidiaSmi, quick: settings.quick})
-        const measured = results.gpu.measured?.map((gpu) => `GPU ${gpu.index}: ${gpu.copy_gib_per_second} GiB/s copy, ${gpu.matmul_gflops} GFLOP/s`)
-        return [results.gpu.gpus.map((gpu) => gpu.name).join(', '), ...(measured ?? []), results.gpu.note].filter(Boolean).join('; ')
+      run: async ({results}) => {
+        const gpu = await benchmarkGpus({nvidiaSmi: settings.nvidiaSmi, quick: settings.quick})
+        const measured = gpu.measured?.map((device) => `GPU ${device.index}: ${device.copy_gib_per_second} GiB/s copy, ${device.matmul_gflops} GFLOP/s`)
+        return {add: {results: {...results, gpu}}, note: [gpu.gpus.map((device) => device.name).join(', '), ...(measured ?? []), gpu.note].filter(Boolean).join('; ')}
       },
     })
   }
   if (settings.submit) {
-    steps.push({
+    tasks.push({
       title: 'Submit the signed report',
-      run: async () => {
+      run: async ({challenge, workDigest, results}) => {
         if (!challenge || !workDigest) throw new BugError('the report was submitted before the workload ran')
+        let report: BenchmarkReport
         try {
           report = await submitReport(session.client, session.providerPubkey, {
             challenge_id: challenge.challenge_id,
@@ -196,14 +206,15 @@ export function planBenchmark(session: BenchmarkSession, settings: BenchmarkSett
         } catch (error) {
           throw submissionError(error)
         }
-        return `accepted${report.report_id ? ` as ${report.report_id}` : ''}`
+        return {add: {report}, note: `accepted${report.report_id ? ` as ${report.report_id}` : ''}`}
       },
     })
   }
 
   return {
-    steps,
-    outcome: () => {
+    tasks,
+    start: {results: {work: {iterations: WORKLOAD_ITERATIONS, seconds: 0}, quick: settings.quick, duration_ms: settings.durationMs}},
+    outcome: ({challenge, workDigest, results, report}) => {
       if (!challenge || !workDigest) throw new BugError('the benchmark outcome was read before it ran')
       return {
         provider_pubkey: session.providerPubkey,

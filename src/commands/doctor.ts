@@ -1,10 +1,9 @@
 import {Flags} from '@oclif/core'
 
-import {ExitCode} from '../core/errors.js'
+import {BaseCommand} from '../cli/base-command.js'
+import {passphraseFile} from '../cli/flags.js'
 import {runDoctor, type CheckResult} from '../setup/doctor.js'
-import {BaseCommand} from '../ui/base-command.js'
 import {paint} from '../ui/colors.js'
-import {getPassphrase, passphraseAvailable} from '../ui/passphrase.js'
 
 const MARKS: Record<CheckResult['status'], (stream: NodeJS.WriteStream) => string> = {
   pass: (stream) => paint.green('✓', stream),
@@ -15,26 +14,25 @@ const MARKS: Record<CheckResult['status'], (stream: NodeJS.WriteStream) => strin
 
 export default class Doctor extends BaseCommand {
   static override summary = 'Check the configuration, keys, provisioner and (with --verify-api) the marketplace'
-  static override description = 'One line per check, with the remedy for each failure. Exits 0 only when every check passes.'
+  static override description = 'One line per check, with the remedy for each failure. Exits 0 only when every check passes; 3 when the config is missing or invalid, 6 when another check fails.'
 
   static override flags = {
-    'passphrase-file': Flags.string({description: 'file holding the passphrase of an encrypted agent key'}),
+    'passphrase-file': passphraseFile,
     'verify-api': Flags.boolean({description: 'also check the marketplace: reachability, clock skew, delegation and permissions'}),
   }
 
   async run(): Promise<{ok: boolean; checks: CheckResult[]}> {
     const {flags} = await this.parse(Doctor)
-    const source = {file: flags['passphrase-file']}
-    const {checks, ok} = await runDoctor({
+    const {checks, ok, exit} = await runDoctor({
       configFile: this.configFile(flags.config),
-      passphrase: passphraseAvailable(source) ? () => getPassphrase(source) : undefined,
+      passphrase: this.passphrase(flags),
       verifyApi: flags['verify-api'],
     })
     for (const check of checks) {
       this.log(`${MARKS[check.status](process.stdout)} ${check.name}: ${check.message}`)
       if (check.remedy && check.status !== 'pass') this.log(`    ${paint.dim('→', process.stdout)} ${check.remedy}`)
     }
-    if (!ok) process.exitCode = ExitCode.checksFailed
+    if (!ok) process.exitCode = exit
     return {ok, checks}
   }
 }

@@ -1,7 +1,8 @@
 import {Flags} from '@oclif/core'
 
+import {BaseCommand} from '../cli/base-command.js'
+import {passphraseFile} from '../cli/flags.js'
 import {DEFAULT_ENDPOINT, initProvider, type InitResult} from '../setup/init.js'
-import {BaseCommand} from '../ui/base-command.js'
 import {paint} from '../ui/colors.js'
 import {getPassphrase} from '../ui/passphrase.js'
 
@@ -18,12 +19,12 @@ export default class Init extends BaseCommand {
     'main-key': Flags.boolean({description: 'also create a provider main key (move it offline after registering)'}),
     force: Flags.boolean({description: 'replace existing keys and config, keeping timestamped backups'}),
     encrypt: Flags.boolean({description: 'encrypt the key files with a passphrase'}),
-    'passphrase-file': Flags.string({description: 'file holding the passphrase for --encrypt'}),
+    'passphrase-file': passphraseFile,
   }
 
   async run(): Promise<InitResult> {
     const {flags} = await this.parse(Init)
-    const passphrase = flags.encrypt ? await getPassphrase({file: flags['passphrase-file'], confirm: true}) : undefined
+    const passphrase = flags.encrypt ? await getPassphrase({fromFile: flags['passphrase-file'], confirm: true}) : undefined
     const result = initProvider({
       configDir: this.configDirectory,
       configFile: flags.config ? this.configFile(flags.config) : undefined,

@@ -1,14 +1,13 @@
 import {hostname} from 'node:os'
 import {Flags} from '@oclif/core'
 
+import {BaseCommand} from '../cli/base-command.js'
+import {lifetime, mainKeyFlags} from '../cli/flags.js'
 import {AGENT_PERMISSIONS, isAgentPermission, type AgentPermission} from '../core/delegation.js'
-import {parseDuration} from '../core/duration.js'
 import {ExitCode, UserError} from '../core/errors.js'
 import {fromHex} from '../core/hex.js'
-import {readKeyFile, readKeyFileContent} from '../core/keys.js'
+import {readKeyFileContent} from '../core/keys.js'
 import {delegationText, registerWithMarketplace, type RegisterResult} from '../setup/register.js'
-import {BaseCommand} from '../ui/base-command.js'
-import {getPassphrase} from '../ui/passphrase.js'
 
 function parsePermissions(text: string): AgentPermission[] {
   const permissions = text.split(',').map((permission) => permission.trim()).filter(Boolean)
@@ -23,7 +22,7 @@ function parsePermissions(text: string): AgentPermission[] {
   return permissions as AgentPermission[]
 }
 
-function expiry(flags: {'expires-in'?: string; 'expires-at'?: string}, now: number): number | null {
+function expiry(flags: {'expires-in'?: number | 'never'; 'expires-at'?: string}, now: number): number | null {
   if (flags['expires-at'] !== undefined) {
     if (flags['expires-at'] === 'never') return null
     if (!/^\d{13}$/.test(flags['expires-at'])) {
@@ -32,7 +31,7 @@ function expiry(flags: {'expires-in'?: string; 'expires-at'?: string}, now: numb
     return Number(flags['expires-at'])
   }
   if (flags['expires-in'] === undefined || flags['expires-in'] === 'never') return null
-  return now + parseDuration(flags['expires-in'], '--expires-in')
+  return now + flags['expires-in']
 }
 
 export default class Register extends BaseCommand {
@@ -49,14 +48,13 @@ export default class Register extends BaseCommand {
   ]
 
   static override flags = {
-    'main-key-file': Flags.string({description: 'provider main key file', env: 'OUTPOST_MAIN_KEY_FILE'}),
-    'passphrase-file': Flags.string({description: 'file holding the passphrase of an encrypted key'}),
+    ...mainKeyFlags,
     name: Flags.string({description: 'provider name (default: [provider] name)', env: 'OUTPOST_PROVIDER_NAME'}),
     'contact-email': Flags.string({description: 'contact email (default: [provider] contact_email)', env: 'OUTPOST_PROVIDER_CONTACT_EMAIL'}),
     website: Flags.string({description: 'provider website', env: 'OUTPOST_PROVIDER_WEBSITE'}),
     region: Flags.string({description: 'a region served (repeat for several)', multiple: true}),
     permissions: Flags.string({description: 'agent permissions, comma-separated', default: AGENT_PERMISSIONS.join(',')}),
-    'expires-in': Flags.string({description: 'delegation lifetime, like 90d, or never', exclusive: ['expires-at']}),
+    'expires-in': lifetime({description: 'delegation lifetime, like 90d, or never', exclusive: ['expires-at']}),
     'expires-at': Flags.string({description: 'delegation expiry in Unix ms, or never (for the offline flow)'}),
     label: Flags.string({description: 'delegation label', default: hostname()}),
     'print-delegation': Flags.boolean({description: 'print the delegation text for the main key to sign offline, and stop'}),
@@ -67,7 +65,6 @@ export default class Register extends BaseCommand {
   async run(): Promise<RegisterResult | {delegation_text: string; expires_at: number | null; next: string}> {
     const {flags} = await this.parse(Register)
     const loaded = this.loadConfig(flags.config)
-    const passphrase = () => getPassphrase({file: flags['passphrase-file']})
     const permissions = parsePermissions(flags.permissions)
     const expiresAt = expiry(flags, Date.now())
     const agentPublicKey = fromHex(readKeyFileContent(loaded.paths.keyFile).public_key, 32, 'agent public_key')
@@ -84,8 +81,8 @@ export default class Register extends BaseCommand {
       return {delegation_text: text, expires_at: expiresAt, next}
     }
 
-    const mainKey = flags['main-key-file'] ? await readKeyFile(flags['main-key-file'], {passphrase}) : undefined
-    const agentKey = mainKey ? {publicKey: agentPublicKey} : await readKeyFile(loaded.paths.keyFile, {passphrase})
+    const mainKey = flags['main-key-file'] ? await this.mainKey(flags, 'registering') : undefined
+    const agentKey = mainKey ? {publicKey: agentPublicKey} : await this.agentKey(flags)
     const result = await registerWithMarketplace({
       loaded,
       mainKey,

@@ -1,8 +1,7 @@
 import {Flags} from '@oclif/core'
 
-import {readKeyFile} from '../core/keys.js'
-import {BaseCommand} from '../ui/base-command.js'
-import {getPassphrase, passphraseAvailable} from '../ui/passphrase.js'
+import {BaseCommand} from '../cli/base-command.js'
+import {passphraseFile} from '../cli/flags.js'
 
 export default class Run extends BaseCommand {
   static override summary = 'Run the provider agent: provision accepted contracts, report health and usage, end what has ended'
@@ -17,14 +16,13 @@ export default class Run extends BaseCommand {
     once: Flags.boolean({description: 'run one round (heartbeat, reconcile, pending contracts, health, usage) and exit'}),
     'prune-orphans': Flags.boolean({description: 'destroy outpost-* instances the marketplace knows no contract for'}),
     'shutdown-timeout': Flags.integer({description: 'seconds to finish work in progress after SIGTERM/SIGINT', default: 30, min: 0, max: 3600}),
-    'passphrase-file': Flags.string({description: 'file holding the passphrase of an encrypted agent key'}),
+    'passphrase-file': passphraseFile,
   }
 
   async run(): Promise<unknown> {
     const {flags} = await this.parse(Run)
     const loaded = this.loadConfig(flags.config)
-    const source = {file: flags['passphrase-file']}
-    const key = await readKeyFile(loaded.paths.keyFile, {passphrase: passphraseAvailable(source) ? () => getPassphrase(source) : undefined})
+    const key = await this.agentKey(flags)
     // Loaded here, not at the top: pino, prom-client and the backends stay out of every other command's start.
     const [{createProvisioner}, {runAgentService}] = await Promise.all([import('../provisioners/index.js'), import('../agent/service.js')])
     return runAgentService({

@@ -1,9 +1,11 @@
 import {existsSync, readFileSync} from 'node:fs'
 import {Flags} from '@oclif/core'
 
+import {BaseCommand} from '../cli/base-command.js'
 import {testProvision, type TestProvisionResult} from '../setup/test-provision.js'
-import {BaseCommand} from '../ui/base-command.js'
 import {paint} from '../ui/colors.js'
+import {whileWorking} from '../ui/spinner.js'
+import {progressMode} from '../ui/tasks.js'
 
 export default class TestProvision extends BaseCommand {
   static override summary = 'Provision a test instance with the configured provisioner, check it, and remove it'
@@ -23,12 +25,13 @@ export default class TestProvision extends BaseCommand {
     const loaded = this.loadConfig(flags.config)
     const key = flags['ssh-pubkey']
     const sshPubkey = key && !key.startsWith('ssh-') && existsSync(key) ? readFileSync(key, 'utf8') : key
-    this.log(`provisioning a test instance with ${loaded.config.provisioner.type}...`)
     const interrupted = new AbortController()
     const interrupt = () => interrupted.abort(new Error('interrupted'))
     process.once('SIGINT', interrupt)
     try {
-      const result = await testProvision({loaded, sshPubkey, keep: flags.keep, signal: interrupted.signal})
+      const provisioning = `provisioning a test instance with ${loaded.config.provisioner.type}...`
+      const work = () => testProvision({loaded, sshPubkey, keep: flags.keep, signal: interrupted.signal})
+      const result = await whileWorking(provisioning, progressMode(this.jsonEnabled()), (line) => this.log(line), work)
       for (const phase of result.phases) this.log(`  ${phase.name.padEnd(10)} ${(phase.ms / 1000).toFixed(1).padStart(6)} s`)
       this.log(`  ${'total'.padEnd(10)} ${(result.total_ms / 1000).toFixed(1).padStart(6)} s`)
       const {instance} = result

@@ -5,9 +5,11 @@ import {signBytes, verifyHex, type KeyPair} from './signing.js'
 export const AGENT_PERMISSIONS = [
   'benchmark',
   'fetch_contracts',
+  'fetch_jobs',
   'health_check',
   'heartbeat',
   'provision',
+  'run_jobs',
   'usage_report',
 ] as const
 export type AgentPermission = (typeof AGENT_PERMISSIONS)[number]

@@ -11,19 +11,45 @@ import {fingerprint, generateKeyPair, keyPairFromSeed, type KeyPair} from './sig
 export const KEY_TYPES = ['agent', 'provider-main', 'renter'] as const
 export type KeyType = (typeof KEY_TYPES)[number]
 
-const SCRYPT = {N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024} as const
+const SCRYPT = {N: 2 ** 15, r: 8, p: 1} as const
+
+/**
+ * What a key file's scrypt parameters may be. The minimum keeps a stolen file expensive to guess; the maximum keeps a
+ * hostile file from making Outpost hang or exhaust memory (16 times the default's work, 256 MiB).
+ */
+export const SCRYPT_LIMITS = {minN: 2 ** 14, maxN: 2 ** 18, minR: 8, maxR: 32, minP: 1, maxP: 16, maxWork: 2 ** 22, maxMemory: 256 * 1024 * 1024} as const
+
+/** The bytes scrypt allocates, as OpenSSL counts them against maxmem. */
+function scryptMemory(params: {n: number; r: number; p: number}): number {
+  return 128 * params.r * (params.n + params.p + 2)
+}
 
 const hex = (bytes: number) => z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`), `expected ${bytes * 2} lowercase hex characters`)
 
-const EncryptedSeed = z.strictObject({
-  kdf: z.literal('scrypt'),
-  n: z.number().int().positive(),
-  r: z.number().int().positive(),
-  p: z.number().int().positive(),
-  salt: hex(16),
-  nonce: hex(24),
-  ciphertext: hex(32 + nacl.secretbox.overheadLength),
-})
+const limits = SCRYPT_LIMITS
+const EncryptedSeed = z
+  .strictObject({
+    kdf: z.literal('scrypt'),
+    n: z
+      .number()
+      .int()
+      .min(limits.minN, `expected scrypt cost n of at least ${limits.minN} (2^14): lower is too cheap to guess`)
+      .max(limits.maxN, `expected scrypt cost n of at most ${limits.maxN} (2^18)`)
+      .refine((n) => (n & (n - 1)) === 0, 'expected scrypt cost n to be a power of two'),
+    r: z.number().int().min(limits.minR, `expected scrypt block size r of at least ${limits.minR}`).max(limits.maxR, `expected scrypt block size r of at most ${limits.maxR}`),
+    p: z.number().int().min(limits.minP, `expected scrypt parallelism p of at least ${limits.minP}`).max(limits.maxP, `expected scrypt parallelism p of at most ${limits.maxP}`),
+    salt: hex(16),
+    nonce: hex(24),
+    ciphertext: hex(32 + nacl.secretbox.overheadLength),
+  })
+  .superRefine((params, context) => {
+    if (params.n * params.r * params.p > limits.maxWork) {
+      context.addIssue({code: 'custom', path: ['n'], message: `expected scrypt work n·r·p of at most ${limits.maxWork} (2^22), got ${params.n * params.r * params.p}`})
+    }
+    if (128 * params.n * params.r > limits.maxMemory) {
+      context.addIssue({code: 'custom', path: ['r'], message: `expected scrypt memory 128·n·r of at most 256 MiB, got ${(128 * params.n * params.r) / 2 ** 20} MiB`})
+    }
+  })
 
 const KeyFile = z.union([
   z.strictObject({type: z.enum(KEY_TYPES), public_key: hex(32), secret_key: hex(32)}),
@@ -36,7 +62,7 @@ export interface StoredKey extends KeyPair {
 }
 
 function deriveKey(passphrase: string, salt: Uint8Array, params: {n: number; r: number; p: number}): Uint8Array {
-  return new Uint8Array(scryptSync(passphrase, salt, 32, {N: params.n, r: params.r, p: params.p, maxmem: SCRYPT.maxmem}))
+  return new Uint8Array(scryptSync(passphrase, salt, 32, {N: params.n, r: params.r, p: params.p, maxmem: scryptMemory(params)}))
 }
 
 export function encodeKeyFile(key: StoredKey, passphrase?: string): KeyFileContent {
@@ -75,7 +101,12 @@ export function createKeyFile(path: string, type: KeyType, options: {passphrase?
   return {key, backup}
 }
 
-export interface ReadKeyOptions {
+export interface KeyTypeOptions {
+  /** Refuse any key but the provider main key: an agent key must never stand in for it (PROTOCOL §3). */
+  mainKey?: boolean
+}
+
+export interface ReadKeyOptions extends KeyTypeOptions {
   /** Called only when the file is encrypted. */
   passphrase?: () => string | Promise<string>
 }
@@ -87,7 +118,7 @@ export function keyFilePermissionProblem(path: string): string | undefined {
   return `key file ${path} has mode ${mode.toString(8).padStart(4, '0')}: group or others can read it`
 }
 
-export function readKeyFileContent(path: string): KeyFileContent {
+export function readKeyFileContent(path: string, options: KeyTypeOptions = {}): KeyFileContent {
   if (!existsSync(path)) {
     throw new UserError(`no key file at ${path}`, {
       code: 'key_missing',
@@ -118,11 +149,18 @@ export function readKeyFileContent(path: string): KeyFileContent {
       suggestion: 'restore it from a backup, or create a new key with `outpost init --force`',
     })
   }
+  if (options.mainKey && parsed.data.type !== 'provider-main') {
+    throw new UserError(`${path} holds a ${parsed.data.type} key, not the provider main key`, {
+      code: 'wrong_key_type',
+      exit: ExitCode.usage,
+      suggestion: 'point --main-key-file at the key made by `outpost init --main-key`',
+    })
+  }
   return parsed.data
 }
 
 export async function readKeyFile(path: string, options: ReadKeyOptions = {}): Promise<StoredKey> {
-  const content = readKeyFileContent(path)
+  const content = readKeyFileContent(path, options)
   let seed: Uint8Array
   if ('secret_key' in content) {
     seed = fromHex(content.secret_key, 32, 'secret_key')

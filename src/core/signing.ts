@@ -175,3 +175,57 @@ export function signUsageRecord(keyPair: KeyPair, record: Omit<UsageRecordFields
 export function verifyUsageRecord(record: SignedUsageRecord): boolean {
   return verifyHex(usageRecordMessage(record), record.signature, record.signer)
 }
+
+/** PROTOCOL §12: a job's output, inline (`data_b64`, up to 512 KiB) or uploaded first and named by digest. */
+export interface ResultOutput {
+  digest: string
+  size_bytes: number
+  data_b64?: string
+}
+
+/** PROTOCOL §14: a TPM2_Quote over the envelope. */
+export interface ResultAttestation {
+  type: 'tpm2-quote'
+  quote_b64: string
+  signature_b64: string
+  pcr_digest: string
+}
+
+export interface ResultEnvelopeFields {
+  job_id: string
+  lease_id: string
+  program_digest: string
+  input_digest: string
+  output: ResultOutput
+  started_at: number
+  finished_at: number
+  attestation?: ResultAttestation
+  signer: string
+}
+
+export type SignedResultEnvelope = ResultEnvelopeFields & {signature: string}
+
+/** PROTOCOL §12: `outpost-result-v1\n` and the canonical JSON of every field but `signature`. */
+export function resultEnvelopeMessage(envelope: ResultEnvelopeFields): string {
+  const {signature: _ignored, ...fields} = envelope as ResultEnvelopeFields & {signature?: string}
+  return 'outpost-result-v1\n' + canonicalJson(fields)
+}
+
+/**
+ * PROTOCOL §14: the 32 bytes a TPM2_Quote carries as qualifying data (`extraData`): the sha256 of the envelope's
+ * canonical JSON without `attestation` and `signature`. The signer is part of it, so set it before quoting.
+ */
+export function resultAttestationData(envelope: ResultEnvelopeFields): Buffer {
+  const {signature: _signature, attestation: _attestation, ...fields} = envelope as ResultEnvelopeFields & {signature?: string}
+  return createHash('sha256').update(canonicalJson(fields)).digest()
+}
+
+/** Signs an envelope with the agent key, which becomes its `signer`. */
+export function signResultEnvelope(keyPair: KeyPair, envelope: Omit<ResultEnvelopeFields, 'signer'>): SignedResultEnvelope {
+  const fields: ResultEnvelopeFields = {...envelope, signer: toHex(keyPair.publicKey)}
+  return {...fields, signature: toHex(signBytes(resultEnvelopeMessage(fields), keyPair.seed))}
+}
+
+export function verifyResultEnvelope(envelope: SignedResultEnvelope): boolean {
+  return verifyHex(resultEnvelopeMessage(envelope), envelope.signature, envelope.signer)
+}

@@ -1,6 +1,6 @@
 import {getDispute, submitEvidence, type ProviderDispute} from '../core/api/disputes.js'
 import {UserError} from '../core/errors.js'
-import type {ProviderSession} from '../stake/main-key.js'
+import type {ProviderSession} from '../core/api/session.js'
 import type {EvidenceDraft} from './evidence.js'
 
 /** A dispute that can still be answered (evidence, or accepting it), checked before anything is shown or asked. */

@@ -11,6 +11,8 @@ export interface MarketplaceSettings {
   unbondingPeriodMs: number
   /** The interval the heartbeat answer asks the agent to keep. */
   heartbeatSeconds: number
+  /** §12 traps: how many known-answer jobs the devnet mixes in per renter job of a kind (0 for none). */
+  trapRatio: number
 }
 
 /**
@@ -41,12 +43,17 @@ export interface MarketplaceContext {
   pending: PendingSignal
   /** Wakes §11 order long polls: notified under OPEN_ORDERS_TOPIC when an order opens. */
   orders: PendingSignal
+  /** Wakes §12 `jobs/open` long polls: notified under OPEN_JOBS_TOPIC when a job may have become open to someone. */
+  jobs: PendingSignal
   settings: MarketplaceSettings
   /** Aborted when the server stops, before the database closes: books clear their timers. */
   lifetime: AbortSignal
+  /** Where a failure with no request to answer (background work) is reported. */
+  logError: (error: unknown) => void
 }
 
 export const OPEN_ORDERS_TOPIC = 'open-orders'
+export const OPEN_JOBS_TOPIC = 'open-jobs'
 
 /** Parses a JSON column written by this server. */
 export function fromJsonColumn<T>(value: string | null): T | null {

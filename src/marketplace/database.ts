@@ -186,6 +186,114 @@ const MIGRATIONS: readonly string[] = [
     UNIQUE (order_id, provider_pubkey)
   );
   `,
+  // §§12–14 jobs, leases, sealed-bid auctions, attestation keys. A provider's stake gains a locked part (collateral of
+  // its active leases) and its heartbeat's status, leases and free capacity. Program, input and output bytes are
+  // BLOBs (at most 16 MiB each). At most one lease per job is active or submitted (the partial unique index).
+  `
+  ALTER TABLE providers ADD COLUMN locked_micro TEXT NOT NULL DEFAULT '0';
+  ALTER TABLE providers ADD COLUMN heartbeat_status TEXT;
+  ALTER TABLE providers ADD COLUMN active_leases INTEGER;
+  ALTER TABLE providers ADD COLUMN free_capacity TEXT;
+  CREATE TABLE programs (
+    digest TEXT PRIMARY KEY,
+    size_bytes INTEGER NOT NULL,
+    bytes BLOB NOT NULL,
+    uploaded_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE jobs (
+    job_id TEXT PRIMARY KEY,
+    requester_pubkey TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('zk_proof', 'quantum_circuit', 'container')),
+    program_digest TEXT NOT NULL REFERENCES programs(digest),
+    input BLOB NOT NULL,
+    input_digest TEXT NOT NULL,
+    cpu_cores INTEGER NOT NULL,
+    memory_mb INTEGER NOT NULL,
+    gpu_count INTEGER NOT NULL,
+    gpu_model TEXT,
+    reward_mode TEXT NOT NULL CHECK (reward_mode IN ('fixed', 'auction')),
+    reward_micro TEXT,
+    max_fee_micro TEXT,
+    collateral_micro TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    lease_seconds INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    attempts_used INTEGER NOT NULL DEFAULT 0,
+    requires_attestation INTEGER NOT NULL,
+    expect_public_signals TEXT,
+    bid_closes_at INTEGER,
+    reveal_closes_at INTEGER,
+    auction_closed INTEGER NOT NULL DEFAULT 0,
+    winner_pubkey TEXT,
+    clearing_fee_micro TEXT,
+    status TEXT NOT NULL CHECK (status IN ('open', 'leased', 'completed', 'failed', 'cancelled')),
+    status_reason TEXT,
+    updated_at INTEGER NOT NULL,
+    trap_answer TEXT,
+    result_lease_id TEXT
+  );
+  CREATE INDEX jobs_by_status ON jobs(status, deadline);
+  CREATE TABLE leases (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    lease_id TEXT NOT NULL UNIQUE,
+    job_id TEXT NOT NULL REFERENCES jobs(job_id),
+    provider_pubkey TEXT NOT NULL REFERENCES providers(pubkey),
+    agent_pubkey TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'submitted', 'accepted', 'rejected', 'expired', 'failed')),
+    leased_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    collateral_micro TEXT NOT NULL,
+    forfeited_micro TEXT,
+    envelope TEXT,
+    submitted_at INTEGER,
+    reason TEXT,
+    reason_detail TEXT,
+    reward_micro TEXT,
+    retryable INTEGER,
+    ended_at INTEGER,
+    trap INTEGER NOT NULL
+  );
+  CREATE UNIQUE INDEX leases_one_live_per_job ON leases(job_id) WHERE status IN ('active', 'submitted');
+  CREATE INDEX leases_by_provider ON leases(provider_pubkey, status, leased_at);
+  CREATE INDEX leases_by_expiry ON leases(status, expires_at);
+  CREATE TABLE lease_outputs (
+    lease_id TEXT NOT NULL REFERENCES leases(lease_id),
+    digest TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    bytes BLOB NOT NULL,
+    uploaded_at INTEGER NOT NULL,
+    PRIMARY KEY (lease_id, digest)
+  );
+  CREATE TABLE job_commitments (
+    job_id TEXT NOT NULL REFERENCES jobs(job_id),
+    provider_pubkey TEXT NOT NULL REFERENCES providers(pubkey),
+    agent_pubkey TEXT NOT NULL,
+    commitment TEXT NOT NULL,
+    committed_at INTEGER NOT NULL,
+    fee TEXT,
+    revealed_at INTEGER,
+    reveal_seq INTEGER,
+    PRIMARY KEY (job_id, provider_pubkey)
+  );
+  CREATE TABLE attestation_keys (
+    agent_pubkey TEXT PRIMARY KEY,
+    provider_pubkey TEXT NOT NULL REFERENCES providers(pubkey),
+    type TEXT NOT NULL,
+    ak_public_pem TEXT NOT NULL,
+    ek_certificate_pem TEXT,
+    pcr_selection TEXT NOT NULL,
+    expected_pcr_digest TEXT,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE used_quotes (
+    quote_digest TEXT PRIMARY KEY,
+    lease_id TEXT NOT NULL,
+    used_at INTEGER NOT NULL
+  );
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

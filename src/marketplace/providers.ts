@@ -115,7 +115,8 @@ export class ProviderRegistry {
     )
     this.revoke = db.prepare('UPDATE delegations SET revoked_at = ? WHERE agent_pubkey = ? AND revoked_at IS NULL')
     this.recordHeartbeat = db.prepare(
-      `UPDATE providers SET heartbeat_at = ?, agent_version = ?, provisioner_type = ?, capabilities = ?, active_contracts = ?, capacity = ?
+      `UPDATE providers SET heartbeat_at = ?, agent_version = ?, provisioner_type = ?, capabilities = ?, active_contracts = ?, capacity = ?,
+         active_leases = ?, free_capacity = ?, heartbeat_status = ?
        WHERE pubkey = ?`,
     )
   }
@@ -199,9 +200,14 @@ export class ProviderRegistry {
       JSON.stringify(body.capabilities),
       body.active_contracts,
       body.capacity === undefined ? null : JSON.stringify(body.capacity),
+      body.active_leases ?? null,
+      body.free === undefined ? null : JSON.stringify(body.free),
+      body.status ?? 'active',
       providerPubkey,
     ).changes
     if (changes === 0) throw notFound('provider')
+    // New capabilities, capacity or the end of draining may open jobs to this provider's waiting long poll.
+    this.context.jobs.notify(providerPubkey)
     return {acknowledged: true, next_heartbeat_seconds: this.context.settings.heartbeatSeconds}
   }
 

@@ -8,6 +8,7 @@ import {OPEN_ORDERS_TOPIC, type MarketplaceContext} from './context.js'
 import {ContractBook, contractView} from './contracts.js'
 import {DisputeBook} from './disputes.js'
 import {HttpError, invalidBody, notFound} from './http-error.js'
+import {buildJobRoutes} from './job-routes.js'
 import {OrderBook} from './orders.js'
 import {ProviderRegistry} from './providers.js'
 import {
@@ -41,14 +42,18 @@ import {StakeBook} from './stake.js'
 export interface Reply {
   status: number
   body?: unknown
+  /** Sent as `application/octet-stream` instead of a JSON body (§12 programs, inputs, outputs). */
+  bytes?: Uint8Array
 }
 
 /** What a handler gets once the request is authenticated and authorised. */
 export interface RouteRequest {
   params: Readonly<Record<string, string>>
   query: Readonly<Record<string, string>>
-  /** The parsed JSON body; undefined when the body was empty. */
+  /** The parsed JSON body; undefined when the body was empty or the route takes bytes. */
   body: unknown
+  /** The body's exact bytes (what a route with `rawBodyLimit` reads instead of JSON). */
+  rawBody: Buffer
   /** The verified signer; undefined on public routes. */
   identity: Identity | undefined
   /** Aborted when the client goes away or the server shuts down (ends long polls early). */
@@ -66,6 +71,8 @@ export interface Route {
   /** Segments after /api/v1; `:name` captures one. */
   segments: readonly string[]
   access: RouteAccess
+  /** Set on the routes whose body is bytes, not JSON (§12: up to 16 MiB); every other body is JSON, at most 1 MiB. */
+  rawBodyLimit?: number
   handle(request: RouteRequest): Reply | Promise<Reply>
 }
 
@@ -106,7 +113,7 @@ function idParam(request: RouteRequest, name: string, what: string): string {
 }
 
 /** Waits until `ready` returns something non-empty, the deadline passes, or the request is aborted. */
-async function longPoll<T>(subscribe: (wake: () => void) => () => void, waitMs: number, signal: AbortSignal, ready: () => T[]): Promise<T[]> {
+export async function longPoll<T>(subscribe: (wake: () => void) => () => void, waitMs: number, signal: AbortSignal, ready: () => T[]): Promise<T[]> {
   let found = ready()
   if (found.length > 0 || waitMs <= 0 || signal.aborted) return found
   await new Promise<void>((resolve) => {
@@ -126,7 +133,7 @@ async function longPoll<T>(subscribe: (wake: () => void) => () => void, waitMs: 
   return found
 }
 
-/** The §§5–11 routes over the marketplace's books. */
+/** The §§5–14 routes over the marketplace's books (§§12–14 in job-routes.ts). */
 export function buildRoutes(context: MarketplaceContext): Route[] {
   const stake = new StakeBook(context)
   const providers = new ProviderRegistry(context, stake)
@@ -321,6 +328,8 @@ export function buildRoutes(context: MarketplaceContext): Route[] {
       if (signer(request).pubkey === order.requester_pubkey) return ok({bids: orders.view(order).bids})
       return ok(orders.ownBids(id, biddingProvider(request, 'fetch_contracts')))
     }),
+
+    ...buildJobRoutes(context, stake, providers),
   ]
 }
 

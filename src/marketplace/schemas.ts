@@ -49,8 +49,10 @@ export const HeartbeatBody = z.strictObject({
   provisioner_type: text(64),
   capabilities: z.array(text(64)).max(256),
   active_contracts: count,
+  active_leases: count.optional(),
   capacity: jsonObject.optional(),
   free: jsonObject.optional(),
+  status: z.enum(['active', 'draining']).optional(),
 })
 
 export const PRODUCT_TYPES = ['compute', 'gpu', 'dedicated', 'container'] as const

@@ -27,6 +27,8 @@ export interface MarketplaceOptions {
   /** Requests per second per signing key (per address for public requests). */
   rateLimitPerSecond?: number
   heartbeatSeconds?: number
+  /** §12 traps per renter job of a kind (`devnet start --trap-ratio`); 0 (the default) mixes in none. */
+  trapRatio?: number
   /** Where unexpected failures (500s) are reported. */
   logError?: (error: unknown) => void
 }
@@ -62,21 +64,25 @@ function match(routes: readonly CompiledRoute[], method: string, path: string): 
   throw new HttpError(404, 'not_found', `no route ${method} ${API_PREFIX}${path}`)
 }
 
-/** Reads the body, refusing (413) past 1 MiB; an oversized body is drained first so the client reads the answer. */
-function readBody(request: IncomingMessage): Promise<Buffer> {
+/**
+ * Reads the body, refusing (413) past `limit` (1 MiB, or 16 MiB on the §12 byte routes); an oversized body is
+ * drained first so the client reads the answer.
+ */
+function readBody(request: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(request.headers['content-length'] ?? 0)
-    let tooLarge = declared > MAX_BODY_BYTES
+    const drainLimit = Math.max(DRAIN_LIMIT_BYTES, 2 * limit)
+    let tooLarge = declared > limit
     let size = 0
     const chunks: Buffer[] = []
     request.on('data', (chunk: Buffer) => {
       size += chunk.length
-      if (size > MAX_BODY_BYTES) tooLarge = true
+      if (size > limit) tooLarge = true
       if (!tooLarge) chunks.push(chunk)
-      if (size > DRAIN_LIMIT_BYTES) request.destroy()
+      if (size > drainLimit) request.destroy()
     })
     request.on('end', () => {
-      if (tooLarge) reject(new HttpError(413, 'body_too_large', `the body exceeds ${MAX_BODY_BYTES} bytes`))
+      if (tooLarge) reject(new HttpError(413, 'body_too_large', `the body exceeds ${limit} bytes`))
       else resolve(Buffer.concat(chunks))
     })
     request.on('error', reject)
@@ -125,22 +131,25 @@ export class MarketplaceServer {
   constructor(options: MarketplaceOptions) {
     this.db = openDatabase(options.dataDir)
     this.clock = options.clock ?? systemClock
+    this.logError = options.logError ?? ((error) => console.error('marketplace: internal error:', error))
     const context: MarketplaceContext = {
       db: this.db,
       clock: this.clock,
       pending: new PendingSignal(),
       orders: new PendingSignal(),
+      jobs: new PendingSignal(),
       lifetime: this.lifetime.signal,
+      logError: this.logError,
       settings: {
         unbondingPeriodMs: options.unbondingPeriodMs ?? DEFAULT_UNBONDING_PERIOD_MS,
         heartbeatSeconds: options.heartbeatSeconds ?? DEFAULT_HEARTBEAT_SECONDS,
+        trapRatio: options.trapRatio ?? 0,
       },
     }
     this.routes = buildRoutes(context)
     this.nonces = new NonceStore(this.db)
     this.identities = new IdentityResolver(this.db)
     this.rateLimiter = new RateLimiter(options.rateLimitPerSecond ?? DEFAULT_RATE_LIMIT_PER_SECOND)
-    this.logError = options.logError ?? ((error) => console.error('marketplace: internal error:', error))
     this.server = createServer((request, response) => void this.serve(request, response))
     this.nonces.forgetOlderThanRetention(this.clock.now())
     this.housekeeping = setInterval(() => {
@@ -209,6 +218,15 @@ export class MarketplaceServer {
       }
     }
     if (response.destroyed) return
+    if (reply.bytes) {
+      response.writeHead(reply.status, {
+        'content-type': 'application/octet-stream',
+        'content-length': String(reply.bytes.byteLength),
+        ...(this.closing ? {connection: 'close'} : {}),
+      })
+      response.end(reply.bytes)
+      return
+    }
     const text = reply.body === undefined ? '' : JSON.stringify(reply.body)
     response.writeHead(reply.status, {
       ...headers,
@@ -226,7 +244,7 @@ export class MarketplaceServer {
     if (!path.startsWith(API_PREFIX + '/')) throw new HttpError(404, 'not_found', `every path is under ${API_PREFIX}`)
     const method = request.method ?? 'GET'
     const {route, params} = match(this.routes, method, path.slice(API_PREFIX.length))
-    const body = await readBody(request)
+    const body = await readBody(request, route.rawBodyLimit ?? MAX_BODY_BYTES)
     const now = this.clock.now()
 
     let identity
@@ -240,7 +258,8 @@ export class MarketplaceServer {
       if (route.access.kind === 'provider') authorizeForProvider(identity, params.pk ?? '', route.access.rule, now)
     }
     const query = parseQueryString(queryStart === -1 ? '' : pathAndQuery.slice(queryStart + 1))
-    return route.handle({params, query, body: parseJsonBody(body), identity, signal})
+    const json = route.rawBodyLimit === undefined ? parseJsonBody(body) : undefined
+    return route.handle({params, query, body: json, rawBody: body, identity, signal})
   }
 }
 

@@ -25,6 +25,8 @@ export interface StakeView {
   max_concurrent_contracts: number | null
   unbonding: {amount: string; release_at: number}[]
   rewards_pending: string
+  /** The part of `staked` held as collateral by active job leases (§12): it can't be unstaked until released. */
+  locked: string
 }
 
 /**
@@ -38,22 +40,26 @@ export class StakeBook {
   private readonly setStaked
   private readonly setRewards
   private readonly addUnbonding
+  private readonly setStakedAndLocked
 
   constructor(private readonly context: MarketplaceContext) {
     const {db} = context
-    this.provider = db.prepare<[string], {staked_micro: string; rewards_pending_micro: string}>('SELECT staked_micro, rewards_pending_micro FROM providers WHERE pubkey = ?')
+    this.provider = db.prepare<[string], {staked_micro: string; rewards_pending_micro: string; locked_micro: string}>(
+      'SELECT staked_micro, rewards_pending_micro, locked_micro FROM providers WHERE pubkey = ?',
+    )
     this.unbonding = db.prepare<[string, number], {amount_micro: string; release_at: number}>(
       'SELECT amount_micro, release_at FROM unbonding WHERE provider_pubkey = ? AND release_at > ? ORDER BY release_at, id',
     )
     this.setStaked = db.prepare('UPDATE providers SET staked_micro = ? WHERE pubkey = ?')
     this.setRewards = db.prepare('UPDATE providers SET rewards_pending_micro = ? WHERE pubkey = ?')
+    this.setStakedAndLocked = db.prepare('UPDATE providers SET staked_micro = ?, locked_micro = ? WHERE pubkey = ?')
     this.addUnbonding = db.prepare('INSERT INTO unbonding (provider_pubkey, amount_micro, release_at) VALUES (?, ?, ?)')
   }
 
-  private balances(providerPubkey: string): {staked: bigint; rewards: bigint} {
+  private balances(providerPubkey: string): {staked: bigint; rewards: bigint; locked: bigint} {
     const row = this.provider.get(providerPubkey)
     if (!row) throw new HttpError(404, 'not_found', 'provider not found')
-    return {staked: BigInt(row.staked_micro), rewards: BigInt(row.rewards_pending_micro)}
+    return {staked: BigInt(row.staked_micro), rewards: BigInt(row.rewards_pending_micro), locked: BigInt(row.locked_micro)}
   }
 
   /** How many contracts the provider may hold at once; null for no limit. */
@@ -62,7 +68,7 @@ export class StakeBook {
   }
 
   view(providerPubkey: string): StakeView {
-    const {staked, rewards} = this.balances(providerPubkey)
+    const {staked, rewards, locked} = this.balances(providerPubkey)
     const tier = tierFor(staked)
     return {
       staked: formatAmount(staked),
@@ -70,6 +76,7 @@ export class StakeBook {
       max_concurrent_contracts: tier.maxConcurrent,
       unbonding: this.unbonding.all(providerPubkey, this.context.clock.now()).map((row) => ({amount: formatAmount(BigInt(row.amount_micro)), release_at: row.release_at})),
       rewards_pending: formatAmount(rewards),
+      locked: formatAmount(locked),
     }
   }
 
@@ -82,9 +89,11 @@ export class StakeBook {
   }
 
   unstake(providerPubkey: string, amount: string): StakeView {
-    const {staked} = this.balances(providerPubkey)
+    const {staked, locked} = this.balances(providerPubkey)
     const micro = parseAmount(amount)
-    if (micro > staked) throw new HttpError(409, 'insufficient_stake', `cannot unstake ${amount}: ${formatAmount(staked)} is staked`)
+    if (micro > staked - locked) {
+      throw new HttpError(409, 'insufficient_stake', `cannot unstake ${amount}: ${formatAmount(staked)} is staked, ${formatAmount(locked)} of it locked as job collateral`)
+    }
     this.context.db.transaction(() => {
       this.setStaked.run((staked - micro).toString(), providerPubkey)
       this.addUnbonding.run(providerPubkey, micro.toString(), this.context.clock.now() + this.context.settings.unbondingPeriodMs)
@@ -104,5 +113,28 @@ export class StakeBook {
     const earned = (pricePerHourMicro * BigInt(Math.floor(servedMs))) / 3_600_000n
     const {rewards} = this.balances(providerPubkey)
     this.setRewards.run((rewards + earned).toString(), providerPubkey)
+  }
+
+  /** §12: locks a lease's collateral out of the unlocked stake, or 409 `insufficient_stake`. Run inside the lease's transaction. */
+  lockCollateral(providerPubkey: string, micro: bigint): void {
+    const {staked, locked} = this.balances(providerPubkey)
+    if (staked - locked < micro) {
+      throw new HttpError(409, 'insufficient_stake', `the job's collateral is ${formatAmount(micro)}; ${formatAmount(staked - locked)} of the stake is unlocked`)
+    }
+    this.setStakedAndLocked.run(staked.toString(), (locked + micro).toString(), providerPubkey)
+  }
+
+  /** §12: ends a lease's lock; `forfeitedMicro` of it leaves the stake (a rejected result: all of it; an expired lease: half). */
+  releaseCollateral(providerPubkey: string, lockedMicro: bigint, forfeitedMicro: bigint): void {
+    const {staked, locked} = this.balances(providerPubkey)
+    const remaining = locked - lockedMicro
+    if (remaining < 0n || forfeitedMicro > lockedMicro) throw new Error('released more collateral than was locked')
+    this.setStakedAndLocked.run((staked - forfeitedMicro).toString(), remaining.toString(), providerPubkey)
+  }
+
+  /** §12: an accepted result's reward goes to `rewards_pending`. */
+  creditReward(providerPubkey: string, micro: bigint): void {
+    const {rewards} = this.balances(providerPubkey)
+    this.setRewards.run((rewards + micro).toString(), providerPubkey)
   }
 }

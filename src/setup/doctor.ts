@@ -1,5 +1,5 @@
 import {loadConfig, type LoadedConfig} from '../core/config/load.js'
-import {describeError, isUserError} from '../core/errors.js'
+import {describeError, ExitCode, isUserError, type ExitCodeValue} from '../core/errors.js'
 import {readKeyFile, readKeyFileContent, type StoredKey} from '../core/keys.js'
 import {createProvisioner} from '../provisioners/index.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
@@ -22,6 +22,14 @@ export interface DoctorOptions {
   passphrase?: () => Promise<string>
   /** Also make a signed request to the marketplace (`--verify-api`). */
   verifyApi?: boolean
+}
+
+export interface DoctorReport {
+  checks: CheckResult[]
+  ok: boolean
+  /** 0; 3 when the config is missing or invalid (nothing else could be checked); 6 when another check failed. */
+  exit: ExitCodeValue
+  loaded?: LoadedConfig
 }
 
 function failure(name: string, error: unknown): CheckResult {
@@ -52,14 +60,16 @@ async function provisionerCheck(loaded: LoadedConfig): Promise<CheckResult> {
 }
 
 /** Runs the local checks in order; a check whose input failed is skipped, not failed twice. */
-export async function runDoctor(options: DoctorOptions): Promise<{checks: CheckResult[]; ok: boolean; loaded?: LoadedConfig}> {
+export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const checks: CheckResult[] = []
   let loaded: LoadedConfig | undefined
+  let configInvalid = false
   try {
     loaded = loadConfig(options.configFile)
     checks.push({name: 'config', status: 'pass', message: `${options.configFile} parses and validates`})
   } catch (error) {
     checks.push(failure('config', error))
+    configInvalid = isUserError(error) && error.exit === ExitCode.config
   }
 
   if (loaded) {
@@ -91,5 +101,6 @@ export async function runDoctor(options: DoctorOptions): Promise<{checks: CheckR
     checks.push({name: 'provisioner', status: 'skip', message: 'skipped: the config did not load'})
   }
 
-  return {checks, ok: checks.every((check) => check.status === 'pass' || check.status === 'warn'), loaded}
+  const ok = checks.every((check) => check.status === 'pass' || check.status === 'warn')
+  return {checks, ok, exit: ok ? ExitCode.ok : configInvalid ? ExitCode.config : ExitCode.checksFailed, loaded}
 }

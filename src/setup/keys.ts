@@ -1,12 +1,12 @@
 import {rmSync} from 'node:fs'
 import {dirname, isAbsolute, join, relative} from 'node:path'
 
-import {ApiClient} from '../core/api/client.js'
 import {createDelegation, listDelegations, revokeDelegation} from '../core/api/main-key.js'
+import {mainKeySession} from '../core/api/session.js'
 import type {LoadedConfig} from '../core/config/load.js'
 import {setConfigValues} from '../core/config/save.js'
 import {isAgentPermission, signDelegation, type AgentPermission} from '../core/delegation.js'
-import {ExitCode, UserError} from '../core/errors.js'
+import {UserError} from '../core/errors.js'
 import {timestampSlug} from '../core/files.js'
 import {toHex} from '../core/hex.js'
 import {createKeyFile, describeKey, readKeyFileContent} from '../core/keys.js'
@@ -41,16 +41,8 @@ function rotatedKeyFile(current: string, now: number): string {
 export async function rotateAgentKey(options: RotateOptions): Promise<RotateResult> {
   const now = options.now ?? Date.now()
   const {config, path, paths} = options.loaded
-  const providerPubkey = toHex(options.mainKey.publicKey)
-  if (config.marketplace.provider_pubkey && config.marketplace.provider_pubkey !== providerPubkey) {
-    throw new UserError('the main key is not the provider key of this config', {
-      code: 'wrong_main_key',
-      exit: ExitCode.usage,
-      suggestion: `use the main key whose public key is ${config.marketplace.provider_pubkey}`,
-    })
-  }
+  const {client, providerPubkey} = mainKeySession(options.loaded, options.mainKey)
   const oldAgent = readKeyFileContent(paths.keyFile).public_key
-  const client = new ApiClient({endpoint: config.marketplace.endpoint, key: options.mainKey, timeoutMs: config.marketplace.request_timeout_seconds * 1000})
   const old = (await listDelegations(client, providerPubkey)).find((delegation) => delegation.agent_pubkey === oldAgent && delegation.revoked_at === null)
   if (!old) {
     throw new UserError(`the current agent key ${oldAgent} has no active delegation`, {

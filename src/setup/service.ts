@@ -1,14 +1,11 @@
-import {execFile} from 'node:child_process'
 import {existsSync, rmSync, statSync} from 'node:fs'
-import {dirname, join} from 'node:path'
-import {promisify} from 'node:util'
+import {dirname, join, resolve} from 'node:path'
+import {execa} from 'execa'
 
 import type {LoadedConfig} from '../core/config/load.js'
 import {ExitCode, UserError} from '../core/errors.js'
 import {writeFileAtomic} from '../core/files.js'
 import {renderTemplate} from '../core/templates.js'
-
-const run = promisify(execFile)
 
 export const UNIT_NAME = 'outpost.service'
 
@@ -29,11 +26,27 @@ export interface RenderedService {
   unitFile: string
   logrotate?: string
   logrotateFile?: string
+  /** What the unit points at that the service won't be able to use, and what to do instead. */
+  warnings: string[]
 }
 
 /** systemd splits ExecStart on spaces: paths with spaces are quoted. */
 function quote(argument: string): string {
   return /[\s"\\]/.test(argument) ? `"${argument.replaceAll(/["\\]/g, (char) => `\\${char}`)}"` : argument
+}
+
+/**
+ * The unit sets PrivateTmp=yes: the service gets an empty /tmp and /var/tmp of its own (systemd.exec(5)), so a config,
+ * key, state or log path under them is one it can't see, and the agent would fail at every start.
+ */
+function privateTmpWarnings(paths: [what: string, path: string | undefined][]): string[] {
+  const hidden = paths.filter((entry): entry is [string, string] => entry[1] !== undefined && /^\/(var\/)?tmp(\/|$)/.test(resolve(entry[1])))
+  if (hidden.length === 0) return []
+  const listed = [...new Map(hidden.map(([what, path]) => [path, `${what} ${path}`])).values()].join(', ')
+  return [
+    `the service won't see its files: ${listed} ${hidden.length === 1 ? 'is' : 'are'} under /tmp or /var/tmp, and the unit's PrivateTmp=yes gives it an empty /tmp and /var/tmp of its own; ` +
+      'keep the config and state elsewhere (for example OUTPOST_CONFIG_DIR=/var/lib/outpost outpost init) and install again',
+  ]
 }
 
 export function renderService(loaded: LoadedConfig, options: ServiceOptions): RenderedService {
@@ -46,7 +59,14 @@ export function renderService(loaded: LoadedConfig, options: ServiceOptions): Re
     log_output: options.logFile ? `StandardOutput=append:${options.logFile}\nStandardError=append:${options.logFile}` : 'StandardOutput=journal\nStandardError=journal',
     read_write_paths: [...new Set(readWrite)].map(quote).join(' '),
   })
-  const rendered: RenderedService = {unit, unitFile: join(options.unitDir, UNIT_NAME)}
+  const warnings = privateTmpWarnings([
+    ['the config file', loaded.path],
+    ['the config directory', options.configDir],
+    ['the agent key', loaded.paths.keyFile],
+    ['the state directory', loaded.paths.stateDir],
+    ['the log file', options.logFile],
+  ])
+  const rendered: RenderedService = {unit, unitFile: join(options.unitDir, UNIT_NAME), warnings}
   if (options.logFile) {
     rendered.logrotate = renderTemplate('outpost.logrotate', {log_file: options.logFile, user: options.user, group: options.group})
     rendered.logrotateFile = join(options.logrotateDir, 'outpost')
@@ -59,11 +79,9 @@ export function systemdRunning(): boolean {
 }
 
 async function systemctl(...args: string[]): Promise<void> {
-  try {
-    await run('systemctl', args)
-  } catch (error) {
-    const stderr = typeof error === 'object' && error !== null && 'stderr' in error ? String((error as {stderr: unknown}).stderr).trim() : String(error)
-    throw new UserError(`systemctl ${args.join(' ')} failed: ${stderr}`, {code: 'systemctl_failed', suggestion: 'see `journalctl -u outpost` and `systemctl status outpost`'})
+  const result = await execa('systemctl', args, {reject: false})
+  if (result.failed) {
+    throw new UserError(`systemctl ${args.join(' ')} failed: ${result.stderr.trim() || result.shortMessage}`, {code: 'systemctl_failed', suggestion: 'see `journalctl -u outpost` and `systemctl status outpost`'})
   }
 }
 
@@ -84,12 +102,8 @@ function ownershipWarnings(loaded: LoadedConfig, uid: number | undefined, user: 
 }
 
 async function uidOf(user: string): Promise<number | undefined> {
-  try {
-    const {stdout} = await run('id', ['-u', user])
-    return Number(stdout.trim())
-  } catch {
-    return undefined
-  }
+  const result = await execa('id', ['-u', user], {reject: false})
+  return result.failed ? undefined : Number(result.stdout.trim())
 }
 
 export async function installService(loaded: LoadedConfig, options: ServiceOptions & {start: boolean}): Promise<InstallResult> {
@@ -104,7 +118,7 @@ export async function installService(loaded: LoadedConfig, options: ServiceOptio
       suggestion: 'run as root (sudo outpost service install), or choose another --unit-dir',
     })
   }
-  const warnings = ownershipWarnings(loaded, await uidOf(options.user), options.user)
+  const warnings = [...rendered.warnings, ...ownershipWarnings(loaded, await uidOf(options.user), options.user)]
   let started = false
   const nextSteps: string[] = []
   if (systemdRunning()) {
@@ -145,8 +159,9 @@ export async function serviceStatus(unitDir: string, metricsListen: string | und
   const unitFile = join(unitDir, UNIT_NAME)
   const status: ServiceStatus = {unit_file: unitFile, installed: existsSync(unitFile), systemd: systemdRunning()}
   if (status.systemd && status.installed) {
-    const answer = await run('systemctl', ['is-active', UNIT_NAME]).catch((error: {stdout?: string}) => ({stdout: error.stdout ?? 'unknown'}))
-    status.active = answer.stdout.trim()
+    // is-active exits non-zero for every state but active, and prints the state either way.
+    const answer = await execa('systemctl', ['is-active', UNIT_NAME], {reject: false})
+    status.active = answer.stdout.trim() || 'unknown'
   }
   if (metricsListen) {
     const url = `http://${metricsListen}/healthz`

@@ -1,4 +1,5 @@
-import {ApiClient, ApiError} from '../core/api/client.js'
+import {ApiError, type ApiClient} from '../core/api/client.js'
+import {configuredClient} from '../core/api/factory.js'
 import {DelegationList} from '../core/api/main-key.js'
 import type {LoadedConfig} from '../core/config/load.js'
 import {describeError} from '../core/errors.js'
@@ -22,7 +23,7 @@ export async function verifyApi(loaded: LoadedConfig, agentKey: KeyPair, now: ()
   if (!providerPubkey) {
     return [{name: 'api', status: 'fail', message: '[marketplace] provider_pubkey is not set', remedy: 'run `outpost register` first'}]
   }
-  const client = new ApiClient({endpoint: marketplace.endpoint, key: agentKey, timeoutMs: marketplace.request_timeout_seconds * 1000, retry: {retries: 0, baseDelayMs: 0, maxDelayMs: 0}})
+  const client = configuredClient(loaded, 'probe', {key: agentKey})
   const checks: CheckResult[] = []
 
   const sentAt = now()

@@ -1,7 +1,7 @@
+import type {ProviderSession} from '../core/api/session.js'
 import {claimRewards, depositStake, getStake, unstake, type StakeInfo} from '../core/api/stake.js'
 import {formatAmount, parseAmount} from '../core/decimal.js'
 import {ExitCode, UserError} from '../core/errors.js'
-import type {ProviderSession} from './main-key.js'
 import {nextTier, STAKE_TIERS} from './tiers.js'
 
 export interface StakeSummary {

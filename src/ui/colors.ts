@@ -1,21 +1,25 @@
+import {Chalk, supportsColor, supportsColorStderr, type ChalkInstance} from 'chalk'
+
 /**
- * Minimal ANSI colouring that honours NO_COLOR (https://no-color.org), FORCE_COLOR and a non-TTY stream,
- * without loading a colour library on every start.
+ * Colour through chalk, which honours FORCE_COLOR, TERM=dumb and whether the stream is a terminal. NO_COLOR
+ * (https://no-color.org) it leaves to its users, so it is checked here first.
  */
-function enabled(stream: NodeJS.WriteStream): boolean {
-  if (process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '') return false
-  if (process.env.FORCE_COLOR !== undefined && process.env.FORCE_COLOR !== '0') return true
-  return Boolean(stream.isTTY) && process.env.TERM !== 'dumb'
+function chalkFor(support: typeof supportsColor): ChalkInstance {
+  const noColor = process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== ''
+  return new Chalk({level: noColor || !support ? 0 : support.level})
 }
 
-function style(open: number, close: number) {
-  return (text: string, stream: NodeJS.WriteStream = process.stderr): string => (enabled(stream) ? `\u001B[${open}m${text}\u001B[${close}m` : text)
+const stdoutChalk = chalkFor(supportsColor)
+const stderrChalk = chalkFor(supportsColorStderr)
+
+function style(name: 'red' | 'green' | 'yellow' | 'dim' | 'bold') {
+  return (text: string, stream: NodeJS.WriteStream = process.stderr): string => (stream === process.stdout ? stdoutChalk : stderrChalk)[name](text)
 }
 
 export const paint = {
-  red: style(31, 39),
-  green: style(32, 39),
-  yellow: style(33, 39),
-  dim: style(2, 22),
-  bold: style(1, 22),
+  red: style('red'),
+  green: style('green'),
+  yellow: style('yellow'),
+  dim: style('dim'),
+  bold: style('bold'),
 }

@@ -3,27 +3,34 @@ import {readFileSync} from 'node:fs'
 import {ExitCode, UserError} from '../core/errors.js'
 import {canPrompt} from './interactive.js'
 
+/** Gives the passphrase when a key needs it. */
+export type PassphraseReader = () => Promise<string>
+
 export interface PassphraseOptions {
-  file?: string
+  /** --passphrase-file, as its flag parsed it. */
+  fromFile?: PassphraseReader
   /** Ask twice (for a new passphrase). */
   confirm?: boolean
 }
 
-function fromFile(file: string): string {
-  try {
-    return readFileSync(file, 'utf8').replace(/\r?\n$/, '')
-  } catch {
-    throw new UserError(`cannot read the passphrase file ${file}`, {code: 'passphrase_file', exit: ExitCode.config, suggestion: 'check the path given to --passphrase-file'})
+/** The passphrase in a file, read only when a key asks for it: most keys aren't encrypted. */
+export function passphraseFromFile(file: string): PassphraseReader {
+  return async () => {
+    try {
+      return readFileSync(file, 'utf8').replace(/\r?\n$/, '')
+    } catch {
+      throw new UserError(`cannot read the passphrase file ${file}`, {code: 'passphrase_file', exit: ExitCode.config, suggestion: 'check the path given to --passphrase-file'})
+    }
   }
 }
 
 /** Where a passphrase comes from, in order: --passphrase-file, OUTPOST_KEY_PASSPHRASE, a prompt in a terminal. */
 export function passphraseAvailable(options: PassphraseOptions): boolean {
-  return Boolean(options.file || process.env.OUTPOST_KEY_PASSPHRASE || canPrompt())
+  return Boolean(options.fromFile || process.env.OUTPOST_KEY_PASSPHRASE || canPrompt())
 }
 
 export async function getPassphrase(options: PassphraseOptions): Promise<string> {
-  if (options.file) return fromFile(options.file)
+  if (options.fromFile) return options.fromFile()
   const fromEnv = process.env.OUTPOST_KEY_PASSPHRASE
   if (fromEnv) return fromEnv
   if (!canPrompt()) {

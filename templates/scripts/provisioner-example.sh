@@ -15,16 +15,31 @@
 # provision must be idempotent: when a machine named instance_name exists, answer it instead of making another.
 # When provision fails part-way it must remove what it made. This example keeps its "machines" as files; replace the
 # marked lines with calls to your own infrastructure. It needs jq.
+#
+# The request comes from the agent, but its ids come from the marketplace: an id becomes a file name only after it
+# matches the one pattern this script makes (outpost-<32 hex digits>), so "../x" can't reach outside STATE_DIR.
 set -euo pipefail
+# The state files hold renters' passwords: only this user may read them (and the state dir is made 0700).
+umask 077
 
 STATE_DIR="${EXAMPLE_STATE_DIR:-/var/lib/outpost-example}"
 mkdir -p "$STATE_DIR"
 request="$(cat)"
 field() { jq -r "$1 // empty" <<<"$request"; }
 
+# Exits with a final failure unless $1 is an id this script makes.
+require_id() {
+  if [[ ! "$1" =~ ^outpost-[0-9a-f]{32}$ ]]; then
+    echo "refusing the id ${1@Q}: the ids this script makes are outpost-<32 hex digits>" >&2
+    echo '{"error": "not an instance id of this backend", "retry_possible": false}'
+    exit 65
+  fi
+}
+
 case "${1:-}" in
   provision)
     name="$(field .instance_name)"
+    require_id "$name"
     if [[ -f "$STATE_DIR/$name.json" ]]; then cat "$STATE_DIR/$name.json"; exit 0; fi
     cores="$(field .contract.cpu_cores)"; memory="$(field .contract.memory_mb)"; ssh_key="$(field .contract.ssh_pubkey)"
     echo "making $name with $cores cores and $memory MB for key ${ssh_key:0:20}..." >&2
@@ -37,16 +52,21 @@ case "${1:-}" in
     ;;
   find)
     name="$(field .instance_name)"
+    require_id "$name"
     if [[ -f "$STATE_DIR/$name.json" ]]; then jq '{instance: del(.credentials)}' "$STATE_DIR/$name.json"
     else echo '{"instance": null}'; fi
     ;;
   terminate)
+    id="$(field .external_id)"
+    require_id "$id"
     # --- replace: destroy the machine ---
-    rm -f "$STATE_DIR/$(field .external_id).json"
+    rm -f "$STATE_DIR/$id.json"
     echo '{"terminated": true}'
     ;;
   health)
-    if [[ -f "$STATE_DIR/$(field .external_id).json" ]]; then echo '{"status": "healthy"}'; else echo '{"status": "unhealthy"}'; fi
+    id="$(field .external_id)"
+    require_id "$id"
+    if [[ -f "$STATE_DIR/$id.json" ]]; then echo '{"status": "healthy"}'; else echo '{"status": "unhealthy"}'; fi
     ;;
   list)
     find "$STATE_DIR" -name 'outpost-*.json' -printf '%f\n' | sed 's/\.json$//' \

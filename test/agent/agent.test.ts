@@ -42,7 +42,7 @@ function newAgent(api: FakeMarketplace, provisioner: FakeProvisioner, log = new 
     provisioner,
     stateDir: state.dir,
     log,
-    metrics: createMetrics(),
+    metrics: createMetrics({bidding: false}),
     settings: SETTINGS,
     version: 'test',
     pruneOrphans: false,

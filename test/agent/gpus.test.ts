@@ -55,7 +55,7 @@ beforeEach(() => {
 afterEach(() => state.remove())
 
 async function oneRound(api: FakeMarketplace, provisioner: FakeProvisioner) {
-  const agent = new Agent({api, key: generateKeyPair(), provisioner, stateDir: state.dir, log: new RecordingLog(), metrics: createMetrics(), settings: SETTINGS, version: 'test', pruneOrphans: false})
+  const agent = new Agent({api, key: generateKeyPair(), provisioner, stateDir: state.dir, log: new RecordingLog(), metrics: createMetrics({bidding: false}), settings: SETTINGS, version: 'test', pruneOrphans: false})
   try {
     return await agent.runOnce()
   } finally {

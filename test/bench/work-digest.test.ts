@@ -4,7 +4,6 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {z} from 'zod'
 
-import {runSteps} from '../../src/bench/progress.js'
 import {planBenchmark} from '../../src/bench/run.js'
 import {ApiClient} from '../../src/core/api/client.js'
 import {requestChallenge, submitReport} from '../../src/core/api/benchmarks.js'
@@ -12,6 +11,7 @@ import {computeWorkDigest} from '../../src/core/benchmark-workload.js'
 import {toHex} from '../../src/core/hex.js'
 import {generateKeyPair} from '../../src/core/signing.js'
 import {startMarketplace, type MarketplaceServer} from '../../src/marketplace/server.js'
+import {runTasks} from '../../src/ui/tasks.js'
 
 let server: MarketplaceServer
 let dataDir: string
@@ -35,8 +35,7 @@ describe('the work digest is the one the marketplace re-computes', () => {
   it('a plan with no measurements still fetches a challenge, runs the workload and is accepted as verified', async () => {
     const plan = planBenchmark({client, providerPubkey}, {types: [], durationMs: 10, quick: true, storageDir: dataDir, submit: true})
     const lines: string[] = []
-    await runSteps(plan.steps, 'lines', (line) => lines.push(line))
-    const outcome = plan.outcome()
+    const outcome = plan.outcome(await runTasks(plan.tasks, plan.start, 'lines', (line) => lines.push(line)))
     expect(lines).toEqual(expect.arrayContaining(['Fetch a challenge from the marketplace...', 'Submit the signed report...']))
     expect(outcome.submitted).toBe(true)
     expect(outcome.report).toMatchObject({challenge_id: outcome.challenge_id, work_digest: outcome.work_digest, verified: true, submitted_by: providerPubkey})

@@ -66,4 +66,28 @@ describe('key files', () => {
     writeFileSync(path, JSON.stringify({...content, public_key: 'ab'.repeat(32)}), {mode: 0o600})
     await expect(readKeyFile(path)).rejects.toThrow(/does not match/)
   })
+
+  it('refuse scrypt parameters below the minimum, or so large that a hostile file could hang or exhaust memory', async () => {
+    const path = join(tempDir(), 'main.key')
+    createKeyFile(path, 'provider-main', {passphrase: 'correct horse'})
+    const content = JSON.parse(readFileSync(path, 'utf8')) as {encrypted: Record<string, unknown>}
+    const withParams = (params: Record<string, number>) =>
+      writeFileSync(path, JSON.stringify({...content, encrypted: {...content.encrypted, ...params}}), {mode: 0o600})
+    const refusals: [Record<string, number>, RegExp][] = [
+      [{n: 2}, /encrypted\.n: expected scrypt cost n of at least 16384/],
+      [{n: 2 ** 13}, /encrypted\.n: expected scrypt cost n of at least/],
+      [{r: 1}, /encrypted\.r: expected scrypt block size r of at least 8/],
+      [{n: 3 * 2 ** 14}, /encrypted\.n: expected scrypt cost n to be a power of two/],
+      [{n: 2 ** 30}, /encrypted\.n: expected scrypt cost n of at most/],
+      [{p: 2 ** 20}, /encrypted\.p: expected scrypt parallelism p of at most 16/],
+      [{n: 2 ** 18, r: 16}, /encrypted\.r: expected scrypt memory 128·n·r of at most 256 MiB/],
+      [{n: 2 ** 17, r: 8, p: 16}, /encrypted\.n: expected scrypt work n·r·p of at most/],
+    ]
+    for (const [params, message] of refusals) {
+      withParams(params)
+      await expect(readKeyFile(path, {passphrase: () => 'correct horse'}), JSON.stringify(params)).rejects.toMatchObject({code: 'key_invalid', exit: 3, message: expect.stringMatching(message)})
+    }
+    withParams({n: 2 ** 15, r: 8, p: 1})
+    await expect(readKeyFile(path, {passphrase: () => 'correct horse'})).resolves.toMatchObject({type: 'provider-main'})
+  })
 })

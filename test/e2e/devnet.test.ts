@@ -85,8 +85,8 @@ describe('outpost devnet (built CLI)', () => {
 
   it('start refuses a bad --unbonding-period, and stops cleanly on SIGTERM', async () => {
     const bad = await runCli(['devnet', 'start', '--port', '0', '--data-dir', join(dataDir, 'other'), '--unbonding-period', 'a week', '--json'])
-    expect(bad.exitCode).toBe(1)
-    expect(parseJson(bad)).toMatchObject({error: {code: 'invalid_period'}})
+    expect(bad.exitCode).toBe(2)
+    expect(parseJson(bad)).toMatchObject({error: {code: 'invalid_duration'}})
 
     const own = await startDevnetProcess(join(dataDir, 'short'), ['--unbonding-period', '30s'])
     const staker = await registerProvider(own)

@@ -8,7 +8,7 @@ import {acceptDispute, getDispute, submitEvidence, type EvidenceItem} from '../.
 import {toHex} from '../../src/core/hex.js'
 import {readKeyFile} from '../../src/core/keys.js'
 import {canonicalJson, sha256Hex, verifyUsageRecord, type SignedUsageRecord} from '../../src/core/signing.js'
-import {renterKeyPath} from '../../src/marketplace/renter.js'
+import {renterKeyPath} from '../../src/devnet/renter.js'
 import {parseJson, runCli} from '../helpers/cli.js'
 import {fastAgentEnv, initProvider, killInstances, startAgent, startDevnet, waitFor, type Devnet, type ProviderSetup} from '../helpers/marketplace.js'
 

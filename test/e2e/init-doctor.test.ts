@@ -86,7 +86,7 @@ describe('outpost init and doctor (built CLI)', () => {
   it('doctor with no config says to run init, and --config points elsewhere', async () => {
     const dir = tempConfigDir()
     const doctor = await runCli(['doctor'], {env: {OUTPOST_CONFIG_DIR: dir}})
-    expect(doctor.exitCode).toBe(6)
+    expect(doctor.exitCode).toBe(3)
     expect(doctor.stdout).toMatch(/no configuration at .*outpost\.toml/)
     expect(doctor.stdout).toMatch(/outpost init/)
     const {dir: other} = await initialised()

@@ -123,7 +123,7 @@ describe('outpost register, keys and doctor --verify-api (built CLI, real devnet
       'outpost-delegation-v1',
       agent?.public_key,
       Buffer.from(mainKey.publicKey).toString('hex'),
-      'benchmark,fetch_contracts,health_check,heartbeat,provision,usage_report',
+      'benchmark,fetch_contracts,fetch_jobs,health_check,heartbeat,provision,run_jobs,usage_report',
       '1900000000000',
       'rack-7',
     ])

@@ -19,7 +19,8 @@ interface TestProvisionJson {
 }
 
 const emulator = new ProxmoxEmulator()
-const SSH_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHtestkeyfortestprovision000000000000000000 operator@example'
+// A real key: the emulator checks keys with ssh-keygen, as Proxmox does.
+const SSH_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFhZCSOcY0K2DWaxbEmHYsHvG+sO5GVop+G3rqGlDimd operator@example'
 
 function proxmoxConfig(overrides: {fingerprint?: string; tokenSecret?: string} = {}): Record<string, string> {
   const dir = tempConfigDir('outpost-test-provision-')
@@ -78,6 +79,15 @@ describe('outpost test-provision (built CLI)', () => {
     const kept = emulator.guests.filter((vm) => vm.status === 'running')
     expect(kept).toHaveLength(1)
     for (const vm of kept) emulator.vms.delete(vm.vmid)
+  })
+
+  it('fails for good on an SSH key that Proxmox refuses, says so, and leaves no VM', async () => {
+    const result = await runCli(['test-provision', '--json', '--ssh-pubkey', 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAInotakey operator@example'], {env: proxmoxConfig()})
+    expect(result.exitCode).toBe(1)
+    const {error} = parseJson<{error: {code: string; message: string}}>(result)
+    expect(error.code).toBe('provision_failed')
+    expect(error.message).toContain("the renter's SSH key was refused by Proxmox: SSH public key validation error")
+    expect(emulator.guests).toEqual([])
   })
 
   it('refuses a host with another certificate before sending the token, and says what to do', async () => {

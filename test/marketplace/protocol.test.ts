@@ -53,7 +53,7 @@ describe('§5 providers, delegations, heartbeat', () => {
       {
         agent_pubkey: pub(provider.agent),
         provider_pubkey: provider.pk,
-        permissions: ['benchmark', 'fetch_contracts', 'health_check', 'heartbeat', 'provision', 'usage_report'],
+        permissions: ['benchmark', 'fetch_contracts', 'fetch_jobs', 'health_check', 'heartbeat', 'provision', 'run_jobs', 'usage_report'],
         expires_at: null,
         label: 'test agent',
         created_at: expect.any(Number),

@@ -1,4 +1,4 @@
-import {ApiClient} from '../../core/api/client.js'
+import {configuredClient} from '../../core/api/factory.js'
 import {ProviderApi, type OpenOrder} from '../../core/api/provider.js'
 import type {Contract} from '../../core/api/schemas.js'
 import type {LoadedConfig} from '../../core/config/load.js'
@@ -28,9 +28,6 @@ export interface BidPreview {
   orders: PreviewedOrder[]
 }
 
-// A command at a terminal wants an answer soon.
-const PREVIEW_RETRY = {retries: 2, baseDelayMs: 200, maxDelayMs: 2000}
-
 /**
  * `outpost bid preview`: the open orders decided with the current [bidding] config as a freshly started agent
  * would decide them now (in order, each bid's capacity promised before the next is looked at), bidding nothing.
@@ -41,7 +38,7 @@ export async function previewBids(loaded: LoadedConfig, key: KeyPair): Promise<B
   if (!providerPubkey) {
     throw new UserError(`${loaded.path}: [marketplace] provider_pubkey is not set`, {code: 'not_registered', exit: ExitCode.config, suggestion: 'run `outpost register` first'})
   }
-  const client = new ApiClient({endpoint: config.marketplace.endpoint, key, timeoutMs: config.marketplace.request_timeout_seconds * 1000, retry: PREVIEW_RETRY})
+  const client = configuredClient(loaded, 'interactive', {key})
   const api = new ProviderApi(client, providerPubkey)
   const provisioner = createProvisioner(loaded)
   try {

@@ -1,15 +1,11 @@
 import {Flags} from '@oclif/core'
 
-import {parseDuration} from '../../core/duration.js'
-import {readKeyFile} from '../../core/keys.js'
-import {runSteps} from '../../bench/progress.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {duration, mainKeyFlags} from '../../cli/flags.js'
+import {agentKeySession, mainKeySession} from '../../core/api/session.js'
 import {BENCHMARK_TYPES, planBenchmark, resultRows, type BenchmarkOutcome} from '../../bench/run.js'
 import {renderTable} from '../../ui/table.js'
-import {mainKeyFlags} from '../../stake/flags.js'
-import {apiClient, configuredProvider, mainKeySession, readMainKey} from '../../stake/main-key.js'
-import {BaseCommand} from '../../ui/base-command.js'
-import {canPrompt} from '../../ui/interactive.js'
-import {getPassphrase} from '../../ui/passphrase.js'
+import {progressMode, runTasks} from '../../ui/tasks.js'
 
 export default class BenchmarkRun extends BaseCommand {
   static override summary = 'Measure this machine (CPU, memory, storage, network, GPU) against a fresh marketplace challenge'
@@ -28,7 +24,7 @@ export default class BenchmarkRun extends BaseCommand {
     ...mainKeyFlags,
     type: Flags.option({description: 'what to measure (repeat for several; default: all)', options: BENCHMARK_TYPES, multiple: true})(),
     submit: Flags.boolean({description: 'submit the signed report to the marketplace'}),
-    duration: Flags.string({description: 'how long each measurement runs, like 10s or 500ms (default: 3s, or 250ms with --quick)'}),
+    duration: duration({description: 'how long each measurement runs, like 10s or 500ms (default: 3s, or 250ms with --quick)'}),
     quick: Flags.boolean({description: 'small arrays and files and 250 ms measurements: a first look, not a report worth comparing'}),
     'storage-dir': Flags.string({description: 'directory on the storage to measure (default: the agent state_dir)', env: 'OUTPOST_BENCHMARK_STORAGE_DIR'}),
   }
@@ -36,11 +32,10 @@ export default class BenchmarkRun extends BaseCommand {
   async run(): Promise<BenchmarkOutcome> {
     const {flags} = await this.parse(BenchmarkRun)
     const loaded = this.loadConfig(flags.config)
-    const passphrase = () => getPassphrase({file: flags['passphrase-file']})
-    const durationMs = flags.duration === undefined ? (flags.quick ? 250 : 3000) : parseDuration(flags.duration, '--duration')
+    const durationMs = flags.duration ?? (flags.quick ? 250 : 3000)
     const session = flags['main-key-file']
-      ? mainKeySession(loaded, await readMainKey({file: flags['main-key-file'], passphrase}, 'a benchmark with --main-key-file'))
-      : {client: apiClient(loaded, await readKeyFile(loaded.paths.keyFile, {passphrase})), providerPubkey: configuredProvider(loaded)}
+      ? mainKeySession(loaded, await this.mainKey(flags, 'a benchmark with --main-key-file'))
+      : agentKeySession(loaded, await this.agentKey(flags))
     const plan = planBenchmark(session, {
       types: flags.type ?? BENCHMARK_TYPES,
       durationMs: Math.max(1, durationMs),
@@ -49,8 +44,7 @@ export default class BenchmarkRun extends BaseCommand {
       submit: flags.submit,
       nvidiaSmi: loaded.config.gpu.nvidia_smi,
     })
-    await runSteps(plan.steps, this.jsonEnabled() ? 'silent' : canPrompt() ? 'tasks' : 'lines', (line) => this.log(line))
-    const outcome = plan.outcome()
+    const outcome = plan.outcome(await runTasks(plan.tasks, plan.start, progressMode(this.jsonEnabled()), (line) => this.log(line)))
     this.log('')
     this.log(renderTable(['measure', 'value', 'how'], resultRows(outcome.results)))
     this.log('')

@@ -1,8 +1,5 @@
-import {Flags} from '@oclif/core'
-
-import {readKeyFile} from '../../core/keys.js'
-import {BaseCommand} from '../../ui/base-command.js'
-import {getPassphrase, passphraseAvailable} from '../../ui/passphrase.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {passphraseFile} from '../../cli/flags.js'
 import {renderTable} from '../../ui/table.js'
 import type {BidPreview} from '../../agent/bidding/preview.js'
 
@@ -16,14 +13,13 @@ export default class BidPreviewCommand extends BaseCommand {
   static override examples = ['<%= config.bin %> bid preview', '<%= config.bin %> bid preview --json']
 
   static override flags = {
-    'passphrase-file': Flags.string({description: 'file holding the passphrase of an encrypted agent key'}),
+    'passphrase-file': passphraseFile,
   }
 
   async run(): Promise<BidPreview> {
     const {flags} = await this.parse(BidPreviewCommand)
     const loaded = this.loadConfig(flags.config)
-    const source = {file: flags['passphrase-file']}
-    const key = await readKeyFile(loaded.paths.keyFile, {passphrase: passphraseAvailable(source) ? () => getPassphrase(source) : undefined})
+    const key = await this.agentKey(flags)
     // Loaded here: the provisioners stay out of every other command's start.
     const {previewBids} = await import('../../agent/bidding/preview.js')
     const preview = await previewBids(loaded, key)

@@ -3,7 +3,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {ExitCode, UserError} from '../../core/errors.js'
 import {ManualRequestStore, type ManualRequest} from '../../provisioners/manual/requests.js'
-import {BaseCommand} from '../../ui/base-command.js'
+import {BaseCommand} from '../../cli/base-command.js'
 
 export default class ContractComplete extends BaseCommand {
   static override summary = 'Answer a manual provisioning request: the machine is ready'

@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {ManualRequestStore, type ManualRequest} from '../../provisioners/manual/requests.js'
-import {BaseCommand} from '../../ui/base-command.js'
+import {BaseCommand} from '../../cli/base-command.js'
 
 export default class ContractFail extends BaseCommand {
   static override summary = 'Answer a manual provisioning request: the machine cannot be provided'

@@ -1,7 +1,7 @@
-import {ApiClient} from '../../core/api/client.js'
+import {BaseCommand} from '../../cli/base-command.js'
 import {listOfferings, type Offering} from '../../core/api/renter.js'
-import {renterFlags} from '../../marketplace/devnet-flags.js'
-import {BaseCommand} from '../../ui/base-command.js'
+import {renterFlags} from '../../devnet/flags.js'
+import {devnetReader} from '../../devnet/renter.js'
 
 export default class DevnetOfferings extends BaseCommand {
   static override summary = 'List the offerings on a devnet'
@@ -9,7 +9,7 @@ export default class DevnetOfferings extends BaseCommand {
 
   async run(): Promise<{offerings: Offering[]}> {
     const {flags} = await this.parse(DevnetOfferings)
-    const result = await listOfferings(new ApiClient({endpoint: flags.endpoint, retry: {retries: 2, baseDelayMs: 200, maxDelayMs: 2000}}))
+    const result = await listOfferings(devnetReader(flags.endpoint))
     if (result.offerings.length === 0) this.log('no offerings yet')
     for (const offering of result.offerings) {
       this.log(

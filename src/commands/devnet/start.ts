@@ -1,9 +1,22 @@
 import {Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
-import {UserError} from '../../core/errors.js'
-import {DEFAULT_DEVNET_PORT, defaultDevnetDataDir, parsePeriod, shutdownSignal} from '../../marketplace/devnet.js'
-import {BaseCommand} from '../../ui/base-command.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {duration} from '../../cli/flags.js'
+import {ExitCode, UserError} from '../../core/errors.js'
+import {waitForStopSignal} from '../../core/signals.js'
+import {DEFAULT_DEVNET_PORT} from '../../devnet/defaults.js'
+import {devnetDataDir} from '../../devnet/flags.js'
+import {startDevnet} from '../../devnet/start.js'
+
+const trapRatio = Flags.custom<number>({
+  parse: async (text) => {
+    const ratio = Number(text)
+    if (text.trim() === '' || !Number.isFinite(ratio) || ratio < 0 || ratio > 1) {
+      throw new UserError(`--trap-ratio: "${text}" is not a ratio from 0 to 1`, {code: 'usage', exit: ExitCode.usage, suggestion: 'write it like 0.1 (one trap per ten renter jobs of a kind)'})
+    }
+    return ratio
+  },
+})
 
 export default class DevnetStart extends BaseCommand {
   static override summary = 'Run the reference marketplace on this machine'
@@ -11,33 +24,33 @@ export default class DevnetStart extends BaseCommand {
     'Serves PROTOCOL v1 over HTTP with its state in SQLite under --data-dir, until SIGINT or SIGTERM (in-flight requests ' +
     'finish and the database closes). With --json it prints one line, {"endpoint", "api", "data_dir", "pid"}, once listening.'
 
-  static override examples = ['<%= config.bin %> devnet start', '<%= config.bin %> devnet start --port 0 --json --unbonding-period 30s']
+  static override examples = [
+    '<%= config.bin %> devnet start',
+    '<%= config.bin %> devnet start --port 0 --json --unbonding-period 30s',
+    '<%= config.bin %> devnet start --trap-ratio 0.1',
+  ]
 
   static override flags = {
     port: Flags.integer({description: 'TCP port; 0 picks a free one', default: DEFAULT_DEVNET_PORT, min: 0, max: 65_535}),
     host: Flags.string({description: 'address to listen on', default: '127.0.0.1'}),
     'data-dir': Flags.string({description: 'where the database lives (default: <config dir>/devnet)', env: 'OUTPOST_DEVNET_DATA_DIR'}),
-    'unbonding-period': Flags.string({description: 'how long unstaked tokens stay bonded, like 7d or 30s', default: '7d'}),
+    'unbonding-period': duration({description: 'how long unstaked tokens stay bonded, like 7d or 30s', default: '7d'}),
     'rate-limit': Flags.integer({description: 'requests per second allowed per key', min: 1}),
+    'trap-ratio': trapRatio({description: 'known-answer jobs (traps) mixed in per renter job of each kind, 0 to 1: 0.1 adds one trap per ten jobs', default: 0}),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(DevnetStart)
-    const dataDir = resolve(flags['data-dir'] ?? defaultDevnetDataDir(this.configDirectory))
-    const unbondingPeriodMs = parsePeriod(flags['unbonding-period'], '--unbonding-period')
-    // SQLite is loaded only here, so the rest of the CLI starts without it.
-    const {startMarketplace} = await import('../../marketplace/server.js')
-    const stopRequested = shutdownSignal()
-    let server
-    try {
-      server = await startMarketplace({dataDir, port: flags.port, host: flags.host, unbondingPeriodMs, rateLimitPerSecond: flags['rate-limit']})
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code
-      if (code === 'EADDRINUSE') {
-        throw new UserError(`port ${flags.port} on ${flags.host} is in use`, {code: 'port_in_use', suggestion: 'stop what uses it, or pass --port 0 for a free port'})
-      }
-      throw error
-    }
+    const dataDir = devnetDataDir(flags['data-dir'], this.configDirectory)
+    const stopRequested = waitForStopSignal()
+    const server = await startDevnet({
+      dataDir,
+      port: flags.port,
+      host: flags.host,
+      unbondingPeriodMs: flags['unbonding-period'],
+      rateLimitPerSecond: flags['rate-limit'],
+      trapRatio: flags['trap-ratio'],
+    })
     const listening = {endpoint: server.endpoint, api: `${server.endpoint}/api/v1`, data_dir: dataDir, pid: process.pid}
     if (this.jsonEnabled()) process.stdout.write(JSON.stringify(listening) + '\n')
     this.log(`devnet listening on ${listening.endpoint} (data: ${dataDir})`)

@@ -1,16 +1,15 @@
 import {Args, Flags} from '@oclif/core'
 
+import {BaseCommand} from '../../cli/base-command.js'
+import {mainKeyFlags, yesFlag} from '../../cli/flags.js'
 import type {ProviderDispute} from '../../core/api/disputes.js'
 import {ExitCode, UserError} from '../../core/errors.js'
 import {renderTable} from '../../ui/table.js'
 import {answerableDispute, EVIDENCE_HEADER, evidenceRows, sendEvidence} from '../../dispute/disputes.js'
 import {evidenceFromAgentState, evidenceFromFile, mergeDrafts, type EvidenceDraft} from '../../dispute/evidence.js'
-import {mainKeyFlags, yesFlag} from '../../stake/flags.js'
-import {mainKeySession, readMainKey} from '../../stake/main-key.js'
-import {BaseCommand} from '../../ui/base-command.js'
+import {mainKeySession} from '../../core/api/session.js'
 import {confirmOrRefuse} from '../../ui/confirm.js'
 import {canPrompt} from '../../ui/interactive.js'
-import {getPassphrase} from '../../ui/passphrase.js'
 
 export default class DisputeEvidence extends BaseCommand {
   static override summary = 'Answer a dispute with evidence: from a file, or built from the agent\'s own records (--auto)'
@@ -41,7 +40,7 @@ export default class DisputeEvidence extends BaseCommand {
       throw new UserError('say where the evidence comes from', {code: 'evidence_source', exit: ExitCode.usage, suggestion: 'pass --file evidence.json, --auto, or both'})
     }
     const loaded = this.loadConfig(flags.config)
-    const mainKey = await readMainKey({file: flags['main-key-file'], passphrase: () => getPassphrase({file: flags['passphrase-file']})}, 'answering a dispute')
+    const mainKey = await this.mainKey(flags, 'answering a dispute')
     const session = mainKeySession(loaded, mainKey)
     const dispute = await answerableDispute(session, args.id)
     const draft = mergeDrafts([

@@ -1,12 +1,11 @@
 import {Flags} from '@oclif/core'
 
+import {BaseCommand} from '../../cli/base-command.js'
+import {mainKeyFlags} from '../../cli/flags.js'
 import {DISPUTE_STATUSES, listDisputes, type ProviderDispute} from '../../core/api/disputes.js'
 import {renderTable} from '../../ui/table.js'
 import {DISPUTE_HEADER, disputeRow} from '../../dispute/disputes.js'
-import {mainKeyFlags} from '../../stake/flags.js'
-import {mainKeySession, readMainKey} from '../../stake/main-key.js'
-import {BaseCommand} from '../../ui/base-command.js'
-import {getPassphrase} from '../../ui/passphrase.js'
+import {mainKeySession} from '../../core/api/session.js'
 
 export default class DisputeList extends BaseCommand {
   static override summary = "List the provider's disputes (signed with the provider main key)"
@@ -20,7 +19,7 @@ export default class DisputeList extends BaseCommand {
   async run(): Promise<{disputes: ProviderDispute[]}> {
     const {flags} = await this.parse(DisputeList)
     const loaded = this.loadConfig(flags.config)
-    const mainKey = await readMainKey({file: flags['main-key-file'], passphrase: () => getPassphrase({file: flags['passphrase-file']})}, 'reading disputes')
+    const mainKey = await this.mainKey(flags, 'reading disputes')
     const session = mainKeySession(loaded, mainKey)
     const disputes = await listDisputes(session.client, session.providerPubkey, flags.status)
     if (disputes.length === 0) this.log(flags.status ? `no ${flags.status} disputes` : 'no disputes')

@@ -1,12 +1,11 @@
 import {Args} from '@oclif/core'
 
+import {BaseCommand} from '../../cli/base-command.js'
+import {mainKeyFlags} from '../../cli/flags.js'
 import {getDispute, type ProviderDispute} from '../../core/api/disputes.js'
 import {renderTable} from '../../ui/table.js'
 import {EVIDENCE_HEADER, evidenceRows} from '../../dispute/disputes.js'
-import {mainKeyFlags} from '../../stake/flags.js'
-import {mainKeySession, readMainKey} from '../../stake/main-key.js'
-import {BaseCommand} from '../../ui/base-command.js'
-import {getPassphrase} from '../../ui/passphrase.js'
+import {mainKeySession} from '../../core/api/session.js'
 
 export default class DisputeShow extends BaseCommand {
   static override summary = 'Show a dispute with its evidence'
@@ -16,7 +15,7 @@ export default class DisputeShow extends BaseCommand {
   async run(): Promise<ProviderDispute> {
     const {args, flags} = await this.parse(DisputeShow)
     const loaded = this.loadConfig(flags.config)
-    const mainKey = await readMainKey({file: flags['main-key-file'], passphrase: () => getPassphrase({file: flags['passphrase-file']})}, 'reading a dispute')
+    const mainKey = await this.mainKey(flags, 'reading a dispute')
     const dispute = await getDispute(mainKeySession(loaded, mainKey).client, args.id)
     this.log(`dispute   ${dispute.dispute_id} (${dispute.status})`)
     this.log(`contract  ${dispute.contract_id}`)

@@ -1,9 +1,7 @@
-import {Flags} from '@oclif/core'
-
-import {parseDuration} from '../../core/duration.js'
-import {readKeyFile, readKeyFileContent} from '../../core/keys.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {duration, mainKeyFlags} from '../../cli/flags.js'
+import {readKeyFileContent} from '../../core/keys.js'
 import {rotateAgentKey, type RotateResult} from '../../setup/keys.js'
-import {BaseCommand} from '../../ui/base-command.js'
 import {getPassphrase} from '../../ui/passphrase.js'
 
 export default class KeysRotate extends BaseCommand {
@@ -15,19 +13,18 @@ export default class KeysRotate extends BaseCommand {
   static override examples = ['<%= config.bin %> keys rotate --main-key-file ~/provider-main.key --grace 24h']
 
   static override flags = {
-    'main-key-file': Flags.string({description: 'provider main key file', env: 'OUTPOST_MAIN_KEY_FILE', required: true}),
-    'passphrase-file': Flags.string({description: 'file holding the passphrase of encrypted keys'}),
-    grace: Flags.string({description: 'how long the old key keeps working, like 24h, or 0', default: '24h'}),
+    ...mainKeyFlags,
+    grace: duration({description: 'how long the old key keeps working, like 24h, or 0', default: '24h'}),
   }
 
   async run(): Promise<RotateResult> {
     const {flags} = await this.parse(KeysRotate)
-    const graceMs = parseDuration(flags.grace, '--grace')
     const loaded = this.loadConfig(flags.config)
-    const passphraseSource = {file: flags['passphrase-file']}
-    const mainKey = await readKeyFile(flags['main-key-file'], {passphrase: () => getPassphrase(passphraseSource)})
+    const mainKey = await this.mainKey(flags, 'rotating the agent key')
     const encrypted = 'encrypted' in readKeyFileContent(loaded.paths.keyFile)
-    const result = await rotateAgentKey({loaded, mainKey, graceMs, passphrase: encrypted ? await getPassphrase(passphraseSource) : undefined})
+    // The new key is encrypted as the old one was, with the same passphrase.
+    const passphrase = encrypted ? await getPassphrase({fromFile: flags['passphrase-file']}) : undefined
+    const result = await rotateAgentKey({loaded, mainKey, graceMs: flags.grace, passphrase})
     this.log(`new agent key ${result.new_agent.public_key}  ${result.new_agent.fingerprint}`)
     this.log(`  written to ${result.new_agent.file}; ${result.config_file} now points at it`)
     this.log(

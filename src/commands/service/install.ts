@@ -2,7 +2,7 @@ import {join} from 'node:path'
 import {Flags} from '@oclif/core'
 
 import {installService, renderService, type InstallResult} from '../../setup/service.js'
-import {BaseCommand} from '../../ui/base-command.js'
+import {BaseCommand} from '../../cli/base-command.js'
 
 export const unitDirFlag = Flags.string({description: 'where the systemd unit goes', default: '/etc/systemd/system', env: 'OUTPOST_SERVICE_UNIT_DIR'})
 export const logrotateDirFlag = Flags.string({description: 'where the logrotate file goes', default: '/etc/logrotate.d', env: 'OUTPOST_SERVICE_LOGROTATE_DIR'})
@@ -26,7 +26,7 @@ export default class ServiceInstall extends BaseCommand {
     'dry-run': Flags.boolean({description: 'print the unit (and logrotate file) instead of writing them'}),
   }
 
-  async run(): Promise<InstallResult | {unit: string; logrotate?: string}> {
+  async run(): Promise<InstallResult | {unit: string; logrotate?: string; warnings: string[]}> {
     const {flags} = await this.parse(ServiceInstall)
     const loaded = this.loadConfig(flags.config)
     const options = {
@@ -43,7 +43,8 @@ export default class ServiceInstall extends BaseCommand {
       const rendered = renderService(loaded, options)
       this.log(`# ${rendered.unitFile}\n${rendered.unit}`)
       if (rendered.logrotate) this.log(`# ${rendered.logrotateFile}\n${rendered.logrotate}`)
-      return {unit: rendered.unit, ...(rendered.logrotate ? {logrotate: rendered.logrotate} : {})}
+      for (const warning of rendered.warnings) this.warn(warning)
+      return {unit: rendered.unit, ...(rendered.logrotate ? {logrotate: rendered.logrotate} : {}), warnings: rendered.warnings}
     }
     const result = await installService(loaded, {...options, start: flags.start})
     this.log(`wrote ${result.unit_file}${result.logrotate_file ? ` and ${result.logrotate_file}` : ''}`)

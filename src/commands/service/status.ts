@@ -1,6 +1,6 @@
 import {loadConfig} from '../../core/config/load.js'
 import {serviceStatus, type ServiceStatus} from '../../setup/service.js'
-import {BaseCommand} from '../../ui/base-command.js'
+import {BaseCommand} from '../../cli/base-command.js'
 import {unitDirFlag} from './install.js'
 
 export default class ServiceStatusCommand extends BaseCommand {

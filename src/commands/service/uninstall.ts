@@ -1,5 +1,5 @@
 import {uninstallService} from '../../setup/service.js'
-import {BaseCommand} from '../../ui/base-command.js'
+import {BaseCommand} from '../../cli/base-command.js'
 import {logrotateDirFlag, unitDirFlag} from './install.js'
 
 export default class ServiceUninstall extends BaseCommand {

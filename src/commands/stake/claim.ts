@@ -1,9 +1,8 @@
-import {mainKeyFlags, yesFlag} from '../../stake/flags.js'
-import {mainKeySession, readMainKey} from '../../stake/main-key.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {mainKeyFlags, yesFlag} from '../../cli/flags.js'
+import {mainKeySession} from '../../core/api/session.js'
 import {claimPendingRewards, stakeInfo, type ClaimOutcome} from '../../stake/stake.js'
-import {BaseCommand} from '../../ui/base-command.js'
 import {confirmOrRefuse} from '../../ui/confirm.js'
-import {getPassphrase} from '../../ui/passphrase.js'
 
 export default class StakeClaim extends BaseCommand {
   static override summary = 'Claim the pending rewards (signed with the provider main key)'
@@ -13,9 +12,7 @@ export default class StakeClaim extends BaseCommand {
 
   async run(): Promise<ClaimOutcome> {
     const {flags} = await this.parse(StakeClaim)
-    const loaded = this.loadConfig(flags.config)
-    const mainKey = await readMainKey({file: flags['main-key-file'], passphrase: () => getPassphrase({file: flags['passphrase-file']})}, 'claiming rewards')
-    const session = mainKeySession(loaded, mainKey)
+    const session = mainKeySession(this.loadConfig(flags.config), await this.mainKey(flags, 'claiming rewards'))
     const current = await stakeInfo(session)
     if (current.rewards_pending === '0') {
       this.log('no rewards pending: nothing to claim')

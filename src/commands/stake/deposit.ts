@@ -1,10 +1,9 @@
 import {Args} from '@oclif/core'
 
-import {mainKeyFlags} from '../../stake/flags.js'
-import {mainKeySession, readMainKey} from '../../stake/main-key.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {mainKeyFlags} from '../../cli/flags.js'
+import {mainKeySession} from '../../core/api/session.js'
 import {depositToStake, type StakeChange} from '../../stake/stake.js'
-import {BaseCommand} from '../../ui/base-command.js'
-import {getPassphrase} from '../../ui/passphrase.js'
 
 export default class StakeDeposit extends BaseCommand {
   static override summary = 'Stake tokens (signed with the provider main key)'
@@ -16,9 +15,8 @@ export default class StakeDeposit extends BaseCommand {
 
   async run(): Promise<StakeChange> {
     const {args, flags} = await this.parse(StakeDeposit)
-    const loaded = this.loadConfig(flags.config)
-    const mainKey = await readMainKey({file: flags['main-key-file'], passphrase: () => getPassphrase({file: flags['passphrase-file']})}, 'staking')
-    const change = await depositToStake(mainKeySession(loaded, mainKey), args.amount)
+    const session = mainKeySession(this.loadConfig(flags.config), await this.mainKey(flags, 'staking'))
+    const change = await depositToStake(session, args.amount)
     this.log(`staked ${change.amount}: now ${change.stake.staked}, tier ${change.tier_changed ? `${change.tier_before} → ${change.tier_after}` : change.tier_after}`)
     return change
   }

@@ -1,11 +1,11 @@
 import {Flags} from '@oclif/core'
 
-import {readKeyFileContent} from '../../core/keys.js'
-import {fromHex} from '../../core/hex.js'
-import {describeTime, mainKeyFlags} from '../../stake/flags.js'
-import {apiClient, configuredProvider} from '../../stake/main-key.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {mainKeyFile} from '../../cli/flags.js'
+import {configuredClient} from '../../core/api/factory.js'
+import {configuredProvider} from '../../core/api/session.js'
 import {stakeInfo, type StakeSummary} from '../../stake/stake.js'
-import {BaseCommand} from '../../ui/base-command.js'
+import {describeTime} from '../../ui/time.js'
 
 export default class StakeInfo extends BaseCommand {
   static override summary = 'Show the stake, its tier and what it allows, unbonding amounts and pending rewards'
@@ -13,16 +13,15 @@ export default class StakeInfo extends BaseCommand {
   static override examples = ['<%= config.bin %> stake info', '<%= config.bin %> stake info --json']
 
   static override flags = {
-    'main-key-file': mainKeyFlags['main-key-file'],
+    'main-key-file': mainKeyFile(),
     'provider-pubkey': Flags.string({description: 'provider public key (default: [marketplace] provider_pubkey)'}),
   }
 
   async run(): Promise<StakeSummary> {
     const {flags} = await this.parse(StakeInfo)
     const loaded = this.loadConfig(flags.config)
-    const mainKeyPublic = flags['main-key-file'] ? fromHex(readKeyFileContent(flags['main-key-file']).public_key, 32, 'public_key') : undefined
-    const providerPubkey = flags['provider-pubkey'] ?? configuredProvider(loaded, mainKeyPublic)
-    const summary = await stakeInfo({client: apiClient(loaded), providerPubkey})
+    const providerPubkey = flags['provider-pubkey'] ?? configuredProvider(loaded, flags['main-key-file']?.publicKey)
+    const summary = await stakeInfo({client: configuredClient(loaded, 'interactive'), providerPubkey})
     this.log(`provider        ${summary.provider_pubkey}`)
     this.log(`staked          ${summary.staked}`)
     this.log(`tier            ${summary.tier} (${limit(summary.max_concurrent_contracts)})`)

@@ -1,11 +1,11 @@
 import {Args} from '@oclif/core'
 
-import {describeTime, mainKeyFlags, yesFlag} from '../../stake/flags.js'
-import {mainKeySession, readMainKey} from '../../stake/main-key.js'
+import {BaseCommand} from '../../cli/base-command.js'
+import {mainKeyFlags, yesFlag} from '../../cli/flags.js'
+import {mainKeySession} from '../../core/api/session.js'
 import {planWithdrawal, withdrawFromStake, type StakeChange} from '../../stake/stake.js'
-import {BaseCommand} from '../../ui/base-command.js'
 import {confirmOrRefuse} from '../../ui/confirm.js'
-import {getPassphrase} from '../../ui/passphrase.js'
+import {describeTime} from '../../ui/time.js'
 
 export default class StakeWithdraw extends BaseCommand {
   static override summary = 'Unstake tokens: they unbond for the marketplace\'s period (7 days by default), then are released'
@@ -16,9 +16,7 @@ export default class StakeWithdraw extends BaseCommand {
 
   async run(): Promise<StakeChange> {
     const {args, flags} = await this.parse(StakeWithdraw)
-    const loaded = this.loadConfig(flags.config)
-    const mainKey = await readMainKey({file: flags['main-key-file'], passphrase: () => getPassphrase({file: flags['passphrase-file']})}, 'withdrawing stake')
-    const session = mainKeySession(loaded, mainKey)
+    const session = mainKeySession(this.loadConfig(flags.config), await this.mainKey(flags, 'withdrawing stake'))
     const plan = await planWithdrawal(session, args.amount)
     const tierNote = plan.tier_after === plan.tier_before ? `stays ${plan.tier_before}` : `drops from ${plan.tier_before} to ${plan.tier_after}`
     await confirmOrRefuse(`Unstake ${plan.amount} of ${plan.staked}? The tier ${tierNote}, and the amount unbonds before it is released.`, 'withdrawing stake', {

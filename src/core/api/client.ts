@@ -28,6 +28,8 @@ export interface ApiClientOptions {
 export interface RequestOptions<T> {
   schema: z.ZodType<T>
   body?: unknown
+  /** Bytes sent as the body (`application/octet-stream`) instead of `body` as JSON (PROTOCOL §12 programs and outputs). */
+  bytes?: Uint8Array
   query?: Record<string, string | number | undefined>
   /** Public GETs are sent unsigned. */
   public?: boolean
@@ -83,6 +85,10 @@ function parseRetryAfter(header: string | null): number | undefined {
   if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000
   const date = Date.parse(header)
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now())
+}
+
+function isOctetStream(headers: Headers): boolean {
+  return headers.get('content-type')?.startsWith('application/octet-stream') ?? false
 }
 
 /** Capped exponential backoff with full jitter. */
@@ -147,11 +153,11 @@ export class ApiClient {
   }
 
   /** One attempt. Also used by `doctor --verify-api` to read the server's Date header. */
-  async raw(method: string, path: string, options: Omit<RequestOptions<unknown>, 'schema'>): Promise<{status: number; headers: Headers; json: unknown}> {
+  async raw(method: string, path: string, options: Omit<RequestOptions<unknown>, 'schema'>): Promise<{status: number; headers: Headers; json: unknown; bytes: Buffer}> {
     const pathAndQuery = ApiClient.pathWithQuery(path, options.query)
-    const body = options.body === undefined ? undefined : JSON.stringify(options.body)
+    const body = options.bytes ?? (options.body === undefined ? undefined : JSON.stringify(options.body))
     const headers: Record<string, string> = {'user-agent': this.userAgent, accept: 'application/json'}
-    if (body !== undefined) headers['content-type'] = 'application/json'
+    if (body !== undefined) headers['content-type'] = options.bytes ? 'application/octet-stream' : 'application/json'
     if (!options.public) {
       if (!this.key) throw new UserError(`${method} ${path} must be signed and no key was given`, {code: 'key_required'})
       Object.assign(headers, signRequest(this.key, {method, pathAndQuery, body}))
@@ -171,23 +177,24 @@ export class ApiClient {
         cause: error,
       })
     }
-    const text = await response.text().catch(() => '')
+    const bytes = Buffer.from(await response.arrayBuffer().catch(() => new ArrayBuffer(0)))
     let json: unknown
-    if (text.length > 0) {
+    if (bytes.length > 0 && !isOctetStream(response.headers)) {
       try {
-        json = JSON.parse(text)
+        json = JSON.parse(bytes.toString('utf8'))
       } catch {
         json = undefined
       }
     }
-    return {status: response.status, headers: response.headers, json}
+    return {status: response.status, headers: response.headers, json, bytes}
   }
 
   private async once<T>(method: string, path: string, options: RequestOptions<T>): Promise<T> {
-    const {status, headers, json} = await this.raw(method, path, options)
+    const {status, headers, json, bytes} = await this.raw(method, path, options)
     if (status >= 200 && status < 300) {
       if (status === 204) return options.schema.parse(undefined)
-      const parsed = options.schema.safeParse(json)
+      // An octet-stream answer (§12 programs, inputs, outputs) is given to the schema as its bytes.
+      const parsed = options.schema.safeParse(isOctetStream(headers) ? bytes : json)
       if (parsed.success) return parsed.data
       const issue = parsed.error.issues[0]
       throw new ApiError({

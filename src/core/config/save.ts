@@ -9,7 +9,7 @@ import {parseToml, validateConfig} from './load.js'
  */
 export function setConfigValues(file: string, section: string, values: Record<string, string | number | boolean>): {backup: string} {
   const text = setConfigText(readFileSync(file, 'utf8'), section, values)
-  validateConfig(parseToml(text, file), file, {})
+  validateConfig(parseToml(text, file), file, {}, text)
   const backup = backupPath(file)
   copyFileSync(file, backup)
   writeFileAtomic(file, text, 0o644)

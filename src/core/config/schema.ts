@@ -10,6 +10,37 @@ import {isAmount} from '../decimal.js'
 const seconds = (fallback: number, min = 1, max = 86_400) => z.number().int().min(min).max(max).default(fallback)
 const hexKey = z.string().regex(/^[0-9a-f]{64}$/, 'expected a 64-character lowercase hex public key')
 
+/** The fields whose values a config error never shows (load.ts looks each failing key up here). */
+export const secretFields = z.registry<{secret: true}>()
+
+// Control characters, line and paragraph separators, and bidirectional overrides that would disguise a name.
+const UNPRINTABLE = /[\p{Cc}\u2028\u2029\u202A-\u202E\u2066-\u2069]/u
+/** A name shown to people or handed to a backend: one line of printable text. */
+const oneLine = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((text) => !UNPRINTABLE.test(text), 'expected one line of printable text, without control characters')
+/** A file or socket path: one line, no control characters, at most PATH_MAX. */
+const filePath = z
+  .string()
+  .min(1)
+  .max(4096)
+  .refine((text) => !UNPRINTABLE.test(text), 'expected a path without control characters')
+
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
+
+/** host:port that a server can bind: an IPv4 address or a host name, and a port (0: any free one, as tests use). */
+function isListenAddress(text: string): boolean {
+  const match = /^(.+):(\d{1,5})$/.exec(text)
+  if (!match) return false
+  const [, host = '', port = ''] = match
+  const isHost = /^[\d.]+$/.test(host) ? IPV4.test(host) : HOST_NAME.test(host)
+  return isHost && Number(port) <= 65_535
+}
+
 export const PRODUCT_TYPES = ['compute', 'gpu', 'dedicated', 'container'] as const
 
 export const MarketplaceSection = z.strictObject({
@@ -19,15 +50,15 @@ export const MarketplaceSection = z.strictObject({
 })
 
 export const ProviderSection = z.strictObject({
-  name: z.string().min(1).max(128).describe('Provider name shown to renters; published by `outpost register`'),
+  name: oneLine(128).describe('Provider name shown to renters; published by `outpost register`'),
   contact_email: z.email({error: 'expected an email address'}).describe('Where the marketplace and renters reach you'),
   website: z.url({protocol: /^https?$/, error: 'expected an http:// or https:// URL'}).optional().describe('Your website'),
-  regions: z.array(z.string().min(1).max(64)).default([]).describe('Regions you serve, like ["eu-central"]'),
+  regions: z.array(oneLine(64)).default([]).describe('Regions you serve, like ["eu-central"]'),
 })
 
 export const AgentSection = z.strictObject({
-  key_file: z.string().min(1).default('agent.key').describe('Agent key file, relative to this config file'),
-  state_dir: z.string().min(1).default('state').describe('Journal, outbox and pid files, relative to this config file'),
+  key_file: filePath.default('agent.key').describe('Agent key file, relative to this config file'),
+  state_dir: filePath.default('state').describe('Journal, outbox and pid files, relative to this config file'),
   heartbeat_seconds: seconds(60, 10, 3600).describe('Heartbeat interval when the marketplace names none within 10–3600 (PROTOCOL §5)'),
   long_poll_wait_seconds: seconds(25, 0, 30).describe('How long the server may hold a pending-contract request (0 turns long poll off)'),
   poll_interval_seconds: seconds(30, 1, 3600).describe('Polling interval when long poll fails'),
@@ -66,19 +97,20 @@ export const ProxmoxProvisionerSection = z.strictObject({
   token_secret: z
     .string()
     .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'expected the token secret, a lowercase UUID')
+    .register(secretFields, {secret: true})
     .describe('API token secret (a UUID); prefer OUTPOST_PROVISIONER_PROXMOX_TOKEN_SECRET'),
   tls_fingerprint: z
     .string()
     .regex(/^(?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f]{64}$/, 'expected a SHA-256 fingerprint, 32 hex bytes like AB:CD:...')
     .optional()
     .describe('SHA-256 fingerprint of a self-signed host certificate to pin; without it the certificate must verify'),
-  node: z.string().min(1).default('auto').describe('Node that runs the VMs; auto: the node with most free memory that has the storage'),
+  node: oneLine(64).default('auto').describe('Node that runs the VMs; auto: the node with most free memory that has the storage'),
   template_vmid: z.number().int().min(100).max(999_999_999).describe('VMID of the cloud-init template to clone'),
   clone: z.enum(['linked', 'full']).default('linked').describe('linked: fast, shares the template disk; full: an independent copy'),
-  storage: z.string().min(1).optional().describe("Target storage of full clones (default: the template's storage)"),
-  pool: z.string().min(1).optional().describe('Proxmox resource pool for the VMs'),
+  storage: oneLine(128).optional().describe("Target storage of full clones (default: the template's storage)"),
+  pool: oneLine(128).optional().describe('Proxmox resource pool for the VMs'),
   disk: z.string().regex(/^(?:scsi|virtio|sata|ide)\d+$/, 'expected a disk key like scsi0').default('scsi0').describe('Disk grown to the offering storage'),
-  ciuser: z.string().min(1).default('outpost').describe('Cloud-init user created in the VM (depends on the template)'),
+  ciuser: oneLine(64).default('outpost').describe('Cloud-init user created in the VM (depends on the template)'),
   ssh_port: z.number().int().min(1).max(65_535).default(22).describe('SSH port of the VMs'),
   ip_pool: ProxmoxIpPoolSection.optional().describe('Static addresses for the VMs (default: DHCP)'),
   task_timeout_seconds: seconds(600, 1, 7200).describe('Longest a Proxmox task (clone, start, destroy) may run'),
@@ -89,13 +121,13 @@ export const ProxmoxProvisionerSection = z.strictObject({
 })
 
 export const ScriptProvisionerSection = z.strictObject({
-  command: z.string().min(1).describe('Executable called as `<command> <action>` with JSON on stdin; relative to this config file'),
+  command: filePath.describe('Executable called as `<command> <action>` with JSON on stdin; relative to this config file'),
   provision_timeout_seconds: seconds(900, 1, 7200).describe('Longest a provision action may run'),
   action_timeout_seconds: seconds(60, 1, 3600).describe('Longest any other action may run'),
 })
 
 export const ManualProvisionerSection = z.strictObject({
-  webhook_url: z.url({protocol: /^https?$/, error: 'expected an http:// or https:// URL'}).optional().describe('Posted a JSON notice for each request'),
+  webhook_url: z.url({protocol: /^https?$/, error: 'expected an http:// or https:// URL'}).register(secretFields, {secret: true}).optional().describe('Posted a JSON notice for each request'),
   poll_interval_seconds: seconds(2, 1, 300).describe('How often a waiting provision looks for the operator answer'),
 })
 
@@ -103,13 +135,13 @@ const tcpPort = z.number().int().min(1).max(65_535)
 const environmentName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name, like OUTPOST_PASSWORD')
 
 export const DockerProvisionerSection = z.strictObject({
-  socket: z.string().min(1).default('/var/run/docker.sock').describe('Unix socket of the Docker Engine API'),
-  image: z.string().min(1).describe('Image of the containers; it must already be on the engine (nothing is pulled)'),
+  socket: filePath.default('/var/run/docker.sock').describe('Unix socket of the Docker Engine API'),
+  image: oneLine(256).describe('Image of the containers; it must already be on the engine (nothing is pulled)'),
   command: z.array(z.string().min(1)).min(1).optional().describe("Container command (default: the image's own)"),
   service_port: tcpPort.default(22).describe('Container port published for the renter (SSH or the service), on a free host port'),
   bind_address: ipv4.default('0.0.0.0').describe('Host address the port is published on'),
-  public_address: z.string().min(1).optional().describe("Address renters connect to (default: this host's first non-internal IPv4)"),
-  username: z.string().min(1).default('root').describe('Login name handed to the renter with the password'),
+  public_address: oneLine(253).optional().describe("Address renters connect to (default: this host's first non-internal IPv4)"),
+  username: oneLine(64).default('root').describe('Login name handed to the renter with the password'),
   password_env: environmentName
     .default('OUTPOST_PASSWORD')
     .describe("Environment variable that carries the contract's random password into the container; the image sets its login from it"),
@@ -123,12 +155,13 @@ export const HetznerProvisionerSection = z.strictObject({
   token: z
     .string()
     .regex(/^[A-Za-z0-9]{64}$/, 'expected a Hetzner Cloud API token (64 letters and digits)')
+    .register(secretFields, {secret: true})
     .describe('Read & write API token of the Hetzner Cloud project; prefer OUTPOST_PROVISIONER_HETZNER_TOKEN'),
   api_url: z.url({protocol: /^https?$/, error: 'expected an http:// or https:// URL'}).default('https://api.hetzner.cloud/v1').describe('API base URL'),
-  image: z.string().min(1).default('ubuntu-24.04').describe('Image of the servers (name or id)'),
-  region: z.string().min(1).optional().describe('Location (fsn1) or network zone (eu-central) of the servers; default: the cheapest anywhere'),
+  image: oneLine(256).default('ubuntu-24.04').describe('Image of the servers (name or id)'),
+  region: oneLine(64).optional().describe('Location (fsn1) or network zone (eu-central) of the servers; default: the cheapest anywhere'),
   architecture: z.enum(['x86', 'arm']).default('x86').describe('CPU architecture of the server types considered'),
-  server_types: z.array(z.string().min(1)).min(1).optional().describe('Only these server types are considered (default: all that fit)'),
+  server_types: z.array(oneLine(64)).min(1).optional().describe('Only these server types are considered (default: all that fit)'),
   ssh_port: tcpPort.default(22).describe('SSH port of the servers'),
   action_timeout_seconds: seconds(600, 1, 3600).describe('Longest a server action (create, delete) may run'),
   request_timeout_seconds: seconds(30, 1, 300).describe('Timeout of one API request'),
@@ -145,8 +178,8 @@ export const SlurmProvisionerSection = z.strictObject({
   tasks: z.number().int().min(1).max(100_000).default(1).describe('Tasks per job; each gets the contract cpu_cores as cpus-per-task'),
   time_limit: slurmTime.optional().describe("Job time limit (default: the partition's)"),
   gpu_type: z.string().regex(/^[\w.-]+$/, 'expected a GRES type, like a100').optional().describe('GPU type in the gres request (gpu:<type>:<count>)'),
-  template: z.string().min(1).optional().describe('Job script template, relative to this config file (default: templates/slurm/outpost-job.sh of the package)'),
-  slurm_conf: z.string().min(1).optional().describe('slurm.conf for the SLURM commands (SLURM_CONF); default: the system one'),
+  template: filePath.optional().describe('Job script template, relative to this config file (default: templates/slurm/outpost-job.sh of the package)'),
+  slurm_conf: filePath.optional().describe('slurm.conf for the SLURM commands (SLURM_CONF); default: the system one'),
   ssh_port: tcpPort.default(22).describe('Port renters connect to on the allocated node'),
   start_timeout_seconds: seconds(300, 1, 86_400).describe('Longest a job may stay pending before the contract fails'),
   command_timeout_seconds: seconds(30, 1, 600).describe('Timeout of one sbatch, squeue, scancel or sinfo call'),
@@ -172,15 +205,15 @@ export const ProvisionerSection = z
   })
 
 export const OfferingSection = z.strictObject({
-  name: z.string().min(1).max(128).describe('Offering name; `register` treats it as the identity of the offering'),
+  name: oneLine(128).describe('Offering name; `register` treats it as the identity of the offering'),
   product_type: z.enum(PRODUCT_TYPES).describe('What a renter gets'),
   cpu_cores: z.number().int().positive().describe('vCPUs per machine'),
   memory_mb: z.number().int().positive().describe('Memory per machine, MiB'),
   storage_gb: z.number().int().positive().describe('Disk per machine, GiB'),
   gpu_count: z.number().int().min(0).default(0).describe('GPUs per machine'),
   price_per_hour: z.string().refine(isAmount, 'expected a decimal string with at most 6 fractional digits, like "0.25"').describe('Price in tokens per hour, a decimal string'),
-  region: z.string().min(1).optional().describe('Region the machines run in'),
-  provisioner: z.string().min(1).optional().describe('Backend label published with the offering'),
+  region: oneLine(64).optional().describe('Region the machines run in'),
+  provisioner: oneLine(64).optional().describe('Backend label published with the offering'),
 })
 
 const amount = z.string().refine(isAmount, 'expected a decimal string with at most 6 fractional digits, like "0.25"')
@@ -216,8 +249,8 @@ export const BiddingScarcitySection = z.strictObject({
 
 export const BiddingFiltersSection = z
   .strictObject({
-    regions: z.array(z.string().min(1).max(64)).default([]).describe('Bid only on orders in these regions (empty: any); an order naming no region passes'),
-    gpu_models: z.array(z.string().min(1).max(64)).default([]).describe('Bid only on orders asking for these GPU models (empty: any); an order naming no model passes'),
+    regions: z.array(oneLine(64)).default([]).describe('Bid only on orders in these regions (empty: any); an order naming no region passes'),
+    gpu_models: z.array(oneLine(64)).default([]).describe('Bid only on orders asking for these GPU models (empty: any); an order naming no model passes'),
     min_duration_hours: durationHours.default(1).describe('Shortest order bid on, in hours'),
     max_duration_hours: durationHours.default(8760).describe('Longest order bid on, in hours'),
   })
@@ -227,10 +260,7 @@ export const BiddingFiltersSection = z
   })
 
 export const BiddingScriptSection = z.strictObject({
-  command: z
-    .string()
-    .min(1)
-    .describe('Executable called as `<command> bid` with the order as JSON on stdin; prints {"price_per_hour": "1.25"} or {"decline": "why"}; relative to this config file'),
+  command: filePath.describe('Executable called as `<command> bid` with the order as JSON on stdin; prints {"price_per_hour": "1.25"} or {"decline": "why"}; relative to this config file'),
   timeout_seconds: seconds(5, 1, 300).describe('Longest the script may take to answer; it is killed after'),
 })
 
@@ -269,20 +299,20 @@ export const GpuPassthroughSection = z
       .regex(PCI_ADDRESS, 'expected a PCI address, like 0000:01:00 or 0000:01:00.0')
       .optional()
       .describe('Raw PCI address instead of a mapping; Proxmox VE accepts it from root@pam with a password only, never from an API token'),
-    model: z.string().min(1).max(64).describe('GPU model published for this device, like "H100 PCIe"'),
+    model: oneLine(64).describe('GPU model published for this device, like "H100 PCIe"'),
     pcie: z.boolean().default(true).describe("Attach on the PCI Express bus (needs the template's machine type to be q35)"),
   })
   .refine((entry) => (entry.mapping === undefined) !== (entry.address === undefined), {message: 'expected exactly one of mapping and address'})
 
 export const GpuSection = z.strictObject({
-  nvidia_smi: z.string().min(1).default('nvidia-smi').describe('The nvidia-smi command (a name on PATH or a path) that lists and measures the GPUs'),
+  nvidia_smi: filePath.default('nvidia-smi').describe('The nvidia-smi command (a name on PATH or a path) that lists and measures the GPUs'),
   devices: z
     .array(z.string().regex(GPU_DEVICE, 'expected a GPU index like 0, or a GPU-… or MIG-… UUID'))
     .optional()
     .describe('GPUs Outpost may hand out, by index or UUID (MIG devices by UUID); default: every GPU nvidia-smi lists'),
   mig: z.boolean().default(false).describe('Hand out the MIG devices of GPUs with MIG mode on (each to one holder); off: such GPUs are not handed out'),
   models: z
-    .record(z.string().min(1), z.string().min(1).max(64))
+    .record(oneLine(256), oneLine(64))
     .default({})
     .describe('Published model name per nvidia-smi name (MIG devices: "<name> MIG <profile>"), like {"NVIDIA H100 80GB HBM3" = "h100-80gb"}'),
   dcgm_url: z.url({protocol: /^https?$/, error: 'expected an http:// or https:// URL'}).optional().describe('dcgm-exporter /metrics URL to read GPU metrics from (default: nvidia-smi)'),
@@ -293,7 +323,7 @@ export const MetricsSection = z.strictObject({
   enabled: z.boolean().default(true).describe('Serve /metrics, /healthz and /readyz'),
   listen: z
     .string()
-    .regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, like 127.0.0.1:9464')
+    .refine(isListenAddress, 'expected host:port, an IPv4 address or host name and a port 0-65535, like 127.0.0.1:9464')
     .default('127.0.0.1:9464')
     .describe('Address of /metrics, /healthz and /readyz'),
 })
@@ -303,12 +333,22 @@ export const LoggingSection = z.strictObject({
   format: z.enum(['auto', 'json', 'pretty']).default('auto').describe('auto: pretty on a terminal, JSON otherwise'),
 })
 
+/** `register` identifies an offering by its name, so two with one name would overwrite each other. */
+function uniqueOfferingNames(offerings: readonly {name: string}[], context: z.RefinementCtx): void {
+  const first = new Map<string, number>()
+  offerings.forEach((offering, index) => {
+    const earlier = first.get(offering.name)
+    if (earlier === undefined) first.set(offering.name, index)
+    else context.addIssue({code: 'custom', path: [index, 'name'], message: `duplicate offering name: offerings[${earlier}] has it too`})
+  })
+}
+
 export const ConfigSchema = z.strictObject({
   marketplace: MarketplaceSection,
   provider: ProviderSection.optional(),
   agent: AgentSection.default(AgentSection.parse({})),
   provisioner: ProvisionerSection,
-  offerings: z.array(OfferingSection).default([]),
+  offerings: z.array(OfferingSection).superRefine(uniqueOfferingNames).default([]),
   metrics: MetricsSection.default(MetricsSection.parse({})),
   logging: LoggingSection.default(LoggingSection.parse({})),
   bidding: BiddingSection.default(BiddingSection.parse({})),

@@ -110,7 +110,14 @@ function classify(error: unknown, what: string): ProxmoxApiError | ProvisionAbor
   return new ProxmoxApiError(`${what}: ${text}`, 'protocol', undefined, undefined, {cause: error})
 }
 
-export const UPID = z.string().regex(/^UPID:[^:]+:[0-9A-F]{8}:[0-9A-F]{8}:[0-9A-F]{8}:[^:]*:[^:]*:[^:]+:$/, 'expected a task UPID')
+/**
+ * A task id, read as pve-common's PVE::UPID::decode reads it (src/PVE/UPID.pm): `UPID:node:pid:pstart:starttime:type:
+ * id:user:`, hex in either case. pstart, the worker's start in clock ticks since boot, takes a ninth digit once the
+ * host has been up 2^32 ticks (about 497 days); PVE allows it, so must we.
+ */
+export const UPID = z
+  .string()
+  .regex(/^UPID:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?:[0-9A-Fa-f]{8}:[0-9A-Fa-f]{8,9}:[0-9A-Fa-f]{8}:[^:\s/]+:[^:\s/]*:[^:\s/]+:$/, 'expected a task UPID')
 
 /** The node a task runs on, from its UPID (`UPID:<node>:...`): its status is read there. */
 export function upidNode(upid: string): string {

@@ -104,6 +104,11 @@ function parseDisk(value: unknown): {storage: string; sizeGb: number} | undefine
   return {storage, sizeGb: size ? Number(size[1]) * unit : 0}
 }
 
+/** A VM whose name the cluster list doesn't know (yet): none, or the "VM <vmid>" pvestatd reports for an unnamed one. */
+function nameUnknown(item: ClusterResource): boolean {
+  return item.type === 'qemu' && !item.template && (item.name === undefined || item.name === `VM ${item.vmid}`)
+}
+
 function hasTag(tags: string | undefined, tag: string): boolean {
   return (tags ?? '').split(/[;,\s]+/).includes(tag)
 }
@@ -342,16 +347,18 @@ export class ProxmoxProvisioner implements Provisioner {
     const placement = await this.place(signal)
     const full = this.settings.clone === 'full'
     let claimed: {newid: number; upid: string}
+    let newid: number | undefined
     try {
       // /cluster/nextid hands the same VMID to two callers until a clone claims it: allocate and claim one at a time.
       claimed = await this.turns.run('clone', async () => {
-        const newid = await this.connection.call('allocating a VMID', NextId, (api) => api.cluster.nextid.$get(), signal)
+        const allocated = await this.connection.call('allocating a VMID', NextId, (api) => api.cluster.nextid.$get(), signal)
+        newid = allocated
         const upid = await this.connection.call(
-          `cloning template ${this.settings.templateVmid} to VM ${newid}`,
+          `cloning template ${this.settings.templateVmid} to VM ${allocated}`,
           UPID,
           (api) =>
             api.nodes.$(placement.templateNode).qemu.$(this.settings.templateVmid).clone.$post({
-              newid,
+              newid: allocated,
               name,
               full,
               ...(placement.targetNode === placement.templateNode ? {} : {target: placement.targetNode}),
@@ -360,18 +367,36 @@ export class ProxmoxProvisioner implements Provisioner {
             }),
           signal,
         )
-        return {newid, upid}
+        return {newid: allocated, upid}
       })
     } catch (error) {
-      // proxmox-api sends a call again after a network error, so the first clone may have been made: adopt it when it
-      // is ours, never when the VMID now belongs to someone else.
-      const taken = error instanceof ProxmoxApiError && error.status === 500 ? /^VM (\d+) already exists/.exec(error.reason ?? '') : null
+      // proxmox-api sends a call again after a network error, so the first clone may have been made; PVE refuses the
+      // second with "unable to create VM <id>: config file already exists" (qemu-server API2/Qemu.pm clone_vm). Adopt
+      // the VM when it is ours, never when the VMID now belongs to someone else.
+      const taken = error instanceof ProxmoxApiError && error.status === 500 ? /^unable to create VM (\d+): config file already exists/.exec(error.reason ?? '') : null
       if (taken) return this.waitUnlocked({vmid: Number(taken[1]), node: placement.targetNode}, name, signal)
+      // An answer that can't be read (or none) after the clone was sent: the clone may have been made all the same.
+      if (newid !== undefined && error instanceof ProxmoxApiError && (error.kind === 'protocol' || error.kind === 'network')) {
+        const adopted = await this.adoptUnconfirmedClone({vmid: newid, node: placement.targetNode}, name, signal)
+        if (adopted) return adopted
+      }
       throw error
     }
-    const {newid, upid} = claimed
-    await this.waitTask(upid, `clone of template ${this.settings.templateVmid} to VM ${newid}`, signal)
-    return {vmid: newid, node: placement.targetNode, name, status: 'stopped'}
+    await this.waitTask(claimed.upid, `clone of template ${this.settings.templateVmid} to VM ${claimed.newid}`, signal)
+    return {vmid: claimed.newid, node: placement.targetNode, name, status: 'stopped'}
+  }
+
+  /**
+   * The VM at this VMID when its config names it ours (its clone waited out); undefined when there is none or it is
+   * someone else's. The config is read, not the cluster list: the list's names lag (see findVmSettled).
+   */
+  private async adoptUnconfirmedClone(vm: Vm, name: string, signal: AbortSignal): Promise<Vm | undefined> {
+    try {
+      return await this.waitUnlocked(vm, name, signal)
+    } catch (error) {
+      if (error instanceof ProvisionAbortedError) throw error
+      return undefined
+    }
   }
 
   /** Waits out a clone still running (its config holds `lock: clone` and no name yet), then checks the VM is ours. */
@@ -409,7 +434,14 @@ export class ProxmoxProvisioner implements Provisioner {
             tags: OUTPOST_TAG,
           }),
         signal,
-      )
+      ).catch((error: unknown) => {
+        // The renter's key is the one value here that Outpost doesn't make. PVE checks each line with `ssh-keygen -l` and
+        // dies "SSH public key validation error" (pve-common Tools.pm validate_ssh_public_keys): a 500 no retry changes.
+        if (error instanceof ProxmoxApiError && error.reason === 'SSH public key validation error') {
+          throw new ProvisionError(`the renter's SSH key was refused by Proxmox: ${error.reason}`, {retryPossible: false, cause: error})
+        }
+        throw error
+      })
     }
     let address: string | undefined
     const pool = this.settings.ipPool
@@ -565,25 +597,50 @@ export class ProxmoxProvisioner implements Provisioner {
   }
 
   /**
-   * findVm, after waiting out clones still running: their temporary config has no name yet ("VM <vmid>"), and one of
-   * them may be this contract's, sent before an abort or a lost answer.
+   * findVm, after waiting out clones still running: one of them may be this contract's, sent before an abort or a lost
+   * answer. The cluster list can't name them. pve-manager's /cluster/resources (PVE/API2/Cluster.pm, with
+   * PVE/API2Tools.pm extract_vm_stats) takes a VM's lock and tags from its config but its name and status from
+   * pvestatd's last pass, every 10 s (PVE/Service/pvestatd.pm): a clone in progress shows `lock: clone` with no name,
+   * then "VM <vmid>" (qemu-server's vmstatus default for the temporary config), and a clone just done may still show
+   * either. So a VM the list can't name is looked up in its config, which is current.
    */
   private async findVmSettled(name: string, signal?: AbortSignal): Promise<Vm | undefined> {
-    const unnamedClone = (item: ClusterResource) => item.lock === 'clone' && item.name === `VM ${item.vmid}`
-    const settled = await pollUntil(
-      async () => {
+    const found = await pollUntil(
+      async (): Promise<{vm?: Vm} | undefined> => {
         const resources = await this.resources('vm', signal)
-        return resources.some(unnamedClone) ? undefined : resources
+        const named = this.vmNamed(resources, name)
+        if (named) return {vm: named}
+        for (const item of resources.filter(nameUnknown)) {
+          if (item.vmid === undefined || item.node === undefined) continue
+          const config = await this.currentConfig({vmid: item.vmid, node: item.node}, signal)
+          if (config?.lock === 'clone') return undefined
+          if (config?.name === name) return {vm: {vmid: item.vmid, node: item.node, name, status: item.status}}
+        }
+        return {}
       },
       {what: 'clones in progress', timeoutMs: this.settings.taskTimeoutMs, signal, initialMs: this.settings.firstPollMs},
     )
-    return this.vmNamed(settled, name)
+    return found.vm
   }
 
+  /** The VM with this VMID, named from its config when the cluster list doesn't know its name yet (see findVmSettled). */
   private async vmById(vmid: number, signal?: AbortSignal): Promise<Vm | undefined> {
     const match = (await this.resources('vm', signal)).find((item) => item.vmid === vmid && item.type === 'qemu')
     if (!match?.node) return undefined
-    return {vmid, node: match.node, name: match.name, status: match.status}
+    const vm: Vm = {vmid, node: match.node, name: match.name, status: match.status}
+    if (!nameUnknown(match)) return vm
+    const config = await this.currentConfig(vm, signal)
+    return config ? {...vm, name: config.name} : undefined
+  }
+
+  /** A VM's config, or undefined when the VM is gone (Proxmox answers 500 "Configuration file ... does not exist"). */
+  private async currentConfig(vm: Vm, signal?: AbortSignal): Promise<VmConfig | undefined> {
+    try {
+      return await this.vmConfig(vm, signal)
+    } catch (error) {
+      if (error instanceof ProxmoxApiError && error.status === 500 && /does not exist/.test(error.reason ?? '')) return undefined
+      throw error
+    }
   }
 
   private async isTemplate(vm: Vm, signal?: AbortSignal): Promise<boolean> {

@@ -62,7 +62,7 @@ function setup(held: HeldContracts = {holding: [], provisionedIds: new Set()}) {
   const lines: {details: Record<string, unknown>; message: string}[] = []
   const record = (details: Record<string, unknown>, message: string) => void lines.push({details, message})
   const log: AgentLog = {debug: record, info: record, warn: record, error: record}
-  const metrics = createMetrics()
+  const metrics = createMetrics({bidding: true})
   const state = {held, now: Date.now()}
   const engine = new BidEngine({
     api: market,

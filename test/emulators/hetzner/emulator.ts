@@ -3,12 +3,19 @@ import {createServer, type IncomingMessage, type Server as HttpServer, type Serv
 import type {AddressInfo, Socket} from 'node:net'
 
 /**
- * A Hetzner Cloud API emulator (https://docs.hetzner.cloud) on loopback HTTP, for the calls the provisioner makes:
- * locations, server types with per-location prices and deprecations, SSH keys, servers with asynchronous actions,
- * label selectors and pagination. It answers as the API does: bodies wrapped in the resource name, errors as
- * `{"error": {"code", "message", "details"}}` with the documented codes, `Authorization: Bearer` checked, and a
- * token bucket announced in RateLimit-Limit / -Remaining / -Reset on every answer (429 rate_limit_exceeded when
- * empty). Faults can be injected: 429s, resource_unavailable on create, failing actions, 5xx on delete.
+ * A Hetzner Cloud API emulator (https://docs.hetzner.cloud) on loopback HTTP, for the calls the provisioner makes and
+ * those Hetzner's own clients (hcloud-cli, hcloud-python) make for the same work: locations, server types with
+ * per-location prices and deprecations, images, SSH keys, servers with asynchronous actions, label selectors and
+ * pagination. It answers as the API does: bodies wrapped in the resource name, errors as `{"error": {"code",
+ * "message", "details"}}` with the documented codes, `Authorization: Bearer` checked, and a token bucket announced in
+ * RateLimit-Limit / -Remaining / -Reset on every answer (429 rate_limit_exceeded when empty). Faults can be injected:
+ * 429s, resource_unavailable on create, failing actions, 5xx on delete.
+ *
+ * Sources read for what the docs leave open: the API reference's OpenAPI document (as mirrored in
+ * api-evangelist/hetzner, openapi/_original/hetzner-openapi.yml: "ID or name" for `image`, `server_type` and `location`
+ * on POST /servers, SSH keys by id or name, the label and label-selector grammar, `invalid_input` as 422, GET /actions
+ * taking `id` only), and hcloud-go (hcloud/schema/id_or_name.go: its CLI sends an id as a JSON number, or a name;
+ * hcloud/server.go: the location as a string of its id or its name; hcloud/labels.go: the label regexes).
  */
 
 export interface HetznerFaults {
@@ -31,6 +38,7 @@ export interface EmulatedServer {
   serverType: string
   location: string
   image: string
+  imageId?: number
   sshKeys: number[]
   ipv4?: string
   ipv6?: string
@@ -100,10 +108,32 @@ const SERVER_TYPES: TypeSpec[] = [
 ]
 
 const IMAGES = [
-  {id: 161547269, name: 'ubuntu-24.04', architecture: 'x86'},
-  {id: 161547270, name: 'ubuntu-24.04', architecture: 'arm'},
-  {id: 114690387, name: 'debian-12', architecture: 'x86'},
+  {id: 161547269, name: 'ubuntu-24.04', architecture: 'x86', description: 'Ubuntu 24.04', os_flavor: 'ubuntu', os_version: '24.04', created: '2024-04-25T13:55:21+00:00'},
+  {id: 161547270, name: 'ubuntu-24.04', architecture: 'arm', description: 'Ubuntu 24.04', os_flavor: 'ubuntu', os_version: '24.04', created: '2024-04-25T13:55:21+00:00'},
+  {id: 114690387, name: 'debian-12', architecture: 'x86', description: 'Debian 12', os_flavor: 'debian', os_version: '12', created: '2023-06-13T06:00:02+00:00'},
 ]
+
+type ImageSpec = (typeof IMAGES)[number]
+
+function imageJson(image: ImageSpec): unknown {
+  return {
+    ...image,
+    type: 'system',
+    status: 'available',
+    image_size: null,
+    disk_size: 5,
+    bound_to: null,
+    created_from: null,
+    deprecated: null,
+    deleted: null,
+    rapid_deploy: true,
+    protection: {delete: false},
+    labels: {},
+  }
+}
+
+/** `invalid_input` is a 422 in the API reference's error table. */
+const INVALID_INPUT = 422
 
 class ApiError extends Error {
   constructor(
@@ -188,6 +218,7 @@ export class HetznerEmulator {
   private async handle(incoming: IncomingMessage, outgoing: ServerResponse): Promise<void> {
     const url = new URL(incoming.url ?? '/', 'http://localhost')
     const query = Object.fromEntries(url.searchParams)
+    const ids = url.searchParams.getAll('id')
     const method = incoming.method ?? 'GET'
     let status = 200
     let body: unknown
@@ -209,7 +240,7 @@ export class HetznerEmulator {
           throw new ApiError(400, 'json_error', 'invalid JSON input in your request')
         }
       }
-      ;[status, body] = this.route(method, url.pathname.replace(/^\/v1/, ''), query, payload)
+      ;[status, body] = this.route(method, url.pathname.replace(/^\/v1/, ''), query, payload, ids)
     } catch (error) {
       if (!(error instanceof ApiError)) throw error
       status = error.status
@@ -217,7 +248,8 @@ export class HetznerEmulator {
     }
     this.requests.push({method, path: url.pathname, query, status})
     outgoing.writeHead(status, {
-      'Content-Type': 'application/json',
+      // An empty 204 has no content type: hcloud-go reads any JSON content type as a body to decode, and fails on none.
+      ...(status === 204 ? {} : {'Content-Type': 'application/json'}),
       'RateLimit-Limit': String(this.rateLimit.limit),
       'RateLimit-Remaining': String(Math.floor(this.tokens)),
       // When the bucket is full again, as a Unix timestamp.
@@ -236,7 +268,7 @@ export class HetznerEmulator {
     return new ApiError(429, 'rate_limit_exceeded', `limit of ${this.rateLimit.limit} requests per ${this.rateLimit.windowSeconds === 3600 ? 'hour' : `${this.rateLimit.windowSeconds} s`} reached`)
   }
 
-  private route(method: string, path: string, query: Record<string, string>, payload: unknown): [number, unknown] {
+  private route(method: string, path: string, query: Record<string, string>, payload: unknown, ids: string[]): [number, unknown] {
     const page = (key: string, items: unknown[]): [number, unknown] => {
       const perPage = Math.min(50, Math.max(1, Number(query.per_page ?? 25)))
       const pageNumber = Math.max(1, Number(query.page ?? 1))
@@ -244,42 +276,53 @@ export class HetznerEmulator {
       const pagination = {page: pageNumber, per_page: perPage, previous_page: pageNumber > 1 ? pageNumber - 1 : null, next_page: pageNumber < lastPage ? pageNumber + 1 : null, last_page: lastPage, total_entries: items.length}
       return [200, {[key]: items.slice((pageNumber - 1) * perPage, pageNumber * perPage), meta: {pagination}}]
     }
-    let match: RegExpExecArray | null
-    if (method === 'GET' && path === '/locations') return page('locations', LOCATIONS)
-    if (method === 'GET' && path === '/server_types') return page('server_types', SERVER_TYPES.map(serverTypeJson))
-    if (method === 'GET' && path === '/images') {
-      return page(
-        'images',
-        IMAGES.filter((image) => (query.name === undefined || image.name === query.name) && (query.architecture === undefined || image.architecture === query.architecture)).map((image) => ({...image, type: 'system', status: 'available'})),
-      )
+    const named = <T extends {name: string}>(items: T[]) => items.filter((item) => query.name === undefined || item.name === query.name)
+    const selector = parseSelector(query.label_selector)
+    const selected = (labels: Record<string, string>) => selector.every((holds) => holds(labels))
+    const one = <T>(what: string, item: T | undefined): T => {
+      if (item === undefined) throw new ApiError(404, 'not_found', `${what} not found`)
+      return item
     }
+    let match: RegExpExecArray | null
+    if (method === 'GET' && path === '/locations') return page('locations', named(LOCATIONS))
+    if (method === 'GET' && (match = /^\/locations\/(\d+)$/.exec(path))) return [200, {location: one('location', LOCATIONS.find((item) => item.id === Number(match?.[1])))}]
+    if (method === 'GET' && path === '/server_types') return page('server_types', named(SERVER_TYPES).map(serverTypeJson))
+    if (method === 'GET' && (match = /^\/server_types\/(\d+)$/.exec(path))) return [200, {server_type: serverTypeJson(one('server type', SERVER_TYPES.find((item) => item.id === Number(match?.[1]))))}]
+    if (method === 'GET' && path === '/images') {
+      const images = named(IMAGES).filter((image) => query.architecture === undefined || image.architecture === query.architecture)
+      return page('images', images.map(imageJson))
+    }
+    if (method === 'GET' && (match = /^\/images\/(\d+)$/.exec(path))) return [200, {image: imageJson(one('image', IMAGES.find((item) => item.id === Number(match?.[1]))))}]
     if (method === 'GET' && path === '/ssh_keys') {
-      const keys = [...this.sshKeys.values()].filter(
-        (key) => (query.name === undefined || key.name === query.name) && (query.fingerprint === undefined || key.fingerprint === query.fingerprint) && matchesSelector(key.labels, query.label_selector),
-      )
+      const keys = named([...this.sshKeys.values()]).filter((key) => (query.fingerprint === undefined || key.fingerprint === query.fingerprint) && selected(key.labels))
       return page('ssh_keys', keys)
     }
     if (method === 'POST' && path === '/ssh_keys') return [201, {ssh_key: this.createKey(payload)}]
-    if ((match = /^\/ssh_keys\/(\d+)$/.exec(path)) && method === 'DELETE') {
-      if (!this.sshKeys.delete(Number(match[1]))) throw new ApiError(404, 'not_found', 'ssh_key not found')
-      return [204, undefined]
+    if ((match = /^\/ssh_keys\/(\d+)$/.exec(path))) {
+      const key = one('ssh_key', this.sshKeys.get(Number(match[1])))
+      if (method === 'GET') return [200, {ssh_key: key}]
+      if (method === 'DELETE') {
+        this.sshKeys.delete(key.id)
+        return [204, undefined]
+      }
     }
     if (method === 'GET' && path === '/servers') {
-      const servers = [...this.servers.values()].filter((server) => (query.name === undefined || server.name === query.name) && matchesSelector(server.labels, query.label_selector))
+      const servers = named([...this.servers.values()]).filter((server) => selected(server.labels))
       return page('servers', servers.map((server) => this.serverJson(server)))
     }
     if (method === 'POST' && path === '/servers') return [201, this.createServer(payload)]
-    if ((match = /^\/servers\/(\d+)$/.exec(path))) {
-      const server = this.servers.get(Number(match[1]))
-      if (!server) throw new ApiError(404, 'not_found', 'server not found')
+    if ((match = /^\/servers\/(\d+)(\/actions)?$/.exec(path))) {
+      const server = one('server', this.servers.get(Number(match[1])))
+      if (method === 'GET' && match[2]) return page('actions', [...this.actions.values()].filter((action) => action.resources.some((resource) => resource.type === 'server' && resource.id === server.id)))
       if (method === 'GET') return [200, {server: this.serverJson(server)}]
       if (method === 'DELETE') return [200, {action: this.deleteServer(server)}]
     }
-    if ((match = /^\/actions\/(\d+)$/.exec(path)) && method === 'GET') {
-      const action = this.actions.get(Number(match[1]))
-      if (!action) throw new ApiError(404, 'not_found', 'action not found')
-      return [200, {action}]
+    // Listing every action of the project was removed on 30 January 2025: GET /actions takes ids.
+    if (method === 'GET' && path === '/actions') {
+      if (ids.length === 0) throw new ApiError(INVALID_INPUT, 'invalid_input', "invalid input in field 'id': is required", {fields: [{name: 'id', messages: ['is required']}]})
+      return page('actions', ids.map((id) => this.actions.get(Number(id))).filter((action) => action !== undefined))
     }
+    if ((match = /^\/actions\/(\d+)$/.exec(path)) && method === 'GET') return [200, {action: one('action', this.actions.get(Number(match[1])))}]
     throw new ApiError(404, 'not_found', `no route ${method} ${path}`)
   }
 
@@ -291,7 +334,7 @@ export class HetznerEmulator {
     if (typeof name !== 'string' || name === '') fields.push({name: 'name', messages: ['Missing data for required field.']})
     const fingerprint = typeof publicKey === 'string' ? fingerprintOf(publicKey) : undefined
     if (!fingerprint) fields.push({name: 'public_key', messages: ['invalid SSH key']})
-    if (fields.length > 0 || typeof name !== 'string' || typeof publicKey !== 'string' || !fingerprint) throw new ApiError(400, 'invalid_input', 'invalid input in fields', {fields})
+    if (fields.length > 0 || typeof name !== 'string' || typeof publicKey !== 'string' || !fingerprint) throw new ApiError(INVALID_INPUT, 'invalid_input', 'invalid input in fields', {fields})
     const existing = [...this.sshKeys.values()]
     if (existing.some((key) => key.name === name)) throw new ApiError(409, 'uniqueness_error', 'SSH key with the same name already exists', {fields: [{name: 'name'}]})
     if (existing.some((key) => key.fingerprint === fingerprint)) throw new ApiError(409, 'uniqueness_error', 'SSH key with the same fingerprint already exists', {fields: [{name: 'public_key'}]})
@@ -302,24 +345,29 @@ export class HetznerEmulator {
 
   private createServer(payload: unknown): unknown {
     const input = asRecord(payload)
-    const {name, server_type: serverType, location, image} = input
-    if (typeof name !== 'string' || !HOSTNAME.test(name)) throw new ApiError(400, 'invalid_input', 'invalid input in field name', {fields: [{name: 'name', messages: ['must be a valid hostname']}]})
-    const type = SERVER_TYPES.find((item) => item.name === serverType)
-    if (!type) throw new ApiError(400, 'invalid_input', 'invalid input in field server_type', {fields: [{name: 'server_type', messages: ['server type not found']}]})
-    if (typeof location !== 'string' || !LOCATIONS.some((item) => item.name === location)) {
-      throw new ApiError(400, 'invalid_input', 'invalid input in field location', {fields: [{name: 'location', messages: ['location not found']}]})
+    const {name} = input
+    if (typeof name !== 'string' || !HOSTNAME.test(name)) throw invalidField('name', 'must be a valid hostname')
+    const type = byIdOrName(SERVER_TYPES, input.server_type)
+    if (!type) throw invalidField('server_type', 'server type not found')
+    const location = input.location === undefined ? LOCATIONS.find((item) => type.hourly[item.name] !== undefined) : byIdOrName(LOCATIONS, input.location)
+    if (!location) throw invalidField('location', 'location not found')
+    if (type.hourly[location.name] === undefined || type.deprecated) throw new ApiError(400, 'invalid_server_type', `server type ${type.name} is not available in ${location.name}`)
+    // An image name means the image of that name built for the server type's architecture.
+    const image = byIdOrName(IMAGES.filter((item) => item.architecture === type.architecture), input.image)
+    if (!image) throw invalidField('image', 'image not found')
+    const keys = Array.isArray(input.ssh_keys) ? input.ssh_keys : []
+    const keyIds: number[] = []
+    for (const wanted of keys) {
+      const key = byIdOrName([...this.sshKeys.values()], wanted)
+      if (!key) throw invalidField('ssh_keys', `ssh key ${String(wanted)} not found`)
+      keyIds.push(key.id)
     }
-    if (type.hourly[location] === undefined || type.deprecated) throw new ApiError(400, 'invalid_server_type', `server type ${type.name} is not available in ${location}`)
-    if (!IMAGES.some((item) => item.name === image && item.architecture === type.architecture)) throw new ApiError(400, 'invalid_input', 'invalid input in field image', {fields: [{name: 'image', messages: ['image not found']}]})
-    const keyIds = Array.isArray(input.ssh_keys) ? input.ssh_keys : []
-    for (const keyId of keyIds) {
-      if (!this.sshKeys.has(Number(keyId))) throw new ApiError(400, 'invalid_input', `ssh_key ${String(keyId)} not found`, {fields: [{name: 'ssh_keys'}]})
-    }
+    const labels = asLabels(input.labels)
     if ([...this.servers.values()].some((server) => server.name === name)) {
       throw new ApiError(409, 'uniqueness_error', 'server name is already used', {fields: [{name: 'name'}]})
     }
     const unavailable = this.faults.resourceUnavailable
-    if (unavailable && unavailable.times > 0 && (unavailable.location === undefined || unavailable.location === location)) {
+    if (unavailable && unavailable.times > 0 && (unavailable.location === undefined || unavailable.location === location.name)) {
       unavailable.times--
       throw new ApiError(412, 'resource_unavailable', 'error during placement')
     }
@@ -328,11 +376,12 @@ export class HetznerEmulator {
       name,
       status: 'initializing',
       created: new Date().toISOString(),
-      labels: asLabels(input.labels),
+      labels,
       serverType: type.name,
-      location,
-      image: String(image),
-      sshKeys: keyIds.map(Number),
+      location: location.name,
+      image: image.name,
+      imageId: image.id,
+      sshKeys: keyIds,
     }
     this.servers.set(server.id, server)
     const action = this.startAction('create_server', server, () => {
@@ -397,7 +446,7 @@ export class HetznerEmulator {
       private_net: [],
       server_type: type ? serverTypeJson(type) : null,
       datacenter: {id: location?.id ?? 0, name: `${server.location}-dc${location?.id ?? 0}`, description: `${location?.city ?? ''} DC`, location},
-      image: IMAGES.find((item) => item.name === server.image) ?? null,
+      image: ((image) => (image ? imageJson(image) : null))(IMAGES.find((item) => (server.imageId === undefined ? item.name === server.image : item.id === server.imageId))),
       iso: null,
       rescue_enabled: false,
       locked: false,
@@ -442,16 +491,49 @@ function serverTypeJson(type: TypeSpec): unknown {
   }
 }
 
-/** `key=value`, `key==value`, `key!=value`, `key`, `!key`, joined by commas (all must hold). */
-function matchesSelector(labels: Record<string, string>, selector: string | undefined): boolean {
-  if (!selector) return true
-  return selector.split(',').every((term) => {
-    const expression = term.trim()
+/**
+ * The API reference's label selector language: `k==v` / `k=v`, `k!=v`, `k`, `!k`, `k in (v1,v2)`, `k notin (v1,v2)`,
+ * joined by commas, all of which must hold; the commas of a set belong to it. A selector that doesn't parse is
+ * invalid input, even when nothing would be listed.
+ */
+function parseSelector(selector: string | undefined): ((labels: Record<string, string>) => boolean)[] {
+  if (!selector) return []
+  const terms: string[] = []
+  let depth = 0
+  let current = ''
+  for (const char of selector) {
+    if (char === '(') depth++
+    if (char === ')') depth--
+    if (char === ',' && depth === 0) {
+      terms.push(current)
+      current = ''
+    } else {
+      current += char
+    }
+  }
+  terms.push(current)
+  return terms.map((raw) => {
+    const term = raw.trim()
     let match: RegExpExecArray | null
-    if ((match = /^([^!=]+)!=(.*)$/.exec(expression))) return labels[match[1] ?? ''] !== match[2]
-    if ((match = /^([^!=]+)==?(.*)$/.exec(expression))) return labels[match[1] ?? ''] === match[2]
-    if (expression.startsWith('!')) return !(expression.slice(1) in labels)
-    return expression in labels
+    if ((match = /^([^\s!=(),]+)\s+(in|notin)\s*\(([^()]*)\)$/.exec(term))) {
+      const [, key = '', operator, list = ''] = match
+      const values = list.split(',').map((value) => value.trim())
+      return (labels) => (key in labels && values.includes(labels[key] ?? '')) === (operator === 'in')
+    }
+    if ((match = /^([^\s!=(),]+)\s*!=\s*([^\s!=(),]*)$/.exec(term))) {
+      const [, key = '', value] = match
+      return (labels) => labels[key] !== value
+    }
+    if ((match = /^([^\s!=(),]+)\s*==?\s*([^\s!=(),]*)$/.exec(term))) {
+      const [, key = '', value] = match
+      return (labels) => labels[key] === value
+    }
+    if ((match = /^!\s*([^\s!=(),]+)$/.exec(term))) {
+      const key = match[1] ?? ''
+      return (labels) => !(key in labels)
+    }
+    if (/^[^\s!=(),]+$/.test(term)) return (labels) => term in labels
+    throw new ApiError(INVALID_INPUT, 'invalid_input', `invalid input in field 'label_selector': unable to parse '${term}'`, {fields: [{name: 'label_selector', messages: [`unable to parse '${term}'`]}]})
   })
 }
 
@@ -462,19 +544,46 @@ function fingerprintOf(publicKey: string): string | undefined {
   return createHash('md5').update(Buffer.from(blob, 'base64')).digest('hex').match(/../g)?.join(':')
 }
 
+/** "ID or name": a JSON number or a string of digits is an id (hcloud-go sends ids as numbers), anything else a name. */
+function byIdOrName<T extends {id: number; name: string}>(items: T[], wanted: unknown): T | undefined {
+  if (typeof wanted === 'number' || (typeof wanted === 'string' && /^\d+$/.test(wanted))) return items.find((item) => item.id === Number(wanted))
+  if (typeof wanted === 'string') return items.find((item) => item.name === wanted)
+  return undefined
+}
+
+function invalidField(field: string, message: string): ApiError {
+  return new ApiError(INVALID_INPUT, 'invalid_input', `invalid input in field '${field}': ${message}`, {fields: [{name: field, messages: [message]}]})
+}
+
 function asRecord(value: unknown): Record<string, unknown> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ApiError(400, 'invalid_input', 'expected a JSON object')
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ApiError(INVALID_INPUT, 'invalid_input', 'expected a JSON object')
   return value as Record<string, unknown>
+}
+
+/**
+ * Labels as the API reference defines them (hcloud-go hcloud/labels.go has the same regexes): a key is an optional DNS
+ * subdomain prefix of up to 253 characters and a slash, then a name of up to 63 characters that begins and ends with
+ * an alphanumeric and has `-`, `_`, `.` and alphanumerics between; a value is empty or such a name; `hetzner.cloud/` is
+ * reserved.
+ */
+const LABEL_NAME = /^[a-z0-9A-Z](?:[-_.a-z0-9A-Z]{0,61}[a-z0-9A-Z])?$/
+const LABEL_PREFIX = /^(?=.{1,253}$)[a-z0-9A-Z](?:[-.a-z0-9A-Z]*[a-z0-9A-Z])?$/
+
+function labelError(key: string, value: unknown): string | undefined {
+  const slash = key.lastIndexOf('/')
+  const prefix = slash >= 0 ? key.slice(0, slash) : undefined
+  const name = key.slice(slash + 1)
+  if (prefix === 'hetzner.cloud') return `label key '${key}' uses the reserved prefix hetzner.cloud/`
+  if ((prefix !== undefined && !LABEL_PREFIX.test(prefix)) || !LABEL_NAME.test(name)) return `label key '${key}' is not correctly formatted`
+  if (typeof value !== 'string' || (value !== '' && !LABEL_NAME.test(value))) return `label value '${String(value)}' (key: ${key}) is not correctly formatted`
+  return undefined
 }
 
 function asLabels(value: unknown): Record<string, string> {
   if (value === undefined) return {}
   const labels = asRecord(value)
-  for (const [key, label] of Object.entries(labels)) {
-    if (typeof label !== 'string' || !/^([a-z0-9.-]+\/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/.test(key)) {
-      throw new ApiError(400, 'invalid_input', `invalid label ${key}`, {fields: [{name: 'labels'}]})
-    }
-  }
+  const messages = Object.entries(labels).flatMap(([key, label]) => labelError(key, label) ?? [])
+  if (messages.length > 0) throw new ApiError(INVALID_INPUT, 'invalid_input', `invalid input in field 'labels': ${messages.join('; ')}`, {fields: [{name: 'labels', messages}]})
   return labels as Record<string, string>
 }
 

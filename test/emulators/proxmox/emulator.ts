@@ -1,17 +1,39 @@
+import {spawnSync} from 'node:child_process'
 import {createServer, type Server} from 'node:https'
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import type {AddressInfo, Socket} from 'node:net'
 
 import {makeSelfSignedCertificate, type SelfSignedCertificate} from '../tls.js'
+import {
+  CLONE_VM,
+  CLUSTER_RESOURCES,
+  DESTROY_VM,
+  NEXT_ID,
+  NO_PARAMETERS,
+  ParameterErrors,
+  RESIZE_VM,
+  SHUTDOWN_VM,
+  START_VM,
+  STOP_VM,
+  TASK_LIST,
+  TASK_LOG,
+  UPDATE_VM_CONFIG,
+  verify,
+  VM_CONFIG,
+  type RawValue,
+  type Schema,
+} from './parameters.js'
 
 /**
- * A Proxmox VE API emulator over real HTTPS, for the calls the provisioner makes. It follows PVE's wire behaviour:
- * `{"data": ...}` bodies with `Content-Type: application/json;charset=UTF-8`, errors as the HTTP reason phrase (a 500
- * whose status line is Proxmox's message, body `{"data":null}`), 400 "Parameter verification failed." with
- * `errors` per parameter, `PVEAPIToken=USER@REALM!TOKENID=SECRET` auth (401 "No ticket" / "authentication failure"),
- * asynchronous tasks with UPIDs, task status running/stopped and exitstatus "OK" or the error, numbered task logs,
- * clones that hold `lock: clone` on a temporary config until the task ends, VMID allocation, and the guest agent's
- * "QEMU guest agent is not running" until the guest has booted.
+ * A Proxmox VE API emulator over real HTTPS, for the calls the provisioner makes. It follows PVE's wire behaviour, as
+ * read in its sources (pve-http-server, pve-common, pve-manager, qemu-server; see each place below and parameters.ts):
+ * `{"data": ...}` bodies with `Content-Type: application/json;charset=UTF-8`; errors as the HTTP reason phrase (a 500
+ * whose status line is Proxmox's message, body `{"data":null}`); parameters verified per method, all errors at once in
+ * `400 Parameter verification failed.` with `errors` per parameter; form or JSON request bodies;
+ * `PVEAPIToken=USER@REALM!TOKENID=SECRET` auth, a refusal answered after 3 s; asynchronous tasks with UPIDs as
+ * PVE::UPID encodes them; numbered task logs; clones that hold `lock: clone` on a temporary config until the task ends;
+ * a cluster resource list whose names and states come from pvestatd's last pass; and the guest agent's "QEMU guest
+ * agent is not running" until the guest has booted.
  */
 
 export interface TaskDurations {
@@ -34,6 +56,8 @@ export interface EmulatorFaults {
   deleteFails?: {times: number; reason: string}
   /** The next request matching is carried out, then its connection is reset before the answer is written. */
   dropAfterHandling?: {method: string; path: RegExp; times: number}
+  /** The next request matching is carried out, and answered 200 with this `data` instead of its own. */
+  answerReplaced?: {method: string; path: RegExp; times: number; data: unknown}
   /** Someone else creates a VM with this name at the VMID that the next /cluster/nextid hands out, just after. */
   nextIdTakenBy?: string
   /** Every answer is delayed by this many milliseconds. */
@@ -49,6 +73,19 @@ export interface EmulatorOptions {
   /** Time from a finished start task to the guest agent reporting its address. */
   agentDelayMs?: number
   certificate?: SelfSignedCertificate
+  /**
+   * How long the host has been up when the emulator starts (default one day). A task's UPID carries its start in
+   * clock ticks since boot (100 per second): past 2^32 ticks, about 497 days, that field has 9 hex digits.
+   */
+  uptimeSeconds?: number
+  /**
+   * pvestatd's interval. 0 (the default): the cluster resource list shows each VM as a pass made now would. Above 0:
+   * the list shows what the last pass saw, every that many milliseconds, as on a real host (10 s there); a VM made
+   * since has no name and status "unknown".
+   */
+  statusIntervalMs?: number
+  /** PVE answers a refused authentication after 3 s (pve-http-server AnyEvent.pm: "always delay unauthorized calls"). */
+  unauthorizedDelayMs?: number
 }
 
 type ConfigValue = string | number
@@ -79,11 +116,24 @@ interface Task {
   onInterrupt?: () => void
 }
 
+/** What pvestatd last reported of a VM (pve-manager PVE/Service/pvestatd.pm update_qemu_status). */
+interface StatusSnapshot {
+  name: string
+  status: string
+  template: number
+  uptime: number
+  maxcpu: number
+  maxmem: number
+  mem: number
+  maxdisk: number
+}
+
 export interface RecordedRequest {
   method: string
   path: string
   params: Record<string, string>
   authorization?: string
+  contentType?: string
 }
 
 class PveError extends Error {
@@ -97,10 +147,57 @@ class PveError extends Error {
 }
 
 const GIB = 1024 ** 3
-const URLENCODED = /^[-%a-zA-Z0-9_.!~*'()]*$/
-const DNS_NAME = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*$/
+const UNITS: Record<string, number> = {'': 1, K: 1024, M: 1024 ** 2, G: GIB, T: 1024 ** 4}
+/** Clock ticks per second, as PVE::ProcFSTools reads process start times. */
+const TICKS_PER_SECOND = 100
 
+/** PVE::UPID::encode's `%08X`: at least 8 upper-case hex digits, more when the number needs them. */
 const hex8 = (value: number) => value.toString(16).toUpperCase().padStart(8, '0')
+
+/** pve-common JSONSchema.pm format_size: the largest unit that divides the size. */
+function formatSize(bytes: number): string {
+  for (const unit of ['T', 'G', 'M', 'K'] as const) {
+    if (bytes % (UNITS[unit] ?? 1) === 0) return `${bytes / (UNITS[unit] ?? 1)}${unit}`
+  }
+  return String(bytes)
+}
+
+function sizeBytes(drive: ConfigValue | undefined): number {
+  const match = /(?:^|,)size=(\d+(?:\.\d+)?)([KMGT]?)(?:,|$)/.exec(String(drive ?? ''))
+  return match ? Math.round(Number(match[1]) * (UNITS[match[2] ?? ''] ?? 1)) : 0
+}
+
+/**
+ * pve-common Tools.pm validate_ssh_public_keys: every non-blank line must satisfy `ssh-keygen -l`; a plain die, so
+ * the answer is a 500 (not a parameter error).
+ */
+function validateSshKeys(urlencoded: string): void {
+  for (const line of decodeURIComponent(urlencoded).split('\n')) {
+    if (/^\s*$/.test(line)) continue
+    const checked = spawnSync('ssh-keygen', ['-l', '-f', '-'], {input: `${line}\n`, stdio: ['pipe', 'ignore', 'ignore']})
+    if (checked.status !== 0) throw new PveError(500, 'SSH public key validation error')
+  }
+}
+
+function parseBody(raw: string, contentType: string | undefined): Record<string, RawValue> {
+  const params: Record<string, RawValue> = {}
+  if (/^application\/json\b/i.test(contentType ?? '')) {
+    let body: unknown
+    try {
+      body = raw === '' ? {} : JSON.parse(raw)
+    } catch {
+      throw new PveError(400, 'malformed JSON string')
+    }
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new PveError(400, 'Parameter verification failed.', {_root: "type check ('object') failed"})
+    for (const [key, value] of Object.entries(body)) {
+      if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') params[key] = value
+      else params[key] = JSON.stringify(value)
+    }
+    return params
+  }
+  for (const [key, value] of new URLSearchParams(raw)) params[key] = value
+  return params
+}
 
 export class ProxmoxEmulator {
   readonly tokenId: string
@@ -112,7 +209,12 @@ export class ProxmoxEmulator {
   readonly faults: EmulatorFaults = {}
   durations: TaskDurations
   agentDelayMs: number
+  unauthorizedDelayMs: number
+  readonly statusIntervalMs: number
   private readonly nodes: NonNullable<EmulatorOptions['nodes']>
+  private readonly bootedAt: number
+  private readonly statusSnapshots = new Map<number, StatusSnapshot>()
+  private statusTimer: NodeJS.Timeout | undefined
   private server: Server | undefined
   private readonly sockets = new Set<Socket>()
   private nextPid = 4000
@@ -125,6 +227,9 @@ export class ProxmoxEmulator {
     this.nodes = options.nodes ?? [{name: 'pve', cpus: 16, memoryMb: 65_536, storages: [{storage: 'local-lvm', type: 'lvmthin', totalGb: 500}]}]
     this.durations = {clone: 40, resize: 10, start: 30, stop: 20, shutdown: 30, destroy: 20, ...options.durations}
     this.agentDelayMs = options.agentDelayMs ?? 60
+    this.unauthorizedDelayMs = options.unauthorizedDelayMs ?? 3000
+    this.statusIntervalMs = options.statusIntervalMs ?? 0
+    this.bootedAt = Date.now() - (options.uptimeSeconds ?? 86_400) * 1000
     const template = options.template ?? {vmid: 9000, node: this.nodes[0]?.name ?? 'pve', name: 'ubuntu-cloud', diskGb: 10, storage: 'local-lvm'}
     this.vms.set(template.vmid, {
       vmid: template.vmid,
@@ -167,46 +272,77 @@ export class ProxmoxEmulator {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     this.server = server
     this.port = (server.address() as AddressInfo).port
+    if (this.statusIntervalMs > 0) {
+      this.takeStatusSnapshots()
+      this.statusTimer = setInterval(() => this.takeStatusSnapshots(), this.statusIntervalMs)
+      this.statusTimer.unref()
+    }
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.statusTimer)
     for (const task of this.tasks.values()) clearTimeout(task.timer)
     for (const socket of this.sockets) socket.destroy()
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()))
   }
 
+  /** A pvestatd pass now (with statusIntervalMs > 0 they also come on their own). */
+  takeStatusSnapshots(): void {
+    this.statusSnapshots.clear()
+    for (const vm of this.vms.values()) this.statusSnapshots.set(vm.vmid, this.statusOf(vm))
+  }
+
   // --- HTTP ---
 
   private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const started = Date.now()
     const url = new URL(request.url ?? '/', 'https://localhost')
     const method = request.method ?? 'GET'
-    const params: Record<string, string> = Object.fromEntries(url.searchParams)
-    if (method === 'POST' || method === 'PUT') {
-      const chunks: Buffer[] = []
-      for await (const chunk of request) chunks.push(chunk as Buffer)
-      for (const [key, value] of new URLSearchParams(Buffer.concat(chunks).toString('utf8'))) params[key] = value
-    }
+    const contentType = request.headers['content-type']
+    const chunks: Buffer[] = []
+    for await (const chunk of request) chunks.push(chunk as Buffer)
     const path = decodeURIComponent(url.pathname)
-    this.requests.push({method, path, params, authorization: request.headers.authorization})
-    if (this.faults.slowResponseMs) await new Promise((resolve) => setTimeout(resolve, this.faults.slowResponseMs))
 
     let status = 200
     let reason = 'OK'
     let body: unknown = {data: null}
+    const recorded: RecordedRequest = {method, path, params: {}, authorization: request.headers.authorization, contentType}
+    this.requests.push(recorded)
     try {
+      // pve-http-server AnyEvent.pm extract_params: the body (PUT and POST only), then the query over it.
+      const params = method === 'POST' || method === 'PUT' ? parseBody(Buffer.concat(chunks).toString('utf8'), contentType) : {}
+      for (const [key, value] of url.searchParams) params[key] = value
+      recorded.params = Object.fromEntries(Object.entries(params).map(([key, value]) => [key, String(value)]))
+      if (this.faults.slowResponseMs) await new Promise((resolve) => setTimeout(resolve, this.faults.slowResponseMs))
       this.authenticate(request.headers.authorization)
       body = {data: this.route(method, path, params)}
     } catch (error) {
-      if (!(error instanceof PveError)) throw error
-      status = error.status
-      reason = error.message
-      body = error.errors ? {data: null, errors: error.errors} : {data: null}
+      if (error instanceof ParameterErrors) {
+        status = 400
+        reason = error.message
+        body = {data: null, errors: error.errors}
+      } else if (error instanceof PveError) {
+        status = error.status
+        reason = error.message
+        body = error.errors ? {data: null, errors: error.errors} : {data: null}
+      } else {
+        throw error
+      }
+    }
+    if (status === 401) {
+      const wait = this.unauthorizedDelayMs - (Date.now() - started)
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
     }
     const drop = this.faults.dropAfterHandling
     if (drop && drop.times > 0 && drop.method === method && drop.path.test(path)) {
       drop.times--
       request.socket.destroy()
       return
+    }
+    const replaced = this.faults.answerReplaced
+    if (replaced && replaced.times > 0 && replaced.method === method && replaced.path.test(path) && status === 200) {
+      replaced.times--
+      body = {data: replaced.data}
     }
     const text = JSON.stringify(body)
     // Proxmox puts its error message in the status line; a line break there would be invalid HTTP.
@@ -223,66 +359,94 @@ export class ProxmoxEmulator {
     if (!match || match[1] !== this.tokenId || match[2] !== this.tokenSecret) throw new PveError(401, 'authentication failure')
   }
 
-  private route(method: string, path: string, params: Record<string, string>): unknown {
+  /** Unknown paths and methods: pve-http-server answers 501 "Method '<METHOD> /<path>' not implemented". */
+  private notImplemented(method: string, parts: string[]): PveError {
+    return new PveError(501, `Method '${method} /${parts.join('/')}' not implemented`)
+  }
+
+  private route(method: string, path: string, raw: Record<string, RawValue>): unknown {
     const parts = path.replace(/^\/api2\/json\/?/, '').split('/').filter(Boolean)
     const [top, second, third, fourth, fifth] = parts
-    if (method === 'GET' && top === 'version' && parts.length === 1) return {version: '8.2.4', release: '8.2', repoid: 'faa83925c9641325'}
-    if (top === 'cluster') {
-      if (method === 'GET' && second === 'resources') return this.resources(params.type)
-      if (method === 'GET' && second === 'nextid') return this.nextId(params.vmid)
+    const params = (schema: Schema) => verify(schema, raw)
+    if (method === 'GET' && top === 'version' && parts.length === 1) {
+      params(NO_PARAMETERS)
+      return {version: '8.2.4', release: '8.2', repoid: 'faa83925c9641325'}
+    }
+    if (top === 'cluster' && method === 'GET') {
+      if (parts.length === 1) return ['log', 'nextid', 'options', 'resources', 'status', 'tasks'].map((name) => ({name}))
+      if (second === 'resources' && parts.length === 2) return this.resources(params(CLUSTER_RESOURCES).type)
+      if (second === 'nextid' && parts.length === 2) return this.nextId(params(NEXT_ID).vmid)
     }
     if (top === 'nodes') {
       if (method === 'GET' && parts.length === 1) return this.nodes.map((node) => this.nodeSummary(node.name))
       const node = this.node(second ?? '')
+      if (method === 'GET' && parts.length === 2) return ['qemu', 'status', 'storage', 'tasks', 'version'].map((name) => ({name}))
       if (method === 'GET' && third === 'status' && parts.length === 3) return this.nodeStatus(node.name)
+      if (method === 'GET' && third === 'version' && parts.length === 3) return {version: '8.2.4', release: '8.2', repoid: 'faa83925c9641325'}
       if (method === 'GET' && third === 'storage' && parts.length === 3) return this.nodeStorage(node.name)
-      if (third === 'tasks' && fourth) return this.taskRoute(method, node.name, fourth, fifth)
-      if (third === 'qemu' && fourth) {
-        return this.vmRoute(method, node.name, Number(fourth), parts.slice(4).join('/'), params)
+      if (third === 'tasks') {
+        if (method === 'GET' && parts.length === 3) return this.taskList(node.name, params(TASK_LIST))
+        if (fourth) return this.taskRoute(method, node.name, fourth, fifth, params)
+      }
+      if (third === 'qemu') {
+        if (method === 'GET' && parts.length === 3) return this.guestsAndTemplates().filter((vm) => vm.node === node.name).map((vm) => this.vmListEntry(vm))
+        if (fourth) return this.vmRoute(method, node.name, Number(fourth), parts.slice(4).join('/'), params)
       }
     }
-    throw new PveError(501, `Method '${method} /${parts.join('/')}' not implemented`)
+    throw this.notImplemented(method, parts)
   }
 
   // --- cluster ---
 
-  private resources(type: string | undefined): unknown[] {
-    const vms = this.guestsAndTemplates().map((vm) => ({
-      id: `qemu/${vm.vmid}`,
-      type: 'qemu',
-      vmid: vm.vmid,
-      node: vm.node,
-      // Proxmox shows "VM <vmid>" for a VM without a name, such as a clone whose temporary config has only its lock.
+  /** What pvestatd reports of a VM: qemu-server QemuServer.pm vmstatus names an unnamed VM "VM <vmid>". */
+  private statusOf(vm: EmulatedVm): StatusSnapshot {
+    const memory = Number(vm.config.memory ?? 512) * 1024 ** 2
+    return {
       name: typeof vm.config.name === 'string' ? vm.config.name : `VM ${vm.vmid}`,
-      ...(vm.config.lock === undefined ? {} : {lock: vm.config.lock}),
       status: vm.status,
       template: vm.config.template === 1 ? 1 : 0,
-      ...(typeof vm.config.tags === 'string' ? {tags: vm.config.tags} : {}),
-      maxmem: Number(vm.config.memory ?? 512) * 1024 ** 2,
-      mem: vm.status === 'running' ? Number(vm.config.memory ?? 512) * 1024 ** 2 * 0.3 : 0,
-      maxcpu: Number(vm.config.cores ?? 1),
-      maxdisk: this.diskGb(vm) * GIB,
-      disk: 0,
       uptime: vm.startedAt ? Math.floor((Date.now() - vm.startedAt) / 1000) : 0,
-    }))
-    const nodes = this.nodes.map((node) => ({
-      id: `node/${node.name}`,
-      type: 'node',
-      node: node.name,
-      status: 'online',
-      maxcpu: node.cpus,
-      maxmem: node.memoryMb * 1024 ** 2,
-      mem: this.memoryUsed(node.name),
-      level: '',
-    }))
+      maxcpu: Number(vm.config.cores ?? 1),
+      maxmem: memory,
+      mem: vm.status === 'running' ? Math.round(memory * 0.3) : 0,
+      maxdisk: sizeBytes(vm.config.scsi0),
+    }
+  }
+
+  /**
+   * pve-manager PVE/API2/Cluster.pm `resources` builds each VM's entry with PVE/API2Tools.pm `extract_vm_stats`: id,
+   * vmid, node and type from the cluster's VM list, `status: 'unknown'`, and name, status, template, uptime, cpu,
+   * memory and disk only from the RRD data pvestatd broadcasts every 10 s (PVE/Service/pvestatd.pm, $updatetime);
+   * `lock` and `tags` come straight from the config files (PVE::Cluster::get_guest_config_properties). So a clone in
+   * progress (qemu-server API2/Qemu.pm clone_vm writes "# qmclone temporary file\nlock: clone\n" first) shows with
+   * `lock: clone` and no name until pvestatd's next pass, then as "VM <vmid>"; and after a VM is renamed, made or
+   * started, its name and status in this list lag by up to one pass.
+   */
+  private resources(type: string | undefined): unknown[] {
+    const vms = this.guestsAndTemplates().map((vm) => {
+      const snapshot = this.statusIntervalMs > 0 ? this.statusSnapshots.get(vm.vmid) : this.statusOf(vm)
+      return {
+        id: `qemu/${vm.vmid}`,
+        vmid: vm.vmid,
+        node: vm.node,
+        type: 'qemu',
+        status: 'unknown',
+        ...(snapshot ? {...snapshot, cpu: 0, disk: 0, netin: 0, netout: 0, diskread: 0, diskwrite: 0} : {}),
+        ...(vm.config.lock === undefined ? {} : {lock: vm.config.lock}),
+        ...(typeof vm.config.tags === 'string' ? {tags: vm.config.tags} : {}),
+      }
+    })
+    const nodes = this.nodes.map((node) => ({...this.nodeStats(node.name), level: ''}))
     const storages = this.nodes.flatMap((node) =>
       node.storages.map((storage) => ({
         id: `storage/${node.name}/${storage.storage}`,
-        type: 'storage',
-        node: node.name,
         storage: storage.storage,
+        node: node.name,
+        type: 'storage',
+        plugintype: storage.type,
         status: 'available',
         shared: storage.shared ? 1 : 0,
+        content: 'images,rootdir',
         maxdisk: storage.totalGb * GIB,
         disk: this.storageUsed(node.name, storage.storage),
       })),
@@ -290,13 +454,14 @@ export class ProxmoxEmulator {
     if (type === 'vm') return vms
     if (type === 'node') return nodes
     if (type === 'storage') return storages
-    if (type !== undefined) throw new PveError(400, 'Parameter verification failed.', {type: `value '${type}' does not have a value in the enumeration 'vm, storage, node, sdn'`})
+    if (type === 'sdn') return []
     return [...nodes, ...storages, ...vms]
   }
 
+  /** pve-manager PVE/API2/Cluster.pm `nextid`: a taken VMID is a parameter error; the answer is the VMID as text. */
   private nextId(requested: string | undefined): string {
     if (requested !== undefined) {
-      if (this.vms.has(Number(requested))) throw new PveError(400, `VM ${requested} already exists`)
+      if (this.vms.has(Number(requested))) throw new ParameterErrors({vmid: `VM ${requested} already exists`})
       return requested
     }
     let vmid = 100
@@ -306,7 +471,6 @@ export class ProxmoxEmulator {
       this.faults.nextIdTakenBy = undefined
       this.vms.set(vmid, {vmid, node: this.nodes[0]?.name ?? 'pve', status: 'running', config: {name: rival, memory: '1024', cores: 1, scsi0: 'local-lvm:vm-disk,size=8G'}})
     }
-    // Proxmox answers the VMID as a string.
     return String(vmid)
   }
 
@@ -318,9 +482,30 @@ export class ProxmoxEmulator {
     return node
   }
 
-  private nodeSummary(name: string) {
+  private uptimeSeconds(): number {
+    return Math.floor((Date.now() - this.bootedAt) / 1000)
+  }
+
+  /** pve-manager PVE/API2Tools.pm extract_node_stats, as GET /nodes and /cluster/resources show a node. */
+  private nodeStats(name: string) {
     const node = this.node(name)
-    return {node: name, status: 'online', maxcpu: node.cpus, maxmem: node.memoryMb * 1024 ** 2, mem: this.memoryUsed(name), level: '', ssl_fingerprint: this.fingerprint}
+    return {
+      id: `node/${name}`,
+      node: name,
+      type: 'node',
+      status: 'online',
+      uptime: this.uptimeSeconds(),
+      cpu: 0.02,
+      maxcpu: node.cpus,
+      mem: this.memoryUsed(name),
+      maxmem: node.memoryMb * 1024 ** 2,
+      disk: 10 * GIB,
+      maxdisk: 100 * GIB,
+    }
+  }
+
+  private nodeSummary(name: string) {
+    return {...this.nodeStats(name), level: '', ssl_fingerprint: this.fingerprint}
   }
 
   private nodeStatus(name: string) {
@@ -330,7 +515,7 @@ export class ProxmoxEmulator {
     return {
       memory: {total, used, free: total - used},
       cpuinfo: {cpus: node.cpus, sockets: 1, cores: node.cpus, model: 'QEMU Virtual CPU'},
-      uptime: 86_400,
+      uptime: this.uptimeSeconds(),
       pveversion: 'pve-manager/8.2.4/faa83925c9641325',
       rootfs: {total: 100 * GIB, used: 10 * GIB, free: 90 * GIB, avail: 90 * GIB},
     }
@@ -351,15 +536,11 @@ export class ProxmoxEmulator {
   private storageUsed(node: string, storage: string): number {
     return this.guestsAndTemplates()
       .filter((vm) => vm.node === node && String(vm.config.scsi0 ?? '').startsWith(`${storage}:`))
-      .reduce((sum, vm) => sum + this.diskGb(vm) * GIB, 0)
+      .reduce((sum, vm) => sum + sizeBytes(vm.config.scsi0), 0)
   }
 
   private guestsAndTemplates(): EmulatedVm[] {
     return [...this.vms.values()].sort((a, b) => a.vmid - b.vmid)
-  }
-
-  private diskGb(vm: EmulatedVm): number {
-    return Number(/size=(\d+)G/.exec(String(vm.config.scsi0 ?? ''))?.[1] ?? 0)
   }
 
   // --- tasks ---
@@ -367,13 +548,20 @@ export class ProxmoxEmulator {
   private startTask(node: string, type: string, id: string, work: {durationMs: number; log: string[]; finish: () => string | undefined; onInterrupt?: () => void; hangs?: boolean}): string {
     const starttime = Math.floor(Date.now() / 1000)
     const pid = this.nextPid++
+    // The worker's start in clock ticks since boot (PVE::ProcFSTools::read_proc_starttime), as PVE::UPID::encode writes it.
+    const pstart = Math.floor(((Date.now() - this.bootedAt) / 1000) * TICKS_PER_SECOND)
     const user = this.tokenId
-    const upid = `UPID:${node}:${hex8(pid)}:${hex8(pid * 7)}:${hex8(starttime)}:${type}:${id}:${user}:`
-    const task: Task = {upid, node, type, id, user, starttime, pid, pstart: pid * 7, status: 'running', log: [...work.log], onInterrupt: work.onInterrupt}
+    const upid = `UPID:${node}:${hex8(pid)}:${hex8(pstart)}:${hex8(starttime)}:${type}:${id}:${user}:`
+    const task: Task = {upid, node, type, id, user, starttime, pid, pstart, status: 'running', log: [...work.log], onInterrupt: work.onInterrupt}
     this.tasks.set(upid, task)
     if (!work.hangs) {
       task.timer = setTimeout(() => {
-        const error = work.finish()
+        let error: string | undefined
+        try {
+          error = work.finish()
+        } catch (failure) {
+          error = failure instanceof Error ? failure.message : String(failure)
+        }
         this.endTask(task, error)
       }, work.durationMs)
     }
@@ -386,14 +574,37 @@ export class ProxmoxEmulator {
     task.log.push(error ? `TASK ERROR: ${error}` : 'TASK OK')
   }
 
-  private taskRoute(method: string, node: string, upid: string, sub: string | undefined): unknown {
+  /** pve-manager PVE/API2/Tasks.pm: an unknown task is a parameter error on `upid`; a token's task names it apart. */
+  private taskRoute(method: string, node: string, upid: string, sub: string | undefined, params: (schema: Schema) => Record<string, string>): unknown {
     const task = this.tasks.get(upid)
-    if (!task || task.node !== node) throw new PveError(500, `unable to parse worker upid '${upid}'`)
-    if (method === 'GET' && sub === 'status') {
-      return {upid, node, pid: task.pid, pstart: task.pstart, starttime: task.starttime, type: task.type, id: task.id, user: task.user, status: task.status, ...(task.exitstatus ? {exitstatus: task.exitstatus} : {})}
+    if (!/^UPID:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?:[0-9A-Fa-f]{8}:[0-9A-Fa-f]{8,9}:[0-9A-Fa-f]{8}:[^:\s/]+:[^:\s/]*:[^:\s/]+:$/.test(upid)) {
+      throw new ParameterErrors({upid: 'unable to parse worker upid'})
     }
-    if (method === 'GET' && sub === 'log') return task.log.map((t, index) => ({n: index + 1, t}))
+    if (!task || task.node !== node) throw new ParameterErrors({upid: 'no such task'})
+    if (method === 'GET' && sub === undefined) return [{name: 'log'}, {name: 'status'}]
+    if (method === 'GET' && sub === 'status') {
+      params(NO_PARAMETERS)
+      const [user, tokenid] = task.user.split('!')
+      return {
+        upid,
+        node,
+        pid: task.pid,
+        pstart: task.pstart,
+        starttime: task.starttime,
+        type: task.type,
+        id: task.id,
+        user,
+        ...(tokenid ? {tokenid} : {}),
+        status: task.status,
+        ...(task.exitstatus ? {exitstatus: task.exitstatus} : {}),
+      }
+    }
+    if (method === 'GET' && sub === 'log') {
+      const {start = '0', limit = '50'} = params(TASK_LOG)
+      return task.log.slice(Number(start), Number(start) + Number(limit)).map((t, index) => ({n: Number(start) + index + 1, t}))
+    }
     if (method === 'DELETE' && sub === undefined) {
+      params(NO_PARAMETERS)
       if (task.status === 'running') {
         clearTimeout(task.timer)
         task.onInterrupt?.()
@@ -401,7 +612,15 @@ export class ProxmoxEmulator {
       }
       return null
     }
-    throw new PveError(501, `Method '${method} tasks/${sub ?? ''}' not implemented`)
+    throw this.notImplemented(method, ['nodes', node, 'tasks', upid, ...(sub ? [sub] : [])])
+  }
+
+  private taskList(node: string, params: Record<string, string>): unknown[] {
+    return [...this.tasks.values()]
+      .filter((task) => task.node === node && (params.vmid === undefined || task.id === params.vmid))
+      .sort((a, b) => b.starttime - a.starttime)
+      .slice(Number(params.start ?? 0), Number(params.start ?? 0) + Number(params.limit ?? 50))
+      .map((task) => ({upid: task.upid, node, pid: task.pid, pstart: task.pstart, starttime: task.starttime, type: task.type, id: task.id, user: task.user, ...(task.exitstatus ? {status: task.exitstatus} : {})}))
   }
 
   // --- VMs ---
@@ -413,114 +632,152 @@ export class ProxmoxEmulator {
     return vm
   }
 
+  /** PVE::AbstractConfig check_lock; skiplock is for root@pam alone (API2/Qemu.pm), never for a token. */
   private checkLock(vm: EmulatedVm, params: Record<string, string>): void {
-    if (vm.config.lock !== undefined && params.skiplock !== '1') throw new PveError(500, `VM is locked (${vm.config.lock})`)
+    if (params.skiplock === '1') throw new ParameterErrors({skiplock: 'Only root may use this option.'})
+    if (vm.config.lock !== undefined) throw new PveError(500, `VM is locked (${vm.config.lock})`)
   }
 
-  private vmRoute(method: string, node: string, vmid: number, rest: string, params: Record<string, string>): unknown {
-    if (method === 'DELETE' && rest === '') return this.destroyVm(node, vmid, params)
+  private vmListEntry(vm: EmulatedVm) {
+    const status = this.statusOf(vm)
+    return {
+      vmid: vm.vmid,
+      name: status.name,
+      status: vm.status,
+      uptime: status.uptime,
+      cpus: status.maxcpu,
+      maxmem: status.maxmem,
+      mem: status.mem,
+      maxdisk: status.maxdisk,
+      ...(vm.config.template === 1 ? {template: 1} : {}),
+      ...(vm.config.lock ? {lock: vm.config.lock} : {}),
+      ...(vm.config.tags ? {tags: vm.config.tags} : {}),
+    }
+  }
+
+  private vmRoute(method: string, node: string, vmid: number, rest: string, params: (schema: Schema) => Record<string, string>): unknown {
+    if (method === 'DELETE' && rest === '') return this.destroyVm(node, vmid, params(DESTROY_VM))
     const vm = this.vm(node, vmid)
     switch (`${method} ${rest}`) {
-      case 'GET config':
-        return {...vm.config}
+      case 'GET ':
+        return ['config', 'status', 'agent', 'resize', 'clone', 'pending'].map((subdir) => ({subdir}))
+      case 'GET config': {
+        params(VM_CONFIG)
+        // qemu-server API2/Qemu.pm vm_config: the password is never shown.
+        const {cipassword, ...config} = vm.config
+        return cipassword === undefined ? config : {...config, cipassword: '**********'}
+      }
       case 'PUT config':
-        return this.updateConfig(vm, params)
+        return this.updateConfig(vm, params(UPDATE_VM_CONFIG))
       case 'POST clone':
-        return this.clone(vm, params)
+        return this.clone(vm, params(CLONE_VM))
       case 'PUT resize':
-        return this.resize(vm, params)
-      case 'GET status/current':
+        return this.resize(vm, params(RESIZE_VM))
+      case 'GET status':
+        return ['current', 'start', 'stop', 'shutdown'].map((subdir) => ({subdir}))
+      case 'GET status/current': {
+        const status = this.statusOf(vm)
         return {
           vmid,
-          name: typeof vm.config.name === 'string' ? vm.config.name : `VM ${vmid}`,
+          name: status.name,
           status: vm.status,
           qmpstatus: vm.status,
-          uptime: vm.startedAt ? Math.floor((Date.now() - vm.startedAt) / 1000) : 0,
-          cpus: Number(vm.config.cores ?? 1),
-          maxmem: Number(vm.config.memory ?? 512) * 1024 ** 2,
-          agent: Number(vm.config.agent ?? 0),
+          uptime: status.uptime,
+          cpus: status.maxcpu,
+          maxmem: status.maxmem,
+          mem: status.mem,
+          maxdisk: status.maxdisk,
+          agent: Number(String(vm.config.agent ?? '0').replace(/^enabled=/, '').startsWith('1')),
           ...(vm.config.lock ? {lock: vm.config.lock} : {}),
           ...(vm.config.tags ? {tags: vm.config.tags} : {}),
+          ...(vm.config.template === 1 ? {template: 1} : {}),
           ha: {managed: 0},
         }
+      }
       case 'POST status/start':
-        return this.startVm(vm, params)
+        return this.startVm(vm, params(START_VM))
       case 'POST status/stop':
+        params(STOP_VM)
         return this.stopVm(vm, 'qmstop', this.durations.stop)
       case 'POST status/shutdown':
+        params(SHUTDOWN_VM)
         return this.stopVm(vm, 'qmshutdown', this.durations.shutdown)
+      case 'GET agent':
+        return ['network-get-interfaces', 'ping', 'info', 'get-osinfo'].map((name) => ({name}))
       case 'GET agent/network-get-interfaces':
         return this.agent(vm, () => ({result: this.interfaces(vm)}))
       case 'POST agent/ping':
         return this.agent(vm, () => ({result: {}}))
       default:
-        throw new PveError(501, `Method '${method} /nodes/${node}/qemu/${vmid}/${rest}' not implemented`)
+        throw this.notImplemented(method, ['nodes', node, 'qemu', String(vmid), ...rest.split('/').filter(Boolean)])
     }
   }
 
   private updateConfig(vm: EmulatedVm, params: Record<string, string>): null {
     this.checkLock(vm, params)
-    if (params.sshkeys !== undefined) {
-      if (!URLENCODED.test(params.sshkeys)) throw new PveError(400, 'Parameter verification failed.', {sshkeys: `invalid urlencoded string: ${params.sshkeys}`})
-    }
-    if (params.memory !== undefined && !/^\d+$/.test(params.memory)) throw new PveError(400, 'Parameter verification failed.', {memory: 'value must be an integer'})
-    if (params.cores !== undefined && !/^\d+$/.test(params.cores)) throw new PveError(400, 'Parameter verification failed.', {cores: 'type check (\'integer\') failed'})
+    if (params.sshkeys !== undefined) validateSshKeys(params.sshkeys)
     for (const [key, value] of Object.entries(params)) {
-      if (key === 'digest' || key === 'skiplock' || key === 'delete') continue
-      vm.config[key] = key === 'sshkeys' ? value : /^\d+$/.test(value) && ['cores', 'sockets'].includes(key) ? Number(value) : value
+      if (['digest', 'skiplock', 'delete', 'revert', 'force', 'background_delay'].includes(key)) continue
+      vm.config[key] = /^\d+$/.test(value) && ['cores', 'sockets', 'vcpus', 'balloon'].includes(key) ? Number(value) : value
     }
     for (const key of (params.delete ?? '').split(/[,;\s]+/).filter(Boolean)) delete vm.config[key]
     vm.config.digest = `d${Date.now()}`
     return null
   }
 
+  /** qemu-server API2/Qemu.pm clone_vm: checks before the worker, the copy in it. */
   private clone(template: EmulatedVm, params: Record<string, string>): string {
     const newid = Number(params.newid)
-    if (!Number.isInteger(newid) || newid < 100) throw new PveError(400, 'Parameter verification failed.', {newid: 'property is missing and it is not optional'})
-    const full = params.full === '1'
-    if (!full && template.config.template !== 1) throw new PveError(500, 'linked clone is only possible from a template')
-    if (!full && params.storage !== undefined) throw new PveError(500, "parameter 'storage' not allowed for linked clones")
-    if (params.name !== undefined && !DNS_NAME.test(params.name)) throw new PveError(400, 'Parameter verification failed.', {name: `value does not look like a valid DNS name`})
-    const existing = this.vms.get(newid)
-    if (existing) throw new PveError(500, `VM ${newid} already exists on node '${existing.node}'`)
     const target = params.target ?? template.node
     this.node(target)
-    const storage = params.storage ?? /^([^:]+):/.exec(String(template.config.scsi0))?.[1] ?? 'local-lvm'
-    // Proxmox writes a temporary config holding only the lock, and the real one when the copy is done.
-    const vm: EmulatedVm = {vmid: newid, node: target, status: 'stopped', config: {lock: 'clone'}}
-    this.vms.set(newid, vm)
+    if (this.vms.get(newid)?.node === target) throw new PveError(500, `unable to create VM ${newid}: config file already exists`)
+    if (template.config.lock !== undefined) throw new PveError(500, `VM is locked (${template.config.lock})`)
+    // A template is cloned linked unless `full` says otherwise; any other VM is copied.
+    const full = params.full === undefined ? template.config.template !== 1 : params.full === '1'
+    const volume = String(template.config.scsi0).split(',')[0] ?? ''
+    if (!full && template.config.template !== 1) throw new PveError(500, `Linked clone feature is not supported for '${volume}' (scsi0)`)
+    if (params.storage !== undefined && !full) throw new PveError(500, "parameter 'storage' not allowed for linked clones")
+    if (params.format !== undefined && !full) throw new PveError(500, "parameter 'format' not allowed for linked clones")
+    const storage = params.storage ?? /^([^:]+):/.exec(volume)?.[1] ?? 'local-lvm'
     const fault = this.faults.cloneFails
     const disk = full ? `${storage}:vm-${newid}-disk-0` : `${storage}:base-${template.vmid}-disk-0/vm-${newid}-disk-0`
+    // The worker first writes a temporary config holding only the lock; pmxcfs refuses it when the VMID lives on
+    // another node. The real config comes when the copy is done.
+    const takenElsewhere = this.vms.has(newid)
+    const vm: EmulatedVm = {vmid: newid, node: target, status: 'stopped', config: {lock: 'clone'}}
+    if (!takenElsewhere) this.vms.set(newid, vm)
     return this.startTask(template.node, 'qmclone', String(template.vmid), {
-      durationMs: this.durations.clone,
-      log: [`create ${full ? 'full' : 'linked'} clone of drive scsi0 (${String(template.config.scsi0).split(',')[0]})`, ...(fault?.log ?? [])],
+      durationMs: takenElsewhere ? 0 : this.durations.clone,
+      log: [`create ${full ? 'full' : 'linked'} clone of drive scsi0 (${volume})`, ...(fault?.log ?? [])],
       finish: () => {
+        if (takenElsewhere) return `clone failed: unable to create VM ${newid}: config file already exists`
         if (fault) {
           this.vms.delete(newid)
           return fault.error
         }
         const {template: _template, digest: _digest, ...inherited} = template.config
-        vm.config = {...inherited, name: params.name ?? `Copy-of-VM-${template.config.name}`, scsi0: `${disk},size=${this.diskGb(template)}G`, digest: `d${Date.now()}`}
+        vm.config = {...inherited, name: params.name ?? `Copy-of-VM-${template.config.name}`, scsi0: `${disk},size=${formatSize(sizeBytes(template.config.scsi0))}`, digest: `d${Date.now()}`}
         return undefined
       },
     })
   }
 
+  /** qemu-server API2/Qemu.pm resize_vm: the size is checked by the schema, the rest in the worker. */
   private resize(vm: EmulatedVm, params: Record<string, string>): string {
-    this.checkLock(vm, params)
+    if (params.skiplock === '1') throw new ParameterErrors({skiplock: 'Only root may use this option.'})
     const disk = params.disk ?? ''
-    const current = vm.config[disk]
-    if (typeof current !== 'string') throw new PveError(500, `disk '${disk}' does not exist`)
-    const size = /^\+?(\d+)G$/.exec(params.size ?? '')
-    if (!size) throw new PveError(400, 'Parameter verification failed.', {size: `value '${params.size}' does not match the regex pattern`})
-    const currentGb = Number(/size=(\d+)G/.exec(current)?.[1] ?? 0)
-    const wanted = params.size?.startsWith('+') ? currentGb + Number(size[1]) : Number(size[1])
-    if (wanted < currentGb) throw new PveError(500, 'shrinking disks is not supported')
+    const size = /^(\+)?(\d+(?:\.\d+)?)([KMGT])?$/.exec(params.size ?? '')
     return this.startTask(vm.node, 'resize', String(vm.vmid), {
       durationMs: this.durations.resize,
-      log: [`  Size of logical volume pve/vm-${vm.vmid}-disk-0 changed from ${currentGb} GiB to ${wanted} GiB.`],
+      log: [],
       finish: () => {
-        vm.config[disk] = current.replace(/size=\d+G/, `size=${wanted}G`)
+        if (vm.config.lock !== undefined) return `VM is locked (${vm.config.lock})`
+        const current = vm.config[disk]
+        if (typeof current !== 'string') return `disk '${disk}' does not exist`
+        const currentBytes = sizeBytes(current)
+        const wanted = Math.floor(Number(size?.[2] ?? 0) * (UNITS[size?.[3] ?? ''] ?? 1) + (size?.[1] ? currentBytes : 0))
+        if (wanted < currentBytes) return 'shrinking disks is not supported'
+        vm.config[disk] = current.replace(/size=[^,]+/, `size=${formatSize(wanted)}`)
         return undefined
       },
     })
@@ -577,7 +834,7 @@ export class ProxmoxEmulator {
 
   private agent(vm: EmulatedVm, answer: () => unknown): unknown {
     if (vm.status !== 'running') throw new PveError(500, `VM ${vm.vmid} is not running`)
-    if (vm.config.agent === undefined || String(vm.config.agent).startsWith('0')) throw new PveError(500, 'No QEMU guest agent configured')
+    if (!/^(enabled=)?(1|on|yes|true)\b/i.test(String(vm.config.agent ?? ''))) throw new PveError(500, 'No QEMU guest agent configured')
     if (this.faults.agentNeverAnswers || vm.agentReadyAt === undefined || Date.now() < vm.agentReadyAt) throw new PveError(500, 'QEMU guest agent is not running')
     return answer()
   }

@@ -1,11 +1,9 @@
 import {Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
+import {BaseCommand} from '../../../cli/base-command.js'
 import {createContract, type RenterContract} from '../../../core/api/renter.js'
-import {renterFlags} from '../../../marketplace/devnet-flags.js'
-import {defaultDevnetDataDir} from '../../../marketplace/devnet.js'
-import {renterClient} from '../../../marketplace/renter.js'
-import {BaseCommand} from '../../../ui/base-command.js'
+import {devnetDataDir, renterFlags} from '../../../devnet/flags.js'
+import {renterClient} from '../../../devnet/renter.js'
 
 export default class DevnetContractCreate extends BaseCommand {
   static override summary = 'Rent an offering as the devnet renter'
@@ -21,7 +19,7 @@ export default class DevnetContractCreate extends BaseCommand {
 
   async run(): Promise<RenterContract> {
     const {flags} = await this.parse(DevnetContractCreate)
-    const dataDir = resolve(flags['data-dir'] ?? defaultDevnetDataDir(this.configDirectory))
+    const dataDir = devnetDataDir(flags['data-dir'], this.configDirectory)
     const client = await renterClient(dataDir, flags.endpoint)
     const contract = await createContract(client, {offering_id: flags.offering, ssh_pubkey: flags['ssh-pubkey'], duration_hours: flags['duration-hours']})
     this.log(`contract ${contract.contract_id}: ${contract.status}`)

@@ -1,11 +1,9 @@
 import {Args, Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
+import {BaseCommand} from '../../../cli/base-command.js'
 import type {RenterContract} from '../../../core/api/renter.js'
-import {renterFlags} from '../../../marketplace/devnet-flags.js'
-import {defaultDevnetDataDir} from '../../../marketplace/devnet.js'
-import {showContract} from '../../../marketplace/renter.js'
-import {BaseCommand} from '../../../ui/base-command.js'
+import {devnetDataDir, renterFlags} from '../../../devnet/flags.js'
+import {showContract} from '../../../devnet/renter.js'
 
 export default class DevnetContractShow extends BaseCommand {
   static override summary = 'Show a contract as its renter sees it'
@@ -17,7 +15,7 @@ export default class DevnetContractShow extends BaseCommand {
 
   async run(): Promise<RenterContract & {credentials?: unknown}> {
     const {args, flags} = await this.parse(DevnetContractShow)
-    const dataDir = resolve(flags['data-dir'] ?? defaultDevnetDataDir(this.configDirectory))
+    const dataDir = devnetDataDir(flags['data-dir'], this.configDirectory)
     const contract = await showContract(dataDir, flags.endpoint, args.id, flags.decrypt)
     this.log(`contract ${contract.contract_id}: ${contract.status}${contract.termination_pending ? ' (termination pending)' : ''}`)
     this.log(`  ${contract.product_type}: ${contract.cpu_cores} cpu, ${contract.memory_mb} MB, ${contract.storage_gb} GB`)

@@ -1,11 +1,9 @@
 import {Args, Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
+import {BaseCommand} from '../../../cli/base-command.js'
 import {DISPUTE_TYPES, openDispute, type Dispute} from '../../../core/api/renter.js'
-import {renterFlags} from '../../../marketplace/devnet-flags.js'
-import {defaultDevnetDataDir} from '../../../marketplace/devnet.js'
-import {renterClient} from '../../../marketplace/renter.js'
-import {BaseCommand} from '../../../ui/base-command.js'
+import {devnetDataDir, renterFlags} from '../../../devnet/flags.js'
+import {renterClient} from '../../../devnet/renter.js'
 
 export default class DevnetDisputeOpen extends BaseCommand {
   static override summary = 'Open a dispute on a contract as its renter'
@@ -18,7 +16,7 @@ export default class DevnetDisputeOpen extends BaseCommand {
 
   async run(): Promise<Dispute> {
     const {args, flags} = await this.parse(DevnetDisputeOpen)
-    const dataDir = resolve(flags['data-dir'] ?? defaultDevnetDataDir(this.configDirectory))
+    const dataDir = devnetDataDir(flags['data-dir'], this.configDirectory)
     const dispute = await openDispute(await renterClient(dataDir, flags.endpoint), args.contract, {type: flags.type, description: flags.description})
     this.log(`dispute ${dispute.dispute_id} on contract ${dispute.contract_id}: ${dispute.status}`)
     return dispute

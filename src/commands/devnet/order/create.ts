@@ -1,12 +1,11 @@
 import {Flags} from '@oclif/core'
-import {resolve} from 'node:path'
 
+import {BaseCommand} from '../../../cli/base-command.js'
+import {duration} from '../../../cli/flags.js'
 import {createOrder, type RenterOrder} from '../../../core/api/renter.js'
 import {isAmount} from '../../../core/decimal.js'
-import {renterFlags} from '../../../marketplace/devnet-flags.js'
-import {defaultDevnetDataDir, parsePeriod} from '../../../marketplace/devnet.js'
-import {renterClient} from '../../../marketplace/renter.js'
-import {BaseCommand} from '../../../ui/base-command.js'
+import {devnetDataDir, renterFlags} from '../../../devnet/flags.js'
+import {renterClient} from '../../../devnet/renter.js'
 
 const amountFlag = (description: string) =>
   Flags.string({
@@ -39,13 +38,13 @@ export default class DevnetOrderCreate extends BaseCommand {
     'max-price': amountFlag('the most to pay per hour, in tokens (bids above it are refused)'),
     'duration-hours': Flags.integer({description: 'how long to rent the machine', default: 1, min: 1, max: 8760}),
     region: Flags.string({description: 'region the machine must run in'}),
-    'closes-in': Flags.string({description: 'when bidding closes, like 30s, 5m, 1h (at most 7d)', default: '60s'}),
+    'closes-in': duration({description: 'when bidding closes, like 30s, 5m, 1h (at most 7d)', default: '60s'}),
     'ssh-pubkey': Flags.string({description: 'SSH public key to install on the machine', required: true}),
   }
 
   async run(): Promise<RenterOrder> {
     const {flags} = await this.parse(DevnetOrderCreate)
-    const dataDir = resolve(flags['data-dir'] ?? defaultDevnetDataDir(this.configDirectory))
+    const dataDir = devnetDataDir(flags['data-dir'], this.configDirectory)
     const client = await renterClient(dataDir, flags.endpoint)
     const order = await createOrder(client, {
       requirements: {
@@ -58,7 +57,7 @@ export default class DevnetOrderCreate extends BaseCommand {
       max_price_per_hour: flags['max-price'],
       duration_hours: flags['duration-hours'],
       ...(flags.region ? {region: flags.region} : {}),
-      closes_in_seconds: Math.max(1, Math.round(parsePeriod(flags['closes-in'], '--closes-in') / 1000)),
+      closes_in_seconds: Math.max(1, Math.round(flags['closes-in'] / 1000)),
       ssh_pubkey: flags['ssh-pubkey'],
     })
     this.log(`order ${order.order_id}: ${order.status}, bidding closes ${new Date(order.closes_at).toISOString()}`)

@@ -1,11 +1,9 @@
 import {Args} from '@oclif/core'
-import {resolve} from 'node:path'
 
+import {BaseCommand} from '../../../cli/base-command.js'
 import {getOrder, type RenterOrder} from '../../../core/api/renter.js'
-import {renterFlags} from '../../../marketplace/devnet-flags.js'
-import {defaultDevnetDataDir} from '../../../marketplace/devnet.js'
-import {renterClient} from '../../../marketplace/renter.js'
-import {BaseCommand} from '../../../ui/base-command.js'
+import {devnetDataDir, renterFlags} from '../../../devnet/flags.js'
+import {renterClient} from '../../../devnet/renter.js'
 
 export default class DevnetOrderShow extends BaseCommand {
   static override summary = 'Show an order, its bids and the contract it became, as its renter sees them'
@@ -14,7 +12,7 @@ export default class DevnetOrderShow extends BaseCommand {
 
   async run(): Promise<RenterOrder> {
     const {args, flags} = await this.parse(DevnetOrderShow)
-    const dataDir = resolve(flags['data-dir'] ?? defaultDevnetDataDir(this.configDirectory))
+    const dataDir = devnetDataDir(flags['data-dir'], this.configDirectory)
     const order = await getOrder(await renterClient(dataDir, flags.endpoint), args.id)
     const wanted = order.requirements
     this.log(`order ${order.order_id}: ${order.status}`)

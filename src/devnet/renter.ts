@@ -1,7 +1,8 @@
 import {existsSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {ApiClient} from '../core/api/client.js'
+import type {ApiClient} from '../core/api/client.js'
+import {createApiClient} from '../core/api/factory.js'
 import {getContract, type RenterContract} from '../core/api/renter.js'
 import {createKeyFile, readKeyFile, type StoredKey} from '../core/keys.js'
 import {openSealedCredentials} from '../core/sealing.js'
@@ -20,18 +21,22 @@ export async function renterKey(dataDir: string): Promise<StoredKey> {
   return readKeyFile(path)
 }
 
-// A renter at a terminal wants an answer soon: fewer, shorter retries than the agent's.
-const RENTER_RETRY = {retries: 2, baseDelayMs: 200, maxDelayMs: 2000}
+const RENTER_AGENT = 'outpost-devnet-renter'
 
+/** A client of the devnet for its public reads. */
+export function devnetReader(endpoint: string): ApiClient {
+  return createApiClient('interactive', {endpoint})
+}
+
+/** A client that signs as the devnet renter. */
 export async function renterClient(dataDir: string, endpoint: string): Promise<ApiClient> {
-  return new ApiClient({endpoint, key: await renterKey(dataDir), retry: RENTER_RETRY, userAgent: 'outpost-devnet-renter'})
+  return createApiClient('interactive', {endpoint, key: await renterKey(dataDir), userAgent: RENTER_AGENT})
 }
 
 /** A contract as its renter sees it, with the sealed credentials opened when asked. */
 export async function showContract(dataDir: string, endpoint: string, contractId: string, decrypt: boolean): Promise<RenterContract & {credentials?: unknown}> {
   const key = await renterKey(dataDir)
-  const client = new ApiClient({endpoint, key, retry: RENTER_RETRY, userAgent: 'outpost-devnet-renter'})
-  const contract = await getContract(client, contractId)
+  const contract = await getContract(createApiClient('interactive', {endpoint, key, userAgent: RENTER_AGENT}), contractId)
   const sealed = contract.instance?.sealed_credentials
   if (!decrypt || !sealed) return contract
   return {...contract, credentials: openSealedCredentials(sealed, key.seed)}

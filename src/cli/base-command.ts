@@ -3,7 +3,10 @@ import {Command, Errors, Flags} from '@oclif/core'
 import {configDir, configFilePath} from '../core/config/paths.js'
 import {loadConfig, type LoadedConfig} from '../core/config/load.js'
 import {BugError, ExitCode, UserError} from '../core/errors.js'
-import {paint} from './colors.js'
+import {readKeyFile, type StoredKey} from '../core/keys.js'
+import {paint} from '../ui/colors.js'
+import {getPassphrase, passphraseAvailable, type PassphraseReader} from '../ui/passphrase.js'
+import type {MainKeyFile} from './flags.js'
 
 interface RenderedError {
   code: string
@@ -11,6 +14,18 @@ interface RenderedError {
   suggestion?: string
   exit: number
 }
+
+interface KeyFlags {
+  config?: string
+  'passphrase-file'?: PassphraseReader
+}
+
+interface MainKeyFlags extends KeyFlags {
+  'main-key-file'?: MainKeyFile
+}
+
+// oclif wraps what a flag's parser throws in "Parsing --flag ... See more help with --help"; a UserError names its flag.
+const FLAG_PARSE_WRAPPING = /^Parsing --[\w-]+ \n\t([\s\S]*)\nSee more help with --help$/
 
 function isExitError(error: unknown): boolean {
   return error instanceof Errors.ExitError
@@ -23,8 +38,9 @@ function oclifExit(error: unknown): number | undefined {
 }
 
 /**
- * Every command's base: --json (the value run() returns), --config, and one way of reporting errors: a UserError is a
- * cause and a remedy with its exit code, a usage error exits 2, anything else is a bug with its stack.
+ * Every command's base: --json (the value run() returns), --config, the keys read one way, and one way of reporting
+ * errors: a UserError is a cause and a remedy with its exit code, a usage error exits 2, anything else is a bug with
+ * its stack.
  */
 export abstract class BaseCommand extends Command {
   static override enableJsonFlag = true
@@ -46,12 +62,45 @@ export abstract class BaseCommand extends Command {
     return configFilePath(flag, this.configDirectory)
   }
 
+  private readonly loadedConfigs = new Map<string, LoadedConfig>()
+
+  /** The config, loaded once per command however many parts of it ask. */
   protected loadConfig(flag: string | undefined): LoadedConfig {
-    return loadConfig(this.configFile(flag))
+    const file = this.configFile(flag)
+    const loaded = this.loadedConfigs.get(file) ?? loadConfig(file)
+    this.loadedConfigs.set(file, loaded)
+    return loaded
+  }
+
+  /** Where an encrypted key's passphrase comes from: --passphrase-file, OUTPOST_KEY_PASSPHRASE, a prompt; none otherwise. */
+  protected passphrase(flags: KeyFlags): PassphraseReader | undefined {
+    const options = {fromFile: flags['passphrase-file']}
+    return passphraseAvailable(options) ? () => getPassphrase(options) : undefined
+  }
+
+  /** The agent key of the config. */
+  protected async agentKey(flags: KeyFlags): Promise<StoredKey> {
+    return readKeyFile(this.loadConfig(flags.config).paths.keyFile, {passphrase: this.passphrase(flags)})
+  }
+
+  /** The provider main key; `purpose` names in the error what needs it, since an agent key can never do it (§3). */
+  protected async mainKey(flags: MainKeyFlags, purpose: string): Promise<StoredKey> {
+    const file = flags['main-key-file']
+    if (!file) {
+      throw new UserError(`${purpose} is signed with the provider main key, and no main key file was given`, {
+        code: 'main_key_required',
+        exit: ExitCode.usage,
+        suggestion: 'pass --main-key-file FILE or set OUTPOST_MAIN_KEY_FILE (the agent key is never allowed to do this)',
+      })
+    }
+    return readKeyFile(file.path, {passphrase: this.passphrase(flags), mainKey: true})
   }
 
   protected renderError(error: unknown): RenderedError {
-    if (error instanceof UserError) return {code: error.code, message: error.message, suggestion: error.suggestion, exit: error.exit}
+    if (error instanceof UserError) {
+      const message = FLAG_PARSE_WRAPPING.exec(error.message)?.[1] ?? error.message
+      return {code: error.code, message, suggestion: error.suggestion, exit: error.exit}
+    }
     const usageExit = oclifExit(error)
     if (usageExit !== undefined && error instanceof Error) {
       const isParseError = error.constructor.name.endsWith('Error') && usageExit === 2

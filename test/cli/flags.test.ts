@@ -1,0 +1,60 @@
+import {chmodSync, mkdtempSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {Parser} from '@oclif/core'
+import {describe, expect, it} from 'vitest'
+
+import {duration, lifetime, mainKeyFile, passphraseFile} from '../../src/cli/flags.js'
+import {toHex} from '../../src/core/hex.js'
+import {createKeyFile} from '../../src/core/keys.js'
+
+const flags = {
+  grace: duration({description: 'grace', default: '24h'}),
+  wait: duration({description: 'wait'}),
+  'expires-in': lifetime({description: 'lifetime'}),
+  'main-key-file': mainKeyFile(),
+  'passphrase-file': passphraseFile,
+}
+
+async function parse(argv: string[]) {
+  return (await Parser.parse(argv, {flags, strict: true})).flags
+}
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'outpost-flags-'))
+}
+
+describe('flags that parse into values', () => {
+  it('a duration is milliseconds, its default too; a lifetime may be never', async () => {
+    expect(await parse([])).toMatchObject({grace: 86_400_000})
+    const parsed = await parse(['--grace', '0', '--wait', '2w', '--expires-in', 'never'])
+    expect(parsed).toMatchObject({grace: 0, wait: 1_209_600_000, 'expires-in': 'never'})
+    expect((await parse(['--expires-in', '90d']))['expires-in']).toBe(90 * 86_400_000)
+  })
+
+  it('a bare number is refused as a usage error naming the flag', async () => {
+    await expect(parse(['--wait', '30'])).rejects.toMatchObject({code: 'invalid_duration', exit: 2, message: expect.stringContaining('--wait: "30" is a number without a unit')})
+    await expect(parse(['--expires-in', '90'])).rejects.toMatchObject({code: 'invalid_duration', exit: 2, message: expect.stringContaining('--expires-in: "90"')})
+  })
+
+  it('--main-key-file is a provider main key, with its public key read without the passphrase; any other key is refused', async () => {
+    const dir = tempDir()
+    const main = createKeyFile(join(dir, 'main.key'), 'provider-main', {passphrase: 'correct horse'})
+    const parsed = await parse(['--main-key-file', join(dir, 'main.key')])
+    expect(parsed['main-key-file']).toEqual({path: join(dir, 'main.key'), publicKey: toHex(main.key.publicKey), encrypted: true})
+
+    createKeyFile(join(dir, 'agent.key'), 'agent')
+    await expect(parse(['--main-key-file', join(dir, 'agent.key')])).rejects.toMatchObject({code: 'wrong_key_type', exit: 2})
+  })
+
+  it('--passphrase-file is read when a key needs it: a missing file fails only then', async () => {
+    const dir = tempDir()
+    const parsed = await parse(['--passphrase-file', join(dir, 'nowhere')])
+    const read = parsed['passphrase-file']
+    expect(read).toBeTypeOf('function')
+    await expect(read?.()).rejects.toMatchObject({code: 'passphrase_file'})
+    writeFileSync(join(dir, 'passphrase'), 'correct horse\n')
+    chmodSync(join(dir, 'passphrase'), 0o600)
+    expect(await (await parse(['--passphrase-file', join(dir, 'passphrase')]))['passphrase-file']?.()).toBe('correct horse')
+  })
+})

@@ -1,0 +1,100 @@
+import {copyFileSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {describe, expect, it} from 'vitest'
+
+import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
+import {startDevnetProcess} from '../marketplace/devnet-process.js'
+
+interface ErrorJson {
+  error: {code: string; message: string; suggestion?: string}
+}
+
+const UNITS = 'write a number and one of the units ms, s, m, h, d or w (like 500ms, 30s, 15m, 24h, 7d, 2w)'
+// Nothing listens here: a command that got past its flags would fail on the network instead, with another code.
+const NOWHERE = 'http://127.0.0.1:9'
+const FINGERPRINT = `SHA256:${'A'.repeat(43)}`
+
+async function initialised(extra: string[] = []): Promise<{dir: string; env: Record<string, string>}> {
+  const dir = tempConfigDir('outpost-cli-')
+  const env = {OUTPOST_CONFIG_DIR: dir, SSH_AUTH_SOCK: '', OUTPOST_SSH_PASSWORD: ''}
+  const init = await runCli(['init', '--endpoint', NOWHERE, ...extra], {env})
+  expect(init.exitCode, init.stderr).toBe(0)
+  return {dir, env}
+}
+
+describe('the shared CLI parts (built CLI)', () => {
+  it('every duration flag refuses a bare number as a usage error (exit 2) that lists the units', async () => {
+    const {dir, env} = await initialised(['--main-key'])
+    const cases: [string, string[]][] = [
+      ['--grace', ['keys', 'rotate', '--main-key-file', join(dir, 'provider-main.key'), '--grace', '24']],
+      ['--expires-in', ['register', '--main-key-file', join(dir, 'provider-main.key'), '--expires-in', '90']],
+      ['--duration', ['benchmark', 'run', '--type', 'cpu', '--duration', '5']],
+      ['--unbonding-period', ['devnet', 'start', '--port', '0', '--data-dir', join(dir, 'devnet'), '--unbonding-period', '30']],
+      [
+        '--closes-in',
+        ['devnet', 'order', 'create', '--endpoint', NOWHERE, '--data-dir', join(dir, 'devnet'), '--cpu-cores', '1', '--memory-mb', '512', '--storage-gb', '1', '--max-price', '1', '--ssh-pubkey', 'ssh-ed25519 AAAA x', '--closes-in', '30'],
+      ],
+    ]
+    for (const [flag, args] of cases) {
+      const result = await runCli([...args, '--json'], {env, timeout: 30_000})
+      expect(result.exitCode, `${args.join(' ')}\n${result.stdout}${result.stderr}`).toBe(2)
+      const number = args.at(-1) ?? ''
+      expect(parseJson<ErrorJson>(result).error).toMatchObject({code: 'invalid_duration', message: `${flag}: "${number}" is a number without a unit: ${UNITS}`})
+    }
+    const human = await runCli(['keys', 'rotate', '--main-key-file', join(dir, 'provider-main.key'), '--grace', '24'], {env})
+    expect(human.stderr).toContain(`Error: --grace: "24" is a number without a unit: ${UNITS}\n→ for example --grace 30s`)
+  })
+
+  it('devnet start takes weeks like every other duration flag', async () => {
+    const devnet = await startDevnetProcess(join(tempConfigDir('outpost-cli-devnet-'), 'data'), ['--unbonding-period', '2w'])
+    expect(devnet.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    devnet.child.kill('SIGTERM')
+    expect(await devnet.exited).toEqual({code: 0, signal: null})
+  })
+
+  it('register, keys rotate, setup proxmox and keys show refuse an agent key given as the main key, before anything else', async () => {
+    const {dir, env} = await initialised()
+    const agentKey = join(dir, 'agent.key')
+    const proxmox = ['setup', 'proxmox', '--host', '127.0.0.1', '--ssh-port', '9', '--ssh-key', agentKey, '--host-key-fingerprint', FINGERPRINT, '--name', 'Acme', '--contact-email', 'ops@acme.example']
+    for (const args of [['register'], ['keys', 'rotate'], proxmox, ['keys', 'show'], ['stake', 'deposit', '10']]) {
+      const result = await runCli([...args, '--main-key-file', agentKey, '--json'], {env})
+      expect(result.exitCode, `${args.join(' ')}\n${result.stdout}${result.stderr}`).toBe(2)
+      expect(parseJson<ErrorJson>(result).error).toMatchObject({
+        code: 'wrong_key_type',
+        message: `${agentKey} holds a agent key, not the provider main key`,
+        suggestion: 'point --main-key-file at the key made by `outpost init --main-key`',
+      })
+    }
+    // OUTPOST_MAIN_KEY_FILE goes through the same check.
+    const fromEnv = await runCli(['register', '--json'], {env: {...env, OUTPOST_MAIN_KEY_FILE: agentKey}})
+    expect(parseJson<ErrorJson>(fromEnv).error.code).toBe('wrong_key_type')
+  })
+
+  it('the proxmox wizard checks the main key it finds beside the config too', async () => {
+    const {dir, env} = await initialised()
+    copyFileSync(join(dir, 'agent.key'), join(dir, 'provider-main.key'))
+    const result = await runCli(
+      ['setup', 'proxmox', '--host', '127.0.0.1', '--ssh-port', '9', '--ssh-key', join(dir, 'agent.key'), '--host-key-fingerprint', FINGERPRINT, '--name', 'Acme', '--contact-email', 'ops@acme.example', '--json'],
+      {env},
+    )
+    expect(result.exitCode, result.stdout + result.stderr).toBe(2)
+    expect(parseJson<ErrorJson>(result).error).toMatchObject({code: 'wrong_key_type', message: `${join(dir, 'provider-main.key')} holds a agent key, not the provider main key`})
+  })
+
+  it('keys rotate without a main key names what it needs (exit 2)', async () => {
+    const {env} = await initialised()
+    const result = await runCli(['keys', 'rotate', '--json'], {env})
+    expect(result.exitCode).toBe(2)
+    expect(parseJson<ErrorJson>(result).error).toMatchObject({code: 'main_key_required', message: 'rotating the agent key is signed with the provider main key, and no main key file was given'})
+  })
+
+  it('colour follows FORCE_COLOR, and NO_COLOR wins over it', async () => {
+    const dir = tempConfigDir('outpost-cli-colour-')
+    writeFileSync(join(dir, 'outpost.toml'), 'not toml at all [')
+    const forced = await runCli(['doctor'], {env: {OUTPOST_CONFIG_DIR: dir, NO_COLOR: '', FORCE_COLOR: '1'}})
+    expect(forced.stdout).toContain('\u001B[31m✗\u001B[39m config')
+    const plain = await runCli(['doctor'], {env: {OUTPOST_CONFIG_DIR: dir, NO_COLOR: '1', FORCE_COLOR: '1'}})
+    expect(plain.stdout).toMatch(/^✗ config/m)
+    expect(plain.stdout).not.toContain('\u001B[')
+  })
+})
