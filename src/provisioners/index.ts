@@ -114,6 +114,7 @@ export const backends: {[T in BackendType]: Backend<Sections[T], Settings[T]>} =
       shutdownTimeoutSeconds: section.shutdown_timeout_seconds,
       requestTimeoutMs: seconds(section.request_timeout_seconds),
       keepFailed: section.keep_failed,
+      passthrough: context.gpu.passthrough,
       // Without offerings the backend asks for its own default.
       minimumStorageGb: context.largestOfferingDiskGb > 0 ? context.largestOfferingDiskGb : undefined,
     }),
