@@ -62,8 +62,8 @@ const NVCC_FALLBACK = '/usr/local/cuda/bin/nvcc'
 
 export interface GpuBenchmarkOptions {
   nvidiaSmi?: string
-  /** The nvcc to compile with; default: on the PATH, else /usr/local/cuda/bin/nvcc. */
-  nvcc?: string
+  /** The nvcc to compile with; default: on the PATH, else /usr/local/cuda/bin/nvcc; false: measure nothing, as without one. */
+  nvcc?: string | false
   quick: boolean
 }
 
@@ -97,7 +97,7 @@ export async function benchmarkGpus(options: GpuBenchmarkOptions): Promise<GpuRu
   if (inventory.state === 'none') return {gpus: [], note: `no NVIDIA GPU: ${inventory.reason}`}
   if (inventory.state === 'error') return {gpus: [], note: `GPUs unknown: ${inventory.reason}`}
   const gpus = gpuInfos(inventory)
-  const nvcc = options.nvcc ?? findNvcc()
+  const nvcc = options.nvcc === false ? undefined : (options.nvcc ?? findNvcc())
   if (!nvcc) return {gpus, note: 'not measured: nvcc (the CUDA toolkit) is not installed; install it to measure copy rate and matrix multiply'}
   const whole = inventory.gpus.filter((gpu) => gpu.migMode !== 'enabled')
   const skipped = inventory.gpus.filter((gpu) => gpu.migMode === 'enabled').map((gpu) => `GPU ${gpu.index} not measured: MIG mode is on`)

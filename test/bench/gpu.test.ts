@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {benchmarkGpus, MEASUREMENT_METHOD} from '../../src/bench/gpu.js'
+import {benchmarkGpus, findNvcc, MEASUREMENT_METHOD} from '../../src/bench/gpu.js'
 import {asMachine, FAKE_NVIDIA_SMI} from '../gpu/fake-nvidia-smi.js'
 
 /**
@@ -48,13 +48,18 @@ describe('benchmark --type gpu', () => {
   })
 
   it('with a GPU and no nvcc: what nvidia-smi reports, and no measurement', async () => {
-    const run = await asMachine('one', () => benchmarkGpus({nvidiaSmi: FAKE_NVIDIA_SMI, nvcc: undefined, quick: true}))
-    if (run.measured === undefined && run.note?.startsWith('not measured: nvcc')) {
-      expect(run.gpus).toEqual([{index: 0, uuid: 'GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a70', name: 'NVIDIA H100 80GB HBM3', memory_mib: 81559, driver_version: '550.54.15', compute_capability: '9.0'}])
-    } else {
-      // A machine with the CUDA toolkit installed builds the real program, which fails without a GPU: said in the note.
-      expect(run.note).toMatch(/^not measured: /)
-    }
+    const run = await asMachine('one', () => benchmarkGpus({nvidiaSmi: FAKE_NVIDIA_SMI, nvcc: false, quick: true}))
+    expect(run).toEqual({
+      gpus: [{index: 0, uuid: 'GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a70', name: 'NVIDIA H100 80GB HBM3', memory_mib: 81559, driver_version: '550.54.15', compute_capability: '9.0'}],
+      note: 'not measured: nvcc (the CUDA toolkit) is not installed; install it to measure copy rate and matrix multiply',
+    })
+  })
+
+  it.skipIf(findNvcc() === undefined)('with the CUDA toolkit and no GPU (this machine): the shipped program builds with nvcc, and its run fails with CUDA\'s own error', async () => {
+    const run = await asMachine('one', () => benchmarkGpus({nvidiaSmi: FAKE_NVIDIA_SMI, quick: true}))
+    expect(run.gpus).toHaveLength(1)
+    expect(run.measured).toBeUndefined()
+    expect(run.note).toMatch(/^not measured: the GPU benchmark failed on GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a70: \{"error": "cudaGetDeviceProperties\(&prop, 0\): /)
   })
 
   it('with nvcc: the shipped CUDA source is built and run once per GPU, pointed at it by UUID; MIG GPUs are left out', async () => {
