@@ -180,8 +180,8 @@ function lazyProvisioner(type: string, load: () => Promise<Provisioner>): Provis
   return {
     type,
     provision: async (contract, signal) => (await backend()).provision(contract, signal),
-    terminate: async (externalId, signal) => (await backend()).terminate(externalId, signal),
-    health: async (externalId, signal) => (await backend()).health(externalId, signal),
+    terminate: async (claim, signal) => (await backend()).terminate(claim, signal),
+    health: async (claim, signal) => (await backend()).health(claim, signal),
     find: async (contractId, signal) => (await backend()).find(contractId, signal),
     list: async (signal) => (await backend()).list(signal),
     verifySetup: async (signal) => (await backend()).verifySetup(signal),

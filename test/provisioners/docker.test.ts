@@ -72,7 +72,7 @@ if (!docker.available) {
       expect(password.length).toBeGreaterThanOrEqual(20)
       expect(await login(instance.sshPort, password)).toEqual([`outpost-${contract.contract_id} ready`, 'welcome'])
       expect(await login(instance.sshPort, 'guess')).toEqual([`outpost-${contract.contract_id} ready`, 'denied'])
-      await provisioner().terminate(instance.externalId)
+      await provisioner().terminate(instance)
     })
 
     it('finds the container again by its label after a restart, with its credentials', async () => {
@@ -80,7 +80,7 @@ if (!docker.available) {
       const instance = await provisioner().provision(contract, signal())
       const found = await provisioner().find(contract.contract_id)
       expect(found).toMatchObject({externalId: instance.externalId, sshPort: instance.sshPort, credentials: instance.credentials})
-      await provisioner().terminate(instance.externalId)
+      await provisioner().terminate(instance)
     })
 
     it('reports a workload that exits with its log, and removes the container', async () => {
@@ -108,19 +108,18 @@ if (!docker.available) {
     it('reports health from the container state and its published port', async () => {
       const made = provisioner()
       const instance = await made.provision(contractFixture({cpu_cores: 1, memory_mb: 128}), signal())
-      expect(await made.health(instance.externalId)).toMatchObject({status: 'healthy', details: {state: 'running'}})
+      expect(await made.health(instance)).toMatchObject({status: 'healthy', details: {state: 'running'}})
       await engine.call('stop', {method: 'POST', path: `/containers/${instance.externalId}/stop`, query: {t: 0}})
-      expect(await made.health(instance.externalId)).toMatchObject({status: 'unhealthy', details: {state: 'exited'}})
-      await made.terminate(instance.externalId)
-      expect(await made.health(instance.externalId)).toMatchObject({status: 'unhealthy', details: {reason: 'container not found'}})
+      expect(await made.health(instance)).toMatchObject({status: 'unhealthy', details: {state: 'exited'}})
+      await made.terminate(instance)
+      expect(await made.health(instance)).toMatchObject({status: 'unhealthy', details: {reason: 'container not found'}})
     })
 
-    it('refuses to remove a container that outpost did not make', async () => {
-      const created = await engine.json('create', ContainerCreated, {method: 'POST', path: '/containers/create', body: {Image: image, Labels: {owner: 'someone'}}})
+    it('never removes a container that outpost did not make, even one with the contract name named as its instance', async () => {
+      const contract = contractFixture()
+      const created = await engine.json('create', ContainerCreated, {method: 'POST', path: '/containers/create', query: {name: `outpost-${contract.contract_id}`}, body: {Image: image, Labels: {owner: 'someone'}}})
       const id = created?.Id ?? ''
-      const error = await failure(provisioner().terminate(id))
-      expect(error.message).toContain('outpost did not make it')
-      expect(error.retryPossible).toBe(false)
+      await provisioner().terminate({contractId: contract.contract_id, externalId: id})
       expect(await inspect(id)).toBeDefined()
       await engine.call('cleanup', {method: 'DELETE', path: `/containers/${id}`, query: {force: true}})
     })
@@ -161,11 +160,11 @@ if (!docker.available) {
         const made = provisioner({socket: proxySocket})
         const instance = await made.provision(contractFixture({cpu_cores: 1, memory_mb: 128}), signal())
         failDeletes = 1
-        const error = await failure(made.terminate(instance.externalId))
+        const error = await failure(made.terminate(instance))
         expect(error.retryPossible).toBe(true)
         expect(error.message).toContain('device or resource busy')
         expect(await inspect(instance.externalId)).toBeDefined()
-        await made.terminate(instance.externalId)
+        await made.terminate(instance)
         expect(await inspect(instance.externalId)).toBeUndefined()
       })
     })

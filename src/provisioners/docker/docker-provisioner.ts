@@ -7,7 +7,8 @@ import type {Contract} from '../../core/api/schemas.js'
 import {describeError} from '../../core/errors.js'
 import {
   CONTRACT_LABEL,
-  healthFromLookup,
+  checkClaim,
+  healthOfClaim,
   instanceLabels,
   instanceName,
   isManaged,
@@ -15,6 +16,7 @@ import {
   ProvisionError,
   toProvisionError,
   type Capacity,
+  type InstanceClaim,
   type InstanceHealth,
   type ListedInstance,
   type ProvisionedInstance,
@@ -47,7 +49,6 @@ export interface DockerSettings {
   requestTimeoutMs: number
 }
 
-const CONTAINER_ID = /^[0-9a-f]{12,64}$/
 const LOG_TAIL_LINES = 5
 /** How long a connection through the engine's port proxy must stay open to count as reaching the service. */
 const PROXY_SETTLE_MS = 250
@@ -94,24 +95,29 @@ export class DockerProvisioner implements Provisioner {
   }
 
   /** Stop (the engine kills after stop_timeout_seconds), then remove with its volumes. Already gone is success. */
-  async terminate(externalId: string, signal?: AbortSignal): Promise<void> {
-    const id = checkId(externalId)
+  async terminate(claim: InstanceClaim, signal?: AbortSignal): Promise<void> {
+    const what = `terminating the container of ${claim.contractId}`
     try {
-      const container = await this.inspect(id, signal)
-      if (!container) return
-      if (!isManaged(container.Config.Labels)) {
-        throw new ProvisionError(`refusing to remove container ${id} ("${displayName(container)}"): outpost did not make it`, {retryPossible: false})
+      for (const container of checkClaim(claim, await this.containersOf(claim.contractId, signal))) {
+        const id = container.externalId
+        await this.engine.call(`stopping container ${id}`, {method: 'POST', path: `/containers/${id}/stop`, query: {t: this.settings.stopTimeoutSeconds}, accept: [304, 404]}, signal)
+        await this.remove(id, signal)
       }
-      await this.engine.call(`stopping container ${id}`, {method: 'POST', path: `/containers/${id}/stop`, query: {t: this.settings.stopTimeoutSeconds}, accept: [304, 404]}, signal)
-      await this.remove(id, signal)
     } catch (error) {
-      throw toProvisionError(error, `terminating container ${id}`)
+      throw toProvisionError(error, what)
     }
   }
 
-  async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
-    const id = checkId(externalId)
-    return healthFromLookup('container', () => this.inspect(id, signal), (container) => this.judgeHealth(container))
+  async health(claim: InstanceClaim, signal?: AbortSignal): Promise<InstanceHealth> {
+    const inspected = async () => {
+      const found = []
+      for (const {externalId} of await this.containersOf(claim.contractId, signal)) {
+        const container = await this.inspect(externalId, signal)
+        if (container) found.push({externalId, container})
+      }
+      return found
+    }
+    return healthOfClaim('container', claim, inspected, ({container}) => this.judgeHealth(container))
   }
 
   private async judgeHealth(container: ContainerInspect): Promise<InstanceHealth> {
@@ -275,6 +281,12 @@ export class DockerProvisioner implements Provisioner {
     return this.engine.json(`inspecting container ${idOrName}`, ContainerInspect, {method: 'GET', path: `/containers/${encodeURIComponent(idOrName)}/json`, accept: [404]}, signal)
   }
 
+  /** The containers outpost made for the contract, by their labels. */
+  private async containersOf(contractId: string, signal?: AbortSignal): Promise<{externalId: string}[]> {
+    const containers = await this.listContainers({label: [`${CONTRACT_LABEL}=${contractId}`, `${MANAGED_LABEL}=true`]}, signal)
+    return containers.map((container) => ({externalId: container.Id}))
+  }
+
   private async listContainers(filters: Record<string, string[]>, signal?: AbortSignal) {
     const list = await this.engine.json('listing containers', ContainerList, {method: 'GET', path: '/containers/json', query: {all: true, filters: JSON.stringify(filters)}}, signal)
     return list ?? []
@@ -326,11 +338,6 @@ export class DockerProvisioner implements Provisioner {
     }
   }
 
-}
-
-function checkId(externalId: string): string {
-  if (!CONTAINER_ID.test(externalId)) throw new ProvisionError(`"${externalId}" is not a Docker container id`, {retryPossible: false})
-  return externalId
 }
 
 function displayName(container: ContainerInspect): string {

@@ -9,12 +9,14 @@ import type {Contract} from '../../core/api/schemas.js'
 import {describeError} from '../../core/errors.js'
 import {
   contractIdFromName,
-  healthFromLookup,
+  checkClaim,
+  healthOfClaim,
   instanceName,
   isOutpostName,
   ProvisionError,
   toProvisionError,
   type Capacity,
+  type InstanceClaim,
   type InstanceHealth,
   type ListedInstance,
   type ProvisionedInstance,
@@ -85,14 +87,9 @@ export class SlurmProvisioner implements Provisioner {
 
   async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
     const name = instanceName(contract.contract_id)
-    // The contract's job, once found or submitted: what a failed attempt cancels.
-    const made: {jobId?: string} = {}
     return provisionWithCleanup(this.provisions, name, signal, {
-      attempt: () => this.provisionOnce(contract, name, signal, made),
-      cleanUp: async () => {
-        const jobId = made.jobId ?? (await this.jobsNamed(name).catch(() => []))[0]?.id
-        if (jobId) await this.terminate(jobId)
-      },
+      attempt: () => this.provisionOnce(contract, name, signal),
+      cleanUp: () => this.terminate({contractId: contract.contract_id}),
       toError: slurmProvisionError,
     })
   }
@@ -106,31 +103,25 @@ export class SlurmProvisioner implements Provisioner {
     }
   }
 
-  /** scancel, then wait until the job has left its allocation. A job already ended or forgotten is success. */
-  async terminate(externalId: string, signal?: AbortSignal): Promise<void> {
-    const id = checkJobId(externalId)
+  /** scancel the contract's live jobs, then wait until they have left their allocation. None live is success. */
+  async terminate(claim: InstanceClaim, signal?: AbortSignal): Promise<void> {
+    const name = instanceName(claim.contractId)
     try {
-      const job = await this.job(id, signal)
-      if (!job || !LIVE_STATES.has(job.state)) return
-      if (!isOutpostName(job.name)) {
-        throw new ProvisionError(`refusing to cancel job ${id} ("${job.name}"): it is not an outpost-* job`, {retryPossible: false})
-      }
-      await this.slurm('scancel', [id], signal)
+      const live = checkClaim(claim, await this.jobsOf(name, signal)).filter((job) => LIVE_STATES.has(job.state))
+      if (live.length === 0) return
+      const ids = new Set(live.map((job) => job.id))
+      await this.slurm('scancel', [...ids], signal)
       await pollUntil(
-        async () => {
-          const current = await this.job(id, signal)
-          return !current || !LIVE_STATES.has(current.state) ? true : undefined
-        },
-        {what: `job ${id} ending after scancel`, timeoutMs: TERMINATE_TIMEOUT_MS, signal, initialMs: 100},
+        async () => ((await this.jobsOf(name, signal)).some((job) => ids.has(job.id) && LIVE_STATES.has(job.state)) ? undefined : true),
+        {what: `job ${[...ids].join(', ')} (${name}) ending after scancel`, timeoutMs: TERMINATE_TIMEOUT_MS, signal, initialMs: 100},
       )
     } catch (error) {
-      throw slurmProvisionError(error, `cancelling job ${id}`)
+      throw slurmProvisionError(error, `cancelling the job of ${claim.contractId}`)
     }
   }
 
-  async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
-    const id = checkJobId(externalId)
-    return healthFromLookup('job', () => this.job(id, signal), (job): InstanceHealth => {
+  async health(claim: InstanceClaim, signal?: AbortSignal): Promise<InstanceHealth> {
+    return healthOfClaim('job', claim, () => this.jobsOf(instanceName(claim.contractId), signal), (job): InstanceHealth => {
       if (job.state !== 'RUNNING') return {status: 'unhealthy', details: {state: job.state, reason: job.reason}}
       return {status: 'healthy', uptimeSeconds: elapsedSeconds(job.elapsed), details: {state: job.state, nodes: job.nodeList}}
     })
@@ -201,10 +192,10 @@ export class SlurmProvisioner implements Provisioner {
 
   // --- provisioning steps ---
 
-  private async provisionOnce(contract: Contract, name: string, signal: AbortSignal, made: {jobId?: string}): Promise<ProvisionedInstance> {
+  private async provisionOnce(contract: Contract, name: string, signal: AbortSignal): Promise<ProvisionedInstance> {
     const existing = (await this.jobsNamed(name, signal)).find((job) => job.state !== 'COMPLETING')
-    made.jobId = existing?.id ?? (await this.submit(contract, name, signal))
-    const running = await this.waitRunning(made.jobId, name, signal)
+    const jobId = existing?.id ?? (await this.submit(contract, name, signal))
+    const running = await this.waitRunning(jobId, name, signal)
     return this.describe(running, contract.contract_id, signal)
   }
 
@@ -274,8 +265,13 @@ export class SlurmProvisioner implements Provisioner {
 
   /** The live jobs of this user named `name`. */
   private async jobsNamed(name: string, signal?: AbortSignal): Promise<JobLine[]> {
-    const jobs = parseJobs(await this.slurm('squeue', ['--me', '--noheader', `--name=${name}`, `--format=${SQUEUE_FORMAT}`], signal))
-    return jobs.filter((job) => job.name === name && LIVE_STATES.has(job.state))
+    return (await this.jobsOf(name, signal)).filter((job) => LIVE_STATES.has(job.state))
+  }
+
+  /** This user's jobs named `name`, in any state the controller still remembers, as claim candidates. */
+  private async jobsOf(name: string, signal?: AbortSignal): Promise<(JobLine & {externalId: string})[]> {
+    const jobs = parseJobs(await this.slurm('squeue', ['--me', '--states=all', '--noheader', `--name=${name}`, `--format=${SQUEUE_FORMAT}`], signal))
+    return jobs.filter((job) => job.name === name).map((job) => ({...job, externalId: job.id}))
   }
 
   /** One job in any state, while the controller still remembers it (MinJobAge after it ends); undefined after. */
@@ -337,9 +333,4 @@ async function addressOf(host: string): Promise<string> {
   } catch (error) {
     throw new ProvisionError(`cannot resolve the address of node ${host}: ${describeError(error)}`, {retryPossible: true, cause: error})
   }
-}
-
-function checkJobId(externalId: string): string {
-  if (!/^\d+$/.test(externalId)) throw new ProvisionError(`"${externalId}" is not a SLURM job id`, {retryPossible: false})
-  return externalId
 }
