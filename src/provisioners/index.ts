@@ -1,4 +1,3 @@
-import {join} from 'node:path'
 import type {z} from 'zod'
 
 import type {LoadedConfig} from '../core/config/load.js'
@@ -153,7 +152,7 @@ export const backends: {[T in BackendType]: Backend<Sections[T], Settings[T]>} =
   slurm: {
     section: SlurmProvisionerSection,
     fromConfig: (section, context) => ({
-      workDir: join(context.stateDir, 'slurm'),
+      runAs: section.run_as,
       partition: section.partition,
       account: section.account,
       nodes: section.nodes,
