@@ -62,7 +62,7 @@ function listed(base: Contract, externalId: string | undefined, overrides: Parti
 }
 
 async function oneRound(api: FakeMarketplace, log: RecordingLog) {
-  const agent = new Agent({api, key: generateKeyPair(), provisioner: backend, stateDir: state.dir, log, metrics: createMetrics(), settings: SETTINGS, version: 'test', pruneOrphans: false})
+  const agent = new Agent({api, key: generateKeyPair(), provisioner: backend, stateDir: state.dir, log, metrics: createMetrics({bidding: false}), settings: SETTINGS, version: 'test', pruneOrphans: false})
   try {
     return await agent.runOnce()
   } finally {

@@ -587,13 +587,18 @@ export class ProxmoxProvisioner implements Provisioner {
     return this.connection.call(`listing cluster ${type} resources`, ClusterResources, (api) => api.cluster.resources.$get({type}), signal)
   }
 
-  /** Every VM named `name` (Proxmox doesn't keep names unique), as claim candidates. */
+  /**
+   * Every VM named `name` (Proxmox doesn't keep names unique), as claim candidates; a VM the cluster list can't name
+   * yet is named from its config (see findVmSettled).
+   */
   private async vmsNamed(name: string, signal?: AbortSignal): Promise<{externalId: string; vm: Vm}[]> {
-    return (await this.resources('vm', signal)).flatMap((item) =>
-      item.name === name && item.type === 'qemu' && !item.template && item.vmid !== undefined && item.node
-        ? [{externalId: String(item.vmid), vm: {vmid: item.vmid, node: item.node, name, status: item.status}}]
-        : [],
-    )
+    const named: {externalId: string; vm: Vm}[] = []
+    for (const item of await this.resources('vm', signal)) {
+      if (item.type !== 'qemu' || item.template || item.vmid === undefined || !item.node) continue
+      const vm: Vm = {vmid: item.vmid, node: item.node, name, status: item.status}
+      if (item.name === name || (nameUnknown(item) && (await this.currentConfig(vm, signal))?.name === name)) named.push({externalId: String(item.vmid), vm})
+    }
+    return named
   }
 
   private async findVm(name: string, signal?: AbortSignal): Promise<Vm | undefined> {
