@@ -11,6 +11,10 @@ export interface MarketplaceSettings {
   unbondingPeriodMs: number
   /** The interval the heartbeat answer asks the agent to keep. */
   heartbeatSeconds: number
+  /** Benchmark challenges a provider may take per hour: each is one verified submission (§9). */
+  benchmarkAttemptsPerHour: number
+  /** Health checks kept per contract (§7); the oldest make room. */
+  healthChecksPerContract: number
 }
 
 /**

@@ -63,6 +63,7 @@ export interface SendOptions {
   /** Sign the message this function returns instead of the §2 one (a v1 message, say). */
   message?: (request: {method: string; host: string; pathAndQuery: string; body: string | Buffer; timestamp: number; nonce: string}) => string
   headers?: Record<string, string>
+  signal?: AbortSignal
 }
 
 /** The §2 headers of a request to `market`, signed by `key` for the host of its endpoint (what `send` sends). */
@@ -96,7 +97,7 @@ export async function send<T = Record<string, unknown>>(
   const body = options.rawBody ?? (options.body === undefined ? undefined : JSON.stringify(options.body))
   const headers: Record<string, string> = {'content-type': 'application/json', ...options.headers}
   if (options.key) Object.assign(headers, signedHeaders(market, options.key, method, pathAndQuery, options), options.headers)
-  const response = await fetch(market.endpoint + fullPath, {method, headers, body})
+  const response = await fetch(market.endpoint + fullPath, {method, headers, body, signal: options.signal})
   const text = await response.text()
   return {status: response.status, headers: response.headers, body: (text ? JSON.parse(text) : undefined) as T}
 }
