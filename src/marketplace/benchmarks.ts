@@ -5,6 +5,7 @@ import type {z} from 'zod'
 
 import {randomHex} from '../core/signing.js'
 import type {MarketplaceContext} from './context.js'
+import {RateLimiter} from './rate-limiter.js'
 import {HttpError, invalidBody, notFound} from './http-error.js'
 import type {BenchmarkReportBody} from './schemas.js'
 
@@ -15,6 +16,12 @@ export const CHALLENGE_TTL_MS = 15 * 60 * 1000
  * by the first report sent for it, right or wrong, so this is also the number of verifications it can cause.
  */
 export const DEFAULT_BENCHMARK_ATTEMPTS_PER_HOUR = 12
+/**
+ * Verifications started per minute, all providers together (`--benchmark-verifications-per-minute`): providers cost
+ * nothing to register, so the hourly limit per provider alone does not bound the CPU that reports can take. At about
+ * 150 ms of one core each, 12 a minute keep verification under 5% of a core whatever the flood.
+ */
+export const DEFAULT_BENCHMARK_VERIFICATIONS_PER_MINUTE = 12
 /** Verifications waiting for the worker thread, all providers together; past it a report is refused (429). */
 export const MAX_QUEUED_VERIFICATIONS = 16
 const HOUR_MS = 3_600_000
@@ -127,10 +134,14 @@ export class BenchmarkBook {
   private readonly verifier: DigestWorker
   /** Providers with a report being verified now: one at a time each. */
   private readonly verifying = new Set<string>()
+  private readonly verifications: RateLimiter
 
   constructor(private readonly context: MarketplaceContext) {
     const {db} = context
     this.verifier = new DigestWorker(context.lifetime)
+    // A burst of a quarter minute's worth, then the steady rate.
+    const perMinute = context.settings.benchmarkVerificationsPerMinute
+    this.verifications = new RateLimiter(perMinute / 60, `the marketplace verifies at most ${perMinute} benchmark reports a minute: try again shortly`, 15)
     this.statements = {
       insertChallenge: db.prepare('INSERT INTO benchmark_challenges (challenge_id, provider_pubkey, seed, expires_at) VALUES (?, ?, ?, ?)'),
       challenge: db.prepare<[string], ChallengeRow>('SELECT * FROM benchmark_challenges WHERE challenge_id = ?'),
@@ -177,6 +188,7 @@ export class BenchmarkBook {
     if (challenge.expires_at <= now) throw new HttpError(409, 'challenge_expired', 'this challenge expired (15 min): ask for a new one')
     if (this.verifying.has(providerPubkey)) throw rateLimited('a report of this provider is being verified: send the next when it is done', BUSY_RETRY_AFTER_SECONDS)
     if (this.verifier.queued >= MAX_QUEUED_VERIFICATIONS) throw rateLimited('the marketplace is verifying many reports: try again shortly', BUSY_RETRY_AFTER_SECONDS)
+    this.verifications.take('all', now)
     if (this.statements.useChallenge.run(now, challenge.challenge_id).changes === 0) {
       throw new HttpError(409, 'challenge_used', 'this challenge already had a report: ask for a new one')
     }

@@ -13,6 +13,8 @@ export interface MarketplaceSettings {
   heartbeatSeconds: number
   /** Benchmark challenges a provider may take per hour: each is one verified submission (§9). */
   benchmarkAttemptsPerHour: number
+  /** Benchmark verifications started per minute, all providers together. */
+  benchmarkVerificationsPerMinute: number
   /** Health checks kept per contract (§7); the oldest make room. */
   healthChecksPerContract: number
 }

@@ -19,7 +19,8 @@ export class RateLimiter {
 
   constructor(
     private readonly perSecond: number,
-    private readonly what: string,
+    /** The 429's message, saying whose limit was met. */
+    private readonly message: string,
     burstSeconds = 2,
   ) {
     if (!(perSecond > 0)) throw new RangeError('the rate limit is a positive number of requests per second')
@@ -31,7 +32,7 @@ export class RateLimiter {
     bucket.tokens = Math.min(this.burst, bucket.tokens + ((now - bucket.updatedAt) / 1000) * this.perSecond)
     bucket.updatedAt = now
     this.buckets.set(key, bucket)
-    if (bucket.tokens < 1) throw rateLimited(`more than ${this.perSecond} requests a second from this ${this.what}`, (1 - bucket.tokens) / this.perSecond)
+    if (bucket.tokens < 1) throw rateLimited(this.message, (1 - bucket.tokens) / this.perSecond)
     bucket.tokens -= 1
   }
 

@@ -1,4 +1,5 @@
 import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import {setTimeout as sleep} from 'node:timers/promises'
 import type {AddressInfo} from 'node:net'
 
 import {
@@ -12,7 +13,7 @@ import {
   type Identity,
   type SignedRequestRecord,
 } from './auth.js'
-import {DEFAULT_BENCHMARK_ATTEMPTS_PER_HOUR} from './benchmarks.js'
+import {DEFAULT_BENCHMARK_ATTEMPTS_PER_HOUR, DEFAULT_BENCHMARK_VERIFICATIONS_PER_MINUTE} from './benchmarks.js'
 import {systemClock, type Clock} from './clock.js'
 import {DEFAULT_HEARTBEAT_SECONDS, DEFAULT_UNBONDING_PERIOD_MS, PendingSignal, type MarketplaceContext} from './context.js'
 import {DEFAULT_HEALTH_CHECKS_PER_CONTRACT} from './contracts.js'
@@ -37,6 +38,13 @@ export const DEFAULT_ADDRESS_RATE_LIMIT_PER_SECOND = 500
 /** Long polls held at once per signing key (`--max-long-polls-per-key`) and in all (`--max-long-polls`). */
 export const DEFAULT_MAX_LONG_POLLS_PER_KEY = 4
 export const DEFAULT_MAX_LONG_POLLS = 1000
+/**
+ * A 429 is answered after its Retry-After, up to this long: a client that ignores Retry-After and asks again at once
+ * slows itself down instead of the server (a client that honours it waits that long anyway).
+ */
+export const RATE_LIMITED_ANSWER_DELAY_MS = 1000
+/** The most 429 answers held back at once (each holds a socket); past it they go out at once. */
+const MAX_DELAYED_REFUSALS = 1000
 // Past this much an oversized body is not worth reading to the end to answer 413 politely.
 const DRAIN_LIMIT_BYTES = 16 * MAX_BODY_BYTES
 const HOUSEKEEPING_INTERVAL_MS = 30_000
@@ -55,6 +63,8 @@ export interface MarketplaceOptions {
   maxLongPolls?: number
   /** Benchmark challenges (so verified submissions) per provider per hour. */
   benchmarkAttemptsPerHour?: number
+  /** Benchmark verifications started per minute, all providers together. */
+  benchmarkVerificationsPerMinute?: number
   /** The most nonces remembered at once (§2 replay store); past it signed requests wait (429). */
   maxNonces?: number
   /** Health checks kept per contract; older ones make room. */
@@ -152,6 +162,7 @@ export class MarketplaceServer {
   private readonly polls: LongPollGate
   private readonly logError: (error: unknown) => void
   private readonly inFlight = new Set<AbortController>()
+  private delayedRefusals = 0
   private closing = false
   private readonly housekeeping: NodeJS.Timeout
   private stopped: Promise<void> | undefined
@@ -171,14 +182,17 @@ export class MarketplaceServer {
         unbondingPeriodMs: options.unbondingPeriodMs ?? DEFAULT_UNBONDING_PERIOD_MS,
         heartbeatSeconds: options.heartbeatSeconds ?? DEFAULT_HEARTBEAT_SECONDS,
         benchmarkAttemptsPerHour: options.benchmarkAttemptsPerHour ?? DEFAULT_BENCHMARK_ATTEMPTS_PER_HOUR,
+        benchmarkVerificationsPerMinute: options.benchmarkVerificationsPerMinute ?? DEFAULT_BENCHMARK_VERIFICATIONS_PER_MINUTE,
         healthChecksPerContract: options.healthChecksPerContract ?? DEFAULT_HEALTH_CHECKS_PER_CONTRACT,
       },
     }
     this.routes = buildRoutes(context)
     this.nonces = new NonceStore(this.db, options.maxNonces ?? DEFAULT_MAX_NONCES)
     this.identities = new IdentityResolver(this.db)
-    this.keyLimiter = new RateLimiter(options.rateLimitPerSecond ?? DEFAULT_RATE_LIMIT_PER_SECOND, 'key')
-    this.addressLimiter = new RateLimiter(options.addressRateLimitPerSecond ?? DEFAULT_ADDRESS_RATE_LIMIT_PER_SECOND, 'address')
+    const keyRate = options.rateLimitPerSecond ?? DEFAULT_RATE_LIMIT_PER_SECOND
+    const addressRate = options.addressRateLimitPerSecond ?? DEFAULT_ADDRESS_RATE_LIMIT_PER_SECOND
+    this.keyLimiter = new RateLimiter(keyRate, `more than ${keyRate} requests a second from this key`)
+    this.addressLimiter = new RateLimiter(addressRate, `more than ${addressRate} requests a second from this address`)
     this.polls = new LongPollGate(options.maxLongPollsPerKey ?? DEFAULT_MAX_LONG_POLLS_PER_KEY, options.maxLongPolls ?? DEFAULT_MAX_LONG_POLLS)
     this.logError = options.logError ?? ((error) => console.error('marketplace: internal error:', error))
     this.server = createServer((request, response) => void this.serve(request, response))
@@ -254,6 +268,7 @@ export class MarketplaceServer {
         reply = {status: 500, body: new HttpError(500, 'internal', 'the marketplace failed; retry with backoff').toBody()}
       }
     }
+    if (reply.status === 429) await this.holdBack(Number(headers['retry-after'] ?? 1) * 1000, ended.signal)
     if (response.destroyed) return
     const text = reply.body === undefined ? '' : JSON.stringify(reply.body)
     response.writeHead(reply.status, {
@@ -263,6 +278,17 @@ export class MarketplaceServer {
       ...(this.closing ? {connection: 'close'} : {}),
     })
     response.end(text)
+  }
+
+  /** Waits before a 429 goes out (see RATE_LIMITED_ANSWER_DELAY_MS), unless too many already wait or the request ends. */
+  private async holdBack(retryAfterMs: number, ended: AbortSignal): Promise<void> {
+    if (this.delayedRefusals >= MAX_DELAYED_REFUSALS || ended.aborted) return
+    this.delayedRefusals++
+    try {
+      await sleep(Math.min(RATE_LIMITED_ANSWER_DELAY_MS, retryAfterMs), undefined, {signal: ended}).catch(() => undefined)
+    } finally {
+      this.delayedRefusals--
+    }
   }
 
   private async process(request: IncomingMessage, signal: AbortSignal): Promise<Reply> {

@@ -1,7 +1,11 @@
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {afterEach, describe, expect, it} from 'vitest'
 
 import {computeWorkDigest} from '../../src/core/benchmark-workload.js'
 import {generateKeyPair, randomHex} from '../../src/core/signing.js'
+import {startDevnetProcess} from './devnet-process.js'
 import {createContract, createOffering, errorOf, registerProvider, send, signedHeaders, startTestMarketplace, type Marketplace, type Provider} from './harness.js'
 
 /** The devnet under abuse (issue 15, items 10 and 11): every limit refuses with 429 and Retry-After, or bounds storage. */
@@ -26,7 +30,10 @@ describe('rate limits', () => {
     const limited = await market({addressRateLimitPerSecond: 1})
     // Each request from its own key: a per-key limit alone would let all of them through.
     const headers = Array.from({length: 20}, () => signedHeaders(limited, generateKeyPair(), 'GET', '/offerings'))
+    const started = performance.now()
     const answers = await Promise.all(headers.map((signed) => send(limited, 'GET', '/offerings', {headers: signed})))
+    // A refusal itself waits out (up to 1 s of) its Retry-After: asking again at once gains nothing.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(900)
     const refused = answers.filter((answer) => answer.status === 429)
     expect(refused.length).toBeGreaterThanOrEqual(10)
     expect(errorOf(refused[0]!)).toEqual({status: 429, code: 'rate_limited'})
@@ -105,6 +112,27 @@ describe('held long polls', () => {
   })
 })
 
+describe('outpost devnet start (built CLI) takes the limits as flags', () => {
+  it('--max-long-polls-per-key', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'outpost-devnet-limits-'))
+    const devnet = await startDevnetProcess(dataDir, ['--max-long-polls-per-key', '1'])
+    try {
+      const provider = await registerProvider(devnet)
+      // Two polls at once by one key: one is held, the other refused at once.
+      const ended = new AbortController()
+      const polls = [0, 1].map(() => send(devnet, 'GET', '/orders?wait=30', {key: provider.agent, signal: ended.signal}))
+      const first = await Promise.race(polls)
+      expect(errorOf(first)).toEqual({status: 429, code: 'rate_limited'})
+      ended.abort()
+      await Promise.allSettled(polls)
+    } finally {
+      devnet.child.kill('SIGTERM')
+      await devnet.exited
+      rmSync(dataDir, {recursive: true, force: true})
+    }
+  })
+})
+
 describe('GET /orders: a cursor and a page size', () => {
   it('pages through the open orders oldest first, and a long poll after the cursor waits for a new one', async () => {
     const own = await market()
@@ -173,6 +201,22 @@ describe('benchmark verification (item 10)', () => {
     expect(retryAfter(refused)).toBeLessThanOrEqual(3600)
     own.clock.advance(3_600_000)
     expect((await send(own, 'POST', challenges, {key: provider.agent})).status).toBe(201)
+  })
+
+  it('verifies a few reports a minute in all, refusing the rest (429) before their challenge is used up', async () => {
+    const own = await market({benchmarkVerificationsPerMinute: 1})
+    const [first, second] = [await registerProvider(own), await registerProvider(own)]
+    const submit = async (provider: Provider) => {
+      const path = `/providers/${provider.pk}/benchmarks`
+      const challenge = await send<{challenge_id: string; seed: string}>(own, 'POST', `${path}/challenges`, {key: provider.agent})
+      const report = {challenge_id: challenge.body.challenge_id, machine: {}, results: {}, work_digest: computeWorkDigest(challenge.body.seed)}
+      return {again: () => send(own, 'POST', path, {key: provider.agent, body: report}), answer: await send(own, 'POST', path, {key: provider.agent, body: report})}
+    }
+    expect((await submit(first)).answer.status).toBe(201)
+    const refused = await submit(second)
+    expect(errorOf(refused.answer)).toEqual({status: 429, code: 'rate_limited'})
+    own.clock.advance(60_000)
+    expect((await refused.again()).status).toBe(201)
   })
 
   it('re-runs the workload off the event loop: the server goes on serving while a report is verified', async () => {
