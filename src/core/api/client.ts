@@ -149,7 +149,7 @@ export function checkEndpoint(endpoint: string, allowInsecureHttp = false): URL 
   try {
     url = new URL(endpoint)
   } catch {
-    throw new UserError(`the marketplace endpoint "${endpoint}" is not a URL`, {code: 'invalid_endpoint', exit: ExitCode.config, suggestion: 'set [marketplace] endpoint to an https:// URL'})
+    throw new UserError('the marketplace endpoint is not a URL', {code: 'invalid_endpoint', exit: ExitCode.config, suggestion: 'set [marketplace] endpoint to an https:// URL'})
   }
   if (url.protocol === 'https:') return url
   if (url.protocol !== 'http:') {
