@@ -5,7 +5,7 @@ import {join} from 'node:path'
 import type {AgentApi} from '../../src/agent/agent.js'
 import type {AgentLog} from '../../src/agent/logger.js'
 import {ApiError} from '../../src/core/api/client.js'
-import type {Bid, CallOptions, HealthCheck, HeartbeatBody, OpenOrder, ProvisioningReport, ReportedInstance} from '../../src/core/api/provider.js'
+import type {Bid, CallOptions, HealthCheck, HeartbeatBody, OpenOrdersPage, ProvisioningReport, ReportedInstance} from '../../src/core/api/provider.js'
 import type {Contract, HeartbeatResponse, LockResponse, ReconcileResponse, UsageResponse} from '../../src/core/api/schemas.js'
 import {toHex} from '../../src/core/hex.js'
 import {generateKeyPair, randomHex, type KeyPair, type SignedUsageRecord} from '../../src/core/signing.js'
@@ -137,8 +137,8 @@ export class FakeMarketplace implements AgentApi {
   }
 
   /** §11: no orders are ever open here. */
-  async openOrders(_waitSeconds: number, _options?: CallOptions): Promise<OpenOrder[]> {
-    return []
+  async openOrdersPage(_waitSeconds: number, _cursor: string | undefined, _options?: CallOptions): Promise<OpenOrdersPage> {
+    return {orders: [], nextCursor: undefined, full: false}
   }
 
   async placeBid(orderId: string): Promise<Bid> {
