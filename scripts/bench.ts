@@ -1,5 +1,6 @@
 import {cpus, totalmem} from 'node:os'
 
+import {abuseBench} from './bench/abuse.js'
 import {agentBench} from './bench/agent.js'
 import {hardwareBench} from './bench/hardware.js'
 import {proxmoxBench} from './bench/proxmox.js'
@@ -10,6 +11,7 @@ import type {BenchRow, BenchSection} from './bench/types.js'
 const sections: [string, BenchSection][] = [
   ['startup', startupBench],
   ['server', serverBench],
+  ['abuse', abuseBench],
   ['agent', agentBench],
   ['proxmox', proxmoxBench],
   ['hardware', hardwareBench],

@@ -36,7 +36,7 @@ export const proxmoxBench: BenchSection = async () => {
       const started = performance.now()
       const instance = await provisioner.provision(contractFixture({storage_gb: 10}), new AbortController().signal)
       times.push(performance.now() - started)
-      await provisioner.terminate(instance.externalId)
+      await provisioner.terminate(instance)
     }
     const median = [...times].sort((a, b) => a - b)[Math.floor(RUNS / 2)] ?? 0
     return [

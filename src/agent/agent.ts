@@ -11,7 +11,7 @@ import {fromHex} from '../core/hex.js'
 import {sealCredentials} from '../core/sealing.js'
 import {randomHex, type KeyPair, type SignedUsageRecord} from '../core/signing.js'
 import {contractHolder, GpuShortageError, type GpuAllocator, type GpuUnit} from '../gpu/allocator.js'
-import {instanceName, ProvisionAbortedError, ProvisionError, type ProvisionedInstance, type Provisioner} from '../provisioners/provisioner.js'
+import {instanceName, InstanceMismatchError, ProvisionAbortedError, ProvisionError, type InstanceClaim, type ProvisionedInstance, type Provisioner} from '../provisioners/provisioner.js'
 import {Backoff, pause} from './backoff.js'
 import {BidEngine, type BiddingApi, type HeldContracts} from './bidding/engine.js'
 import type {PricingScript} from './bidding/script-pricing.js'
@@ -97,6 +97,8 @@ export class Agent {
   /** Interrupts work in progress (the shutdown timeout ran out). */
   private readonly interrupting = new AbortController()
   private readonly loops: Promise<void>[] = []
+  /** Claims of the marketplace refused as naming another contract's instance, logged once each. */
+  private readonly refusedClaims = new Set<string>()
   /** Contracts whose instance is being terminated, with that work. */
   private readonly terminations = new Map<string, Promise<void>>()
   /** The marketplace's active list as last read. */
@@ -471,7 +473,7 @@ export class Agent {
       wireInstance = this.wireInstance(contract, instance)
     } catch (error) {
       // The renter key can't be sealed to: nobody could ever use this machine.
-      await this.terminateInstance(instance.externalId, id, 'its credentials cannot be sealed to the renter key')
+      await this.terminateInstance(instance, 'its credentials cannot be sealed to the renter key')
       return this.failed(contract, describeError(error), false)
     }
     const settlement = await Promise.race([
@@ -487,7 +489,7 @@ export class Agent {
     }
     // Refused for good (cancelled meanwhile, or another agent provisioned it): this machine must not keep running.
     this.log.warn({contract_id: id, reason: settlement.reason}, 'the marketplace refused the provisioned report: terminating the instance')
-    await this.terminateInstance(instance.externalId, id, 'its provisioned report was refused')
+    await this.terminateInstance(instance, 'its provisioned report was refused')
     this.done(id, 'failed', settlement.reason)
     void this.reporter.send({kind: 'terminated', contract_id: id})
   }
@@ -542,13 +544,15 @@ export class Agent {
     return typeof owner !== 'string' || owner === this.agentId
   }
 
+  /** A contract that never got an instance here has nothing to terminate: it is reported terminated at once. */
   private async endContract(contract: Contract): Promise<void> {
     const id = contract.contract_id
-    const externalId = contract.instance?.external_id ?? instanceName(id)
+    const claim = claimOf(contract)
     try {
-      await this.terminateInstance(externalId, id, `the contract is ${contract.status}`)
+      await this.terminateInstance(claim, `the contract is ${contract.status}`)
     } catch (error) {
-      this.log.warn({contract_id: id, external_id: externalId, err: describeError(error)}, 'could not terminate the instance; will try again')
+      if (error instanceof InstanceMismatchError) this.refuseClaim(error)
+      else this.log.warn({contract_id: id, external_id: claim.externalId, err: describeError(error)}, 'could not terminate the instance; will try again')
       return
     }
     // Past the shutdown timeout the report waits in the outbox for the next run.
@@ -559,13 +563,23 @@ export class Agent {
     }
   }
 
-  private async terminateInstance(externalId: string, contractId: string | undefined, reason: string): Promise<void> {
-    await this.provisioner.terminate(externalId)
-    this.journal.append({event: 'instance_terminated', external_id: externalId, contract_id: contractId, reason})
-    if (contractId) {
-      this.state.terminated.add(contractId)
-      this.gpus?.release(contractHolder(contractId))
-    }
+  /** Terminates the claim's contract's own instance: the backend refuses a claim that names another one. */
+  private async terminateInstance(claim: InstanceClaim, reason: string): Promise<void> {
+    await this.provisioner.terminate(claim)
+    this.journal.append({event: 'instance_terminated', external_id: claim.externalId ?? instanceName(claim.contractId), contract_id: claim.contractId, reason})
+    this.state.terminated.add(claim.contractId)
+    this.gpus?.release(contractHolder(claim.contractId))
+  }
+
+  /** The marketplace named an instance that is not the contract's: one line, once per claim, and nothing is done. */
+  private refuseClaim(error: InstanceMismatchError): void {
+    const key = `${error.claim.contractId}/${error.claim.externalId}`
+    if (this.refusedClaims.has(key)) return
+    this.refusedClaims.add(key)
+    this.log.error(
+      {contract_id: error.claim.contractId, claimed_external_id: error.claim.externalId, backend_external_ids: error.found},
+      "refused: the marketplace names an instance that is not this contract's; nothing was terminated or checked",
+    )
   }
 
   /** Contracts running here: the ones to check and to bill. */
@@ -584,9 +598,8 @@ export class Agent {
   }
 
   private async checkHealth(contract: Contract): Promise<HealthCheck> {
-    const externalId = contract.instance?.external_id ?? instanceName(contract.contract_id)
     try {
-      const health = await this.provisioner.health(externalId, AbortSignal.timeout(10_000))
+      const health = await this.provisioner.health(claimOf(contract), AbortSignal.timeout(10_000))
       if (health.status !== 'healthy') this.log.warn({contract_id: contract.contract_id, status: health.status, details: health.details}, 'instance not healthy')
       return {
         contract_id: contract.contract_id,
@@ -596,17 +609,24 @@ export class Agent {
         ...(health.details ? {details: health.details} : {}),
       }
     } catch (error) {
-      return {contract_id: contract.contract_id, status: 'unknown', checked_at: Date.now(), details: {error: describeError(error)}}
+      if (!(error instanceof InstanceMismatchError)) return {contract_id: contract.contract_id, status: 'unknown', checked_at: Date.now(), details: {error: describeError(error)}}
+      this.refuseClaim(error)
+      return {contract_id: contract.contract_id, status: 'unknown', checked_at: Date.now(), details: {error: 'the instance named for this contract is not its instance here'}}
     }
   }
 
   private async reportUsage(): Promise<void> {
     const intervalMs = this.settings.usageIntervalSeconds * 1000
     const now = Date.now()
+    const running = this.runningHere()
+    if (running.length === 0) return
     const records: SignedUsageRecord[] = []
     const reportedUntil: Record<string, number> = {}
-    for (const contract of this.runningHere()) {
+    // Billed: what the backend runs for the contract, under the id the marketplace knows, not the marketplace's word alone.
+    const here = new Set((await this.provisioner.list(this.stopping.signal)).map((instance) => `${instance.contractId}/${instance.externalId}`))
+    for (const contract of running) {
       const id = contract.contract_id
+      if (!here.has(`${id}/${contract.instance?.external_id}`)) continue
       const periods = completedPeriods({
         since: this.state.usageReportedUntil.get(id) ?? 0,
         runningFrom: this.state.readyAt.get(id) ?? contract.created_at,
@@ -640,9 +660,9 @@ export class Agent {
     for (const item of answer.terminate) {
       const instance = byId.get(item.external_id)
       // Between listing and answering, the contract may have been taken up again here.
-      if (!instance || busy(instance.contractId)) continue
+      if (!instance?.contractId || busy(instance.contractId)) continue
       this.log.info({external_id: item.external_id, contract_id: instance.contractId}, 'reconcile: the contract has ended: terminating its instance')
-      await this.terminateInstance(item.external_id, instance.contractId, 'reconcile: contract ended').catch((error: unknown) =>
+      await this.terminateInstance({contractId: instance.contractId, externalId: item.external_id}, 'reconcile: contract ended').catch((error: unknown) =>
         this.log.warn({external_id: item.external_id, err: describeError(error)}, 'reconcile: could not terminate; will try again'),
       )
     }
@@ -651,15 +671,16 @@ export class Agent {
       const instance = byId.get(item.external_id)
       const name = instance?.name ?? item.external_id
       this.journal.append({event: 'orphan_found', external_id: item.external_id, name})
-      if (this.options.pruneOrphans && name.startsWith('outpost-')) {
+      const contractId = instance?.contractId
+      if (this.options.pruneOrphans && contractId) {
         this.log.warn({external_id: item.external_id, name}, 'reconcile: instance unknown to the marketplace: destroying it (--prune-orphans)')
-        await this.terminateInstance(item.external_id, instance?.contractId, 'orphan pruned').catch((error: unknown) =>
+        await this.terminateInstance({contractId, externalId: item.external_id}, 'orphan pruned').catch((error: unknown) =>
           this.log.warn({external_id: item.external_id, err: describeError(error)}, 'reconcile: could not destroy the orphan'),
         )
       } else {
         this.log.warn(
           {external_id: item.external_id, name},
-          name.startsWith('outpost-') ? 'reconcile: instance unknown to the marketplace: kept (pass --prune-orphans to destroy it)' : 'reconcile: instance unknown to the marketplace and not named outpost-*: never destroyed',
+          contractId ? 'reconcile: instance unknown to the marketplace: kept (pass --prune-orphans to destroy it)' : 'reconcile: instance unknown to the marketplace and made for no contract: never destroyed',
         )
       }
     }
@@ -676,6 +697,11 @@ function isLongPollFailure(error: unknown): boolean {
 export function heartbeatInterval(named: number | undefined, configuredSeconds: number): number {
   const usable = named !== undefined && Number.isInteger(named) && named >= HEARTBEAT_SECONDS.min && named <= HEARTBEAT_SECONDS.max
   return usable ? named : configuredSeconds
+}
+
+/** The contract's instance as the marketplace names it: the backend checks the name against its own. */
+function claimOf(contract: Contract): InstanceClaim {
+  return {contractId: contract.contract_id, ...(contract.instance ? {externalId: contract.instance.external_id} : {})}
 }
 
 function abortion(signal: AbortSignal): Promise<undefined> {

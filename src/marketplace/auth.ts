@@ -2,7 +2,7 @@ import type {IncomingHttpHeaders} from 'node:http'
 
 import {delegationMessage, type AgentPermission} from '../core/delegation.js'
 import {isHex} from '../core/hex.js'
-import {requestSigningMessage, SIGNATURE_HEADERS, verifyHex} from '../core/signing.js'
+import {REQUEST_SIGNING_VERSION, requestSigningMessage, SIGNATURE_HEADERS, verifyHex} from '../core/signing.js'
 import type {Db} from './database.js'
 import {HttpError, unauthenticated} from './http-error.js'
 
@@ -18,19 +18,48 @@ function header(headers: IncomingHttpHeaders, name: string): string {
   return value
 }
 
+/** A request whose §2 signature verified: who signed it, and the signed parts the marketplace may keep (§6). */
+export interface VerifiedRequest {
+  signer: string
+  timestamp: number
+  nonce: string
+  signature: string
+  /** The Host header as received, lower case: the host line of the signed message. */
+  host: string
+}
+
 /**
- * Checks the §2 signature of a request and returns the signer's public key. Throws 401 for a missing or malformed
- * header, a timestamp outside the window, or a signature that does not verify. The nonce is checked separately
+ * PROTOCOL §6: a signed request as the marketplace keeps it, exactly as received: the Host it was sent to, the §2
+ * headers and the body bytes. A contract carries its renter's `POST /contracts` (or `POST /orders`) this way, so
+ * the agent can check who asked for what before it seals credentials to that key.
+ */
+export interface SignedRequestRecord {
+  host: string
+  timestamp: number
+  nonce: string
+  body_b64: string
+  signature: string
+}
+
+export function signedRequestRecord(verified: VerifiedRequest, body: Buffer): SignedRequestRecord {
+  return {host: verified.host, timestamp: verified.timestamp, nonce: verified.nonce, body_b64: body.toString('base64'), signature: verified.signature}
+}
+
+/**
+ * Checks the §2 (v2) signature of a request and returns what was signed. Throws 401 for a missing or malformed
+ * header, a timestamp outside the window, or a signature that does not verify, which includes a request signed for
+ * another host (a replay from another marketplace) and a v1 signature. The nonce is checked separately
  * (NonceStore), after the signature, so nobody can burn another key's nonces with forged requests.
  */
 export function verifyRequestSignature(
   request: {headers: IncomingHttpHeaders; method: string; pathAndQuery: string; body: Buffer},
   now: number,
-): {signer: string; nonce: string} {
+): VerifiedRequest {
   const signer = header(request.headers, SIGNATURE_HEADERS.key)
   const timestampText = header(request.headers, SIGNATURE_HEADERS.timestamp)
   const nonce = header(request.headers, SIGNATURE_HEADERS.nonce)
   const signature = header(request.headers, SIGNATURE_HEADERS.signature)
+  const host = header(request.headers, 'host').toLowerCase()
   if (!isHex(signer, 32)) throw unauthenticated('bad_signature', `${SIGNATURE_HEADERS.key}: expected 64 lowercase hex characters`)
   if (!isHex(nonce, 16)) throw unauthenticated('bad_signature', `${SIGNATURE_HEADERS.nonce}: expected 32 lowercase hex characters`)
   if (!isHex(signature, 64)) throw unauthenticated('bad_signature', `${SIGNATURE_HEADERS.signature}: expected 128 lowercase hex characters`)
@@ -39,28 +68,61 @@ export function verifyRequestSignature(
   if (Math.abs(now - timestamp) > TIMESTAMP_WINDOW_MS) {
     throw unauthenticated('stale_timestamp', `the request timestamp is ${Math.round((timestamp - now) / 1000)} s from the server's clock (window: ±300 s)`)
   }
-  const message = requestSigningMessage({method: request.method, pathAndQuery: request.pathAndQuery, body: request.body, timestamp, nonce})
-  if (!verifyHex(message, signature, signer)) throw unauthenticated('bad_signature', 'the signature does not verify for this request and key')
-  return {signer, nonce}
+  const message = requestSigningMessage({method: request.method, host, pathAndQuery: request.pathAndQuery, body: request.body, timestamp, nonce})
+  if (!verifyHex(message, signature, signer)) {
+    throw unauthenticated('bad_signature', `the signature does not verify for this request, key and host ${host} (${REQUEST_SIGNING_VERSION})`)
+  }
+  return {signer, timestamp, nonce, signature, host}
 }
 
-/** The replay store (§2), in SQLite so a restart inside the window doesn't forget which nonces were used. */
+/**
+ * The most nonces kept at once (about 200 bytes each in SQLite). The rate limits bound how fast they come (per key
+ * and per address, over the 600 s retention); this bounds the table whatever the number of keys and addresses.
+ */
+export const DEFAULT_MAX_NONCES = 1_000_000
+
+/**
+ * The replay store (§2), in SQLite so a restart inside the window doesn't forget which nonces were used. Holds at
+ * most `capacity` rows: when full (after dropping those past retention), a signed request is refused with 429 until
+ * the oldest ages out; a replay is never let through for want of room.
+ */
 export class NonceStore {
   private readonly insert
   private readonly prune
+  private readonly oldest
+  private count: number
 
-  constructor(db: Db) {
+  constructor(
+    db: Db,
+    private readonly capacity = DEFAULT_MAX_NONCES,
+  ) {
     this.insert = db.prepare('INSERT OR IGNORE INTO nonces (signer, nonce, seen_at) VALUES (?, ?, ?)')
     this.prune = db.prepare('DELETE FROM nonces WHERE seen_at < ?')
+    this.oldest = db.prepare<[], number | null>('SELECT min(seen_at) FROM nonces').pluck()
+    this.count = db.prepare<[], number>('SELECT count(*) FROM nonces').pluck().get() ?? 0
   }
 
   /** Records the nonce; throws 401 replayed_nonce when this key used it within the retention window. */
   use(signer: string, nonce: string, now: number): void {
+    if (this.count >= this.capacity) {
+      this.forgetOlderThanRetention(now)
+      if (this.count >= this.capacity) {
+        const retryAfterSeconds = Math.max(1, Math.ceil(((this.oldest.get() ?? now) + NONCE_RETENTION_MS - now) / 1000))
+        throw new HttpError(429, 'rate_limited', 'the marketplace is taking too many signed requests: try again later', undefined, {
+          'retry-after': String(retryAfterSeconds),
+        })
+      }
+    }
     if (this.insert.run(signer, nonce, now).changes === 0) throw unauthenticated('replayed_nonce', 'this nonce was already used by this key')
+    this.count++
   }
 
   forgetOlderThanRetention(now: number): void {
-    this.prune.run(now - NONCE_RETENTION_MS)
+    this.count = Math.max(0, this.count - this.prune.run(now - NONCE_RETENTION_MS).changes)
+  }
+
+  get size(): number {
+    return this.count
   }
 }
 
@@ -101,6 +163,11 @@ function delegationSignatureValid(row: DelegationRow): boolean {
     verifiedDelegations.set(memoKey, valid)
   }
   return valid
+}
+
+/** The provider a key acts for: its own (a main key, or a key the marketplace doesn't know), or its delegation's. */
+export function delegatedProvider(identity: Identity): string {
+  return identity.kind === 'agent' ? identity.delegation.provider_pubkey : identity.pubkey
 }
 
 export class IdentityResolver {

@@ -13,6 +13,12 @@ export interface MarketplaceSettings {
   heartbeatSeconds: number
   /** §12 traps: how many known-answer jobs the devnet mixes in per renter job of a kind (0 for none). */
   trapRatio: number
+  /** Benchmark challenges a provider may take per hour: each is one verified submission (§9). */
+  benchmarkAttemptsPerHour: number
+  /** Benchmark verifications started per minute, all providers together. */
+  benchmarkVerificationsPerMinute: number
+  /** Health checks kept per contract (§7); the oldest make room. */
+  healthChecksPerContract: number
 }
 
 /**

@@ -2,6 +2,7 @@ import type {z} from 'zod'
 
 import {formatAmount, parseAmount} from '../core/decimal.js'
 import {randomHex, verifyUsageRecord} from '../core/signing.js'
+import type {SignedRequestRecord} from './auth.js'
 import {fromJsonColumn, type MarketplaceContext} from './context.js'
 import {HttpError, invalidBody, invalidTransition, notFound, type FieldIssue} from './http-error.js'
 import type {ContractBody, HealthBody, InstanceBody, OfferingBody, ProvisioningBody, ReconcileBody, UsageBody} from './schemas.js'
@@ -10,6 +11,13 @@ import type {StakeBook} from './stake.js'
 /** §6: a contract gets at most this many provisioning attempts in all. */
 export const MAX_PROVISIONING_ATTEMPTS = 3
 const HOUR_MS = 3_600_000
+/** Health checks kept per contract (about a week at one a minute); the oldest make room for new ones. */
+export const DEFAULT_HEALTH_CHECKS_PER_CONTRACT = 10_000
+/** Health checks are kept this long; the summary's `days` reaches back at most this far. */
+export const HEALTH_RETENTION_MS = 90 * 24 * HOUR_MS
+/** A check may be dated at most this far ahead of the server's clock (§2's window). */
+const HEALTH_FUTURE_MS = 300_000
+const HEALTH_PRUNE_INTERVAL_MS = 60_000
 
 type ContractStatus = 'accepted' | 'provisioning' | 'provisioned' | 'active' | 'completed' | 'provisioning_failed' | 'cancelled' | 'expired' | 'terminated'
 type Instance = z.infer<typeof InstanceBody>
@@ -62,6 +70,7 @@ export interface ContractRow {
   ended_at: number | null
   lock_holder: string | null
   lock_expires_at: number | null
+  request: string | null
 }
 
 export interface OfferingView {
@@ -105,6 +114,8 @@ export interface ContractView {
   last_error: string | null
   refunded: boolean
   instance: Instance | null
+  /** §6: the renter's signed `POST /contracts` (or `POST /orders`) as received. */
+  request: SignedRequestRecord | null
 }
 
 function offeringView(row: OfferingRow): OfferingView {
@@ -149,6 +160,7 @@ export function contractView(row: ContractRow): ContractView {
     last_error: row.last_error,
     refunded: row.refunded === 1,
     instance: fromJsonColumn<Instance>(row.instance),
+    request: fromJsonColumn<SignedRequestRecord>(row.request),
   }
 }
 
@@ -162,6 +174,9 @@ export class ContractBook {
   private readonly statements
   /** The earliest `ends_at` of a running contract; undefined until first read from the database. */
   private nextEnd: number | undefined
+  /** Stored health checks per contract, counted once from the database and then kept up to date. */
+  private readonly healthCounts = new Map<string, number>()
+  private healthPrunedAt = Number.NEGATIVE_INFINITY
 
   constructor(
     private readonly context: MarketplaceContext,
@@ -179,8 +194,9 @@ export class ContractBook {
       contract: db.prepare<[string], ContractRow>('SELECT * FROM contracts WHERE contract_id = ?'),
       insertContract: db.prepare(
         `INSERT INTO contracts (contract_id, offering_id, provider_pubkey, requester_pubkey, product_type, cpu_cores, memory_mb,
-           storage_gb, gpu_count, price_per_hour_micro, ssh_pubkey, instance_config, duration_hours, created_at, ends_at, updated_at, status)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted')`,
+           storage_gb, gpu_count, price_per_hour_micro, ssh_pubkey, instance_config, duration_hours, created_at, ends_at, updated_at, status,
+           request)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', ?)`,
       ),
       expireDue: db.prepare(
         `UPDATE contracts SET status = 'expired', termination_pending = 1, ended_at = ends_at, updated_at = ?
@@ -222,6 +238,11 @@ export class ContractBook {
       insertCheck: db.prepare(
         'INSERT INTO health_checks (provider_pubkey, contract_id, status, uptime_seconds, checked_at, details) VALUES (?, ?, ?, ?, ?, ?)',
       ),
+      healthCount: db.prepare<[string], number>('SELECT count(*) FROM health_checks WHERE contract_id = ?').pluck(),
+      trimHealth: db.prepare(
+        'DELETE FROM health_checks WHERE id IN (SELECT id FROM health_checks WHERE contract_id = ? ORDER BY checked_at, id LIMIT ?)',
+      ),
+      pruneHealth: db.prepare('DELETE FROM health_checks WHERE checked_at < ?'),
       healthSince: db.prepare<[string, number], {total: number; healthy: number | null}>(
         "SELECT count(*) AS total, sum(status = 'healthy') AS healthy FROM health_checks WHERE provider_pubkey = ? AND checked_at >= ?",
       ),
@@ -277,7 +298,8 @@ export class ContractBook {
     return {offerings: this.statements.offerings.all().map(offeringView)}
   }
 
-  createContract(requesterPubkey: string, body: z.infer<typeof ContractBody>): ContractView {
+  /** A contract of an offering, keeping the renter's signed request (§6) exactly as it arrived. */
+  createContract(requesterPubkey: string, body: z.infer<typeof ContractBody>, request: SignedRequestRecord | null): ContractView {
     const offering = this.statements.offering.get(body.offering_id)
     if (!offering) throw notFound('offering')
     if (offering.provider_status !== 'active') throw new HttpError(409, 'provider_paused', 'the provider of this offering is paused and takes no new contracts')
@@ -300,6 +322,7 @@ export class ContractBook {
       now,
       now + body.duration_hours * HOUR_MS,
       now,
+      request === null ? null : JSON.stringify(request),
     )
     this.nextEnd = Math.min(this.nextEnd ?? Number.POSITIVE_INFINITY, now + body.duration_hours * HOUR_MS)
     this.context.pending.notify(offering.provider_pubkey)
@@ -438,16 +461,22 @@ export class ContractBook {
     return result
   }
 
-  /** §7 health: stored as a batch (all or nothing); the first `healthy` check makes a provisioned contract `active`. */
+  /**
+   * §7 health: stored as a batch (all or nothing); the first `healthy` check makes a provisioned contract `active`.
+   * Storage is bounded: a check is dated at most 300 s ahead, checks older than the retention are dropped, and a
+   * contract keeps its latest `healthChecksPerContract` checks.
+   */
   recordHealth(providerPubkey: string, body: z.infer<typeof HealthBody>): {accepted: number} {
     this.expireDue()
+    const now = this.now()
     const issues: FieldIssue[] = []
     body.checks.forEach((check, index) => {
       const row = this.statements.contract.get(check.contract_id)
       if (!row || row.provider_pubkey !== providerPubkey) issues.push({field: `checks.${index}.contract_id`, message: 'no such contract for this provider'})
+      if (check.checked_at > now + HEALTH_FUTURE_MS) issues.push({field: `checks.${index}.checked_at`, message: 'more than 300 s ahead of the server\'s clock'})
     })
     if (issues.length > 0) throw invalidBody(issues)
-    const now = this.now()
+    this.pruneHealth(now)
     this.context.db.transaction(() => {
       for (const check of body.checks) {
         this.statements.insertCheck.run(
@@ -460,8 +489,24 @@ export class ContractBook {
         )
         if (check.status === 'healthy') this.statements.activate.run(now, check.contract_id)
       }
+      for (const contractId of new Set(body.checks.map((check) => check.contract_id))) this.trimHealth(contractId, body.checks.filter((check) => check.contract_id === contractId).length)
     })()
     return {accepted: body.checks.length}
+  }
+
+  /** Counts `added` new checks of a contract and drops its oldest past the cap (a tenth at a time, so rarely). */
+  private trimHealth(contractId: string, added: number): void {
+    const cap = this.context.settings.healthChecksPerContract
+    const known = this.healthCounts.get(contractId)
+    let count = known === undefined ? (this.statements.healthCount.get(contractId) ?? 0) : known + added
+    if (count > cap) count -= this.statements.trimHealth.run(contractId, count - cap + Math.floor(cap / 10)).changes
+    this.healthCounts.set(contractId, count)
+  }
+
+  private pruneHealth(now: number): void {
+    if (now - this.healthPrunedAt < HEALTH_PRUNE_INTERVAL_MS) return
+    this.healthPrunedAt = now
+    if (this.statements.pruneHealth.run(now - HEALTH_RETENTION_MS).changes > 0) this.healthCounts.clear()
   }
 
   healthSummary(providerPubkey: string, days: number): {days: number; total_checks: number; healthy_checks: number; uptime_percent: number | null} {

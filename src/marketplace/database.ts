@@ -294,6 +294,14 @@ const MIGRATIONS: readonly string[] = [
     used_at INTEGER NOT NULL
   );
   `,
+  // §6: a contract (and the order it may come from) keeps its renter's signed request as received, as JSON
+  // {host, timestamp, nonce, body_b64, signature}; null for rows made before.
+  `
+  ALTER TABLE contracts ADD COLUMN request TEXT;
+  ALTER TABLE orders ADD COLUMN request TEXT;
+  CREATE INDEX benchmark_challenges_by_provider ON benchmark_challenges(provider_pubkey, expires_at);
+  CREATE INDEX health_by_contract ON health_checks(contract_id, checked_at);
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -88,7 +88,7 @@ export function buildJobRoutes(context: MarketplaceContext, stake: StakeBook, pr
           return () => subscriptions.forEach((unsubscribe) => unsubscribe())
         },
         wait * 1000,
-        request.signal,
+        request,
         () => jobs.openJobs(providerPubkey, agentPubkey),
       )
       return ok({jobs: found})

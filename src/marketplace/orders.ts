@@ -1,7 +1,9 @@
 import type {z} from 'zod'
 
 import {formatAmount, parseAmount} from '../core/decimal.js'
+import {orderIdOf} from '../core/contract-request.js'
 import {randomHex} from '../core/signing.js'
+import type {SignedRequestRecord} from './auth.js'
 import {fromJsonColumn, OPEN_ORDERS_TOPIC, type MarketplaceContext} from './context.js'
 import type {ContractBook} from './contracts.js'
 import {HttpError, notFound} from './http-error.js'
@@ -13,6 +15,8 @@ type BidStatus = 'open' | 'won' | 'lost'
 
 // setTimeout takes at most a signed 32-bit delay; a later close is re-armed when this one fires.
 const MAX_TIMER_MS = 2 ** 31 - 1
+/** §11 GET /orders answers at most this many open orders unless `limit` (1–500) says otherwise. */
+export const DEFAULT_ORDERS_PAGE = 100
 
 interface OrderRow {
   order_id: string
@@ -33,6 +37,8 @@ interface OrderRow {
   closed_at: number | null
   winning_bid_id: string | null
   contract_id: string | null
+  /** §6: the renter's signed POST /orders; null for orders made before it was kept. */
+  request: string | null
 }
 
 interface BidRow {
@@ -153,12 +159,15 @@ export class OrderBook {
     this.statements = {
       insertOrder: db.prepare(
         `INSERT INTO orders (order_id, requester_pubkey, cpu_cores, memory_mb, storage_gb, gpu_count, gpu_model, max_price_per_hour_micro,
-           duration_hours, region, ssh_pubkey, instance_config, created_at, closes_at, status)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open')`,
+           duration_hours, region, ssh_pubkey, instance_config, created_at, closes_at, status, request)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)`,
       ),
       order: db.prepare<[string], OrderRow>('SELECT * FROM orders WHERE order_id = ?'),
       isOrder: db.prepare<[string], number>('SELECT 1 FROM orders WHERE order_id = ?').pluck(),
-      open: db.prepare<[number], OrderRow>("SELECT * FROM orders WHERE status = 'open' AND closes_at > ? ORDER BY closes_at, order_id"),
+      // Pages follow the order of creation (rowid), so a cursor never skips an order opened later.
+      open: db.prepare<[number, number, number], OrderRow & {seq: number}>(
+        "SELECT rowid AS seq, * FROM orders WHERE status = 'open' AND closes_at > ? AND rowid > ? ORDER BY rowid LIMIT ?",
+      ),
       due: db.prepare<[number], OrderRow>("SELECT * FROM orders WHERE status = 'open' AND closes_at <= ? ORDER BY closes_at, order_id"),
       nextClose: db.prepare<[], number | null>("SELECT min(closes_at) FROM orders WHERE status = 'open'").pluck(),
       close: db.prepare('UPDATE orders SET status = ?, closed_at = ?, winning_bid_id = ?, contract_id = ? WHERE order_id = ?'),
@@ -191,10 +200,14 @@ export class OrderBook {
     return this.context.clock.now()
   }
 
-  create(requesterPubkey: string, body: z.infer<typeof OrderBody>): OrderView {
+  /**
+   * Opens an order. Its id is derived from the renter's signed request (§6, README): the won contract carries the
+   * order id as its offering_id and the request, so the winning agent can check the one names the other.
+   */
+  create(requesterPubkey: string, body: z.infer<typeof OrderBody>, request: SignedRequestRecord): OrderView {
     this.closeDue()
     const now = this.now()
-    const orderId = randomHex(16)
+    const orderId = orderIdOf(request)
     const {requirements: wanted} = body
     this.statements.insertOrder.run(
       orderId,
@@ -211,16 +224,17 @@ export class OrderBook {
       body.instance_config === undefined ? null : JSON.stringify(body.instance_config),
       now,
       now + body.closes_in_seconds * 1000,
+      JSON.stringify(request),
     )
     this.armCloseTimer()
     this.context.orders.notify(OPEN_ORDERS_TOPIC)
     return this.view(this.row(orderId))
   }
 
-  /** Open orders, soonest closing first. */
-  listOpen(): OpenOrderView[] {
+  /** Open orders opened after `cursor` (a sequence number), oldest first, at most `limit`. */
+  listOpen(cursor: number, limit: number): {seq: number; order: OpenOrderView}[] {
     this.closeDue()
-    return this.statements.open.all(this.now()).map(openOrderView)
+    return this.statements.open.all(this.now(), cursor, limit).map((row) => ({seq: row.seq, order: openOrderView(row)}))
   }
 
   row(orderId: string): OrderRow {
@@ -314,12 +328,16 @@ export class OrderBook {
       order.region,
       now,
     )
-    const contract = this.contracts.createContract(order.requester_pubkey, {
-      offering_id: order.order_id,
-      ssh_pubkey: order.ssh_pubkey,
-      duration_hours: order.duration_hours,
-      ...(order.instance_config === null ? {} : {instance_config: fromJsonColumn<Record<string, unknown>>(order.instance_config) ?? {}}),
-    })
+    const contract = this.contracts.createContract(
+      order.requester_pubkey,
+      {
+        offering_id: order.order_id,
+        ssh_pubkey: order.ssh_pubkey,
+        duration_hours: order.duration_hours,
+        ...(order.instance_config === null ? {} : {instance_config: fromJsonColumn<Record<string, unknown>>(order.instance_config) ?? {}}),
+      },
+      fromJsonColumn<SignedRequestRecord>(order.request),
+    )
     this.statements.settleBids.run(winner.bid_id, order.order_id)
     this.statements.close.run('awarded', now, winner.bid_id, contract.contract_id, order.order_id)
   }

@@ -2,14 +2,14 @@ import type {z} from 'zod'
 
 import type {AgentPermission} from '../core/delegation.js'
 import {isHex} from '../core/hex.js'
-import {authorizeForProvider, type Identity, type ProviderAccess} from './auth.js'
+import {authorizeForProvider, type Identity, type ProviderAccess, type SignedRequestRecord} from './auth.js'
 import {BenchmarkBook} from './benchmarks.js'
 import {OPEN_ORDERS_TOPIC, type MarketplaceContext} from './context.js'
 import {ContractBook, contractView} from './contracts.js'
 import {DisputeBook} from './disputes.js'
 import {HttpError, invalidBody, notFound} from './http-error.js'
 import {buildJobRoutes} from './job-routes.js'
-import {OrderBook} from './orders.js'
+import {DEFAULT_ORDERS_PAGE, OrderBook} from './orders.js'
 import {ProviderRegistry} from './providers.js'
 import {
   BenchmarkReportBody,
@@ -56,15 +56,27 @@ export interface RouteRequest {
   rawBody: Buffer
   /** The verified signer; undefined on public routes. */
   identity: Identity | undefined
+  /** The request as signed and received (§6 keeps the renter's); undefined on public routes. */
+  signed: SignedRequestRecord | undefined
   /** Aborted when the client goes away or the server shuts down (ends long polls early). */
   signal: AbortSignal
+  /**
+   * Takes a place among the held long polls, under the per-key and total caps (429 past them); the returned
+   * function gives it back.
+   */
+  hold: () => () => void
 }
 
 /**
  * public: unsigned GETs. signed: any verified key; the handler decides (requesters are any key). provider: a route
- * under /providers/{pk}, authorised by §3 before the handler runs.
+ * under /providers/{pk}, authorised by §3 before the handler runs. agent: a route without {pk} (§11) that takes an
+ * agent key with the permission, for the provider that delegated it, authorised the same way.
  */
-export type RouteAccess = {kind: 'public'} | {kind: 'signed'} | {kind: 'provider'; rule: ProviderAccess}
+export type RouteAccess =
+  | {kind: 'public'}
+  | {kind: 'signed'}
+  | {kind: 'provider'; rule: ProviderAccess}
+  | {kind: 'agent'; permission: AgentPermission}
 
 export interface Route {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE'
@@ -99,6 +111,11 @@ function signer(request: RouteRequest): Identity {
   return request.identity
 }
 
+function signedRecord(request: RouteRequest): SignedRequestRecord {
+  if (!request.signed) throw new Error('a signed route ran without its signed request')
+  return request.signed
+}
+
 function param(request: RouteRequest, name: string): string {
   const value = request.params[name]
   if (value === undefined) throw new Error(`route parameter ${name} is missing`)
@@ -112,10 +129,20 @@ function idParam(request: RouteRequest, name: string, what: string): string {
   return value
 }
 
-/** Waits until `ready` returns something non-empty, the deadline passes, or the request is aborted. */
-export async function longPoll<T>(subscribe: (wake: () => void) => () => void, waitMs: number, signal: AbortSignal, ready: () => T[]): Promise<T[]> {
+/**
+ * Waits until `ready` returns something non-empty, the deadline passes, or the request is aborted. Only a request
+ * that does wait takes a place among the held polls (`request.hold`, 429 past the caps).
+ */
+export async function longPoll<T>(
+  subscribe: (wake: () => void) => () => void,
+  waitMs: number,
+  request: Pick<RouteRequest, 'signal' | 'hold'>,
+  ready: () => T[],
+): Promise<T[]> {
+  const {signal} = request
   let found = ready()
   if (found.length > 0 || waitMs <= 0 || signal.aborted) return found
+  const release = request.hold()
   await new Promise<void>((resolve) => {
     const finish = () => {
       clearTimeout(timer)
@@ -129,7 +156,7 @@ export async function longPoll<T>(subscribe: (wake: () => void) => () => void, w
       if (found.length > 0) finish()
     })
     signal.addEventListener('abort', finish)
-  })
+  }).finally(release)
   return found
 }
 
@@ -206,7 +233,7 @@ export function buildRoutes(context: MarketplaceContext): Route[] {
     route('POST', '/contracts', {kind: 'signed'}, (request) => {
       const body = parseBody(ContractBody, request.body)
       if (orders.isOrderOffering(body.offering_id)) throw notFound('offering')
-      return created(contracts.createContract(signer(request).pubkey, body))
+      return created(contracts.createContract(signer(request).pubkey, body, signedRecord(request)))
     }),
     route('GET', '/contracts/:id', {kind: 'signed'}, (request) => {
       const row = contracts.row(idParam(request, 'id', 'contract'))
@@ -228,7 +255,7 @@ export function buildRoutes(context: MarketplaceContext): Route[] {
       const found = await longPoll(
         (wake) => context.pending.subscribe(providerPubkey, wake),
         wait * 1000,
-        request.signal,
+        request,
         () => contracts.pendingProvision(providerPubkey),
       )
       return ok({contracts: found})
@@ -273,8 +300,8 @@ export function buildRoutes(context: MarketplaceContext): Route[] {
       noBody(request)
       return created(benchmarks.createChallenge(knownProvider(request)))
     }),
-    route('POST', '/providers/:pk/benchmarks', agent('benchmark', true), (request) =>
-      created(benchmarks.submit(pk(request), signer(request).pubkey, parseBody(BenchmarkReportBody, request.body))),
+    route('POST', '/providers/:pk/benchmarks', agent('benchmark', true), async (request) =>
+      created(await benchmarks.submit(pk(request), signer(request).pubkey, parseBody(BenchmarkReportBody, request.body))),
     ),
     route('GET', '/providers/:pk/benchmarks', {kind: 'public'}, (request) => ok(benchmarks.list(knownProvider(request)))),
 
@@ -304,19 +331,18 @@ export function buildRoutes(context: MarketplaceContext): Route[] {
     }),
 
     // §11 orders and bids (POST /orders and GET /orders/{id} are the requester's, in the spirit of POST /contracts)
-    route('POST', '/orders', {kind: 'signed'}, (request) => created(orders.create(signer(request).pubkey, parseBody(OrderBody, request.body)))),
-    route('GET', '/orders', {kind: 'signed'}, async (request) => {
-      biddingProvider(request, 'fetch_contracts')
-      const {wait = 0} = parseQuery(OrdersQuery, request.query)
-      const found = await longPoll((wake) => context.orders.subscribe(OPEN_ORDERS_TOPIC, wake), wait * 1000, request.signal, () => orders.listOpen())
-      return ok({orders: found})
+    route('POST', '/orders', {kind: 'signed'}, (request) => created(orders.create(signer(request).pubkey, parseBody(OrderBody, request.body), signedRecord(request)))),
+    route('GET', '/orders', {kind: 'agent', permission: 'fetch_contracts'}, async (request) => {
+      const {wait = 0, cursor = 0, limit = DEFAULT_ORDERS_PAGE} = parseQuery(OrdersQuery, request.query)
+      const found = await longPoll((wake) => context.orders.subscribe(OPEN_ORDERS_TOPIC, wake), wait * 1000, request, () => orders.listOpen(cursor, limit))
+      return ok({orders: found.map(({order}) => order), next_cursor: String(found.at(-1)?.seq ?? cursor)})
     }),
     route('GET', '/orders/:id', {kind: 'signed'}, (request) => {
       const order = orders.row(idParam(request, 'id', 'order'))
       if (signer(request).pubkey !== order.requester_pubkey) throw forbidden('only the requester may read this order')
       return ok(orders.view(order))
     }),
-    route('POST', '/orders/:id/bids', {kind: 'signed'}, (request) => {
+    route('POST', '/orders/:id/bids', {kind: 'agent', permission: 'provision'}, (request) => {
       const id = idParam(request, 'id', 'order')
       const providerPubkey = biddingProvider(request, 'provision')
       return created(orders.bid(id, providerPubkey, signer(request).pubkey, parseBody(BidBody, request.body)))

@@ -110,7 +110,7 @@ export const HealthBody = z.strictObject({
         status: z.enum(['healthy', 'unhealthy', 'unknown']),
         uptime_seconds: count.optional(),
         checked_at: unixMs,
-        details: jsonObject.optional(),
+        details: jsonObject.refine((details) => JSON.stringify(details).length <= 4096, 'expected at most 4096 characters of JSON').optional(),
       }),
     )
     .max(1000, 'expected at most 1000 checks'),
@@ -197,7 +197,17 @@ export const PendingQuery = z.strictObject({wait: queryInt(0, 30).optional()})
 export const HealthSummaryQuery = z.strictObject({days: queryInt(1, 3650).optional()})
 export const DisputesQuery = z.strictObject({status: z.enum(['open', 'responded', 'accepted']).optional()})
 export const NoQuery = z.strictObject({})
-export const OrdersQuery = z.strictObject({status: z.enum(['open']).optional(), wait: queryInt(0, 30).optional()})
+/** §11 open orders, a page at a time: `cursor` is the `next_cursor` of the page before (opaque to clients). */
+export const OrdersQuery = z.strictObject({
+  status: z.enum(['open']).optional(),
+  wait: queryInt(0, 30).optional(),
+  cursor: z
+    .string()
+    .regex(/^\d{1,15}$/, 'expected the next_cursor of an earlier page')
+    .transform(Number)
+    .optional(),
+  limit: queryInt(1, 500).optional(),
+})
 
 /** Zod issues as §4 details: each names its field by dotted path (`records.3.signature`). */
 export function fieldIssues(error: z.ZodError): FieldIssue[] {

@@ -1,19 +1,50 @@
 import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import {setTimeout as sleep} from 'node:timers/promises'
 import type {AddressInfo} from 'node:net'
 
-import {IdentityResolver, NonceStore, authorizeForProvider, verifyRequestSignature} from './auth.js'
+import {
+  DEFAULT_MAX_NONCES,
+  IdentityResolver,
+  NonceStore,
+  authorizeForProvider,
+  delegatedProvider,
+  signedRequestRecord,
+  verifyRequestSignature,
+  type Identity,
+  type SignedRequestRecord,
+} from './auth.js'
+import {DEFAULT_BENCHMARK_ATTEMPTS_PER_HOUR, DEFAULT_BENCHMARK_VERIFICATIONS_PER_MINUTE} from './benchmarks.js'
 import {systemClock, type Clock} from './clock.js'
 import {DEFAULT_HEARTBEAT_SECONDS, DEFAULT_UNBONDING_PERIOD_MS, PendingSignal, type MarketplaceContext} from './context.js'
+import {DEFAULT_HEALTH_CHECKS_PER_CONTRACT} from './contracts.js'
 import {openDatabase, type Db} from './database.js'
 import {HttpError} from './http-error.js'
 import {buildRoutes, type Reply, type Route} from './routes.js'
-import {RateLimiter} from './rate-limiter.js'
+import {LongPollGate, RateLimiter} from './rate-limiter.js'
 
 export const API_PREFIX = '/api/v1'
 /** §1: bodies are at most 1 MiB. */
 export const MAX_BODY_BYTES = 1024 * 1024
-/** High enough that tests and benchmarks never meet it; `--rate-limit` lowers it. */
-export const DEFAULT_RATE_LIMIT_PER_SECOND = 20_000
+/**
+ * Requests a second per signing key, with a burst of two seconds' worth (`devnet start --rate-limit`). An agent
+ * needs a few a second; a hundred leaves room for a burst of provisioning and for renters' scripts.
+ */
+export const DEFAULT_RATE_LIMIT_PER_SECOND = 100
+/**
+ * Requests a second per client address, signed or not, checked before any signature (`--address-rate-limit`):
+ * keys cost nothing to make, so a flood from one address is bounded however many keys it signs with.
+ */
+export const DEFAULT_ADDRESS_RATE_LIMIT_PER_SECOND = 500
+/** Long polls held at once per signing key (`--max-long-polls-per-key`) and in all (`--max-long-polls`). */
+export const DEFAULT_MAX_LONG_POLLS_PER_KEY = 4
+export const DEFAULT_MAX_LONG_POLLS = 1000
+/**
+ * A 429 is answered after its Retry-After, up to this long: a client that ignores Retry-After and asks again at once
+ * slows itself down instead of the server (a client that honours it waits that long anyway).
+ */
+export const RATE_LIMITED_ANSWER_DELAY_MS = 1000
+/** The most 429 answers held back at once (each holds a socket); past it they go out at once. */
+const MAX_DELAYED_REFUSALS = 1000
 // Past this much an oversized body is not worth reading to the end to answer 413 politely.
 const DRAIN_LIMIT_BYTES = 16 * MAX_BODY_BYTES
 const HOUSEKEEPING_INTERVAL_MS = 30_000
@@ -24,8 +55,20 @@ export interface MarketplaceOptions {
   dataDir: string
   clock?: Clock
   unbondingPeriodMs?: number
-  /** Requests per second per signing key (per address for public requests). */
+  /** Requests per second per signing key. */
   rateLimitPerSecond?: number
+  /** Requests per second per client address, signed or public. */
+  addressRateLimitPerSecond?: number
+  maxLongPollsPerKey?: number
+  maxLongPolls?: number
+  /** Benchmark challenges (so verified submissions) per provider per hour. */
+  benchmarkAttemptsPerHour?: number
+  /** Benchmark verifications started per minute, all providers together. */
+  benchmarkVerificationsPerMinute?: number
+  /** The most nonces remembered at once (§2 replay store); past it signed requests wait (429). */
+  maxNonces?: number
+  /** Health checks kept per contract; older ones make room. */
+  healthChecksPerContract?: number
   heartbeatSeconds?: number
   /** §12 traps per renter job of a kind (`devnet start --trap-ratio`); 0 (the default) mixes in none. */
   trapRatio?: number
@@ -108,9 +151,10 @@ function parseQueryString(search: string): Record<string, string> {
 }
 
 /**
- * The reference marketplace (PROTOCOL §§1–10) over node:http and SQLite. Each request: route, body (413),
- * signature and timestamp (401), rate limit (429), nonce (401), §3 authorisation (401/403), JSON and schema (400),
- * then the handler. Handlers are synchronous SQLite work, so two requests never interleave inside one.
+ * The reference marketplace (PROTOCOL §§1–11) over node:http and SQLite. Each request: route, the address's rate
+ * limit (429), body (413), signature, host and timestamp (401), the key's rate limit (429), §3 authorisation
+ * (401/403), nonce (401), JSON and schema (400), then the handler; a long poll that would wait takes a place under
+ * the per-key and total caps first (429). Handlers are synchronous SQLite work, so two requests never interleave inside one.
  */
 export class MarketplaceServer {
   readonly db: Db
@@ -119,9 +163,12 @@ export class MarketplaceServer {
   private readonly routes: CompiledRoute[]
   private readonly nonces: NonceStore
   private readonly identities: IdentityResolver
-  private readonly rateLimiter: RateLimiter
+  private readonly keyLimiter: RateLimiter
+  private readonly addressLimiter: RateLimiter
+  private readonly polls: LongPollGate
   private readonly logError: (error: unknown) => void
   private readonly inFlight = new Set<AbortController>()
+  private delayedRefusals = 0
   private closing = false
   private readonly housekeeping: NodeJS.Timeout
   private stopped: Promise<void> | undefined
@@ -144,18 +191,26 @@ export class MarketplaceServer {
         unbondingPeriodMs: options.unbondingPeriodMs ?? DEFAULT_UNBONDING_PERIOD_MS,
         heartbeatSeconds: options.heartbeatSeconds ?? DEFAULT_HEARTBEAT_SECONDS,
         trapRatio: options.trapRatio ?? 0,
+        benchmarkAttemptsPerHour: options.benchmarkAttemptsPerHour ?? DEFAULT_BENCHMARK_ATTEMPTS_PER_HOUR,
+        benchmarkVerificationsPerMinute: options.benchmarkVerificationsPerMinute ?? DEFAULT_BENCHMARK_VERIFICATIONS_PER_MINUTE,
+        healthChecksPerContract: options.healthChecksPerContract ?? DEFAULT_HEALTH_CHECKS_PER_CONTRACT,
       },
     }
     this.routes = buildRoutes(context)
-    this.nonces = new NonceStore(this.db)
+    this.nonces = new NonceStore(this.db, options.maxNonces ?? DEFAULT_MAX_NONCES)
     this.identities = new IdentityResolver(this.db)
-    this.rateLimiter = new RateLimiter(options.rateLimitPerSecond ?? DEFAULT_RATE_LIMIT_PER_SECOND)
+    const keyRate = options.rateLimitPerSecond ?? DEFAULT_RATE_LIMIT_PER_SECOND
+    const addressRate = options.addressRateLimitPerSecond ?? DEFAULT_ADDRESS_RATE_LIMIT_PER_SECOND
+    this.keyLimiter = new RateLimiter(keyRate, `more than ${keyRate} requests a second from this key`)
+    this.addressLimiter = new RateLimiter(addressRate, `more than ${addressRate} requests a second from this address`)
+    this.polls = new LongPollGate(options.maxLongPollsPerKey ?? DEFAULT_MAX_LONG_POLLS_PER_KEY, options.maxLongPolls ?? DEFAULT_MAX_LONG_POLLS)
     this.server = createServer((request, response) => void this.serve(request, response))
     this.nonces.forgetOlderThanRetention(this.clock.now())
     this.housekeeping = setInterval(() => {
       const now = this.clock.now()
       this.nonces.forgetOlderThanRetention(now)
-      this.rateLimiter.forgetIdle(now)
+      this.keyLimiter.forgetIdle(now)
+      this.addressLimiter.forgetIdle(now)
     }, HOUSEKEEPING_INTERVAL_MS)
     this.housekeeping.unref()
   }
@@ -176,6 +231,11 @@ export class MarketplaceServer {
     if (!this.address) throw new Error('the marketplace is not listening')
     const host = this.address.family === 'IPv6' ? `[${this.address.address}]` : this.address.address
     return `http://${host}:${this.address.port}`
+  }
+
+  /** Long polls held now (under the per-key and total caps). */
+  get heldLongPolls(): number {
+    return this.polls.holding
   }
 
   /** Stops taking connections, ends long polls, lets in-flight requests finish, then closes the database. */
@@ -217,6 +277,7 @@ export class MarketplaceServer {
         reply = {status: 500, body: new HttpError(500, 'internal', 'the marketplace failed; retry with backoff').toBody()}
       }
     }
+    if (reply.status === 429) await this.holdBack(Number(headers['retry-after'] ?? 1) * 1000, ended.signal)
     if (response.destroyed) return
     if (reply.bytes) {
       response.writeHead(reply.status, {
@@ -237,6 +298,17 @@ export class MarketplaceServer {
     response.end(text)
   }
 
+  /** Waits before a 429 goes out (see RATE_LIMITED_ANSWER_DELAY_MS), unless too many already wait or the request ends. */
+  private async holdBack(retryAfterMs: number, ended: AbortSignal): Promise<void> {
+    if (this.delayedRefusals >= MAX_DELAYED_REFUSALS || ended.aborted) return
+    this.delayedRefusals++
+    try {
+      await sleep(Math.min(RATE_LIMITED_ANSWER_DELAY_MS, retryAfterMs), undefined, {signal: ended}).catch(() => undefined)
+    } finally {
+      this.delayedRefusals--
+    }
+  }
+
   private async process(request: IncomingMessage, signal: AbortSignal): Promise<Reply> {
     const pathAndQuery = request.url ?? '/'
     const queryStart = pathAndQuery.indexOf('?')
@@ -244,22 +316,28 @@ export class MarketplaceServer {
     if (!path.startsWith(API_PREFIX + '/')) throw new HttpError(404, 'not_found', `every path is under ${API_PREFIX}`)
     const method = request.method ?? 'GET'
     const {route, params} = match(this.routes, method, path.slice(API_PREFIX.length))
+    // Before the body and any signature: the cheapest refusal comes first.
+    const address = request.socket.remoteAddress ?? ''
+    this.addressLimiter.take(address, this.clock.now())
     const body = await readBody(request, route.rawBodyLimit ?? MAX_BODY_BYTES)
     const now = this.clock.now()
 
-    let identity
-    if (route.access.kind === 'public') {
-      this.rateLimiter.take(`address:${request.socket.remoteAddress ?? ''}`, now)
-    } else {
-      const {signer, nonce} = verifyRequestSignature({headers: request.headers, method, pathAndQuery, body}, now)
-      this.rateLimiter.take(`key:${signer}`, now)
-      this.nonces.use(signer, nonce, now)
-      identity = this.identities.resolve(signer)
+    let identity: Identity | undefined
+    let signed: SignedRequestRecord | undefined
+    if (route.access.kind !== 'public') {
+      const verified = verifyRequestSignature({headers: request.headers, method, pathAndQuery, body}, now)
+      this.keyLimiter.take(verified.signer, now)
+      identity = this.identities.resolve(verified.signer)
       if (route.access.kind === 'provider') authorizeForProvider(identity, params.pk ?? '', route.access.rule, now)
+      if (route.access.kind === 'agent') authorizeForProvider(identity, delegatedProvider(identity), {kind: 'agent', permission: route.access.permission}, now)
+      // Only once the signer may make this request: a flood signed by unknown keys stores nothing.
+      this.nonces.use(verified.signer, verified.nonce, now)
+      signed = signedRequestRecord(verified, body)
     }
+    const holder = identity?.pubkey ?? `address ${address}`
     const query = parseQueryString(queryStart === -1 ? '' : pathAndQuery.slice(queryStart + 1))
     const json = route.rawBodyLimit === undefined ? parseJsonBody(body) : undefined
-    return route.handle({params, query, body: json, rawBody: body, identity, signal})
+    return route.handle({params, query, body: json, rawBody: body, identity, signed, signal, hold: () => this.polls.enter(holder)})
   }
 }
 

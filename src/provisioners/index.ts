@@ -1,4 +1,3 @@
-import {join} from 'node:path'
 import type {z} from 'zod'
 
 import type {LoadedConfig} from '../core/config/load.js'
@@ -158,7 +157,7 @@ export const backends: {[T in BackendType]: Backend<Sections[T], Settings[T]>} =
   slurm: {
     section: SlurmProvisionerSection,
     fromConfig: (section, context) => ({
-      workDir: join(context.stateDir, 'slurm'),
+      runAs: section.run_as,
       partition: section.partition,
       account: section.account,
       nodes: section.nodes,
@@ -185,8 +184,8 @@ function lazyProvisioner(type: string, load: () => Promise<Provisioner>): Provis
   return {
     type,
     provision: async (contract, signal, gpus) => (await backend()).provision(contract, signal, gpus),
-    terminate: async (externalId, signal) => (await backend()).terminate(externalId, signal),
-    health: async (externalId, signal) => (await backend()).health(externalId, signal),
+    terminate: async (claim, signal) => (await backend()).terminate(claim, signal),
+    health: async (claim, signal) => (await backend()).health(claim, signal),
     find: async (contractId, signal) => (await backend()).find(contractId, signal),
     list: async (signal) => (await backend()).list(signal),
     verifySetup: async (signal) => (await backend()).verifySetup(signal),

@@ -108,8 +108,45 @@ export interface ProvisionerLogger {
 }
 
 /**
+ * Which instance a call is about. The backend finds the contract's own instance by what it gave it (the name
+ * `outpost-<contract>`, or the contract label); `externalId` is what the caller was told that instance is (the
+ * marketplace's word, a listing's), checked against what the backend finds and never used to find anything.
+ */
+export interface InstanceClaim {
+  contractId: string
+  externalId?: string
+}
+
+/** The caller named an instance that is not the contract's own: nothing was done to either. */
+export class InstanceMismatchError extends ProvisionError {
+  constructor(
+    readonly claim: Required<InstanceClaim>,
+    readonly found: readonly string[],
+  ) {
+    super(`contract ${claim.contractId}: named instance ${claim.externalId} is not this contract's (${found.join(', ')}): refused, nothing done`, {retryPossible: false})
+    this.name = 'InstanceMismatchError'
+  }
+}
+
+/**
+ * The contract's instances, `candidates` (what the backend's own names or labels tie to the claim's contract), once the
+ * claim is checked against them: a claimed external id that is none of them is refused. No candidates is no instance,
+ * whatever the claim names: the named one belongs to another contract, or to nobody, and is left alone.
+ */
+export function checkClaim<T extends {externalId: string}>(claim: InstanceClaim, candidates: readonly T[]): readonly T[] {
+  const {contractId, externalId} = claim
+  if (externalId !== undefined && candidates.length > 0 && !candidates.some((candidate) => candidate.externalId === externalId)) {
+    throw new InstanceMismatchError({contractId, externalId}, candidates.map((candidate) => candidate.externalId))
+  }
+  return candidates
+}
+
+/**
  * One interface for every backend. Every method is idempotent: provision() finds the contract's existing instance
- * before creating one; terminate() of an instance that is already gone succeeds.
+ * before creating one; terminate() of a contract whose instance is gone, or was never made, succeeds at once.
+ *
+ * terminate() and health() act on the claim's contract's own instances only (see InstanceClaim): a claim that names
+ * another instance is an InstanceMismatchError, and nothing is touched.
  */
 export interface Provisioner {
   readonly type: string
@@ -118,8 +155,10 @@ export interface Provisioner {
    * a backend that hands out devices fails a GPU contract that comes without them.
    */
   provision(contract: Contract, signal: AbortSignal, gpus?: readonly GpuUnit[]): Promise<ProvisionedInstance>
-  terminate(externalId: string, signal?: AbortSignal): Promise<void>
-  health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth>
+  /** Removes every instance of the contract. */
+  terminate(claim: InstanceClaim, signal?: AbortSignal): Promise<void>
+  /** The health of the contract's instance (the claimed one); "unhealthy" when the contract has none. */
+  health(claim: InstanceClaim, signal?: AbortSignal): Promise<InstanceHealth>
   find(contractId: string, signal?: AbortSignal): Promise<ProvisionedInstance | undefined>
   list(signal?: AbortSignal): Promise<ListedInstance[]>
   verifySetup(signal?: AbortSignal): Promise<SetupCheck[]>
@@ -134,24 +173,28 @@ export interface Provisioner {
 }
 
 /**
- * A health check around the lookup of an instance: when the backend can't be asked, the health is "unknown" (not a
- * provisioning failure); an instance that isn't there is "unhealthy", on every backend; an abort still aborts.
- * `what` names the instance's kind: "container" gives "container not found".
+ * A health check of the claim's instance among the contract's `candidates`: when the backend can't be asked, the
+ * health is "unknown" (not a provisioning failure); a contract without an instance is "unhealthy", on every backend;
+ * a claim naming another instance is refused; an abort still aborts. `what` names the instance's kind: "container"
+ * gives "container not found".
  */
-export async function healthFromLookup<T>(
+export async function healthOfClaim<T extends {externalId: string}>(
   what: string,
-  lookup: () => Promise<T | undefined>,
+  claim: InstanceClaim,
+  candidates: () => Promise<readonly T[]>,
   judge: (found: T) => InstanceHealth | Promise<InstanceHealth>,
 ): Promise<InstanceHealth> {
-  let found: T | undefined
+  let found: readonly T[]
   try {
-    found = await lookup()
+    found = await candidates()
   } catch (error) {
     if (error instanceof ProvisionAbortedError) throw error
     return {status: 'unknown', details: {error: describeError(error)}}
   }
-  if (found === undefined) return {status: 'unhealthy', details: {reason: `${what} not found`}}
-  return judge(found)
+  const mine = checkClaim(claim, found)
+  const instance = mine.find((candidate) => candidate.externalId === claim.externalId) ?? mine[0]
+  if (instance === undefined) return {status: 'unhealthy', details: {reason: `${what} not found`}}
+  return judge(instance)
 }
 
 /** An error from a backend that knows whether trying again can help (an API's 5xx can, a 4xx can't). */

@@ -7,7 +7,7 @@ import {describeError, ExitCode, UserError} from '../core/errors.js'
 import {journalPath, journalState, readJournal} from '../agent/journal.js'
 import {GpuAllocator, GpuShortageError, type GpuUnit} from '../gpu/allocator.js'
 import {createProvisioner} from '../provisioners/index.js'
-import {ProvisionAbortedError, ProvisionError, type InstanceHealth, type Provisioner, type ProvisionerLogger} from '../provisioners/provisioner.js'
+import {ProvisionAbortedError, ProvisionError, type InstanceHealth, type ProvisionedInstance, type Provisioner, type ProvisionerLogger} from '../provisioners/provisioner.js'
 
 export interface TestProvisionOptions {
   loaded: LoadedConfig
@@ -58,10 +58,10 @@ export function testContract(loaded: LoadedConfig, sshPubkey: string | undefined
 }
 
 /** Polls health until it says healthy (a machine may need a moment after its address is known) or time is up. */
-async function firstHealth(provisioner: Provisioner, externalId: string, timeoutMs: number, signal?: AbortSignal): Promise<InstanceHealth> {
+async function firstHealth(provisioner: Provisioner, instance: ProvisionedInstance, timeoutMs: number, signal?: AbortSignal): Promise<InstanceHealth> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const health = await provisioner.health(externalId, signal)
+    const health = await provisioner.health(instance, signal)
     if (health.status === 'healthy' || Date.now() >= deadline) return health
     await sleep(500, undefined, {signal})
   }
@@ -86,8 +86,7 @@ async function testGpus(provisioner: Provisioner, contract: Contract, stateDir: 
 
 /** Removes what the run made, whatever state it reached (a failed or interrupted provision included). */
 async function cleanUp(provisioner: Provisioner, contractId: string): Promise<void> {
-  const made = (await provisioner.list()).filter((item) => item.contractId === contractId)
-  for (const item of made) await provisioner.terminate(item.externalId)
+  await provisioner.terminate({contractId})
 }
 
 /**
@@ -129,8 +128,8 @@ export async function testProvision(options: TestProvisionOptions): Promise<Test
         cause: error,
       })
     }
-    const health = await timed('health', () => firstHealth(provisioner, instance.externalId, options.healthTimeoutMs ?? 60_000, signal))
-    if (!options.keep) await timed('terminate', () => provisioner.terminate(instance.externalId))
+    const health = await timed('health', () => firstHealth(provisioner, instance, options.healthTimeoutMs ?? 60_000, signal))
+    if (!options.keep) await timed('terminate', () => provisioner.terminate(instance))
     const result: TestProvisionResult = {
       provisioner: provisioner.type,
       contract_id: contract.contract_id,

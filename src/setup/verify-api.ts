@@ -1,8 +1,8 @@
-import {ApiError, type ApiClient} from '../core/api/client.js'
+import type {ApiClient} from '../core/api/client.js'
 import {configuredClient} from '../core/api/factory.js'
 import {DelegationList} from '../core/api/main-key.js'
 import type {LoadedConfig} from '../core/config/load.js'
-import {describeError} from '../core/errors.js'
+import {describeError, UserError} from '../core/errors.js'
 import {toHex} from '../core/hex.js'
 import type {KeyPair} from '../core/signing.js'
 import type {CheckResult} from './doctor.js'
@@ -23,15 +23,15 @@ export async function verifyApi(loaded: LoadedConfig, agentKey: KeyPair, now: ()
   if (!providerPubkey) {
     return [{name: 'api', status: 'fail', message: '[marketplace] provider_pubkey is not set', remedy: 'run `outpost register` first'}]
   }
-  const client = configuredClient(loaded, 'probe', {key: agentKey})
   const checks: CheckResult[] = []
 
   const sentAt = now()
   let answer: Awaited<ReturnType<ApiClient['raw']>>
   try {
+    const client = configuredClient(loaded, 'probe', {key: agentKey})
     answer = await client.raw('GET', `/providers/${providerPubkey}/agent-delegations`, {})
   } catch (error) {
-    return [{name: 'api reachable', status: 'fail', message: describeError(error), remedy: error instanceof ApiError ? error.suggestion : undefined}]
+    return [{name: 'api reachable', status: 'fail', message: describeError(error), remedy: error instanceof UserError ? error.suggestion : undefined}]
   }
   const roundTrip = now() - sentAt
   checks.push({name: 'api reachable', status: 'pass', message: `${marketplace.endpoint} answered in ${roundTrip} ms`})

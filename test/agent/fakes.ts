@@ -5,11 +5,11 @@ import {join} from 'node:path'
 import type {AgentApi} from '../../src/agent/agent.js'
 import type {AgentLog} from '../../src/agent/logger.js'
 import {ApiError} from '../../src/core/api/client.js'
-import type {Bid, CallOptions, HealthCheck, HeartbeatBody, OpenOrder, ProvisioningReport, ReportedInstance} from '../../src/core/api/provider.js'
+import type {Bid, CallOptions, HealthCheck, HeartbeatBody, OpenOrdersPage, ProvisioningReport, ReportedInstance} from '../../src/core/api/provider.js'
 import type {Contract, HeartbeatResponse, LockResponse, ReconcileResponse, UsageResponse} from '../../src/core/api/schemas.js'
 import {toHex} from '../../src/core/hex.js'
 import {generateKeyPair, randomHex, type KeyPair, type SignedUsageRecord} from '../../src/core/signing.js'
-import type {Capacity, InstanceHealth, ListedInstance, ProvisionedInstance, Provisioner, SetupCheck} from '../../src/provisioners/provisioner.js'
+import {checkClaim, healthOfClaim, type Capacity, type InstanceClaim, type InstanceHealth, type ListedInstance, type ProvisionedInstance, type Provisioner, type SetupCheck} from '../../src/provisioners/provisioner.js'
 
 /**
  * Fakes for the agent's unit tests: a marketplace that answers in memory and records what it was asked, a backend
@@ -137,8 +137,8 @@ export class FakeMarketplace implements AgentApi {
   }
 
   /** §11: no orders are ever open here. */
-  async openOrders(_waitSeconds: number, _options?: CallOptions): Promise<OpenOrder[]> {
-    return []
+  async openOrdersPage(_waitSeconds: number, _cursor: string | undefined, _options?: CallOptions): Promise<OpenOrdersPage> {
+    return {orders: [], nextCursor: undefined, full: false}
   }
 
   async placeBid(orderId: string): Promise<Bid> {
@@ -189,13 +189,20 @@ export class FakeProvisioner implements Provisioner {
     return instance
   }
 
-  async terminate(externalId: string): Promise<void> {
-    this.calls.push(`terminate ${externalId}`)
-    this.instances.delete(externalId)
+  /** Like every backend: only the contract's own instances, and a claim naming another is refused. */
+  async terminate(claim: InstanceClaim): Promise<void> {
+    for (const instance of checkClaim(claim, this.instancesOf(claim.contractId))) {
+      this.calls.push(`terminate ${instance.externalId}`)
+      this.instances.delete(instance.externalId)
+    }
   }
 
-  async health(externalId: string): Promise<InstanceHealth> {
-    return this.instances.has(externalId) ? {status: 'healthy'} : {status: 'unhealthy'}
+  async health(claim: InstanceClaim): Promise<InstanceHealth> {
+    return healthOfClaim('instance', claim, async () => this.instancesOf(claim.contractId), () => ({status: 'healthy'}))
+  }
+
+  private instancesOf(contractId: string): ProvisionedInstance[] {
+    return [...this.instances.values()].filter((instance) => instance.contractId === contractId)
   }
 
   async find(contractId: string): Promise<ProvisionedInstance | undefined> {

@@ -41,7 +41,7 @@ describe('the work digest is the one the marketplace re-computes', () => {
     expect(outcome.report).toMatchObject({challenge_id: outcome.challenge_id, work_digest: outcome.work_digest, verified: true, submitted_by: providerPubkey})
   })
 
-  it('computeWorkDigest of the challenge seed is accepted; any other digest is refused and leaves the challenge usable', async () => {
+  it('computeWorkDigest of the challenge seed is accepted; any other digest is refused and uses the challenge up', async () => {
     const challenge = await requestChallenge(client, providerPubkey)
     const digest = computeWorkDigest(challenge.seed)
     const wrong = (digest[0] === '0' ? '1' : '0') + digest.slice(1)
@@ -49,7 +49,12 @@ describe('the work digest is the one the marketplace re-computes', () => {
       status: 400,
       apiCode: 'invalid_body',
     })
-    const report = await submitReport(client, providerPubkey, {challenge_id: challenge.challenge_id, machine: {}, results: {}, work_digest: digest})
+    await expect(submitReport(client, providerPubkey, {challenge_id: challenge.challenge_id, machine: {}, results: {}, work_digest: digest})).rejects.toMatchObject({
+      status: 409,
+      apiCode: 'challenge_used',
+    })
+    const fresh = await requestChallenge(client, providerPubkey)
+    const report = await submitReport(client, providerPubkey, {challenge_id: fresh.challenge_id, machine: {}, results: {}, work_digest: computeWorkDigest(fresh.seed)})
     expect(report.verified).toBe(true)
   })
 })

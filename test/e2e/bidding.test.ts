@@ -109,7 +109,9 @@ describe('outpost run with [bidding] against a devnet', () => {
       expect(provisioned).toBe(true)
       const contract = await getContract(renter, contractId!)
       expect(contract).toMatchObject({provider_pubkey: setup.providerPubkey, offering_id: fitting.order_id, price_per_hour: '0.126', instance: {external_id: `outpost-${contractId}`}})
-      expect(agent.logLines().some((line) => line.order_id === fitting.order_id && line.contract_id === contractId && String(line.msg).includes('won the order'))).toBe(true)
+      // The engine learns of the win when its read of open orders ends at the close (whole seconds): soon, not at once.
+      const wonLogged = () => agent.logLines().some((line) => line.order_id === fitting.order_id && line.contract_id === contractId && String(line.msg).includes('won the order'))
+      expect(await waitFor(wonLogged, 10_000)).toBe(true)
       const shown = await runCli(['devnet', 'order', 'show', fitting.order_id, '--endpoint', devnet.endpoint, '--data-dir', dataDir])
       expect(shown.stdout).toContain(`order ${fitting.order_id}: awarded`)
       expect(shown.stdout).toContain(`bid 0.126/h by ${setup.providerPubkey} (won)`)

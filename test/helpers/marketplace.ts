@@ -10,7 +10,7 @@ import {AGENT_PERMISSIONS, signDelegation} from '../../src/core/delegation.js'
 import {toHex} from '../../src/core/hex.js'
 import {createKeyFile, readKeyFile} from '../../src/core/keys.js'
 import {generateKeyPair, type KeyPair} from '../../src/core/signing.js'
-import {startMarketplace, type MarketplaceServer} from '../../src/marketplace/server.js'
+import {startMarketplace, type MarketplaceOptions, type MarketplaceServer} from '../../src/marketplace/server.js'
 import {BIN, runCli} from './cli.js'
 
 /**
@@ -29,9 +29,10 @@ export interface Devnet {
   stop(): Promise<void>
 }
 
-export async function startDevnet(): Promise<Devnet> {
+/** `limits`: the devnet's limits where a test or a benchmark measures something else (its defaults otherwise). */
+export async function startDevnet(limits: Partial<MarketplaceOptions> = {}): Promise<Devnet> {
   const dataDir = mkdtempSync(join(tmpdir(), 'outpost-devnet-'))
-  let server: MarketplaceServer | undefined = await startMarketplace({dataDir, port: 0, host: '127.0.0.1', logError: () => undefined})
+  let server: MarketplaceServer | undefined = await startMarketplace({...limits, dataDir, port: 0, host: '127.0.0.1', logError: () => undefined})
   const port = Number(new URL(server.endpoint).port)
   return {
     endpoint: server.endpoint,
@@ -42,7 +43,7 @@ export async function startDevnet(): Promise<Devnet> {
       server = undefined
     },
     async resume() {
-      server = await startMarketplace({dataDir, port, host: '127.0.0.1', logError: () => undefined})
+      server = await startMarketplace({...limits, dataDir, port, host: '127.0.0.1', logError: () => undefined})
     },
     async stop() {
       await server?.stop()

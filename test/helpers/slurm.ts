@@ -1,5 +1,5 @@
 import {execFileSync} from 'node:child_process'
-import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {chownSync, existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {hostname, tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -142,4 +142,32 @@ export async function testSlurm(): Promise<TestSlurm> {
     return {available: false, reason: `SLURM could not start: ${error instanceof Error ? error.message : String(error)}`}
   }
   return {available: true, slurmConf: TEST_SLURM_CONF, node}
+}
+
+/** The unprivileged user the tests' jobs run as ([provisioner.slurm] run_as), and its home, where job output goes. */
+export const TEST_JOB_USER = 'outpost-test-jobs'
+const JOB_USER_HOME = join(STATE_DIR, 'jobs-home')
+
+function uidOf(user: string): number | undefined {
+  try {
+    return Number(execFileSync('id', ['-u', user], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore']}).trim())
+  } catch {
+    return undefined
+  }
+}
+
+/** Makes TEST_JOB_USER when it is missing (we run as root), with its home; another test run may be making it too. */
+export function testJobUser(): {name: string; uid: number; home: string} {
+  if (uidOf(TEST_JOB_USER) === undefined) {
+    try {
+      execFileSync('useradd', ['--system', '--user-group', '--home-dir', JOB_USER_HOME, '--shell', '/usr/sbin/nologin', TEST_JOB_USER], {stdio: 'ignore'})
+    } catch (error) {
+      if (uidOf(TEST_JOB_USER) === undefined) throw error
+    }
+  }
+  const uid = uidOf(TEST_JOB_USER) ?? -1
+  const gid = Number(execFileSync('id', ['-g', TEST_JOB_USER], {encoding: 'utf8'}).trim())
+  mkdirSync(JOB_USER_HOME, {recursive: true, mode: 0o700})
+  chownSync(JOB_USER_HOME, uid, gid)
+  return {name: TEST_JOB_USER, uid, home: JOB_USER_HOME}
 }

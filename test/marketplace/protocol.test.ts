@@ -142,7 +142,7 @@ describe('§8 stake and rewards', () => {
 })
 
 describe('§9 benchmarks', () => {
-  it('a challenge takes one report whose work_digest re-runs on the server; it expires after 15 min', async () => {
+  it('a challenge takes one report, right or wrong, whose work_digest re-runs on the server; it expires after 15 min', async () => {
     const path = `/providers/${provider.pk}/benchmarks`
     const challenge = await send<{challenge_id: string; seed: string; expires_at: number}>(market, 'POST', `${path}/challenges`, {key: provider.agent})
     expect(challenge.status).toBe(201)
@@ -152,7 +152,11 @@ describe('§9 benchmarks', () => {
     const wrong = await send(market, 'POST', path, {key: provider.agent, body: report})
     expect(errorOf(wrong)).toEqual({status: 400, code: 'invalid_body'})
     expect(wrong.body).toMatchObject({error: {details: [{field: 'work_digest'}]}})
-    const right = {...report, work_digest: computeWorkDigest(challenge.body.seed)}
+    // The wrong report used the challenge up: the right digest now needs a new one.
+    const tooLate = {...report, work_digest: computeWorkDigest(challenge.body.seed)}
+    expect(errorOf(await send(market, 'POST', path, {key: provider.agent, body: tooLate}))).toEqual({status: 409, code: 'challenge_used'})
+    const fresh = await send<{challenge_id: string; seed: string}>(market, 'POST', `${path}/challenges`, {key: provider.agent})
+    const right = {...report, challenge_id: fresh.body.challenge_id, work_digest: computeWorkDigest(fresh.body.seed)}
     const accepted = await send(market, 'POST', path, {key: provider.agent, body: right})
     expect(accepted.status).toBe(201)
     expect(accepted.body).toMatchObject({verified: true, machine: {cpu: 'test'}, submitted_by: pub(provider.agent)})

@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {afterAll, afterEach, describe, expect, it} from 'vitest'
 
 import type {Contract} from '../../src/core/api/schemas.js'
-import {instanceName, ProvisionError, type ProvisionedInstance, type Provisioner} from '../../src/provisioners/provisioner.js'
+import {instanceName, InstanceMismatchError, ProvisionError, type ProvisionedInstance, type Provisioner} from '../../src/provisioners/provisioner.js'
 
 /** A contract as the marketplace sends it to an agent (PROTOCOL §6), with a fresh id. */
 export function contractFixture(overrides: Partial<Contract> = {}): Contract {
@@ -93,8 +93,8 @@ export function provisionerContractSuite(name: string, subject: ContractSuiteSub
       expect(found?.ipAddress).toBe(instance.ipAddress)
       const listed = await provisioner.list()
       expect(listed).toContainEqual(expect.objectContaining({externalId: instance.externalId, name: instanceName(contract.contract_id), contractId: contract.contract_id}))
-      expect((await provisioner.health(instance.externalId)).status).toBe('healthy')
-      await provisioner.terminate(instance.externalId)
+      expect((await provisioner.health(instance)).status).toBe('healthy')
+      await provisioner.terminate(instance)
     })
 
     it('is idempotent: provisioning a contract again, in turn or at once, returns the one instance', {timeout: timeout * 2}, async () => {
@@ -114,8 +114,8 @@ export function provisionerContractSuite(name: string, subject: ContractSuiteSub
       const [one, two] = await Promise.all([provision(provisioner, other), provisioner.provision(other, quiet())])
       expect(two.externalId).toBe(one.externalId)
       expect(await subject.countInstances()).toBe(before + 2)
-      await provisioner.terminate(first.externalId)
-      await provisioner.terminate(one.externalId)
+      await provisioner.terminate(first)
+      await provisioner.terminate(one)
       expect(await subject.countInstances()).toBe(before)
     })
 
@@ -124,22 +124,58 @@ export function provisionerContractSuite(name: string, subject: ContractSuiteSub
       const contract = makeContract()
       const before = await subject.countInstances()
       const instance = await provision(provisioner, contract)
-      await provisioner.terminate(instance.externalId)
+      await provisioner.terminate(instance)
       expect(await provisioner.find(contract.contract_id)).toBeUndefined()
       expect((await provisioner.list()).map((item) => item.externalId)).not.toContain(instance.externalId)
-      expect((await provisioner.health(instance.externalId)).status).not.toBe('healthy')
+      expect((await provisioner.health(instance)).status).not.toBe('healthy')
       expect(await subject.countInstances()).toBe(before)
-      await provisioner.terminate(instance.externalId)
+      await provisioner.terminate(instance)
       expect(await subject.countInstances()).toBe(before)
     })
 
     it('reports an instance that is gone as unhealthy, not unknown: the backend was asked and said so', {timeout}, async () => {
       const provisioner = await fresh()
       const instance = await provision(provisioner, makeContract())
-      await provisioner.terminate(instance.externalId)
-      expect((await provisioner.health(instance.externalId)).status).toBe('unhealthy')
+      await provisioner.terminate(instance)
+      expect((await provisioner.health(instance)).status).toBe('unhealthy')
       // A restarted agent, which never saw the instance, hears the same.
-      expect((await (await fresh()).health(instance.externalId)).status).toBe('unhealthy')
+      expect((await (await fresh()).health(instance)).status).toBe('unhealthy')
+    })
+
+    it('terminates a contract that has no instance at once, whatever instance it is told of', {timeout}, async () => {
+      const provisioner = await fresh()
+      const before = await subject.countInstances()
+      const never = makeContract()
+      await provisioner.terminate({contractId: never.contract_id})
+      await provisioner.terminate({contractId: never.contract_id, externalId: instanceName(never.contract_id)})
+      expect((await provisioner.health({contractId: never.contract_id})).status).toBe('unhealthy')
+      expect(await subject.countInstances()).toBe(before)
+    })
+
+    it("terminate and health for contract C never touch contract D's instance, even when given D's external id", {timeout: timeout * 2}, async () => {
+      const provisioner = await fresh()
+      const before = await subject.countInstances()
+      const [c, d, neverProvisioned] = [makeContract(), makeContract(), makeContract()]
+      const ofC = await provision(provisioner, c)
+      const ofD = await provision(provisioner, d)
+      const naming = (contract: Contract) => ({contractId: contract.contract_id, externalId: ofD.externalId})
+
+      // C has an instance of its own: a claim naming D's is refused, and nothing is done.
+      const refused = await rejection(provisioner.terminate(naming(c)))
+      expect(refused).toBeInstanceOf(InstanceMismatchError)
+      expect((refused as InstanceMismatchError).retryPossible).toBe(false)
+      expect(await rejection(provisioner.health(naming(c)))).toBeInstanceOf(InstanceMismatchError)
+      // A contract without an instance has nothing to terminate or check: D's is not taken for it.
+      await provisioner.terminate(naming(neverProvisioned))
+      expect((await provisioner.health(naming(neverProvisioned))).status).toBe('unhealthy')
+
+      expect(await subject.countInstances()).toBe(before + 2)
+      expect((await provisioner.find(d.contract_id))?.externalId).toBe(ofD.externalId)
+      expect((await provisioner.health(ofD)).status).toBe('healthy')
+      expect((await provisioner.health(ofC)).status).toBe('healthy')
+      await provisioner.terminate(ofC)
+      await provisioner.terminate(ofD)
+      expect(await subject.countInstances()).toBe(before)
     })
 
     it('stops at once with a typed, retryable error when its signal has already fired', async () => {
@@ -173,7 +209,7 @@ export function provisionerContractSuite(name: string, subject: ContractSuiteSub
       expect(Date.now() - started).toBeLessThan(5000)
       const instance = await provision(provisioner, contract)
       expect(await subject.countInstances()).toBe(before + 1)
-      await provisioner.terminate(instance.externalId)
+      await provisioner.terminate(instance)
       expect(await subject.countInstances()).toBe(before)
     })
 

@@ -17,7 +17,7 @@ describe('Hetzner provisioner with an image given by id', () => {
     const instance = await provisioner.provision(contractFixture(), new AbortController().signal)
     expect(emulator.servers.get(Number(instance.externalId))).toMatchObject({image: 'debian-12', imageId: 114690387, status: 'running'})
     expect((await provisioner.verifySetup()).find((check) => check.name === 'hetzner image')).toMatchObject({ok: true})
-    await provisioner.terminate(instance.externalId)
+    await provisioner.terminate(instance)
     expect(emulator.servers.size).toBe(0)
   })
 })

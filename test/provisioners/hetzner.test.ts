@@ -47,7 +47,7 @@ describe('Hetzner provisioner against the emulator', () => {
     expect(instance).toMatchObject({ipAddress: server?.ipv4, ipv6Address: expect.stringMatching(/^2001:db8:[0-9a-f]+::1$/), sshPort: 22, details: {server_type: 'cx22', location: 'hel1'}})
     expect(instance.credentials).toBeUndefined()
     expect(emulator.sshKeys.size).toBe(0)
-    await provisioner().terminate(instance.externalId)
+    await provisioner().terminate(instance)
     expectClean()
   })
 
@@ -74,7 +74,7 @@ describe('Hetzner provisioner against the emulator', () => {
     const instance = await provisioner().provision(contract, signal())
     expect(emulator.servers.get(Number(instance.externalId))?.sshKeys).toEqual([owned.id])
     expect(emulator.sshKeys.has(owned.id)).toBe(true)
-    await provisioner().terminate(instance.externalId)
+    await provisioner().terminate(instance)
     emulator.sshKeys.delete(owned.id)
     expectClean()
   })
@@ -82,7 +82,7 @@ describe('Hetzner provisioner against the emulator', () => {
   it('returns the root password Hetzner sets when the contract has no SSH key', async () => {
     const instance = await provisioner().provision(contractFixture({ssh_pubkey: ''}), signal())
     expect(instance.credentials).toMatchObject({username: 'root', password: expect.stringMatching(/^\S{12,}$/)})
-    await provisioner().terminate(instance.externalId)
+    await provisioner().terminate(instance)
     expectClean()
   })
 
@@ -90,7 +90,7 @@ describe('Hetzner provisioner against the emulator', () => {
     emulator.faults.resourceUnavailable = {times: 1, location: 'hel1'}
     const instance = await provisioner({region: 'eu-central'}).provision(contractFixture({cpu_cores: 2, memory_mb: 4096, storage_gb: 40}), signal())
     expect(emulator.servers.get(Number(instance.externalId))).toMatchObject({serverType: 'cx22', location: 'fsn1'})
-    await provisioner().terminate(instance.externalId)
+    await provisioner().terminate(instance)
     expectClean()
   })
 
@@ -116,7 +116,7 @@ describe('Hetzner provisioner against the emulator', () => {
     emulator.faults.rateLimited = 2
     const instance = await provisioner().provision(contractFixture(), signal())
     expect(emulator.rateLimitedAnswers).toBeGreaterThanOrEqual(2)
-    await provisioner().terminate(instance.externalId)
+    await provisioner().terminate(instance)
     expectClean()
   })
 
@@ -124,11 +124,11 @@ describe('Hetzner provisioner against the emulator', () => {
     const instance = await provisioner().provision(contractFixture(), signal())
     // More failures than the client's own retries of a DELETE.
     emulator.faults.deleteFails = 4
-    const error = await failure(provisioner().terminate(instance.externalId))
+    const error = await failure(provisioner().terminate(instance))
     expect(error.message).toContain('503 service_error')
     expect(error.retryPossible).toBe(true)
     expect(emulator.servers.has(Number(instance.externalId))).toBe(true)
-    await provisioner().terminate(instance.externalId)
+    await provisioner().terminate(instance)
     expectClean()
   })
 
@@ -138,8 +138,7 @@ describe('Hetzner provisioner against the emulator', () => {
     const error = await failure(provisioner().provision(contract, signal()))
     expect(error.message).toContain('is taken by a server outpost did not make')
     expect(error.retryPossible).toBe(false)
-    const refused = await failure(provisioner().terminate(String(foreign.id)))
-    expect(refused.message).toContain('outpost did not make it')
+    await provisioner().terminate({contractId: contract.contract_id, externalId: String(foreign.id)})
     expect(emulator.servers.has(foreign.id)).toBe(true)
     emulator.servers.delete(foreign.id)
     expectClean()
@@ -163,12 +162,12 @@ describe('Hetzner provisioner against the emulator', () => {
   it('reports health from the server status', async () => {
     const made = provisioner()
     const instance = await made.provision(contractFixture(), signal())
-    expect(await made.health(instance.externalId)).toMatchObject({status: 'healthy', details: {server_status: 'running'}})
+    expect(await made.health(instance)).toMatchObject({status: 'healthy', details: {server_status: 'running'}})
     const server = emulator.servers.get(Number(instance.externalId))
     if (server) server.status = 'off'
-    expect(await made.health(instance.externalId)).toMatchObject({status: 'unhealthy', details: {server_status: 'off'}})
-    await made.terminate(instance.externalId)
-    expect(await made.health(instance.externalId)).toMatchObject({status: 'unhealthy', details: {reason: 'server not found'}})
+    expect(await made.health(instance)).toMatchObject({status: 'unhealthy', details: {server_status: 'off'}})
+    await made.terminate(instance)
+    expect(await made.health(instance)).toMatchObject({status: 'unhealthy', details: {reason: 'server not found'}})
   })
 })
 
@@ -182,8 +181,8 @@ describe('Hetzner provisioner under a tight rate limit', () => {
     const made = provisioner({}, limited)
     const started = Date.now()
     const instance = await made.provision(contractFixture(), signal())
-    await made.terminate(instance.externalId)
-    await made.terminate(instance.externalId)
+    await made.terminate(instance)
+    await made.terminate(instance)
     expect(limited.requests.length).toBeGreaterThan(8)
     expect(limited.rateLimitedAnswers).toBe(0)
     expect(Date.now() - started).toBeGreaterThan(250)

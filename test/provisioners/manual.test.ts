@@ -71,7 +71,7 @@ describe('Manual provisioner', () => {
     await operator(contract)
     const instance = await waiting
     expect(instance).toMatchObject({ipAddress: '127.0.0.1', sshPort: machinePort, credentials: {username: 'root', password: 'hunter22hunter22'}})
-    await made.terminate(instance.externalId)
+    await made.terminate(instance)
     expect(notices.at(-1)).toContain(`tear down machine ${instance.externalId}`)
   })
 
@@ -87,7 +87,7 @@ describe('Manual provisioner', () => {
     const instance = await provisioner().provision(contract, new AbortController().signal)
     expect(instance.ipAddress).toBe('127.0.0.1')
     expect(notices.length).toBe(asked)
-    await provisioner().terminate(instance.externalId)
+    await provisioner().terminate(instance)
   })
 
   it('posts requests and terminations to the webhook; a failing webhook costs only a warning', async () => {
@@ -103,7 +103,7 @@ describe('Manual provisioner', () => {
     try {
       const contract = contractFixture()
       const [instance] = await Promise.all([provisioner(url).provision(contract, new AbortController().signal), operator(contract)])
-      await provisioner(url).terminate(instance.externalId)
+      await provisioner(url).terminate(instance)
       expect(received).toEqual([
         expect.objectContaining({event: 'provision_requested', contract_id: contract.contract_id, cpu_cores: 2, ssh_pubkey: contract.ssh_pubkey}),
         expect.objectContaining({event: 'terminate_requested', contract_id: contract.contract_id, external_id: instance.externalId}),
@@ -114,7 +114,7 @@ describe('Manual provisioner', () => {
     const contract = contractFixture()
     const [instance] = await Promise.all([provisioner(url).provision(contract, new AbortController().signal), operator(contract)])
     expect(notices).toContain('the manual webhook could not be notified')
-    await provisioner().terminate(instance.externalId)
+    await provisioner().terminate(instance)
   })
 
   it('reports the operator failure with their reason and retry choice', async () => {

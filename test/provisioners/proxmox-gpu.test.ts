@@ -72,7 +72,7 @@ describe('Proxmox GPU passthrough (the emulator)', () => {
     const second = contractFixture({gpu_count: 1, product_type: 'gpu'})
     const error = await failure(backend.provision(second, signal(), [gpu0!]))
     expect(error.message).toContain(`PCI device '0000:01:00.0' already in use by VMID '${instance.externalId}'`)
-    await backend.terminate(instance.externalId)
+    await backend.terminate({contractId: first.contract_id, externalId: instance.externalId})
   })
 
   it('a GPU contract on a host that passes none through fails with the reason, before a VM is made', async () => {

@@ -45,7 +45,7 @@ describe('a host up for more than 497 days (9 hex digits of pstart in every task
     const instance = await provisioner(longUp).provision(contractFixture(), signal())
     expect([...longUp.tasks.keys()].every((upid) => /^UPID:pve:[0-9A-F]{8}:[0-9A-F]{9}:/.test(upid))).toBe(true)
     expect(longUp.guests).toHaveLength(1)
-    await provisioner(longUp).terminate(instance.externalId)
+    await provisioner(longUp).terminate(instance)
     expect(longUp.guests).toHaveLength(0)
   })
 })
@@ -60,7 +60,7 @@ describe('against PVE\'s answers', () => {
     const contract = contractFixture()
     const instance = await provisioner(emulator).provision(contract, signal())
     expect(emulator.guests.map((vm) => vm.config.name)).toEqual([`outpost-${contract.contract_id}`])
-    await provisioner(emulator).terminate(instance.externalId)
+    await provisioner(emulator).terminate(instance)
     expect(emulator.guests).toHaveLength(0)
   })
 
@@ -102,7 +102,7 @@ describe('a cluster list that shows pvestatd\'s last pass (names and states lag 
     const instance = await provisioner(lagging).provision(contract, signal())
     expect(lagging.guests.map((vm) => vm.vmid)).toEqual([Number(instance.externalId)])
     // The list still names nothing; terminate reads the name from the config.
-    await provisioner(lagging).terminate(instance.externalId)
+    await provisioner(lagging).terminate(instance)
     expect(lagging.guests).toHaveLength(0)
   })
 
@@ -116,7 +116,7 @@ describe('a cluster list that shows pvestatd\'s last pass (names and states lag 
     const again = await provisioner(lagging).provision(contract, signal())
     expect(again.externalId).toBe(instance.externalId)
     expect(lagging.guests).toHaveLength(1)
-    await provisioner(lagging).terminate(instance.externalId)
+    await provisioner(lagging).terminate(instance)
     expect(lagging.guests).toHaveLength(0)
   })
 })

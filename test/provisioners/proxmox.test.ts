@@ -77,7 +77,7 @@ describe('Proxmox provisioner against the emulator', () => {
     expect(instance.ipv6Address).toMatch(/^2001:db8::/)
     expect(instance.details?.timings_ms).toMatchObject({clone: expect.any(Number), configure: expect.any(Number), start: expect.any(Number), address: expect.any(Number)})
     expect(vm?.status).toBe('running')
-    await provisioner().terminate(instance.externalId)
+    await provisioner().terminate(instance)
   })
 
   it('encodes ssh keys the way Proxmox validates them (no "+" or raw spaces)', () => {
@@ -125,7 +125,7 @@ describe('Proxmox provisioner against the emulator', () => {
     const clones = emulator.requests.filter((request) => request.method === 'POST' && request.path.endsWith('/clone'))
     expect(clones.slice(-2).map((request) => request.params.newid)).toEqual([instance.externalId, instance.externalId])
     expect(emulator.guests.length).toBe(before + 1)
-    await provisioner().terminate(instance.externalId)
+    await provisioner().terminate(instance)
   })
 
   it('never takes over a VM of someone else that got the VMID first', async () => {
@@ -168,7 +168,7 @@ describe('Proxmox provisioner against the emulator', () => {
     const kept = emulator.guests.find((vm) => vm.config.name === `outpost-${contract.contract_id}`)
     expect(kept).toBeDefined()
     delete emulator.faults.agentNeverAnswers
-    await provisioner().terminate(String(kept?.vmid))
+    await provisioner().terminate({contractId: contract.contract_id, externalId: String(kept?.vmid)})
   })
 
   it('stops a start task that hangs, then cleans up', async () => {
@@ -191,18 +191,16 @@ describe('Proxmox provisioner against the emulator', () => {
   it('treats a 500 on destroy as an error to retry, not as "already gone"', async () => {
     const instance = await provisioner().provision(contractFixture(), signal())
     emulator.faults.deleteFails = {times: 1, reason: "unable to remove volume 'local-lvm:vm-disk-0' - got timeout"}
-    const error = await failure(provisioner().terminate(instance.externalId))
+    const error = await failure(provisioner().terminate(instance))
     expect(error.retryPossible).toBe(true)
     expect(error.message).toContain('got timeout')
     expect(emulator.vms.has(Number(instance.externalId))).toBe(true)
-    await provisioner().terminate(instance.externalId)
+    await provisioner().terminate(instance)
     expect(emulator.vms.has(Number(instance.externalId))).toBe(false)
   })
 
-  it('refuses to destroy a VM that is not an outpost-* VM', async () => {
-    const error = await failure(provisioner().terminate('9000'))
-    expect(error.message).toContain('refusing to destroy VM 9000')
-    expect(error.retryPossible).toBe(false)
+  it('never destroys a VM that is not the contract\'s, even when the template is named as its instance', async () => {
+    await provisioner().terminate({contractId: contractFixture().contract_id, externalId: '9000'})
     expect(emulator.vms.has(9000)).toBe(true)
   })
 
@@ -212,21 +210,21 @@ describe('Proxmox provisioner against the emulator', () => {
     const [a, b] = await Promise.all([made.provision(contractFixture(), signal()), made.provision(contractFixture(), signal())])
     expect([a.ipAddress, b.ipAddress].sort()).toEqual(['192.0.2.2', '192.0.2.3'])
     expect(emulator.vms.get(Number(a.externalId))?.config.ipconfig0).toBe(`ip=${a.ipAddress}/24,gw=192.0.2.1`)
-    await made.terminate(a.externalId)
-    await made.terminate(b.externalId)
+    await made.terminate(a)
+    await made.terminate(b)
   })
 
   it('reports health from the VM status and a guest-agent ping', async () => {
     const made = provisioner()
     const instance = await made.provision(contractFixture(), signal())
-    expect(await made.health(instance.externalId)).toMatchObject({status: 'healthy', details: {guest_agent: 'ok'}})
+    expect(await made.health(instance)).toMatchObject({status: 'healthy', details: {guest_agent: 'ok'}})
     emulator.faults.agentNeverAnswers = true
-    expect(await made.health(instance.externalId)).toMatchObject({status: 'unhealthy', details: {vm_status: 'running'}})
+    expect(await made.health(instance)).toMatchObject({status: 'unhealthy', details: {vm_status: 'running'}})
     delete emulator.faults.agentNeverAnswers
     const vm = emulator.vms.get(Number(instance.externalId))
     if (vm) vm.status = 'stopped'
-    expect(await made.health(instance.externalId)).toMatchObject({status: 'unhealthy', details: {vm_status: 'stopped'}})
-    await made.terminate(instance.externalId)
+    expect(await made.health(instance)).toMatchObject({status: 'unhealthy', details: {vm_status: 'stopped'}})
+    await made.terminate(instance)
   })
 
   it('reads capacity from the node status and storage', async () => {
@@ -269,13 +267,13 @@ describe('Proxmox provisioner on a cluster (node = "auto")', () => {
     const instance = await made.provision(contractFixture(), signal())
     expect(cluster.vms.get(Number(instance.externalId))?.node).toBe('pve2')
     expect(instance.details).toMatchObject({node: 'pve2'})
-    await made.terminate(instance.externalId)
+    await made.terminate(instance)
   })
 
   it('keeps a linked clone beside its template when the storage is not shared', async () => {
     const made = provisioner({node: 'auto', clone: 'linked'}, cluster)
     const instance = await made.provision(contractFixture(), signal())
     expect(cluster.vms.get(Number(instance.externalId))?.node).toBe('pve1')
-    await made.terminate(instance.externalId)
+    await made.terminate(instance)
   })
 })

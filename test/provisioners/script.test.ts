@@ -46,7 +46,7 @@ describe('Script provisioner', () => {
     const instance = await provisioner().provision(contract, signal())
     expect(instance).toMatchObject({contractId: contract.contract_id, ipAddress: '127.0.0.1', sshPort: 2222, credentials: {username: 'root'}})
     expect(JSON.parse(readFileSync(join(backendDir, 'instances', `${instance.externalId}.json`), 'utf8'))).toMatchObject({name: `outpost-${contract.contract_id}`})
-    await provisioner().terminate(instance.externalId)
+    await provisioner().terminate(instance)
   })
 
   it("puts the script's error and the end of its stderr in the failure", async () => {
@@ -126,10 +126,10 @@ describe.runIf(hasJq)('the example script in templates/scripts', () => {
     expect((await example.provision(contract, signal())).externalId).toBe(instance.externalId)
     expect((await example.find(contract.contract_id))?.externalId).toBe(instance.externalId)
     expect(await example.list()).toEqual([{externalId: instance.externalId, name: instance.externalId, contractId: contract.contract_id}])
-    expect((await example.health(instance.externalId)).status).toBe('healthy')
+    expect((await example.health(instance)).status).toBe('healthy')
     expect(await example.capacity()).toBeUndefined()
     expect((await example.verifySetup()).every((check) => check.ok)).toBe(true)
-    await example.terminate(instance.externalId)
+    await example.terminate(instance)
     expect(await example.find(contract.contract_id)).toBeUndefined()
   })
 })

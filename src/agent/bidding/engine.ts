@@ -1,5 +1,5 @@
 import {ApiError, type RetryPolicy} from '../../core/api/client.js'
-import type {Bid, CallOptions, OpenOrder} from '../../core/api/provider.js'
+import type {Bid, CallOptions, OpenOrder, OpenOrdersPage} from '../../core/api/provider.js'
 import type {Contract} from '../../core/api/schemas.js'
 import type {BiddingConfig} from '../../core/config/schema.js'
 import {describeError} from '../../core/errors.js'
@@ -13,7 +13,7 @@ import type {PricingScript} from './script-pricing.js'
 
 /** The §11 calls the engine makes (ProviderApi has them). */
 export interface BiddingApi {
-  openOrders(waitSeconds: number, options?: CallOptions): Promise<OpenOrder[]>
+  openOrdersPage(waitSeconds: number, cursor: string | undefined, options?: CallOptions): Promise<OpenOrdersPage>
   placeBid(orderId: string, pricePerHour: string, options?: CallOptions): Promise<Bid>
   ownBid(orderId: string, options?: CallOptions): Promise<Bid | undefined>
 }
@@ -40,19 +40,24 @@ export interface BidEngineOptions {
   now?: () => number
 }
 
-/** Between polls while orders are open: the server answers at once when any are, so this paces the loop. */
-const OPEN_ORDERS_POLL_MS = 500
+/** Between reads of the open orders when the server can't hold them (long poll off, or no cursor to wait after). */
+const POLL_WITHOUT_WAIT_MS = 2000
 const CAPACITY_REFRESH_MS = 60_000
 /** How often a won contract not yet provisioned is looked at, to release its promise if it ended first. */
 const WON_CHECK_MS = 2000
+/** While an open order waits for free capacity, how often room is looked for. */
+const ROOM_CHECK_MS = 2000
+/** The shortest pause between rounds with something due, so a bid the server has not settled yet is not asked for in a spin. */
+const MIN_ROUND_MS = 1000
 /** Contract states that still need (or hold) the won capacity. */
 const RUNNING = new Set(['accepted', 'provisioning', 'provisioned', 'active'])
 
 /**
- * The bid engine of `outpost run` ([bidding] enabled): each round it reads the open orders, settles the bids on
- * orders that closed (won: the promise stays until the contract is provisioned; lost: released), and decides every
- * new order once: filters and price first, then a reservation, then the bid. A won order is an ordinary accepted
- * contract, provisioned by the agent's own path.
+ * The bid engine of `outpost run` ([bidding] enabled): each round it reads the orders opened since its cursor (a
+ * long poll that the server holds until one opens, or until the engine has something due: an order it bid on
+ * closes, a won contract is to be looked at), settles the bids on orders that closed (won: the promise stays until
+ * the contract is provisioned; lost: released), and decides every new order once: filters and price first, then a
+ * reservation, then the bid. A won order is an ordinary accepted contract, provisioned by the agent's own path.
  */
 export class BidEngine {
   private readonly ledger = new CapacityLedger()
@@ -60,6 +65,11 @@ export class BidEngine {
   private readonly decided = new Map<string, Decision>()
   /** Declined for lack of free capacity: considered again when enough is free while they are open. */
   private readonly waitingForRoom = new Map<string, OpenOrder>()
+  /** Open orders seen, until they close (by their `closes_at`). */
+  private readonly known = new Map<string, OpenOrder>()
+  /** Where the next read of open orders starts: after the last order seen. */
+  private cursor: string | undefined
+  private morePages = false
   private capacity: Resources | undefined
   private capacityReadAt = Number.NEGATIVE_INFINITY
   private readonly now: () => number
@@ -71,21 +81,61 @@ export class BidEngine {
   /** One round; returns how long to wait before the next. */
   async round(signal: AbortSignal): Promise<number> {
     await this.refreshCapacity(signal)
-    const orders = await this.options.api.openOrders(this.options.longPollWaitSeconds, {signal, retry: this.options.retry})
-    const open = new Set(orders.map((order) => order.order_id))
-    await this.settle(open, signal)
-    for (const order of orders) {
+    const wait = this.morePages ? 0 : this.waitSeconds()
+    const page = await this.options.api.openOrdersPage(wait, this.cursor, {signal, retry: this.options.retry})
+    this.cursor = page.nextCursor ?? this.cursor
+    this.morePages = page.full && page.nextCursor !== undefined
+    for (const order of page.orders) this.known.set(order.order_id, order)
+    await this.settle(signal)
+    for (const order of page.orders) {
       if (signal.aborted) break
-      if (!this.decided.has(order.order_id)) await this.consider(order, signal, false)
+      if (!this.decided.has(order.order_id) && this.isOpen(order)) await this.consider(order, signal, false)
     }
     for (const order of this.waitingForRoom.values()) {
       if (signal.aborted) break
-      if (open.has(order.order_id) && shortfall(resourcesOf(order.requirements), this.free()) === undefined) await this.consider(order, signal, true)
+      if (this.isOpen(order) && shortfall(resourcesOf(order.requirements), this.free()) === undefined) await this.consider(order, signal, true)
     }
-    for (const id of this.decided.keys()) if (!open.has(id)) this.decided.delete(id)
-    for (const id of this.waitingForRoom.keys()) if (!open.has(id)) this.waitingForRoom.delete(id)
+    this.forgetClosed()
     this.updateGauges()
-    return orders.length === 0 ? 0 : OPEN_ORDERS_POLL_MS
+    if (this.morePages) return 0
+    // Without a held request to pace the loop, it waits here; with one, the next round's long poll does.
+    if (page.nextCursor === undefined || this.options.longPollWaitSeconds === 0) return this.untilDue(POLL_WITHOUT_WAIT_MS)
+    return 0
+  }
+
+  private isOpen(order: OpenOrder): boolean {
+    return order.closes_at > this.now()
+  }
+
+  /** When the engine next has something to do without a new order: a bid's order closes, a won contract is due a look, room is looked for. */
+  private nextDue(): number | undefined {
+    const now = this.now()
+    const dues = this.ledger.all().map((promise) => (promise.state === 'bid' ? (this.known.get(promise.orderId)?.closes_at ?? now) : promise.checkedAt + WON_CHECK_MS))
+    if ([...this.waitingForRoom.values()].some((order) => this.isOpen(order))) dues.push(now + ROOM_CHECK_MS)
+    return dues.length === 0 ? undefined : Math.min(...dues)
+  }
+
+  /** The long poll's wait: the configured one, cut short to when something is due (at least 1 s: no spin). */
+  private waitSeconds(): number {
+    const most = this.options.longPollWaitSeconds
+    const next = this.nextDue()
+    if (most === 0 || next === undefined) return most
+    return Math.max(1, Math.min(most, Math.ceil((next - this.now()) / 1000)))
+  }
+
+  private untilDue(mostMs: number): number {
+    const next = this.nextDue()
+    return next === undefined ? mostMs : Math.max(MIN_ROUND_MS, Math.min(mostMs, next - this.now()))
+  }
+
+  /** Orders past their close, with nothing promised to them, are forgotten. */
+  private forgetClosed(): void {
+    for (const [id, order] of this.known) {
+      if (this.isOpen(order) || this.ledger.has(id)) continue
+      this.known.delete(id)
+      this.decided.delete(id)
+      this.waitingForRoom.delete(id)
+    }
   }
 
   private async refreshCapacity(signal: AbortSignal): Promise<void> {
@@ -105,12 +155,13 @@ export class BidEngine {
   }
 
   /** Bids on closed orders become won or lost; won orders' promises end when their contract is provisioned or ends. */
-  private async settle(open: ReadonlySet<string>, signal: AbortSignal): Promise<void> {
+  private async settle(signal: AbortSignal): Promise<void> {
     const {provisionedIds} = this.options.held()
     for (const promise of this.ledger.all()) {
       if (signal.aborted) return
       if (promise.state === 'bid') {
-        if (!open.has(promise.orderId)) await this.settleBid(promise, signal)
+        const order = this.known.get(promise.orderId)
+        if (!order || !this.isOpen(order)) await this.settleBid(promise, signal)
       } else if (promise.contractId !== undefined && provisionedIds.has(promise.contractId)) {
         // From here the contract counts among those held.
         this.ledger.release(promise.orderId)

@@ -35,7 +35,14 @@ export default class DevnetStart extends BaseCommand {
     host: Flags.string({description: 'address to listen on', default: '127.0.0.1'}),
     'data-dir': Flags.string({description: 'where the database lives (default: <config dir>/devnet)', env: 'OUTPOST_DEVNET_DATA_DIR'}),
     'unbonding-period': duration({description: 'how long unstaked tokens stay bonded, like 7d or 30s', default: '7d'}),
-    'rate-limit': Flags.integer({description: 'requests per second allowed per key', min: 1}),
+    'rate-limit': Flags.integer({description: 'requests per second allowed per signing key (default 100, a burst of 2 s)', min: 1}),
+    'address-rate-limit': Flags.integer({description: 'requests per second allowed per client address, signed or not (default 500)', min: 1}),
+    'max-long-polls-per-key': Flags.integer({description: 'long polls one key may hold at once (default 4)', min: 1}),
+    'max-long-polls': Flags.integer({description: 'long polls held at once in all (default 1000)', min: 1}),
+    'benchmark-attempts-per-hour': Flags.integer({description: 'benchmark challenges, so verified reports, per provider per hour (default 12)', min: 1}),
+    'benchmark-verifications-per-minute': Flags.integer({description: 'benchmark reports verified per minute, all providers together (default 12)', min: 1}),
+    'max-nonces': Flags.integer({description: 'request nonces remembered at once, the replay store (default 1000000)', min: 1}),
+    'health-checks-per-contract': Flags.integer({description: 'health checks kept per contract (default 10000)', min: 1}),
     'trap-ratio': trapRatio({description: 'known-answer jobs (traps) mixed in per renter job of each kind, 0 to 1: 0.1 adds one trap per ten jobs', default: 0}),
   }
 
@@ -49,6 +56,13 @@ export default class DevnetStart extends BaseCommand {
       host: flags.host,
       unbondingPeriodMs: flags['unbonding-period'],
       rateLimitPerSecond: flags['rate-limit'],
+      addressRateLimitPerSecond: flags['address-rate-limit'],
+      maxLongPollsPerKey: flags['max-long-polls-per-key'],
+      maxLongPolls: flags['max-long-polls'],
+      benchmarkAttemptsPerHour: flags['benchmark-attempts-per-hour'],
+      benchmarkVerificationsPerMinute: flags['benchmark-verifications-per-minute'],
+      maxNonces: flags['max-nonces'],
+      healthChecksPerContract: flags['health-checks-per-contract'],
       trapRatio: flags['trap-ratio'],
     })
     const listening = {endpoint: server.endpoint, api: `${server.endpoint}/api/v1`, data_dir: dataDir, pid: process.pid}

@@ -1,6 +1,6 @@
 import type {LoadedConfig} from '../config/load.js'
 import type {KeyPair} from '../signing.js'
-import {ApiClient, type RetryPolicy} from './client.js'
+import {ApiClient, marketplaceClientOptions, type RetryPolicy} from './client.js'
 
 /** How hard a client retries what PROTOCOL §4 allows to be retried, named by who waits for the answer. */
 export const RETRY_PROFILES = {
@@ -20,6 +20,8 @@ export interface ClientSettings {
   key?: KeyPair
   timeoutMs?: number
   userAgent?: string
+  /** Allows plain http:// off loopback ([marketplace] allow_insecure_http, --allow-insecure-http). */
+  allowInsecureHttp?: boolean
 }
 
 /** The one way a marketplace client is made: the retries come from a profile, never spelled out at the call site. */
@@ -27,8 +29,7 @@ export function createApiClient(profile: RetryProfile, settings: ClientSettings)
   return new ApiClient({...settings, retry: RETRY_PROFILES[profile]})
 }
 
-/** A client of the marketplace a config names, with its request timeout. */
+/** A client of the marketplace a config names, with its request timeout and its plain-HTTP rule. */
 export function configuredClient(loaded: LoadedConfig, profile: RetryProfile, options: {key?: KeyPair; userAgent?: string} = {}): ApiClient {
-  const {endpoint, request_timeout_seconds: timeoutSeconds} = loaded.config.marketplace
-  return createApiClient(profile, {endpoint, timeoutMs: timeoutSeconds * 1000, ...options})
+  return createApiClient(profile, {...marketplaceClientOptions(loaded.config.marketplace), ...options})
 }

@@ -1,5 +1,5 @@
 import type {SignedResultEnvelope} from '../signing.js'
-import type {ApiClient} from './client.js'
+import {RESPONSE_LIMITS, type ApiClient} from './client.js'
 import {Auction, BlobRef, Bytes, Commitment, Job, JobList, Lease, LeaseList, Reveal, SlaSummary, Verdict, type LeaseStatus} from './job-schemas.js'
 import {MAX_WAIT_SECONDS, type CallOptions} from './provider.js'
 
@@ -23,6 +23,7 @@ export class JobsApi {
     const {jobs} = await this.client.get(this.path('/jobs/open'), {
       schema: JobList,
       query: wait > 0 ? {wait} : undefined,
+      maxResponseBytes: RESPONSE_LIMITS.list,
       // The server holds a long poll on purpose for up to `wait` seconds: that is not a timeout.
       extraTimeoutMs: wait * 1000,
       ...options,
@@ -32,12 +33,12 @@ export class JobsApi {
 
   /** The job's input bytes (check them against `job.input.digest` before use). */
   input(jobId: string, options: CallOptions = {}): Promise<Buffer> {
-    return this.client.get(this.path(`/jobs/${jobId}/input`), {schema: Bytes, ...options})
+    return this.client.get(this.path(`/jobs/${jobId}/input`), {schema: Bytes, maxResponseBytes: RESPONSE_LIMITS.bytes, ...options})
   }
 
   /** A program by digest (public; check the bytes against the digest before use). */
   program(digest: string, options: CallOptions = {}): Promise<Buffer> {
-    return this.client.get(`/programs/${digest}`, {schema: Bytes, public: true, ...options})
+    return this.client.get(`/programs/${digest}`, {schema: Bytes, public: true, maxResponseBytes: RESPONSE_LIMITS.bytes, ...options})
   }
 
   lease(jobId: string, options: CallOptions = {}): Promise<Lease> {
@@ -64,7 +65,7 @@ export class JobsApi {
   }
 
   async leases(status?: LeaseStatus, options: CallOptions = {}): Promise<Lease[]> {
-    const {leases} = await this.client.get(this.path('/leases'), {schema: LeaseList, query: {status}, ...options})
+    const {leases} = await this.client.get(this.path('/leases'), {schema: LeaseList, query: {status}, maxResponseBytes: RESPONSE_LIMITS.list, ...options})
     return leases
   }
 

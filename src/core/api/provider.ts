@@ -1,7 +1,7 @@
 import {z} from 'zod'
 
 import type {SignedUsageRecord} from '../signing.js'
-import type {ApiClient, RetryPolicy} from './client.js'
+import {RESPONSE_LIMITS, type ApiClient, type RetryPolicy} from './client.js'
 import {
   Amount,
   Contract,
@@ -84,7 +84,24 @@ export const OpenOrder = z.object({
 })
 export type OpenOrder = z.infer<typeof OpenOrder>
 
-const OrderList = z.object({orders: z.array(OpenOrder)})
+/**
+ * §11 open orders a page at a time (a devnet addition, README): `next_cursor` names the last order of the page; the
+ * next request passes it to get only orders opened later. Absent from a marketplace without pages.
+ */
+const OrderPage = z.object({orders: z.array(OpenOrder), next_cursor: z.string().regex(/^[0-9A-Za-z_-]{1,64}$/).optional()})
+
+/** How many open orders one page asks for. */
+export const ORDERS_PAGE_SIZE = 100
+/** The most pages `openOrders` follows (a marketplace that ignores the cursor would otherwise page forever). */
+const MAX_ORDER_PAGES = 100
+
+export interface OpenOrdersPage {
+  orders: OpenOrder[]
+  /** Pass to the next call for orders opened after these; undefined when the marketplace keeps no cursor. */
+  nextCursor: string | undefined
+  /** The page was full: more orders may be waiting right now. */
+  full: boolean
+}
 
 /** A provider's bid; `contract_id` names the contract a won order became. */
 export const Bid = z.object({
@@ -126,6 +143,7 @@ export class ProviderApi {
     const wait = Math.max(0, Math.min(MAX_WAIT_SECONDS, Math.floor(waitSeconds)))
     const {contracts} = await this.client.get(this.path('/contracts/pending-provision'), {
       schema: ContractList,
+      maxResponseBytes: RESPONSE_LIMITS.list,
       query: wait > 0 ? {wait} : undefined,
       // The server holds a long poll on purpose for up to `wait` seconds: that is not a timeout.
       extraTimeoutMs: wait * 1000,
@@ -147,7 +165,7 @@ export class ProviderApi {
   }
 
   async activeContracts(options: CallOptions = {}): Promise<Contract[]> {
-    const {contracts} = await this.client.get(this.path('/contracts/active'), {schema: ContractList, ...options})
+    const {contracts} = await this.client.get(this.path('/contracts/active'), {schema: ContractList, maxResponseBytes: RESPONSE_LIMITS.list, ...options})
     return contracts
   }
 
@@ -168,16 +186,31 @@ export class ProviderApi {
     return {accepted}
   }
 
-  /** §11 open orders. With waitSeconds > 0 the server may hold the request until an order opens. */
-  async openOrders(waitSeconds: number, options: CallOptions = {}): Promise<OpenOrder[]> {
+  /**
+   * §11 open orders opened after `cursor` (all open orders without one), oldest first, one page. With waitSeconds > 0
+   * the server may hold the request until such an order opens.
+   */
+  async openOrdersPage(waitSeconds: number, cursor: string | undefined, options: CallOptions = {}): Promise<OpenOrdersPage> {
     const wait = Math.max(0, Math.min(MAX_WAIT_SECONDS, Math.floor(waitSeconds)))
-    const {orders} = await this.client.get('/orders', {
-      schema: OrderList,
-      query: {status: 'open', ...(wait > 0 ? {wait} : {})},
+    const page = await this.client.get('/orders', {
+      schema: OrderPage,
+      query: {status: 'open', ...(wait > 0 ? {wait} : {}), ...(cursor === undefined ? {} : {cursor}), limit: ORDERS_PAGE_SIZE},
       extraTimeoutMs: wait * 1000,
+      maxResponseBytes: RESPONSE_LIMITS.list,
       ...options,
     })
-    return orders
+    return {orders: page.orders, nextCursor: page.next_cursor, full: page.orders.length >= ORDERS_PAGE_SIZE}
+  }
+
+  /** Every open order, page after page (the first page may wait `waitSeconds` for one to open). */
+  async openOrders(waitSeconds: number, options: CallOptions = {}): Promise<OpenOrder[]> {
+    const all = new Map<string, OpenOrder>()
+    let page = await this.openOrdersPage(waitSeconds, undefined, options)
+    for (let pages = 1; ; pages++) {
+      for (const order of page.orders) all.set(order.order_id, order)
+      if (!page.full || page.nextCursor === undefined || pages >= MAX_ORDER_PAGES) return [...all.values()]
+      page = await this.openOrdersPage(0, page.nextCursor, options)
+    }
   }
 
   /** §11: places this provider's bid, or replaces its earlier one on the order. */

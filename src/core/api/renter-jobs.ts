@@ -1,4 +1,4 @@
-import type {ApiClient} from './client.js'
+import {RESPONSE_LIMITS, type ApiClient} from './client.js'
 import {BlobRef, Bytes, JobDetail, type JobKind} from './job-schemas.js'
 
 /** A renter's side of PROTOCOL §12: programs, jobs, their results. */
@@ -39,5 +39,5 @@ export function cancelJob(client: ApiClient, jobId: string): Promise<JobDetail> 
 
 /** GET /jobs/{id}/output (reference devnet): the output bytes of the settled result. */
 export function getJobOutput(client: ApiClient, jobId: string): Promise<Buffer> {
-  return client.get(`/jobs/${encodeURIComponent(jobId)}/output`, {schema: Bytes})
+  return client.get(`/jobs/${encodeURIComponent(jobId)}/output`, {schema: Bytes, maxResponseBytes: RESPONSE_LIMITS.bytes})
 }

@@ -47,6 +47,10 @@ export const MarketplaceSection = z.strictObject({
   endpoint: z.url({protocol: /^https?$/, error: 'expected an http:// or https:// URL'}).describe('Marketplace API base URL (without /api/v1)'),
   provider_pubkey: hexKey.optional().describe('The provider main public key; set by `outpost register`'),
   request_timeout_seconds: seconds(30, 1, 300).describe('Timeout of one API request'),
+  allow_insecure_http: z
+    .boolean()
+    .default(false)
+    .describe('Allow an http:// endpoint that is not loopback (signed requests and answers then cross the network in clear)'),
 })
 
 export const ProviderSection = z.strictObject({
@@ -183,6 +187,10 @@ export const SlurmProvisionerSection = z.strictObject({
   ssh_port: tcpPort.default(22).describe('Port renters connect to on the allocated node'),
   start_timeout_seconds: seconds(300, 1, 86_400).describe('Longest a job may stay pending before the contract fails'),
   command_timeout_seconds: seconds(30, 1, 600).describe('Timeout of one sbatch, squeue, scancel or sinfo call'),
+  run_as: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'expected a Unix user name')
+    .describe("Unprivileged Unix user the renters' jobs run as (sbatch --uid: the agent runs as root); never the agent's own user"),
 })
 
 export const ProvisionerSection = z
@@ -197,7 +205,7 @@ export const ProvisionerSection = z
     slurm: SlurmProvisionerSection.optional().describe('SLURM batch jobs (type = "slurm")'),
   })
   .superRefine((section, context) => {
-    for (const type of ['proxmox', 'script', 'docker', 'hetzner'] as const) {
+    for (const type of ['proxmox', 'script', 'docker', 'hetzner', 'slurm'] as const) {
       if (section.type === type && section[type] === undefined) {
         context.addIssue({code: 'custom', path: [type], message: `[provisioner.${type}] is required when type = "${type}"`})
       }

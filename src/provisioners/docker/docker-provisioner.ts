@@ -12,7 +12,8 @@ import {localGpuUnits} from '../../gpu/devices.js'
 import {describeInventory, readGpuInventory} from '../../gpu/inventory.js'
 import {
   CONTRACT_LABEL,
-  healthFromLookup,
+  checkClaim,
+  healthOfClaim,
   instanceLabels,
   instanceName,
   isManaged,
@@ -20,6 +21,7 @@ import {
   ProvisionError,
   toProvisionError,
   type Capacity,
+  type InstanceClaim,
   type InstanceHealth,
   type ListedInstance,
   type ProvisionedInstance,
@@ -30,7 +32,7 @@ import {OneAtATime} from '../one-at-a-time.js'
 import {pollUntil, PollTimeoutError} from '../poll.js'
 import {provisionWithCleanup} from '../provision-with-cleanup.js'
 import {demultiplexLogs, DockerApiError, DockerEngine} from './engine.js'
-import {ContainerCreated, ContainerInspect, ContainerList, EngineInfo, ImageInspect} from './schemas.js'
+import {ContainerCreated, ContainerInspect, ContainerList, EngineInfo, ImageInspect, NetworkCreated, NetworkList, type NetworkSummary} from './schemas.js'
 
 /** What the backend needs, from `[provisioner.docker]` (see the config schema for each setting). */
 export interface DockerSettings {
@@ -54,7 +56,14 @@ export interface DockerSettings {
   gpu: GpuConfig
 }
 
-const CONTAINER_ID = /^[0-9a-f]{12,64}$/
+/**
+ * What renter root keeps of Docker's default capabilities: enough for an sshd image (log in, change to the user,
+ * chroot for privilege separation, bind port 22, chown its files). Dropped from the defaults: NET_RAW (raw sockets:
+ * ARP and IP spoofing on the bridge), MKNOD, SETFCAP, SETPCAP and FSETID.
+ */
+export const RENTER_CAPABILITIES = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'SETUID', 'SETGID', 'KILL', 'NET_BIND_SERVICE', 'SYS_CHROOT', 'AUDIT_WRITE'] as const
+/** Processes and threads per container: a fork bomb stops here instead of exhausting the host's pids. */
+export const PIDS_LIMIT = 4096
 const LOG_TAIL_LINES = 5
 /** How long a connection through the engine's port proxy must stay open to count as reaching the service. */
 const PROXY_SETTLE_MS = 250
@@ -87,7 +96,7 @@ export class DockerProvisioner implements Provisioner {
     }
     return provisionWithCleanup(this.provisions, name, signal, {
       attempt: () => this.provisionOnce(contract, name, signal, gpus),
-      cleanUp: () => this.removeLeftover(name),
+      cleanUp: () => this.removeLeftover(contract.contract_id, name),
     })
   }
 
@@ -103,25 +112,34 @@ export class DockerProvisioner implements Provisioner {
     }
   }
 
-  /** Stop (the engine kills after stop_timeout_seconds), then remove with its volumes. Already gone is success. */
-  async terminate(externalId: string, signal?: AbortSignal): Promise<void> {
-    const id = checkId(externalId)
+  /**
+   * Stop (the engine kills after stop_timeout_seconds), then remove with its volumes, and the contract's network after
+   * its containers. Already gone is success.
+   */
+  async terminate(claim: InstanceClaim, signal?: AbortSignal): Promise<void> {
+    const what = `terminating the container of ${claim.contractId}`
     try {
-      const container = await this.inspect(id, signal)
-      if (!container) return
-      if (!isManaged(container.Config.Labels)) {
-        throw new ProvisionError(`refusing to remove container ${id} ("${displayName(container)}"): outpost did not make it`, {retryPossible: false})
+      for (const container of checkClaim(claim, await this.containersOf(claim.contractId, signal))) {
+        const id = container.externalId
+        await this.engine.call(`stopping container ${id}`, {method: 'POST', path: `/containers/${id}/stop`, query: {t: this.settings.stopTimeoutSeconds}, accept: [304, 404]}, signal)
+        await this.remove(id, signal)
       }
-      await this.engine.call(`stopping container ${id}`, {method: 'POST', path: `/containers/${id}/stop`, query: {t: this.settings.stopTimeoutSeconds}, accept: [304, 404]}, signal)
-      await this.remove(id, signal)
+      await this.removeNetworks(claim.contractId, signal)
     } catch (error) {
-      throw toProvisionError(error, `terminating container ${id}`)
+      throw toProvisionError(error, what)
     }
   }
 
-  async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
-    const id = checkId(externalId)
-    return healthFromLookup('container', () => this.inspect(id, signal), (container) => this.judgeHealth(container))
+  async health(claim: InstanceClaim, signal?: AbortSignal): Promise<InstanceHealth> {
+    const inspected = async () => {
+      const found = []
+      for (const {externalId} of await this.containersOf(claim.contractId, signal)) {
+        const container = await this.inspect(externalId, signal)
+        if (container) found.push({externalId, container})
+      }
+      return found
+    }
+    return healthOfClaim('container', claim, inspected, ({container}) => this.judgeHealth(container))
   }
 
   private async judgeHealth(container: ContainerInspect): Promise<InstanceHealth> {
@@ -224,7 +242,7 @@ export class DockerProvisioner implements Provisioner {
     if (container && container.Config.Labels[CONTRACT_LABEL] !== contract.contract_id) {
       throw new ProvisionError(`a container named ${name} exists that outpost did not make for this contract`, {retryPossible: false})
     }
-    container ??= await this.create(contract, name, signal, gpus)
+    container ??= await this.create(contract, name, await this.network(contract.contract_id, name, signal), signal, gpus)
     if (!container.State.Running) {
       try {
         await this.engine.call(`starting container ${name}`, {method: 'POST', path: `/containers/${container.Id}/start`, accept: [304]}, signal)
@@ -239,7 +257,34 @@ export class DockerProvisioner implements Provisioner {
     return this.describe(ready, contract.contract_id)
   }
 
-  private async create(contract: Contract, name: string, signal: AbortSignal, gpus: readonly GpuUnit[]): Promise<ContainerInspect> {
+  /**
+   * The contract's own bridge network, made on first use: containers of two contracts share no network, so the
+   * engine's isolation rules keep them apart (and the one bridge of a contract carries no other renter's traffic).
+   * It is found by its labels; its name has a random suffix because the engine resolves a container's network by name
+   * when it starts it, and a create cut short by an abort may still make a second network with the contract's name.
+   */
+  private async network(contractId: string, name: string, signal: AbortSignal): Promise<string> {
+    const [existing] = await this.networksOf(contractId, signal)
+    if (existing) return existing.Id
+    const body = {
+      Name: `${name}-${randomBytes(4).toString('hex')}`,
+      Driver: 'bridge',
+      Labels: instanceLabels(contractId),
+      Options: {'com.docker.network.bridge.enable_icc': 'false'},
+    }
+    try {
+      const created = await this.engine.json(`creating network ${body.Name}`, NetworkCreated, {method: 'POST', path: '/networks/create', body}, signal)
+      if (!created) throw new DockerApiError(`creating network ${body.Name}: no answer`)
+      return created.Id
+    } catch (error) {
+      if (error instanceof DockerApiError && /non-overlapping|address pool/i.test(error.message)) {
+        throw new ProvisionError(`${error.message} (each contract has its own network: give the engine more address pools, see default-address-pools in daemon.json)`, {retryPossible: true, cause: error})
+      }
+      throw error
+    }
+  }
+
+  private async create(contract: Contract, name: string, network: string, signal: AbortSignal, gpus: readonly GpuUnit[]): Promise<ContainerInspect> {
     const servicePort = `${this.settings.servicePort}/tcp`
     const body = {
       Image: this.settings.image,
@@ -258,6 +303,11 @@ export class DockerProvisioner implements Provisioner {
         // An empty HostPort lets the engine take a free one, with no race against other programs.
         PortBindings: {[servicePort]: [{HostIp: this.settings.bindAddress, HostPort: ''}]},
         RestartPolicy: {Name: 'unless-stopped'},
+        NetworkMode: network,
+        CapDrop: ['ALL'],
+        CapAdd: [...RENTER_CAPABILITIES],
+        SecurityOpt: ['no-new-privileges:true'],
+        PidsLimit: PIDS_LIMIT,
         // The allocated devices by UUID, as `docker run --gpus device=<uuid>` asks: never a count the engine picks from.
         ...(gpus.length > 0 ? {DeviceRequests: [{Driver: '', DeviceIDs: gpus.map((unit) => unit.id), Capabilities: [['gpu']]}]} : {}),
       },
@@ -303,10 +353,18 @@ export class DockerProvisioner implements Provisioner {
     }
   }
 
-  /** Removes the container a failed provision left, when outpost made it. */
-  private async removeLeftover(name: string): Promise<void> {
+  /** Removes the container and the network a failed provision left, when outpost made them. */
+  private async removeLeftover(contractId: string, name: string): Promise<void> {
     const leftover = await this.inspect(name)
     if (leftover && isManaged(leftover.Config.Labels)) await this.remove(leftover.Id)
+    await this.removeNetworks(contractId)
+  }
+
+  /** Removes the contract's networks; its containers must be gone first (the engine refuses a network in use). */
+  private async removeNetworks(contractId: string, signal?: AbortSignal): Promise<void> {
+    for (const network of await this.networksOf(contractId, signal)) {
+      await this.engine.call(`removing network ${network.Name}`, {method: 'DELETE', path: `/networks/${network.Id}`, accept: [404]}, signal)
+    }
   }
 
   private async remove(id: string, signal?: AbortSignal): Promise<void> {
@@ -320,6 +378,18 @@ export class DockerProvisioner implements Provisioner {
 
   private inspect(idOrName: string, signal?: AbortSignal): Promise<ContainerInspect | undefined> {
     return this.engine.json(`inspecting container ${idOrName}`, ContainerInspect, {method: 'GET', path: `/containers/${encodeURIComponent(idOrName)}/json`, accept: [404]}, signal)
+  }
+
+  /** The containers outpost made for the contract, by their labels. */
+  private async containersOf(contractId: string, signal?: AbortSignal): Promise<{externalId: string}[]> {
+    const containers = await this.listContainers({label: [`${CONTRACT_LABEL}=${contractId}`, `${MANAGED_LABEL}=true`]}, signal)
+    return containers.map((container) => ({externalId: container.Id}))
+  }
+
+  /** The networks outpost made for the contract, by their labels. */
+  private async networksOf(contractId: string, signal?: AbortSignal): Promise<NetworkSummary[]> {
+    const filters = JSON.stringify({label: [`${CONTRACT_LABEL}=${contractId}`, `${MANAGED_LABEL}=true`]})
+    return (await this.engine.json('listing networks', NetworkList, {method: 'GET', path: '/networks', query: {filters}}, signal)) ?? []
   }
 
   private async listContainers(filters: Record<string, string[]>, signal?: AbortSignal) {
@@ -373,11 +443,6 @@ export class DockerProvisioner implements Provisioner {
     }
   }
 
-}
-
-function checkId(externalId: string): string {
-  if (!CONTAINER_ID.test(externalId)) throw new ProvisionError(`"${externalId}" is not a Docker container id`, {retryPossible: false})
-  return externalId
 }
 
 function displayName(container: ContainerInspect): string {

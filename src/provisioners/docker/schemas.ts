@@ -52,3 +52,8 @@ export const EngineInfo = z.looseObject({
 })
 
 export const ImageInspect = z.looseObject({Id: z.string()})
+
+export const NetworkSummary = z.looseObject({Id: z.string(), Name: z.string(), Labels})
+export type NetworkSummary = z.infer<typeof NetworkSummary>
+export const NetworkList = z.array(NetworkSummary)
+export const NetworkCreated = z.looseObject({Id: z.string()})

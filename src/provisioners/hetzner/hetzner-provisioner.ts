@@ -4,7 +4,8 @@ import type {Contract} from '../../core/api/schemas.js'
 import {describeError} from '../../core/errors.js'
 import {
   CONTRACT_LABEL,
-  healthFromLookup,
+  checkClaim,
+  healthOfClaim,
   instanceLabels,
   instanceName,
   isManaged,
@@ -12,6 +13,7 @@ import {
   ProvisionError,
   toProvisionError,
   type Capacity,
+  type InstanceClaim,
   type InstanceHealth,
   type ListedInstance,
   type ProvisionedInstance,
@@ -108,28 +110,24 @@ export class HetznerProvisioner implements Provisioner {
     }
   }
 
-  /** Deletes the server and waits for the delete action. Already gone is success; an error answer never is. */
-  async terminate(externalId: string, signal?: AbortSignal): Promise<void> {
-    const id = checkServerId(externalId)
+  /** Deletes the contract's servers and waits for the delete actions. Already gone is success; an error answer never is. */
+  async terminate(claim: InstanceClaim, signal?: AbortSignal): Promise<void> {
     try {
-      const server = await this.server(id, signal)
-      if (!server) return
-      if (!isManaged(server.labels)) {
-        throw new ProvisionError(`refusing to delete server ${id} ("${server.name}"): outpost did not make it`, {retryPossible: false})
+      const servers = checkClaim(claim, (await this.serversOf(claim.contractId, signal)).map((server) => ({externalId: String(server.id), server})))
+      for (const {server} of servers) {
+        const deleted = await this.api.json(`deleting server ${server.id}`, ActionAnswer, {method: 'DELETE', path: `/servers/${server.id}`, accept: [404]}, signal)
+        if (deleted) await this.waitAction(deleted.action, `delete of server ${server.id}`, signal)
       }
-      const deleted = await this.api.json(`deleting server ${id}`, ActionAnswer, {method: 'DELETE', path: `/servers/${id}`, accept: [404]}, signal)
-      if (deleted) await this.waitAction(deleted.action, `delete of server ${id}`, signal)
-      const contractId = server.labels[CONTRACT_LABEL]
       // A key left by an agent that died between upload and removal.
-      if (contractId) await this.removeKeyNamed(instanceName(contractId))
+      await this.removeKeyNamed(instanceName(claim.contractId))
     } catch (error) {
-      throw toProvisionError(error, `deleting server ${id}`)
+      throw toProvisionError(error, `deleting the server of ${claim.contractId}`)
     }
   }
 
-  async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
-    const id = checkServerId(externalId)
-    return healthFromLookup('server', () => this.server(id, signal), (server): InstanceHealth => {
+  async health(claim: InstanceClaim, signal?: AbortSignal): Promise<InstanceHealth> {
+    const candidates = async () => (await this.serversOf(claim.contractId, signal)).map((server) => ({externalId: String(server.id), server}))
+    return healthOfClaim('server', claim, candidates, ({server}): InstanceHealth => {
       if (server.status !== 'running') return {status: 'unhealthy', details: {server_status: server.status}}
       const uptimeSeconds = Math.max(0, Math.floor((Date.now() - Date.parse(server.created)) / 1000))
       return {status: 'healthy', uptimeSeconds, details: {server_status: server.status}}
@@ -347,15 +345,20 @@ export class HetznerProvisioner implements Provisioner {
 
   /** Deletes the server a failed provision left. */
   private async deleteLeftover(contractId: string): Promise<void> {
-    const leftover = await this.serverOf(contractId)
-    if (leftover) await this.terminate(String(leftover.id))
+    await this.terminate({contractId})
   }
 
   // --- lookups ---
 
   private async serverOf(contractId: string, signal?: AbortSignal): Promise<Server | undefined> {
-    const answer = await this.api.json('looking up servers by label', ServerPage, {method: 'GET', path: '/servers', query: {label_selector: `${CONTRACT_LABEL}=${contractId}`}}, signal)
-    return answer?.servers.find((server) => server.status !== 'deleting')
+    return (await this.serversOf(contractId, signal))[0]
+  }
+
+  /** The servers outpost made for the contract, by their labels, but those already being deleted. */
+  private async serversOf(contractId: string, signal?: AbortSignal): Promise<Server[]> {
+    const selector = `${CONTRACT_LABEL}=${contractId},${MANAGED_LABEL}=true`
+    const answer = await this.api.json('looking up servers by label', ServerPage, {method: 'GET', path: '/servers', query: {label_selector: selector}}, signal)
+    return (answer?.servers ?? []).filter((server) => server.labels[CONTRACT_LABEL] === contractId && isManaged(server.labels) && server.status !== 'deleting')
   }
 
   private async server(id: string, signal?: AbortSignal): Promise<Server | undefined> {
@@ -402,9 +405,4 @@ function offeredAt(type: ServerType, location: string): boolean {
   if (!type.locations) return true
   const entry = type.locations.find((item) => item.name === location)
   return entry !== undefined && !entry.deprecation
-}
-
-function checkServerId(externalId: string): string {
-  if (!/^\d+$/.test(externalId)) throw new ProvisionError(`"${externalId}" is not a Hetzner server id`, {retryPossible: false})
-  return externalId
 }

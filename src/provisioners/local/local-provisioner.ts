@@ -11,12 +11,14 @@ import type {Contract} from '../../core/api/schemas.js'
 import {describeError} from '../../core/errors.js'
 import {fsyncDirectory, writeFileAtomic} from '../../core/files.js'
 import {
+  checkClaim,
   contractIdFromName,
-  healthFromLookup,
+  healthOfClaim,
   instanceName,
   ProvisionAbortedError,
   ProvisionError,
   type Capacity,
+  type InstanceClaim,
   type InstanceHealth,
   type ListedInstance,
   type ProvisionedInstance,
@@ -97,20 +99,25 @@ export class LocalProvisioner implements Provisioner {
     })
   }
 
-  async terminate(externalId: string): Promise<void> {
-    const name = checkName(externalId)
+  async terminate(claim: InstanceClaim): Promise<void> {
+    const name = nameOf(claim.contractId)
     await this.oneAtATime.run(name, async () => {
       const record = this.read(name)
       const pids = record?.pid ? [record.pid] : findMarkedProcesses(name)
+      checkClaim(claim, record || pids.length > 0 ? [{externalId: name}] : [])
       for (const pid of pids) if (isInstanceProcess(pid, name)) await killGroup(pid, name, this.killGraceMs)
       this.remove(name)
     })
   }
 
   /** TCP connect to the workload. A workload that died is started again on its port (that is the supervision). */
-  async health(externalId: string): Promise<InstanceHealth> {
-    const name = checkName(externalId)
-    return this.oneAtATime.run(name, () => healthFromLookup('instance', async () => this.read(name), (record) => this.judgeHealth(name, record)))
+  async health(claim: InstanceClaim): Promise<InstanceHealth> {
+    const name = nameOf(claim.contractId)
+    const candidates = async () => {
+      const record = this.read(name)
+      return record ? [{externalId: name, record}] : []
+    }
+    return this.oneAtATime.run(name, () => healthOfClaim('instance', claim, candidates, ({record}) => this.judgeHealth(name, record)))
   }
 
   private async judgeHealth(name: string, record: InstanceRecord): Promise<InstanceHealth> {
@@ -299,9 +306,11 @@ export class LocalProvisioner implements Provisioner {
   }
 }
 
-function checkName(externalId: string): string {
-  if (contractIdFromName(externalId) === undefined) throw new ProvisionError(`${externalId} is not a local instance name (outpost-<contract>)`, {retryPossible: false})
-  return externalId
+/** The instance name of a contract; the id must be a contract id, since the name becomes a file name. */
+function nameOf(contractId: string): string {
+  const name = instanceName(contractId)
+  if (contractIdFromName(name) === undefined) throw new ProvisionError(`"${contractId}" is not a contract id`, {retryPossible: false})
+  return name
 }
 
 function workloadEnv(own: Record<string, string>): NodeJS.ProcessEnv {

@@ -3,11 +3,13 @@ import {accessSync, constants, mkdirSync} from 'node:fs'
 import type {Contract} from '../../core/api/schemas.js'
 import {describeError} from '../../core/errors.js'
 import {
-  healthFromLookup,
+  checkClaim,
+  healthOfClaim,
   instanceName,
   ProvisionError,
   throwIfAborted,
   type Capacity,
+  type InstanceClaim,
   type InstanceHealth,
   type ListedInstance,
   type ProvisionedInstance,
@@ -72,22 +74,28 @@ export class ManualProvisioner implements Provisioner {
     return this.provisions.run(name, () => this.awaitOperator(contract, signal))
   }
 
-  async terminate(externalId: string): Promise<void> {
-    const request = this.store.all().find((item) => item.status === 'completed' && item.instance?.external_id === externalId)
-    if (!request?.instance) return
-    this.store.recordTermination({external_id: externalId, contract_id: request.contract_id, instance: request.instance, requested_at: Date.now()})
+  async terminate(claim: InstanceClaim): Promise<void> {
+    const [made] = checkClaim(claim, this.machinesOf(claim.contractId))
+    if (!made) return
+    const {request, instance, externalId} = made
+    this.store.recordTermination({external_id: externalId, contract_id: request.contract_id, instance, requested_at: Date.now()})
     this.store.remove(request.contract_id)
-    const details = {contract_id: request.contract_id, external_id: externalId, ip_address: request.instance.ip_address}
-    this.logger.warn(details, `contract ${request.contract_id} has ended: tear down machine ${externalId} (${request.instance.ip_address}) by hand`)
+    const details = {contract_id: request.contract_id, external_id: externalId, ip_address: instance.ip_address}
+    this.logger.warn(details, `contract ${request.contract_id} has ended: tear down machine ${externalId} (${instance.ip_address}) by hand`)
     await this.notify('terminate_requested', details)
   }
 
-  async health(externalId: string): Promise<InstanceHealth> {
-    const lookup = async () => this.store.all().find((item) => item.instance?.external_id === externalId)?.instance
-    return healthFromLookup('machine', lookup, async (instance): Promise<InstanceHealth> => {
+  async health(claim: InstanceClaim): Promise<InstanceHealth> {
+    return healthOfClaim('machine', claim, async () => this.machinesOf(claim.contractId), async ({instance}): Promise<InstanceHealth> => {
       const reachable = await tcpConnects(instance.ip_address, instance.ssh_port, this.options.healthTimeoutMs ?? 3000)
       return reachable ? {status: 'healthy'} : {status: 'unhealthy', details: {reason: `nothing answers on ${instance.ip_address}:${instance.ssh_port}`}}
     })
+  }
+
+  /** The machine the operator reported for the contract, if any. */
+  private machinesOf(contractId: string): {externalId: string; request: ManualRequest; instance: ManualInstance}[] {
+    const request = this.store.read(contractId)
+    return request?.status === 'completed' && request.instance ? [{externalId: request.instance.external_id, request, instance: request.instance}] : []
   }
 
   async find(contractId: string): Promise<ProvisionedInstance | undefined> {

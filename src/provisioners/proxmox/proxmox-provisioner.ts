@@ -7,13 +7,15 @@ import {describeError} from '../../core/errors.js'
 import type {GpuUnit} from '../../gpu/allocator.js'
 import {
   contractIdFromName,
-  healthFromLookup,
+  checkClaim,
+  healthOfClaim,
   instanceName,
   isOutpostName,
   ProvisionAbortedError,
   ProvisionError,
   toProvisionError,
   type Capacity,
+  type InstanceClaim,
   type InstanceHealth,
   type ListedInstance,
   type ProvisionedInstance,
@@ -199,33 +201,32 @@ export class ProxmoxProvisioner implements Provisioner {
     }
   }
 
-  async terminate(externalId: string, signal?: AbortSignal): Promise<void> {
-    const vmid = this.parseVmid(externalId)
-    const vm = await this.vmById(vmid, signal).catch((error: unknown) => {
-      throw toProvisionError(error, `terminating VM ${vmid}`)
+  async terminate(claim: InstanceClaim, signal?: AbortSignal): Promise<void> {
+    const name = instanceName(claim.contractId)
+    const vms = await this.vmsNamed(name, signal).catch((error: unknown) => {
+      throw toProvisionError(error, `terminating ${name}`)
     })
-    if (!vm) return
-    if (!isOutpostName(vm.name)) {
-      throw new ProvisionError(`refusing to destroy VM ${vmid} ("${vm.name ?? 'unnamed'}"): it is not an outpost-* VM`, {retryPossible: false})
-    }
-    try {
-      await this.destroy(vm, signal)
-    } catch (error) {
-      if (error instanceof ProvisionAbortedError) throw error
-      // Only the cluster's VM list says a VM is gone; an error answer (a 5xx included) never does.
-      const still = await this.vmById(vmid).catch(() => vm)
-      if (!still) return
-      throw toProvisionError(error, `terminating VM ${vmid}`)
+    for (const {vm} of checkClaim(claim, vms)) {
+      try {
+        await this.destroy(vm, signal)
+      } catch (error) {
+        if (error instanceof ProvisionAbortedError) throw error
+        // Only the cluster's VM list says a VM is gone; an error answer (a 5xx included) never does.
+        const still = await this.vmById(vm.vmid).catch(() => vm)
+        if (still) throw toProvisionError(error, `terminating VM ${vm.vmid} (${name})`)
+      }
     }
   }
 
-  async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
-    const vmid = this.parseVmid(externalId)
-    const lookup = async () => {
-      const vm = await this.vmById(vmid, signal)
-      return vm && {vm, status: await this.vmStatus(vm, signal)}
-    }
-    return healthFromLookup('VM', lookup, async ({vm, status}): Promise<InstanceHealth> => {
+  async health(claim: InstanceClaim, signal?: AbortSignal): Promise<InstanceHealth> {
+    return healthOfClaim('VM', claim, () => this.vmsNamed(instanceName(claim.contractId), signal), async ({vm}): Promise<InstanceHealth> => {
+      let status: z.infer<typeof VmStatus>
+      try {
+        status = await this.vmStatus(vm, signal)
+      } catch (error) {
+        if (error instanceof ProvisionAbortedError) throw error
+        return {status: 'unknown', details: {error: describeError(error)}}
+      }
       if (status.status !== 'running') return {status: 'unhealthy', details: {vm_status: status.status}}
       try {
         await this.connection.call(`guest agent ping of VM ${vm.vmid}`, AgentPing, (api) => api.nodes.$(vm.node).qemu.$(vm.vmid).agent.ping.$post(), signal)
@@ -660,6 +661,20 @@ export class ProxmoxProvisioner implements Provisioner {
     return this.connection.call(`listing cluster ${type} resources`, ClusterResources, (api) => api.cluster.resources.$get({type}), signal)
   }
 
+  /**
+   * Every VM named `name` (Proxmox doesn't keep names unique), as claim candidates; a VM the cluster list can't name
+   * yet is named from its config (see findVmSettled).
+   */
+  private async vmsNamed(name: string, signal?: AbortSignal): Promise<{externalId: string; vm: Vm}[]> {
+    const named: {externalId: string; vm: Vm}[] = []
+    for (const item of await this.resources('vm', signal)) {
+      if (item.type !== 'qemu' || item.template || item.vmid === undefined || !item.node) continue
+      const vm: Vm = {vmid: item.vmid, node: item.node, name, status: item.status}
+      if (item.name === name || (nameUnknown(item) && (await this.currentConfig(vm, signal))?.name === name)) named.push({externalId: String(item.vmid), vm})
+    }
+    return named
+  }
+
   private async findVm(name: string, signal?: AbortSignal): Promise<Vm | undefined> {
     return this.vmNamed(await this.resources('vm', signal), name)
   }
@@ -773,10 +788,5 @@ export class ProxmoxProvisioner implements Provisioner {
       return {templateNode, targetNode: node, storage}
     }
     throw new ProvisionError(`no online node has storage ${storage}`, {retryPossible: true})
-  }
-
-  private parseVmid(externalId: string): number {
-    if (!/^\d+$/.test(externalId)) throw new ProvisionError(`"${externalId}" is not a Proxmox VMID`, {retryPossible: false})
-    return Number(externalId)
   }
 }

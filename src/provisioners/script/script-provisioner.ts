@@ -4,9 +4,12 @@ import {z} from 'zod'
 import type {Contract} from '../../core/api/schemas.js'
 import {describeError} from '../../core/errors.js'
 import {
+  checkClaim,
+  healthOfClaim,
   instanceName,
   ProvisionError,
   type Capacity,
+  type InstanceClaim,
   type InstanceHealth,
   type ListedInstance,
   type ProvisionedInstance,
@@ -90,17 +93,32 @@ export class ScriptProvisioner implements Provisioner {
     return this.provisions.run(name, async () => toInstance(contract.contract_id, await this.call('provision', {instance_name: name, contract}, this.options.provisionTimeoutMs, signal)))
   }
 
-  async terminate(externalId: string, signal?: AbortSignal): Promise<void> {
-    await this.call('terminate', {external_id: externalId}, this.options.actionTimeoutMs, signal)
+  /** The script's terminate of the instance its find gives for the contract; the script is told all three names. */
+  async terminate(claim: InstanceClaim, signal?: AbortSignal): Promise<void> {
+    for (const found of checkClaim(claim, await this.instancesOf(claim.contractId, signal))) {
+      await this.call('terminate', this.target(claim.contractId, found.externalId), this.options.actionTimeoutMs, signal)
+    }
   }
 
-  async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
-    const answer = await this.call('health', {external_id: externalId}, this.options.actionTimeoutMs, signal)
-    return {
-      status: answer.status,
-      ...(answer.uptime_seconds === undefined ? {} : {uptimeSeconds: answer.uptime_seconds}),
-      ...(answer.details ? {details: answer.details} : {}),
-    }
+  async health(claim: InstanceClaim, signal?: AbortSignal): Promise<InstanceHealth> {
+    return healthOfClaim('instance', claim, () => this.instancesOf(claim.contractId, signal), async ({externalId}): Promise<InstanceHealth> => {
+      const answer = await this.call('health', this.target(claim.contractId, externalId), this.options.actionTimeoutMs, signal)
+      return {
+        status: answer.status,
+        ...(answer.uptime_seconds === undefined ? {} : {uptimeSeconds: answer.uptime_seconds}),
+        ...(answer.details ? {details: answer.details} : {}),
+      }
+    })
+  }
+
+  /** The contract's instance as the script's find gives it: the script alone knows its machines. */
+  private async instancesOf(contractId: string, signal?: AbortSignal): Promise<ProvisionedInstance[]> {
+    const found = await this.find(contractId, signal)
+    return found ? [found] : []
+  }
+
+  private target(contractId: string, externalId: string): Record<string, string> {
+    return {external_id: externalId, contract_id: contractId, instance_name: instanceName(contractId)}
   }
 
   async find(contractId: string, signal?: AbortSignal): Promise<ProvisionedInstance | undefined> {

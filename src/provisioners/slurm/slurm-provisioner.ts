@@ -1,20 +1,24 @@
 import {lookup} from 'node:dns/promises'
-import {mkdirSync, readFileSync} from 'node:fs'
+import {readFileSync} from 'node:fs'
 import {isIP} from 'node:net'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
-import type {z} from 'zod'
+import {execa} from 'execa'
+import {z} from 'zod'
 
 import type {Contract} from '../../core/api/schemas.js'
 import {describeError} from '../../core/errors.js'
 import {
   contractIdFromName,
-  healthFromLookup,
+  checkClaim,
+  healthOfClaim,
   instanceName,
   isOutpostName,
   ProvisionError,
+  throwIfAborted,
   toProvisionError,
   type Capacity,
+  type InstanceClaim,
   type InstanceHealth,
   type ListedInstance,
   type ProvisionedInstance,
@@ -28,8 +32,8 @@ import {elapsedSeconds, gresGpus, gresGpuTypes, NodeLine, parseJobs, runSlurm, S
 
 /** What the backend needs, from `[provisioner.slurm]` (see the config schema for each setting); paths are absolute. */
 export interface SlurmSettings {
-  /** Where sbatch runs and the jobs' output goes (the agent's state dir, `slurm/`). */
-  workDir: string
+  /** The Unix user renters' jobs run as (submitted with sbatch --uid); never the agent's own user, never root. */
+  runAs: string
   /** The cluster's default partition when undefined. */
   partition?: string
   account?: string
@@ -78,21 +82,18 @@ export class SlurmProvisioner implements Provisioner {
   private readonly template: string
   private readonly provisions = new OneAtATime()
 
+  /** The run_as user, looked up once it is first needed. */
+  private jobUserLookup: Promise<JobUser> | undefined
+
   constructor(private readonly settings: SlurmSettings) {
     this.template = settings.template ?? DEFAULT_TEMPLATE
-    mkdirSync(settings.workDir, {recursive: true, mode: 0o700})
   }
 
   async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
     const name = instanceName(contract.contract_id)
-    // The contract's job, once found or submitted: what a failed attempt cancels.
-    const made: {jobId?: string} = {}
     return provisionWithCleanup(this.provisions, name, signal, {
-      attempt: () => this.provisionOnce(contract, name, signal, made),
-      cleanUp: async () => {
-        const jobId = made.jobId ?? (await this.jobsNamed(name).catch(() => []))[0]?.id
-        if (jobId) await this.terminate(jobId)
-      },
+      attempt: () => this.provisionOnce(contract, name, signal),
+      cleanUp: () => this.terminate({contractId: contract.contract_id}),
       toError: slurmProvisionError,
     })
   }
@@ -106,31 +107,25 @@ export class SlurmProvisioner implements Provisioner {
     }
   }
 
-  /** scancel, then wait until the job has left its allocation. A job already ended or forgotten is success. */
-  async terminate(externalId: string, signal?: AbortSignal): Promise<void> {
-    const id = checkJobId(externalId)
+  /** scancel the contract's live jobs, then wait until they have left their allocation. None live is success. */
+  async terminate(claim: InstanceClaim, signal?: AbortSignal): Promise<void> {
+    const name = instanceName(claim.contractId)
     try {
-      const job = await this.job(id, signal)
-      if (!job || !LIVE_STATES.has(job.state)) return
-      if (!isOutpostName(job.name)) {
-        throw new ProvisionError(`refusing to cancel job ${id} ("${job.name}"): it is not an outpost-* job`, {retryPossible: false})
-      }
-      await this.slurm('scancel', [id], signal)
+      const live = checkClaim(claim, await this.jobsOf(name, signal)).filter((job) => LIVE_STATES.has(job.state))
+      if (live.length === 0) return
+      const ids = new Set(live.map((job) => job.id))
+      await this.slurm('scancel', [...ids], signal)
       await pollUntil(
-        async () => {
-          const current = await this.job(id, signal)
-          return !current || !LIVE_STATES.has(current.state) ? true : undefined
-        },
-        {what: `job ${id} ending after scancel`, timeoutMs: TERMINATE_TIMEOUT_MS, signal, initialMs: 100},
+        async () => ((await this.jobsOf(name, signal)).some((job) => ids.has(job.id) && LIVE_STATES.has(job.state)) ? undefined : true),
+        {what: `job ${[...ids].join(', ')} (${name}) ending after scancel`, timeoutMs: TERMINATE_TIMEOUT_MS, signal, initialMs: 100},
       )
     } catch (error) {
-      throw slurmProvisionError(error, `cancelling job ${id}`)
+      throw slurmProvisionError(error, `cancelling the job of ${claim.contractId}`)
     }
   }
 
-  async health(externalId: string, signal?: AbortSignal): Promise<InstanceHealth> {
-    const id = checkJobId(externalId)
-    return healthFromLookup('job', () => this.job(id, signal), (job): InstanceHealth => {
+  async health(claim: InstanceClaim, signal?: AbortSignal): Promise<InstanceHealth> {
+    return healthOfClaim('job', claim, () => this.jobsOf(instanceName(claim.contractId), signal), (job): InstanceHealth => {
       if (job.state !== 'RUNNING') return {status: 'unhealthy', details: {state: job.state, reason: job.reason}}
       return {status: 'healthy', uptimeSeconds: elapsedSeconds(job.elapsed), details: {state: job.state, nodes: job.nodeList}}
     })
@@ -138,7 +133,7 @@ export class SlurmProvisioner implements Provisioner {
 
   async list(signal?: AbortSignal): Promise<ListedInstance[]> {
     try {
-      const jobs = parseJobs(await this.slurm('squeue', ['--me', '--noheader', `--format=${SQUEUE_FORMAT}`], signal))
+      const jobs = parseJobs(await this.slurm('squeue', [`--user=${this.settings.runAs}`, '--noheader', `--format=${SQUEUE_FORMAT}`], signal))
       return jobs
         .filter((job) => isOutpostName(job.name) && LIVE_STATES.has(job.state))
         .map((job) => {
@@ -197,6 +192,7 @@ export class SlurmProvisioner implements Provisioner {
     } catch (error) {
       checks.push({name: 'slurm partition', ok: false, message: describeError(error)})
     }
+    checks.push(await this.jobUserCheck(signal))
     try {
       readFileSync(this.template, 'utf8')
       checks.push({name: 'slurm job template', ok: true, message: `${this.template} is readable`})
@@ -208,15 +204,40 @@ export class SlurmProvisioner implements Provisioner {
 
   // --- provisioning steps ---
 
-  private async provisionOnce(contract: Contract, name: string, signal: AbortSignal, made: {jobId?: string}): Promise<ProvisionedInstance> {
+  private async provisionOnce(contract: Contract, name: string, signal: AbortSignal): Promise<ProvisionedInstance> {
     const existing = (await this.jobsNamed(name, signal)).find((job) => job.state !== 'COMPLETING')
-    made.jobId = existing?.id ?? (await this.submit(contract, name, signal))
-    const running = await this.waitRunning(made.jobId, name, signal)
+    const jobId = existing?.id ?? (await this.submit(contract, name, signal))
+    const running = await this.waitRunning(jobId, name, signal)
     return this.describe(running, contract.contract_id, signal)
+  }
+
+  /** The run_as user, checked: a job as the agent's own user could read its key, and root could do anything. */
+  private async jobUser(signal?: AbortSignal): Promise<JobUser> {
+    if (!this.jobUserLookup) {
+      this.jobUserLookup = lookUpUser(this.settings.runAs, this.settings.commandTimeoutMs)
+      // A failed lookup is not remembered: the directory service may answer later.
+      this.jobUserLookup.catch(() => (this.jobUserLookup = undefined))
+    }
+    throwIfAborted(signal, `looking up user ${this.settings.runAs}`)
+    const user = await this.jobUserLookup
+    const problem = jobUserProblem(user, process.getuid?.())
+    if (problem) throw new ProvisionError(`[provisioner.slurm] run_as: ${problem}`, {retryPossible: false})
+    return user
+  }
+
+  private async jobUserCheck(signal?: AbortSignal): Promise<SetupCheck> {
+    const name = 'slurm job user'
+    try {
+      const user = await this.jobUser(signal)
+      return {name, ok: true, message: `renters' jobs run as ${user.name} (uid ${user.uid}), not as the agent; their output goes to ${user.home}`}
+    } catch (error) {
+      return {name, ok: false, message: describeError(error), remedy: JOB_USER_REMEDY}
+    }
   }
 
   private async submit(contract: Contract, name: string, signal: AbortSignal): Promise<string> {
     if (contract.memory_mb < 1 || contract.cpu_cores < 1) throw new ProvisionError(`contract ${contract.contract_id} asks for no CPU or memory`, {retryPossible: false})
+    const user = await this.jobUser(signal)
     const script = renderTemplate(readFileSync(this.template, 'utf8'), {
       job_name: name,
       partition: this.settings.partition,
@@ -227,11 +248,19 @@ export class SlurmProvisioner implements Provisioner {
       memory_mb: String(contract.memory_mb),
       time_limit: this.settings.timeLimit,
       gres: contract.gpu_count > 0 ? `gpu:${this.settings.gpuType ? `${this.settings.gpuType}:` : ''}${contract.gpu_count}` : undefined,
-      output: join(this.settings.workDir, '%x-%j.out'),
+      output: join(user.home, '%x-%j.out'),
     })
-    const stdout = await this.slurm('sbatch', ['--parsable'], signal, {
+    // sbatch hands its environment to the job: the job user's own HOME and USER, never the agent's.
+    const stdout = await this.slurm('sbatch', ['--parsable', `--uid=${user.uid}`, `--gid=${user.gid}`, `--chdir=${user.home}`], signal, {
       input: script,
-      env: {OUTPOST_CONTRACT_ID: contract.contract_id, OUTPOST_INSTANCE: name, OUTPOST_SSH_PUBKEY: contract.ssh_pubkey.trim()},
+      env: {
+        HOME: user.home,
+        USER: user.name,
+        LOGNAME: user.name,
+        OUTPOST_CONTRACT_ID: contract.contract_id,
+        OUTPOST_INSTANCE: name,
+        OUTPOST_SSH_PUBKEY: contract.ssh_pubkey.trim(),
+      },
     })
     const parsed = SubmittedJob.safeParse(stdout)
     if (!parsed.success) throw new ProvisionError(`sbatch printed "${stdout.trim()}" where a job id was expected`, {retryPossible: true})
@@ -279,10 +308,15 @@ export class SlurmProvisioner implements Provisioner {
 
   // --- lookups ---
 
-  /** The live jobs of this user named `name`. */
+  /** The live jobs of the job user named `name`. */
   private async jobsNamed(name: string, signal?: AbortSignal): Promise<JobLine[]> {
-    const jobs = parseJobs(await this.slurm('squeue', ['--me', '--noheader', `--name=${name}`, `--format=${SQUEUE_FORMAT}`], signal))
-    return jobs.filter((job) => job.name === name && LIVE_STATES.has(job.state))
+    return (await this.jobsOf(name, signal)).filter((job) => LIVE_STATES.has(job.state))
+  }
+
+  /** The job user's jobs named `name`, in any state the controller still remembers, as claim candidates. */
+  private async jobsOf(name: string, signal?: AbortSignal): Promise<(JobLine & {externalId: string})[]> {
+    const jobs = parseJobs(await this.slurm('squeue', [`--user=${this.settings.runAs}`, '--states=all', '--noheader', `--name=${name}`, `--format=${SQUEUE_FORMAT}`], signal))
+    return jobs.filter((job) => job.name === name).map((job) => ({...job, externalId: job.id}))
   }
 
   /** One job in any state, while the controller still remembers it (MinJobAge after it ends); undefined after. */
@@ -346,7 +380,39 @@ async function addressOf(host: string): Promise<string> {
   }
 }
 
-function checkJobId(externalId: string): string {
-  if (!/^\d+$/.test(externalId)) throw new ProvisionError(`"${externalId}" is not a SLURM job id`, {retryPossible: false})
-  return externalId
+/** The Unix user renters' jobs run as. */
+export interface JobUser {
+  name: string
+  uid: number
+  gid: number
+  home: string
 }
+
+const JOB_USER_REMEDY =
+  'set [provisioner.slurm] run_as to an unprivileged user made for the jobs (useradd --create-home outpost-jobs), and run the agent as root: ' +
+  'SLURM submits a job as another user only for root (sbatch --uid); keep the agent key readable by root alone'
+
+/** Why jobs must not run as `user` under an agent of uid `agentUid`, or undefined when they may. */
+export function jobUserProblem(user: JobUser, agentUid: number | undefined): string | undefined {
+  if (user.uid === 0) return `${user.name} is root: renters' jobs must run as an unprivileged user`
+  if (user.uid === agentUid) return `${user.name} is the agent's own user (uid ${user.uid}): a renter's job could read the agent key`
+  if (agentUid !== 0) return `the agent runs as uid ${agentUid ?? 'unknown'}, and SLURM submits a job as ${user.name} only for root (sbatch --uid)`
+  return undefined
+}
+
+/** `getent passwd <name>`: the user from the system's user database (files, LDAP, whatever NSS is set to). */
+async function lookUpUser(name: string, timeoutMs: number): Promise<JobUser> {
+  const result = await execa('getent', ['passwd', name], {timeout: timeoutMs, reject: false, extendEnv: false, env: {PATH: process.env.PATH}})
+  if (result.exitCode === 2) throw new ProvisionError(`no Unix user ${name}`, {retryPossible: false})
+  if (result.exitCode !== 0) throw new ProvisionError(`getent passwd ${name} failed: ${result.stderr.trim() || result.shortMessage}`, {retryPossible: true})
+  const parsed = PasswdLine.safeParse(result.stdout.trim())
+  if (!parsed.success) throw new ProvisionError(`getent passwd ${name} printed an entry that can't be read`, {retryPossible: true})
+  return parsed.data
+}
+
+/** One passwd entry: `name:password:uid:gid:gecos:home:shell`. */
+const PasswdLine = z
+  .string()
+  .transform((line) => line.split(':'))
+  .pipe(z.tuple([z.string().min(1), z.string(), z.string().regex(/^\d+$/), z.string().regex(/^\d+$/), z.string(), z.string().startsWith('/'), z.string()]))
+  .transform(([name, , uid, gid, , home]) => ({name, uid: Number(uid), gid: Number(gid), home}))

@@ -101,7 +101,7 @@ export const BASES: Record<string, Table> = {
   },
   slurm: {
     marketplace: {endpoint: 'http://127.0.0.1:8787'},
-    provisioner: {type: 'slurm', slurm: {partition: 'gpu', account: 'lab-1', nodes: 1, time_limit: '2-00:00:00', gpu_type: 'a100', ssh_port: 22}},
+    provisioner: {type: 'slurm', slurm: {partition: 'gpu', account: 'lab-1', nodes: 1, time_limit: '2-00:00:00', gpu_type: 'a100', ssh_port: 22, run_as: 'outpost-jobs'}},
     offerings: [offering('gpu-node', {product_type: 'gpu', gpu_count: 1})],
   },
   manual: {

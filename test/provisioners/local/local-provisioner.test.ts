@@ -69,7 +69,7 @@ describe('LocalProvisioner', () => {
     const record = join(provisioner.dir, `${instance.externalId}.json`)
     expect(readdirSync(provisioner.dir)).toContain(`${instance.externalId}.json`)
     expect(statSync(record).mode & 0o777).toBe(0o600)
-    await provisioner.terminate(instance.externalId)
+    await provisioner.terminate(instance)
   })
 
   it('keeps agent secrets out of the workload environment', async () => {
@@ -80,7 +80,7 @@ describe('LocalProvisioner', () => {
       const environ = readFileSync(`/proc/${pid}/environ`, 'latin1')
       expect(environ).not.toContain('never-inherit-this')
       expect(environ).toContain(`PORT=${instance.sshPort}\0`)
-      await provisioner.terminate(instance.externalId)
+      await provisioner.terminate(instance)
     } finally {
       delete process.env.OUTPOST_KEY_PASSPHRASE
     }
@@ -90,18 +90,19 @@ describe('LocalProvisioner', () => {
     const instance = await provisioner.provision(contractFixture(), AbortSignal.timeout(10_000))
     process.kill(-(instance.details?.pid as number), 'SIGKILL')
     await new Promise((resolve) => setTimeout(resolve, 100))
-    const check = await provisioner.health(instance.externalId)
+    const check = await provisioner.health(instance)
     expect(check.status).toBe('unhealthy')
     expect(check.details?.reason).toMatch(/restarted/)
-    expect((await provisioner.health(instance.externalId)).status).toBe('healthy')
+    expect((await provisioner.health(instance)).status).toBe('healthy')
     const again = await provisioner.find(instance.contractId)
     expect(again?.sshPort).toBe(instance.sshPort)
     expect(again?.credentials?.password).toBe(instance.credentials?.password)
-    await provisioner.terminate(instance.externalId)
+    await provisioner.terminate(instance)
   })
 
-  it('refuses instance names that are not its own', async () => {
-    await expect(provisioner.terminate('../../etc/passwd')).rejects.toBeInstanceOf(ProvisionError)
+  it('refuses contract ids that would make a path of its own', async () => {
+    await expect(provisioner.terminate({contractId: '../../etc/passwd'})).rejects.toBeInstanceOf(ProvisionError)
+    await expect(provisioner.health({contractId: '../../etc/passwd'})).rejects.toBeInstanceOf(ProvisionError)
   })
 
   it('fails without retry when the command cannot start', async () => {
