@@ -6,7 +6,8 @@ import {promisify} from 'node:util'
 import {z} from 'zod'
 
 import {allCores, measureCpu} from '../../src/bench/cpu.js'
-import {detectGpus} from '../../src/bench/gpu.js'
+import {gpuInfos} from '../../src/bench/gpu.js'
+import {describeInventory, readGpuInventory} from '../../src/gpu/inventory.js'
 import {measureMemory} from '../../src/bench/memory.js'
 import {measureNetwork} from '../../src/bench/network.js'
 import {measureStorage, type StorageRun} from '../../src/bench/storage.js'
@@ -253,11 +254,12 @@ async function networkRows(): Promise<BenchRow[]> {
 }
 
 async function gpuRows(): Promise<BenchRow[]> {
-  const ours = await detectGpus()
-  if (ours.gpus.length === 0) return [{group: 'hardware', name: 'GPUs found', value: 0, unit: 'GPUs', note: ours.note ?? 'none'}]
-  return ours.gpus.map((gpu, index) => ({
+  const inventory = await readGpuInventory()
+  const gpus = gpuInfos(inventory)
+  if (gpus.length === 0) return [{group: 'hardware', name: 'GPUs found', value: 0, unit: 'GPUs', note: describeInventory(inventory)}]
+  return gpus.map((gpu) => ({
     group: 'hardware',
-    name: `GPU ${index}: ${gpu.name}, driver ${gpu.driver_version}${gpu.compute_capability ? `, cc ${gpu.compute_capability}` : ''}`,
+    name: `GPU ${gpu.index}: ${gpu.name}, driver ${gpu.driver_version}${gpu.compute_capability ? `, cc ${gpu.compute_capability}` : ''}`,
     value: gpu.memory_mib,
     unit: 'MiB',
     note: 'as nvidia-smi reports it (the same source: no independent reference)',

@@ -1,4 +1,4 @@
-import {ProxmoxProvisionerSection} from '../../src/core/config/schema.js'
+import {GpuSection, ProxmoxProvisionerSection} from '../../src/core/config/schema.js'
 import {backends} from '../../src/provisioners/index.js'
 import {ProxmoxProvisioner} from '../../src/provisioners/proxmox/proxmox-provisioner.js'
 import {ProxmoxEmulator} from '../../test/emulators/proxmox/emulator.js'
@@ -25,7 +25,7 @@ export const proxmoxBench: BenchSection = async () => {
         node: 'pve',
         shutdown_timeout_seconds: 0,
       }),
-      {configPath: 'outpost.toml', stateDir: 'state', largestOfferingDiskGb: 0},
+      {configPath: 'outpost.toml', stateDir: 'state', largestOfferingDiskGb: 0, gpu: GpuSection.parse({})},
     ),
   )
   try {

@@ -10,11 +10,13 @@ import {writeFileAtomic} from '../core/files.js'
 import {fromHex} from '../core/hex.js'
 import {sealCredentials} from '../core/sealing.js'
 import {randomHex, type KeyPair, type SignedUsageRecord} from '../core/signing.js'
+import {contractHolder, GpuShortageError, type GpuAllocator, type GpuUnit} from '../gpu/allocator.js'
 import {instanceName, InstanceMismatchError, ProvisionAbortedError, ProvisionError, type InstanceClaim, type ProvisionedInstance, type Provisioner} from '../provisioners/provisioner.js'
 import {Backoff, pause} from './backoff.js'
 import {BidEngine, type BiddingApi, type HeldContracts} from './bidding/engine.js'
 import type {PricingScript} from './bidding/script-pricing.js'
 import {ContractLocks, type LockApi} from './contract-lock.js'
+import {allocateForContract, freeCapacity, openGpuAllocator} from './gpus.js'
 import {Journal, journalPath, journalState, readJournal, type JournalState} from './journal.js'
 import type {AgentLog} from './logger.js'
 import type {AgentMetrics, ContractResult} from './metrics.js'
@@ -106,6 +108,8 @@ export class Agent {
   private heartbeatOk = false
   private resumed = false
   private capacity: HeartbeatBody['capacity']
+  /** The GPUs of a backend whose devices Outpost hands out, with who holds each (journalled). */
+  private gpus: GpuAllocator | undefined
 
   constructor(private readonly options: AgentOptions) {
     this.api = options.api
@@ -150,6 +154,11 @@ export class Agent {
           retry: QUICK_RETRY,
         })
       : undefined
+  }
+
+  /** Who holds each GPU device now, by device id (for the GPU metrics' labels). */
+  gpuHolders(): Map<string, string> {
+    return this.gpus?.holdings() ?? new Map()
   }
 
   /** Ready: the marketplace acknowledged a heartbeat and the previous run's work was taken up. */
@@ -232,9 +241,16 @@ export class Agent {
   private async prepare(): Promise<void> {
     try {
       const capacity = await this.provisioner.capacity()
-      if (capacity) this.capacity = {cpu_cores: capacity.cpuCores, memory_mb: capacity.memoryMb, storage_gb: capacity.storageGb, gpu_count: capacity.gpuCount}
+      if (capacity) {
+        this.capacity = {cpu_cores: capacity.cpuCores, memory_mb: capacity.memoryMb, storage_gb: capacity.storageGb, gpu_count: capacity.gpuCount, ...(capacity.gpuModels ? {gpu_models: capacity.gpuModels} : {})}
+      }
     } catch (error) {
       this.log.warn({err: describeError(error)}, 'could not read the provisioner capacity: heartbeats go without it')
+    }
+    try {
+      this.gpus ??= await openGpuAllocator(this.provisioner, this.state.gpus, this.journal)
+    } catch (error) {
+      this.log.warn({err: describeError(error)}, 'could not read the GPUs the provisioner hands out: GPU contracts fail until a restart reads them')
     }
     this.reporter.replay()
     for (const contract of this.state.unfinished) {
@@ -278,7 +294,7 @@ export class Agent {
         provisioner_type: this.provisioner.type,
         capabilities: CAPABILITIES,
         active_contracts: this.active.length,
-        ...(this.capacity ? {capacity: this.capacity} : {}),
+        ...(this.capacity ? {capacity: this.capacity, free: freeCapacity(this.capacity, this.heldContracts().holding, this.gpus)} : {}),
       },
       {signal: this.stopping.signal, retry: QUICK_RETRY},
     )
@@ -336,6 +352,8 @@ export class Agent {
 
   private done(contractId: string, outcome: 'provisioned' | 'failed' | 'skipped', reason?: string): void {
     this.journal.append({event: 'contract_done', contract_id: contractId, outcome, reason})
+    // A contract that did not get its machine gives its devices back (a provisioned one keeps them until terminated).
+    if (outcome !== 'provisioned') this.gpus?.release(contractHolder(contractId))
     this.count(outcome)
   }
 
@@ -356,7 +374,9 @@ export class Agent {
 
   private async provisionLocked(contract: Contract, signal: AbortSignal): Promise<void> {
     if (!(await this.reportStarting(contract, signal))) return
-    const made = await this.findOrCreate(contract, signal)
+    const gpus = await this.allocateGpus(contract)
+    if (gpus === false) return
+    const made = await this.findOrCreate(contract, signal, gpus)
     if (!made) return
     this.journal.append({event: 'instance_ready', contract_id: contract.contract_id, external_id: made.instance.externalId, adopted: made.adopted})
     this.state.readyAt.set(contract.contract_id, Date.now())
@@ -412,8 +432,23 @@ export class Agent {
     }
   }
 
+  /**
+   * The contract's devices, journalled before the instance is made (a resumed contract gets its own again); false
+   * when they can't be had, and the contract has failed: permanently when this host could never give them.
+   */
+  private async allocateGpus(contract: Contract): Promise<readonly GpuUnit[] | undefined | false> {
+    if (contract.gpu_count === 0 || !this.gpus) return undefined
+    try {
+      return allocateForContract(this.gpus, contract)
+    } catch (error) {
+      if (!(error instanceof GpuShortageError)) throw error
+      await this.failed(contract, error.message, !error.permanent)
+      return false
+    }
+  }
+
   /** The instance a previous run made for the contract, else a new one; undefined when neither could be had. */
-  private async findOrCreate(contract: Contract, signal: AbortSignal): Promise<{instance: ProvisionedInstance; adopted: boolean} | undefined> {
+  private async findOrCreate(contract: Contract, signal: AbortSignal, gpus: readonly GpuUnit[] | undefined): Promise<{instance: ProvisionedInstance; adopted: boolean} | undefined> {
     const id = contract.contract_id
     try {
       const existing = await this.provisioner.find(id, signal)
@@ -422,7 +457,7 @@ export class Agent {
         return {instance: existing, adopted: true}
       }
       this.log.info({contract_id: id, provisioner: this.provisioner.type}, 'provisioning')
-      return {instance: await this.provisioner.provision(contract, signal), adopted: false}
+      return {instance: await this.provisioner.provision(contract, signal, gpus), adopted: false}
     } catch (error) {
       if (error instanceof ProvisionAbortedError || signal.aborted) await this.interrupted(id, describeError(error))
       else await this.failed(contract, describeError(error), error instanceof ProvisionError ? error.retryPossible : true)
@@ -533,6 +568,7 @@ export class Agent {
     await this.provisioner.terminate(claim)
     this.journal.append({event: 'instance_terminated', external_id: claim.externalId ?? instanceName(claim.contractId), contract_id: claim.contractId, reason})
     this.state.terminated.add(claim.contractId)
+    this.gpus?.release(contractHolder(claim.contractId))
   }
 
   /** The marketplace named an instance that is not the contract's: one line, once per claim, and nothing is done. */

@@ -35,6 +35,9 @@ export const JournalEntry = z.discriminatedUnion('event', [
   /** The end of the last period queued for each contract, one entry per usage round. */
   z.object({event: z.literal('usage_queued'), at, periods: z.record(contractId, at)}),
   z.object({event: z.literal('orphan_found'), at, external_id: z.string(), name: z.string()}),
+  /** Devices given to a contract (`contract:<id>`) or a job (`job:<id>`), written before the holder uses them. */
+  z.object({event: z.literal('gpu_allocated'), at, holder: z.string().min(1), devices: z.array(z.string().min(1)).min(1)}),
+  z.object({event: z.literal('gpu_released'), at, holder: z.string().min(1)}),
 ])
 export type JournalEntry = z.infer<typeof JournalEntry>
 
@@ -102,6 +105,8 @@ export interface JournalState {
   usageReportedUntil: Map<string, number>
   /** Contracts whose instance this agent terminated. */
   terminated: Set<string>
+  /** The GPUs each holder has and has not released. */
+  gpus: Map<string, string[]>
 }
 
 export function journalState(entries: readonly JournalEntry[]): JournalState {
@@ -109,6 +114,7 @@ export function journalState(entries: readonly JournalEntry[]): JournalState {
   const readyAt = new Map<string, number>()
   const usageReportedUntil = new Map<string, number>()
   const terminated = new Set<string>()
+  const gpus = new Map<string, string[]>()
   for (const entry of entries) {
     switch (entry.event) {
       case 'provision_started':
@@ -130,9 +136,15 @@ export function journalState(entries: readonly JournalEntry[]): JournalState {
           started.delete(entry.contract_id)
         }
         break
+      case 'gpu_allocated':
+        gpus.set(entry.holder, entry.devices)
+        break
+      case 'gpu_released':
+        gpus.delete(entry.holder)
+        break
       default:
         break
     }
   }
-  return {unfinished: [...started.values()], readyAt, usageReportedUntil, terminated}
+  return {unfinished: [...started.values()], readyAt, usageReportedUntil, terminated, gpus}
 }

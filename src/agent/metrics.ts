@@ -2,6 +2,8 @@ import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {collectDefaultMetrics, Counter, Gauge, Histogram, Registry} from 'prom-client'
 
+import type {GpuReading} from '../gpu/metrics.js'
+
 export type ContractResult = 'provisioned' | 'failed' | 'skipped' | 'interrupted' | 'terminated'
 
 /** What the agent measures. Prometheus names follow `outpost_agent_<what>_<unit>`. */
@@ -120,4 +122,71 @@ export async function startProbeServer(listen: string, metrics: AgentMetrics, is
         server.closeAllConnections()
       }),
   }
+}
+
+/** One physical GPU's readings, with the contracts and jobs holding it (or one of its MIG devices). */
+export interface HeldGpuReading extends GpuReading {
+  holders: string[]
+}
+
+const GPU_LABELS = ['gpu', 'uuid', 'contract_id', 'job_id'] as const
+
+/**
+ * Per-GPU utilisation, memory used, temperature and power, read once per scrape and labelled with the contract
+ * (`contract_id`) or job (`job_id`) holding the device. A reading the device does not give is left out, and a scrape
+ * whose read fails has no GPU series (the failure is counted in `outpost_agent_gpu_read_errors_total`).
+ */
+export function registerGpuMetrics(registry: Registry, read: () => Promise<HeldGpuReading[]>): void {
+  let scrape: {answer: Promise<HeldGpuReading[]>; settled: boolean} | undefined
+  const readErrors = new Counter({
+    name: 'outpost_agent_gpu_read_errors_total',
+    help: 'Scrapes whose GPU readings could not be had',
+    registers: [registry],
+    // Counted in the scrape whose read failed.
+    async collect() {
+      await readings()
+    },
+  })
+  // A scrape starts the four gauges' collects in one tick: the first asks, the others share its answer, which can't
+  // have settled yet; a collect that finds a settled answer belongs to the next scrape and asks again.
+  const readings = (): Promise<HeldGpuReading[]> => {
+    if (scrape && !scrape.settled) return scrape.answer
+    const current = {
+      answer: read().catch(() => {
+        readErrors.inc()
+        return []
+      }),
+      settled: false,
+    }
+    void current.answer.finally(() => (current.settled = true))
+    scrape = current
+    return current.answer
+  }
+  const gauge = (name: string, help: string, value: (reading: HeldGpuReading) => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: GPU_LABELS,
+      registers: [registry],
+      async collect() {
+        this.reset()
+        for (const reading of await readings()) {
+          const measured = value(reading)
+          if (measured !== undefined) this.set(gpuLabels(reading), measured)
+        }
+      },
+    })
+  gauge('outpost_agent_gpu_utilization_percent', 'Time a kernel ran on the GPU over the last sample period, percent', (reading) => reading.utilizationPercent)
+  gauge('outpost_agent_gpu_memory_used_bytes', 'GPU memory in use', (reading) => (reading.memoryUsedMib === undefined ? undefined : reading.memoryUsedMib * 1024 * 1024))
+  gauge('outpost_agent_gpu_temperature_celsius', 'GPU core temperature', (reading) => reading.temperatureCelsius)
+  gauge('outpost_agent_gpu_power_watts', 'GPU power draw', (reading) => reading.powerWatts)
+}
+
+function gpuLabels(reading: HeldGpuReading): Record<(typeof GPU_LABELS)[number], string> {
+  const of = (prefix: string) =>
+    reading.holders
+      .filter((holder) => holder.startsWith(prefix))
+      .map((holder) => holder.slice(prefix.length))
+      .join(',')
+  return {gpu: String(reading.index), uuid: reading.uuid, contract_id: of('contract:'), job_id: of('job:')}
 }

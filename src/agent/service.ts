@@ -12,6 +12,7 @@ import type {KeyPair} from '../core/signing.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
 import {Agent, type AgentSettings} from './agent.js'
 import {pricingScript} from './bidding/script-pricing.js'
+import {watchGpuMetrics} from './gpus.js'
 import {createLogger, type AgentLog} from './logger.js'
 import {createMetrics, startProbeServer, type ContractResult, type ProbeServer} from './metrics.js'
 
@@ -117,7 +118,10 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
       pruneOrphans: options.pruneOrphans,
       ...(config.bidding.enabled ? {bidding: {config: config.bidding, script: pricingScript(loaded)}} : {}),
     })
-    if (config.metrics.enabled && !options.once) probes = await startProbeServer(config.metrics.listen, metrics, () => agent.ready)
+    if (config.metrics.enabled && !options.once) {
+      await watchGpuMetrics(metrics.registry, config.gpu, () => agent.gpuHolders())
+      probes = await startProbeServer(config.metrics.listen, metrics, () => agent.ready)
+    }
     log.info(
       {
         version: options.version,

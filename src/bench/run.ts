@@ -5,7 +5,7 @@ import {computeWorkDigest, WORKLOAD_ITERATIONS} from '../core/benchmark-workload
 import {BugError, UserError} from '../core/errors.js'
 import type {Task} from '../ui/tasks.js'
 import {allCores, measureCpu, PRIME_LIMIT} from './cpu.js'
-import {detectGpus, type GpuRun} from './gpu.js'
+import {benchmarkGpus, type GpuRun} from './gpu.js'
 import {describeMachine, type MachineDescription} from './machine.js'
 import {measureMemory, type MemoryRun} from './memory.js'
 import {measureNetwork, type NetworkRun} from './network.js'
@@ -23,6 +23,8 @@ export interface BenchmarkSettings {
   /** A directory on the storage renters' machines use. */
   storageDir: string
   submit: boolean
+  /** `[gpu] nvidia_smi`. */
+  nvidiaSmi?: string
 }
 
 export interface CpuResults {
@@ -180,10 +182,11 @@ export function planBenchmark(session: ProviderSession, settings: BenchmarkSetti
   }
   if (wanted.has('gpu')) {
     tasks.push({
-      title: 'GPU (nvidia-smi)',
+      title: 'GPU: what nvidia-smi reports, and copy rate and matrix multiply where nvcc can build the CUDA program',
       run: async ({results}) => {
-        const gpu = await detectGpus()
-        return {add: {results: {...results, gpu}}, note: gpu.gpus.length > 0 ? gpu.gpus.map((device) => device.name).join(', ') : gpu.note}
+        const gpu = await benchmarkGpus({nvidiaSmi: settings.nvidiaSmi, quick: settings.quick})
+        const measured = gpu.measured?.map((device) => `GPU ${device.index}: ${device.copy_gib_per_second} GiB/s copy, ${device.matmul_gflops} GFLOP/s`)
+        return {add: {results: {...results, gpu}}, note: [gpu.gpus.map((device) => device.name).join(', '), ...(measured ?? []), gpu.note].filter(Boolean).join('; ')}
       },
     })
   }
@@ -248,9 +251,14 @@ export function resultRows(results: BenchmarkResults): string[][] {
   }
   if (gpu) {
     if (gpu.gpus.length === 0) rows.push(['GPU', 'none', gpu.note ?? ''])
-    for (const [index, device] of gpu.gpus.entries()) {
-      rows.push([`GPU ${index}`, device.name, `${device.memory_mib} MiB, driver ${device.driver_version}${device.compute_capability ? `, compute capability ${device.compute_capability}` : ''}`])
+    for (const device of gpu.gpus) {
+      rows.push([`GPU ${device.index}`, device.name, `${device.memory_mib} MiB, driver ${device.driver_version}${device.compute_capability ? `, compute capability ${device.compute_capability}` : ''} (nvidia-smi)`])
     }
+    for (const device of gpu.measured ?? []) {
+      rows.push([`GPU ${device.index} copy`, `${device.copy_gib_per_second} GiB/s`, `device-to-device cudaMemcpy of ${Math.round(device.copy_bytes / device.repeats / 1024 ** 2)} MiB × ${device.repeats}`])
+      rows.push([`GPU ${device.index} FP32 matmul`, `${device.matmul_gflops} GFLOP/s`, `${device.matmul_n}² tiled kernel × ${device.repeats}, max relative error ${device.matmul_max_relative_error}`])
+    }
+    if (gpu.gpus.length > 0 && gpu.note) rows.push(['GPU', 'not measured', gpu.note])
   }
   return rows
 }

@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {passphraseFile} from '../cli/flags.js'
+import {readGpuInventory} from '../gpu/inventory.js'
 import {DEFAULT_ENDPOINT, initProvider, type InitResult} from '../setup/init.js'
 import {paint} from '../ui/colors.js'
 import {getPassphrase} from '../ui/passphrase.js'
@@ -32,6 +33,7 @@ export default class Init extends BaseCommand {
       mainKey: flags['main-key'],
       force: flags.force,
       passphrase,
+      gpus: await readGpuInventory(),
     })
     this.log(`${paint.green('✓', process.stdout)} wrote ${result.config_file}`)
     this.log(`  agent key     ${result.agent_key.public_key}  ${result.agent_key.fingerprint}`)
@@ -42,6 +44,7 @@ export default class Init extends BaseCommand {
     for (const backup of [result.config_backup, result.agent_key.backup, result.main_key?.backup]) {
       if (backup) this.log(`  kept a backup: ${backup}`)
     }
+    if (result.gpu) this.log(`  GPUs          ${result.gpu.found}`)
     this.log('\nNext:')
     for (const step of result.next_steps) this.log(`  - ${step}`)
     return result

@@ -1,5 +1,7 @@
 import {z} from 'zod'
 
+import type {GpuUnit} from '../gpu/allocator.js'
+
 /** The job kinds of PROTOCOL §12. */
 export const JOB_KINDS = ['zk_proof', 'quantum_circuit', 'container'] as const
 export const JobKind = z.enum(JOB_KINDS)
@@ -41,6 +43,11 @@ export interface JobRun {
   workDir: string
   /** Fires at the deadline, or when the agent shuts down: the executor stops its work and throws ExecutorAbortedError. */
   signal: AbortSignal
+  /**
+   * The devices the caller allocated to the job (holder `job:<id>`, journalled) when it asks for GPUs and the
+   * executor runs it on this host (docker); an executor whose scheduler places GPUs itself (slurm) ignores them.
+   */
+  gpus?: readonly GpuUnit[]
 }
 
 export interface JobOutcome {

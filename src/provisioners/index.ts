@@ -10,6 +10,7 @@ import {
   ProxmoxProvisionerSection,
   ScriptProvisionerSection,
   SlurmProvisionerSection,
+  type GpuConfig,
   type ProvisionerSection,
 } from '../core/config/schema.js'
 import {ExitCode, UserError} from '../core/errors.js'
@@ -49,6 +50,8 @@ export interface BackendContext {
   largestOfferingDiskGb: number
   /** Where a backend that talks to the operator (manual) writes. */
   logger?: ProvisionerLogger
+  /** `[gpu]`: the devices the backends that hand out GPUs (docker, proxmox) may give, and their published names. */
+  gpu: GpuConfig
 }
 
 export interface Backend<Section, BackendSettings> {
@@ -110,6 +113,7 @@ export const backends: {[T in BackendType]: Backend<Sections[T], Settings[T]>} =
       shutdownTimeoutSeconds: section.shutdown_timeout_seconds,
       requestTimeoutMs: seconds(section.request_timeout_seconds),
       keepFailed: section.keep_failed,
+      passthrough: context.gpu.passthrough,
       // Without offerings the backend asks for its own default.
       minimumStorageGb: context.largestOfferingDiskGb > 0 ? context.largestOfferingDiskGb : undefined,
     }),
@@ -117,7 +121,7 @@ export const backends: {[T in BackendType]: Backend<Sections[T], Settings[T]>} =
   },
   docker: {
     section: DockerProvisionerSection,
-    fromConfig: (section) => ({
+    fromConfig: (section, context) => ({
       socket: section.socket,
       image: section.image,
       command: section.command,
@@ -130,6 +134,7 @@ export const backends: {[T in BackendType]: Backend<Sections[T], Settings[T]>} =
       startupTimeoutMs: seconds(section.startup_timeout_seconds),
       stopTimeoutSeconds: section.stop_timeout_seconds,
       requestTimeoutMs: seconds(section.request_timeout_seconds),
+      gpu: context.gpu,
     }),
     load: async () => (await import('./docker/docker-provisioner.js')).DockerProvisioner,
   },
@@ -178,13 +183,14 @@ function lazyProvisioner(type: string, load: () => Promise<Provisioner>): Provis
   const backend = () => (loading ??= load())
   return {
     type,
-    provision: async (contract, signal) => (await backend()).provision(contract, signal),
+    provision: async (contract, signal, gpus) => (await backend()).provision(contract, signal, gpus),
     terminate: async (claim, signal) => (await backend()).terminate(claim, signal),
     health: async (claim, signal) => (await backend()).health(claim, signal),
     find: async (contractId, signal) => (await backend()).find(contractId, signal),
     list: async (signal) => (await backend()).list(signal),
     verifySetup: async (signal) => (await backend()).verifySetup(signal),
     capacity: async (signal) => (await backend()).capacity(signal),
+    gpuUnits: async (signal) => (await backend()).gpuUnits?.(signal),
     close: async () => {
       if (loading) await (await loading).close?.()
     },
@@ -210,5 +216,6 @@ export function createProvisioner(loaded: LoadedConfig, options: {logger?: Provi
     stateDir: loaded.paths.stateDir,
     largestOfferingDiskGb: Math.max(0, ...offerings.map((offering) => offering.storage_gb)),
     logger: options.logger,
+    gpu: loaded.config.gpu,
   })
 }

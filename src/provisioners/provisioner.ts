@@ -1,5 +1,6 @@
 import type {Contract} from '../core/api/schemas.js'
 import {describeError} from '../core/errors.js'
+import type {GpuUnit} from '../gpu/allocator.js'
 
 /** What a backend made for a contract. `credentials` are sealed to the renter by the agent, never sent in clear. */
 export interface ProvisionedInstance {
@@ -28,6 +29,8 @@ export interface Capacity {
   memoryMb: number
   storageGb: number
   gpuCount: number
+  /** The models of those GPUs, as published. */
+  gpuModels?: string[]
 }
 
 export interface SetupCheck {
@@ -147,7 +150,11 @@ export function checkClaim<T extends {externalId: string}>(claim: InstanceClaim,
  */
 export interface Provisioner {
   readonly type: string
-  provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance>
+  /**
+   * `gpus`: the devices the agent allocated to the contract from gpuUnits(), which the instance gets and no other;
+   * a backend that hands out devices fails a GPU contract that comes without them.
+   */
+  provision(contract: Contract, signal: AbortSignal, gpus?: readonly GpuUnit[]): Promise<ProvisionedInstance>
   /** Removes every instance of the contract. */
   terminate(claim: InstanceClaim, signal?: AbortSignal): Promise<void>
   /** The health of the contract's instance (the claimed one); "unhealthy" when the contract has none. */
@@ -156,6 +163,11 @@ export interface Provisioner {
   list(signal?: AbortSignal): Promise<ListedInstance[]>
   verifySetup(signal?: AbortSignal): Promise<SetupCheck[]>
   capacity(signal?: AbortSignal): Promise<Capacity | undefined>
+  /**
+   * The GPUs this backend gives instances one contract at a time, for the agent to allocate (and journal); undefined
+   * when it names none, or schedules GPUs itself (SLURM's gres).
+   */
+  gpuUnits?(signal?: AbortSignal): Promise<GpuUnit[] | undefined>
   /** Releases connections and timers; instances keep running. */
   close?(): Promise<void>
 }

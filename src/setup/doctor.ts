@@ -3,6 +3,7 @@ import {describeError, ExitCode, isUserError, type ExitCodeValue} from '../core/
 import {readKeyFile, readKeyFileContent, type StoredKey} from '../core/keys.js'
 import {createProvisioner} from '../provisioners/index.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
+import {gpuCheck} from './gpu-check.js'
 import {verifyApi} from './verify-api.js'
 
 const PROVISIONER_CHECK_TIMEOUT_MS = 30_000
@@ -92,6 +93,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
       checks.push(failure('agent key', error))
     }
     checks.push(await provisionerCheck(loaded))
+    checks.push(await gpuCheck(loaded))
     if (options.verifyApi) {
       if (agentKey) checks.push(...(await verifyApi(loaded, agentKey)))
       else checks.push({name: 'api', status: 'skip', message: 'skipped: the agent key did not open'})
@@ -99,6 +101,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   } else {
     checks.push({name: 'agent key', status: 'skip', message: 'skipped: the config did not load'})
     checks.push({name: 'provisioner', status: 'skip', message: 'skipped: the config did not load'})
+    checks.push({name: 'gpu', status: 'skip', message: 'skipped: the config did not load'})
   }
 
   const ok = checks.every((check) => check.status === 'pass' || check.status === 'warn')

@@ -1,4 +1,5 @@
 import {copyFileSync, existsSync} from 'node:fs'
+import {cpus, totalmem} from 'node:os'
 import {join} from 'node:path'
 
 import {CONFIG_FILE_NAME} from '../core/config/paths.js'
@@ -7,6 +8,8 @@ import {ExitCode, UserError} from '../core/errors.js'
 import {backupPath, writeFileAtomic} from '../core/files.js'
 import {createKeyFile, describeKey} from '../core/keys.js'
 import {renderTemplate} from '../core/templates.js'
+import {describeInventory, type GpuInventory} from '../gpu/inventory.js'
+import {suggestedGpuOfferings} from './gpu-check.js'
 
 export const DEFAULT_ENDPOINT = 'http://127.0.0.1:8787'
 export const MAIN_KEY_FILE_NAME = 'provider-main.key'
@@ -19,6 +22,8 @@ export interface InitOptions {
   mainKey: boolean
   force: boolean
   passphrase?: string
+  /** This host's GPUs (nvidia-smi), for the GPU offerings the config suggests. */
+  gpus?: GpuInventory
 }
 
 export interface InitResult {
@@ -27,6 +32,8 @@ export interface InitResult {
   agent_key: {file: string; public_key: string; fingerprint: string; backup?: string}
   main_key?: {file: string; public_key: string; fingerprint: string; backup?: string}
   next_steps: string[]
+  /** What nvidia-smi reported, and the GPU offerings suggested (commented) in the config. */
+  gpu?: {found: string; suggested_offerings: string[]}
 }
 
 /** Creates the agent key (and optionally the provider main key) and a config that passes `outpost doctor`. */
@@ -47,7 +54,12 @@ export function initProvider(options: InitOptions): InitResult {
   const agent = createKeyFile(agentKeyFile, 'agent', {passphrase: options.passphrase, force: options.force})
 
   const providerLine = main ? `provider_pubkey = "${describeKey(main.key.publicKey).public_key}"` : '# provider_pubkey is set by `outpost register`'
-  const text = renderTemplate('outpost.toml', {endpoint: options.endpoint, provider_pubkey_line: providerLine})
+  const suggested = options.gpus ? suggestedGpuOfferings(options.gpus, {models: {}}, {cpuCores: cpus().length, memoryMb: Math.floor(totalmem() / 1024 ** 2)}) : {toml: '', names: []}
+  const text = renderTemplate('outpost.toml', {
+    endpoint: options.endpoint,
+    provider_pubkey_line: providerLine,
+    gpu_offerings: suggested.toml ? `\n# GPU offerings for this host's GPUs, from nvidia-smi:\n${suggested.toml}\n` : '',
+  })
   // The written file must load: validate before it replaces anything.
   validateConfig(parseToml(text, configFile), configFile, {})
   let configBackup: string | undefined
@@ -63,6 +75,7 @@ export function initProvider(options: InitOptions): InitResult {
         'Add your [[offerings]] to the config, then run `outpost register --main-key-file ' + mainKeyFile + '`.',
       ]
     : ['Add your [[offerings]] to the config, then run `outpost register --main-key-file <your main key>`.']
+  if (suggested.names.length > 0) nextSteps.push(`This host has GPUs: the config suggests ${suggested.names.join(', ')} (commented out); price and uncomment them.`)
   nextSteps.push('Check everything with `outpost doctor`.')
 
   return {
@@ -71,5 +84,6 @@ export function initProvider(options: InitOptions): InitResult {
     agent_key: {file: agentKeyFile, ...describeKey(agent.key.publicKey), ...(agent.backup ? {backup: agent.backup} : {})},
     ...(main ? {main_key: {file: mainKeyFile, ...describeKey(main.key.publicKey), ...(main.backup ? {backup: main.backup} : {})}} : {}),
     next_steps: nextSteps,
+    ...(options.gpus ? {gpu: {found: describeInventory(options.gpus), suggested_offerings: suggested.names}} : {}),
   }
 }

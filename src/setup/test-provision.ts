@@ -4,6 +4,8 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import type {Contract} from '../core/api/schemas.js'
 import type {LoadedConfig} from '../core/config/load.js'
 import {describeError, ExitCode, UserError} from '../core/errors.js'
+import {journalPath, journalState, readJournal} from '../agent/journal.js'
+import {GpuAllocator, GpuShortageError, type GpuUnit} from '../gpu/allocator.js'
 import {createProvisioner} from '../provisioners/index.js'
 import {ProvisionAbortedError, ProvisionError, type InstanceHealth, type ProvisionedInstance, type Provisioner, type ProvisionerLogger} from '../provisioners/provisioner.js'
 
@@ -65,6 +67,23 @@ async function firstHealth(provisioner: Provisioner, instance: ProvisionedInstan
   }
 }
 
+/**
+ * The devices of a GPU test contract: free ones, by the agent's journal. They are not journalled: the test instance
+ * is gone before this command returns (with --keep the operator terminates it, as the suggestion says).
+ */
+async function testGpus(provisioner: Provisioner, contract: Contract, stateDir: string): Promise<GpuUnit[] | undefined> {
+  if (contract.gpu_count === 0) return undefined
+  const units = await provisioner.gpuUnits?.()
+  if (units === undefined) return undefined
+  const held = journalState(readJournal(journalPath(stateDir)).entries).gpus
+  try {
+    return new GpuAllocator(units, held, {allocated: () => undefined, released: () => undefined}).allocate('test-provision', {count: contract.gpu_count})
+  } catch (error) {
+    if (!(error instanceof GpuShortageError)) throw error
+    throw new UserError(`the test contract (your first offering) asks for GPUs: ${error.message}`, {code: 'no_gpu', suggestion: 'free a GPU, or fix [gpu] (see `outpost doctor`)'})
+  }
+}
+
 /** Removes what the run made, whatever state it reached (a failed or interrupted provision included). */
 async function cleanUp(provisioner: Provisioner, contractId: string): Promise<void> {
   await provisioner.terminate({contractId})
@@ -90,7 +109,7 @@ export async function testProvision(options: TestProvisionOptions): Promise<Test
     let instance
     try {
       const provisionStart = performance.now()
-      instance = await provisioner.provision(contract, signal)
+      instance = await provisioner.provision(contract, signal, await testGpus(provisioner, contract, options.loaded.paths.stateDir))
       const backendPhases = instance.details?.timings_ms
       if (backendPhases && typeof backendPhases === 'object') {
         for (const [name, ms] of Object.entries(backendPhases)) if (typeof ms === 'number') phases.push({name, ms})

@@ -1,10 +1,9 @@
-import {chmodSync, closeSync, mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {closeSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 
 import {measureCpu} from '../../src/bench/cpu.js'
-import {detectGpus, parseNvidiaSmi} from '../../src/bench/gpu.js'
 import {measureMemory} from '../../src/bench/memory.js'
 import {measureStorage, openForBenchmark} from '../../src/bench/storage.js'
 
@@ -54,37 +53,5 @@ describe('benchmark kernels measure for real', () => {
     const opened = openForBenchmark(file, unaligned)
     closeSync(opened.fd)
     expect(opened).toMatchObject({direct: false, note: expect.stringMatching(/refuses O_DIRECT \(EINVAL\): buffered I\/O/)})
-  })
-})
-
-describe('GPU detection reports what nvidia-smi says, never more', () => {
-  it('parses nvidia-smi CSV lines, with and without the compute capability', () => {
-    expect(parseNvidiaSmi('NVIDIA H100 80GB HBM3, 81559, 550.54.15, 9.0\nTesla T4, 15360, 470.82.01, [N/A]\n')).toEqual([
-      {name: 'NVIDIA H100 80GB HBM3', memory_mib: 81559, driver_version: '550.54.15', compute_capability: '9.0'},
-      {name: 'Tesla T4', memory_mib: 15360, driver_version: '470.82.01'},
-    ])
-    expect(parseNvidiaSmi('')).toEqual([])
-  })
-
-  it('without nvidia-smi there are no GPUs and a note says why', async () => {
-    expect(await detectGpus('/nonexistent/nvidia-smi')).toEqual({gpus: [], note: 'no NVIDIA driver: nvidia-smi is not installed'})
-  })
-
-  it('a driver that cannot be asked for compute_cap is asked again without it; a failing driver yields no GPUs', async () => {
-    const dir = tempDir()
-    const oldDriver = join(dir, 'nvidia-smi-470')
-    writeFileSync(
-      oldDriver,
-      '#!/bin/sh\ncase "$1" in *compute_cap*) echo \'Field "compute_cap" is not a valid field to query.\'; exit 2;; esac\necho "Tesla T4, 15360, 470.82.01"\n',
-    )
-    chmodSync(oldDriver, 0o755)
-    expect(await detectGpus(oldDriver)).toEqual({gpus: [{name: 'Tesla T4', memory_mib: 15360, driver_version: '470.82.01'}]})
-
-    const broken = join(dir, 'nvidia-smi-broken')
-    writeFileSync(broken, "#!/bin/sh\necho \"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\"; exit 9\n")
-    chmodSync(broken, 0o755)
-    const run = await detectGpus(broken)
-    expect(run.gpus).toEqual([])
-    expect(run.note).toMatch(/couldn't communicate with the NVIDIA driver/)
   })
 })

@@ -70,7 +70,7 @@ describe('outpost benchmark (built CLI, real devnet)', () => {
     expect(network?.latency_ms_median).toBeGreaterThan(0)
     expect(network?.upload_mib_per_second).toBeGreaterThan(0)
     // This machine has no NVIDIA driver: no GPU is reported, and the note says why.
-    expect(gpu).toEqual({gpus: [], note: 'no NVIDIA driver: nvidia-smi is not installed'})
+    expect(gpu).toEqual({gpus: [], note: 'no NVIDIA GPU: nvidia-smi is not installed (no NVIDIA driver)'})
 
     const shown = await runCli(['benchmark', 'show', '--json'], {env})
     const reports = parseJson<{reports: {report_id: string; challenge_id: string}[]}>(shown).reports

@@ -28,7 +28,7 @@ describe('outpost init and doctor (built CLI)', () => {
     expect(doctor.stdout).toMatch(/✓ agent key/)
     const json = parseJson<DoctorJson>(await runCli(['doctor', '--json'], {env}))
     expect(json.ok).toBe(true)
-    expect(json.checks.map((check) => check.status)).toEqual(['pass', 'pass', 'pass'])
+    expect(json.checks.map((check) => check.status)).toEqual(['pass', 'pass', 'pass', 'pass'])
   })
 
   it('init --json reports the public keys and never overwrites without --force', async () => {

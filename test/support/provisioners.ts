@@ -2,6 +2,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {expect} from 'vitest'
 
+import {GpuSection} from '../../src/core/config/schema.js'
 import {backends, type BackendContext, type BackendType} from '../../src/provisioners/index.js'
 import {ProvisionError} from '../../src/provisioners/provisioner.js'
 
@@ -25,6 +26,7 @@ export function settingsFrom<T extends BackendType>(type: T, section: Record<str
     configPath: join(tmpdir(), 'outpost.toml'),
     stateDir: join(tmpdir(), 'outpost-state'),
     largestOfferingDiskGb: 0,
+    gpu: GpuSection.parse({}),
     ...context,
   })
 }

@@ -5,7 +5,7 @@ import {describe, expect, it} from 'vitest'
 
 import {REPO_ROOT} from '../helpers/cli.js'
 
-/** Every shell script Outpost ships (templates/, in the npm package) and its CI script, read by shellcheck. */
+/** Every shell script Outpost ships (templates/, in the npm package), its CI script and the GPU check, read by shellcheck. */
 
 function shellScripts(dir: string): string[] {
   return readdirSync(dir).flatMap((entry) => {
@@ -23,7 +23,7 @@ async function shellcheck(args: string[], input?: string): Promise<{exitCode: nu
 
 describe('shell scripts', () => {
   it('are shellcheck-clean, every one of them', async () => {
-    const scripts = [...shellScripts(join(REPO_ROOT, 'templates')), join(REPO_ROOT, '.ci', 'run')].map((path) => relative(REPO_ROOT, path)).sort()
+    const scripts = [...shellScripts(join(REPO_ROOT, 'templates')), join(REPO_ROOT, '.ci', 'run'), join(REPO_ROOT, 'scripts', 'gpu-check.sh')].map((path) => relative(REPO_ROOT, path)).sort()
     expect(scripts).toEqual(expect.arrayContaining(['.ci/run', 'templates/install.sh', 'templates/scripts/provisioner-example.sh', 'templates/slurm/outpost-job.sh']))
     const checked = await shellcheck(['--format=gcc', ...scripts])
     expect(checked.output).toBe('')

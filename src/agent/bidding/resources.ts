@@ -1,7 +1,7 @@
 import type {Capacity} from '../../provisioners/provisioner.js'
 
 /** What a machine needs, or what a host has, in the units of PROTOCOL §6 (the provisioner's Capacity shape). */
-export type Resources = Capacity
+export type Resources = Omit<Capacity, 'gpuModels'>
 
 export const NO_RESOURCES: Resources = {cpuCores: 0, memoryMb: 0, storageGb: 0, gpuCount: 0}
 

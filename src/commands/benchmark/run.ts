@@ -42,6 +42,7 @@ export default class BenchmarkRun extends BaseCommand {
       quick: flags.quick,
       storageDir: flags['storage-dir'] ?? loaded.paths.stateDir,
       submit: flags.submit,
+      nvidiaSmi: loaded.config.gpu.nvidia_smi,
     })
     const outcome = plan.outcome(await runTasks(plan.tasks, plan.start, progressMode(this.jsonEnabled()), (line) => this.log(line)))
     this.log('')

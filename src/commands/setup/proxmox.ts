@@ -22,6 +22,7 @@ export default class SetupProxmox extends BaseCommand {
     '<%= config.bin %> setup proxmox --host pve.example.net --endpoint https://api.example.net',
     'OUTPOST_SSH_PASSWORD=... <%= config.bin %> setup proxmox --host 192.0.2.10 --host-key-fingerprint SHA256:... --storage local-lvm --bridge vmbr0 --yes',
     '<%= config.bin %> setup proxmox --host pve.example.net --dry-run',
+    '<%= config.bin %> setup proxmox --host pve.example.net --gpus all',
   ]
 
   static override flags = {
@@ -47,6 +48,7 @@ export default class SetupProxmox extends BaseCommand {
     'contact-email': answerFlag(ANSWERS['contact-email']),
     'provider-pubkey': answerFlag(ANSWERS['provider-pubkey']),
     'delegation-signature': answerFlag(ANSWERS['delegation-signature']),
+    gpus: answerFlag(ANSWERS.gpus),
     'main-key-file': mainKeyFile({description: 'provider main key, to delegate the agent key (default: provider-main.key beside the config)'}),
     'passphrase-file': passphraseFile,
     yes: Flags.boolean({char: 'y', description: 'ask nothing: take defaults, and fail on a missing answer', default: false}),

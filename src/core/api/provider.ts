@@ -24,7 +24,17 @@ export interface HeartbeatBody {
   provisioner_type: string
   capabilities: string[]
   active_contracts: number
-  capacity?: {cpu_cores: number; memory_mb: number; storage_gb: number; gpu_count: number}
+  capacity?: HeartbeatCapacity
+  /** §5: the same fields, what is not in use now. */
+  free?: HeartbeatCapacity
+}
+
+export interface HeartbeatCapacity {
+  cpu_cores: number
+  memory_mb: number
+  storage_gb: number
+  gpu_count: number
+  gpu_models?: string[]
 }
 
 export type ProvisioningStatus = 'provisioning' | 'provisioned' | 'provisioning_failed'

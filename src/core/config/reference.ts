@@ -18,6 +18,7 @@ function typeName(schema: z.ZodType): string {
   if (inner instanceof z.ZodBoolean) return 'boolean'
   if (inner instanceof z.ZodArray) return `array of ${typeName(inner.element as z.ZodType)}`
   if (inner instanceof z.ZodObject) return 'table'
+  if (inner instanceof z.ZodRecord) return `table of ${typeName(inner.valueType as z.ZodType)}`
   return 'string'
 }
 
@@ -47,13 +48,19 @@ function rows(schema: z.ZodType, path: string[], arrayTable: boolean): Reference
   // An array of tables appears as [offerings] in the path, so its key reads [[offerings]] name.
   return [
     {
-      key: `[${path.slice(0, -1).join('.')}] ${path.at(-1) ?? ''}`,
+      key: `${tableHeader(path.slice(0, -1))} ${path.at(-1) ?? ''}`,
       type: typeName(schema),
       defaultValue: defaultOf(schema),
       description: schema.description ?? unwrap(schema).description ?? '',
       variable: arrayTable ? '' : `OUTPOST_${path.join('_').toUpperCase()}`,
     },
   ]
+}
+
+/** `[section]`, or `[[gpu.passthrough]]` for the keys of an array of tables (its segment is written `[name]`). */
+function tableHeader(table: string[]): string {
+  const names = table.map((segment) => segment.replace(/^\[(.*)\]$/, '$1'))
+  return table.at(-1)?.startsWith('[') ? `[[${names.join('.')}]]` : `[${names.join('.')}]`
 }
 
 /** The README's configuration reference, generated from the schema so the two can't drift. */

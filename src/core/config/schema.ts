@@ -292,6 +292,41 @@ export const BiddingSection = z
     }
   })
 
+const PCI_ADDRESS = /^(?:[0-9a-f]{4,}:)?[0-9a-f]{2}:[0-9a-f]{2}(?:\.[0-9a-f])?$/
+const GPU_DEVICE = /^(?:\d+|GPU-[0-9a-f-]{36}|MIG-[0-9a-f-]{36}|MIG-GPU-[0-9a-f-]{36}\/\d+\/\d+)$/i
+
+export const GpuPassthroughSection = z
+  .strictObject({
+    mapping: z
+      .string()
+      .regex(/^[a-z][a-z0-9_-]{1,63}$/i, 'expected a Proxmox mapping id, like outpost-gpu0')
+      .optional()
+      .describe('Proxmox VE PCI resource mapping (Datacenter → Resource Mappings) handed to a VM as hostpci mapping=<id>'),
+    address: z
+      .string()
+      .regex(PCI_ADDRESS, 'expected a PCI address, like 0000:01:00 or 0000:01:00.0')
+      .optional()
+      .describe('Raw PCI address instead of a mapping; Proxmox VE accepts it from root@pam with a password only, never from an API token'),
+    model: oneLine(64).describe('GPU model published for this device, like "H100 PCIe"'),
+    pcie: z.boolean().default(true).describe("Attach on the PCI Express bus (needs the template's machine type to be q35)"),
+  })
+  .refine((entry) => (entry.mapping === undefined) !== (entry.address === undefined), {message: 'expected exactly one of mapping and address'})
+
+export const GpuSection = z.strictObject({
+  nvidia_smi: filePath.default('nvidia-smi').describe('The nvidia-smi command (a name on PATH or a path) that lists and measures the GPUs'),
+  devices: z
+    .array(z.string().regex(GPU_DEVICE, 'expected a GPU index like 0, or a GPU-… or MIG-… UUID'))
+    .optional()
+    .describe('GPUs Outpost may hand out, by index or UUID (MIG devices by UUID); default: every GPU nvidia-smi lists'),
+  mig: z.boolean().default(false).describe('Hand out the MIG devices of GPUs with MIG mode on (each to one holder); off: such GPUs are not handed out'),
+  models: z
+    .record(oneLine(256), oneLine(64))
+    .default({})
+    .describe('Published model name per nvidia-smi name (MIG devices: "<name> MIG <profile>"), like {"NVIDIA H100 80GB HBM3" = "h100-80gb"}'),
+  dcgm_url: z.url({protocol: /^https?$/, error: 'expected an http:// or https:// URL'}).optional().describe('dcgm-exporter /metrics URL to read GPU metrics from (default: nvidia-smi)'),
+  passthrough: z.array(GpuPassthroughSection).default([]).describe('Proxmox VE: the PCI devices passed through to VMs, one per GPU (`outpost setup proxmox --gpus` writes them)'),
+})
+
 export const MetricsSection = z.strictObject({
   enabled: z.boolean().default(true).describe('Serve /metrics, /healthz and /readyz'),
   listen: z
@@ -325,9 +360,11 @@ export const ConfigSchema = z.strictObject({
   metrics: MetricsSection.default(MetricsSection.parse({})),
   logging: LoggingSection.default(LoggingSection.parse({})),
   bidding: BiddingSection.default(BiddingSection.parse({})),
+  gpu: GpuSection.default(GpuSection.parse({})).describe('GPUs: which are handed out, under which names, and how'),
 })
 
 export type OutpostConfig = z.infer<typeof ConfigSchema>
 export type Offering = z.infer<typeof OfferingSection>
 export type ProviderProfile = z.infer<typeof ProviderSection>
 export type BiddingConfig = z.infer<typeof BiddingSection>
+export type GpuConfig = z.infer<typeof GpuSection>

@@ -2,6 +2,7 @@ import {chmod, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {z} from 'zod'
 
+import {CONTAINER_RUNTIME_REMEDY} from '../../gpu/container-runtime.js'
 import {demultiplexLogs, DockerApiError, DockerEngine} from '../../provisioners/docker/engine.js'
 import type {DockerExecutorSection} from '../config.js'
 import {
@@ -66,6 +67,9 @@ export class DockerExecutor implements Executor {
     const name = containerName(run.job.job_id)
     throwIfAborted(run.signal, `running container ${name}`)
     const program = parseJobBytes(ContainerProgram, run.program, 'program')
+    if ((run.gpus?.length ?? 0) !== run.job.resources.gpu_count) {
+      throw new ExecutorError('unsupported', `the job asks for ${run.job.resources.gpu_count} GPUs and was allocated ${run.gpus?.length ?? 0}`, {retryable: true})
+    }
     if (this.settings.allowed_images && !this.settings.allowed_images.includes(program.image)) {
       throw new ExecutorError('unsupported', `image ${program.image} is not among the images this provider runs`, {retryable: true})
     }
@@ -95,6 +99,9 @@ export class DockerExecutor implements Executor {
     } catch (error) {
       if (run.signal.aborted) throw new ExecutorAbortedError(`running container ${name}`, {cause: run.signal.reason})
       if (error instanceof ExecutorError) throw error
+      if (error instanceof DockerApiError && /could not select device driver/.test(error.message)) {
+        throw new ExecutorError('unsupported', "this host's Docker engine has no NVIDIA container runtime", {retryable: true, detail: `${error.message} (${CONTAINER_RUNTIME_REMEDY})`, cause: error})
+      }
       if (error instanceof DockerApiError && error.status === 404 && id === undefined) {
         throw new ExecutorError('unsupported', `image ${program.image} is not on this host's Docker engine (outpost never pulls)`, {retryable: true, cause: error})
       }
@@ -146,7 +153,8 @@ export class DockerExecutor implements Executor {
         PidsLimit: this.settings.pids_limit,
         CapDrop: ['ALL'],
         SecurityOpt: ['no-new-privileges'],
-        ...(resources.gpu_count > 0 ? {DeviceRequests: [{Driver: '', Count: resources.gpu_count, Capabilities: [['gpu']]}]} : {}),
+        // The job's allocated devices by UUID, never a count the engine picks from (another holder may have them).
+        ...(resources.gpu_count > 0 ? {DeviceRequests: [{Driver: '', DeviceIDs: (run.gpus ?? []).map((unit) => unit.id), Capabilities: [['gpu']]}]} : {}),
       },
     }
     const created = await this.engine.json(`creating container ${name}`, ContainerCreated, {method: 'POST', path: '/containers/create', query: {name}, body}, run.signal)

@@ -112,7 +112,7 @@ export class SlurmExecutor implements Executor {
       `--cpus-per-task=${Math.max(1, Math.ceil(resources.cpu_cores))}`,
       `--mem=${resources.memory_mb}M`,
       `--time=${minutes}`,
-      ...(resources.gpu_count > 0 ? [`--gres=gpu:${resources.gpu_count}`] : []),
+      ...(resources.gpu_count > 0 ? [`--gres=${gresRequest(resources.gpu_count, resources.gpu_model)}`] : []),
       ...(this.settings.partition ? [`--partition=${this.settings.partition}`] : []),
       ...(this.settings.account ? [`--account=${this.settings.account}`] : []),
     ]
@@ -176,6 +176,14 @@ export class SlurmExecutor implements Executor {
     if (this.settings.slurm_conf) env.SLURM_CONF = this.settings.slurm_conf
     return runSlurm(program, {args, input, env, timeoutMs: this.settings.command_timeout_seconds * 1000, signal})
   }
+}
+
+/**
+ * `gpu:<type>:<n>` when the job names a model that is a GRES type (the slurm backend publishes the partition's GRES
+ * types as its GPU models), else `gpu:<n>`: a model that can't be a type is left to the scheduler, never spliced in.
+ */
+export function gresRequest(count: number, model: string | undefined): string {
+  return model !== undefined && /^[\w.-]+$/.test(model) ? `gpu:${model}:${count}` : `gpu:${count}`
 }
 
 function shellQuote(text: string): string {

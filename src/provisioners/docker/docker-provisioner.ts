@@ -4,7 +4,12 @@ import {createConnection} from 'node:net'
 import {networkInterfaces} from 'node:os'
 
 import type {Contract} from '../../core/api/schemas.js'
+import type {GpuConfig} from '../../core/config/schema.js'
 import {describeError} from '../../core/errors.js'
+import type {GpuUnit} from '../../gpu/allocator.js'
+import {checkContainerRuntime, CONTAINER_RUNTIME_REMEDY, findNvidiaHook} from '../../gpu/container-runtime.js'
+import {localGpuUnits} from '../../gpu/devices.js'
+import {describeInventory, readGpuInventory} from '../../gpu/inventory.js'
 import {
   CONTRACT_LABEL,
   checkClaim,
@@ -47,6 +52,8 @@ export interface DockerSettings {
   /** Graceful stop time before the engine kills a container, in whole seconds as the Engine API takes it. */
   stopTimeoutSeconds: number
   requestTimeoutMs: number
+  /** `[gpu]`: which of this host's GPUs containers may be given, and their published names. */
+  gpu: GpuConfig
 }
 
 /**
@@ -82,10 +89,13 @@ export class DockerProvisioner implements Provisioner {
     this.engine = new DockerEngine(settings.socket, settings.requestTimeoutMs)
   }
 
-  async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
+  async provision(contract: Contract, signal: AbortSignal, gpus: readonly GpuUnit[] = []): Promise<ProvisionedInstance> {
     const name = instanceName(contract.contract_id)
+    if (gpus.length !== contract.gpu_count) {
+      throw new ProvisionError(`contract ${contract.contract_id} asks for ${contract.gpu_count} GPUs and was allocated ${gpus.length}`, {retryPossible: true})
+    }
     return provisionWithCleanup(this.provisions, name, signal, {
-      attempt: () => this.provisionOnce(contract, name, signal),
+      attempt: () => this.provisionOnce(contract, name, signal, gpus),
       cleanUp: () => this.removeLeftover(contract.contract_id, name),
     })
   }
@@ -162,10 +172,22 @@ export class DockerProvisioner implements Provisioner {
     try {
       const info = await this.engine.json('reading engine info', EngineInfo, {method: 'GET', path: '/info'}, signal)
       if (!info) throw new DockerApiError('reading engine info: no answer')
-      return {cpuCores: info.NCPU, memoryMb: Math.floor(info.MemTotal / 1024 ** 2), storageGb: freeGb(info.DockerRootDir), gpuCount: 0}
+      const gpus = await this.gpuUnits()
+      return {
+        cpuCores: info.NCPU,
+        memoryMb: Math.floor(info.MemTotal / 1024 ** 2),
+        storageGb: freeGb(info.DockerRootDir),
+        gpuCount: gpus.length,
+        gpuModels: [...new Set(gpus.map((unit) => unit.model))].sort(),
+      }
     } catch (error) {
       throw toProvisionError(error, 'reading engine capacity')
     }
+  }
+
+  /** This host's GPUs (from nvidia-smi) that `[gpu]` lets containers have; none without a driver. */
+  async gpuUnits(): Promise<GpuUnit[]> {
+    return localGpuUnits(await readGpuInventory(this.settings.gpu.nvidia_smi), this.settings.gpu).units
   }
 
   async verifySetup(signal?: AbortSignal): Promise<SetupCheck[]> {
@@ -193,19 +215,43 @@ export class DockerProvisioner implements Provisioner {
     } catch (error) {
       checks.push({name: 'docker image', ok: false, message: describeError(error)})
     }
+    checks.push(...(await this.gpuChecks(signal)))
     return checks
+  }
+
+  /** With GPUs to hand out: which ones, and whether the engine can give them to containers. */
+  private async gpuChecks(signal?: AbortSignal): Promise<SetupCheck[]> {
+    const inventory = await readGpuInventory(this.settings.gpu.nvidia_smi)
+    const {units, notes} = localGpuUnits(inventory, this.settings.gpu)
+    if (inventory.state === 'none' && this.settings.gpu.devices === undefined) return []
+    if (units.length === 0) {
+      return [{name: 'docker gpus', ok: false, message: [describeInventory(inventory), ...notes].join('; '), remedy: 'install the NVIDIA driver, or fix [gpu] devices and mig'}]
+    }
+    const info = await this.engine.json('reading engine info', EngineInfo, {method: 'GET', path: '/info'}, signal)
+    const runtime = checkContainerRuntime(Object.keys(info?.Runtimes ?? {}), findNvidiaHook())
+    return [
+      {name: 'docker gpus', ok: true, message: [`${units.length} handed out: ${units.map((unit) => `${unit.label} (${unit.model})`).join(', ')}`, ...notes].join('; ')},
+      {name: 'docker gpu runtime', ok: runtime.ok, message: runtime.message, ...(runtime.remedy ? {remedy: runtime.remedy} : {})},
+    ]
   }
 
   // --- provisioning steps ---
 
-  private async provisionOnce(contract: Contract, name: string, signal: AbortSignal): Promise<ProvisionedInstance> {
+  private async provisionOnce(contract: Contract, name: string, signal: AbortSignal, gpus: readonly GpuUnit[]): Promise<ProvisionedInstance> {
     let container = await this.inspect(name, signal)
     if (container && container.Config.Labels[CONTRACT_LABEL] !== contract.contract_id) {
       throw new ProvisionError(`a container named ${name} exists that outpost did not make for this contract`, {retryPossible: false})
     }
-    container ??= await this.create(contract, name, await this.network(contract.contract_id, name, signal), signal)
+    container ??= await this.create(contract, name, await this.network(contract.contract_id, name, signal), signal, gpus)
     if (!container.State.Running) {
-      await this.engine.call(`starting container ${name}`, {method: 'POST', path: `/containers/${container.Id}/start`, accept: [304]}, signal)
+      try {
+        await this.engine.call(`starting container ${name}`, {method: 'POST', path: `/containers/${container.Id}/start`, accept: [304]}, signal)
+      } catch (error) {
+        if (error instanceof DockerApiError && /could not select device driver/.test(error.message)) {
+          throw new ProvisionError(`${error.message}: the engine has no NVIDIA container runtime (${CONTAINER_RUNTIME_REMEDY})`, {retryPossible: false, cause: error})
+        }
+        throw error
+      }
     }
     const ready = await this.waitReady(container.Id, name, signal)
     return this.describe(ready, contract.contract_id)
@@ -238,7 +284,7 @@ export class DockerProvisioner implements Provisioner {
     }
   }
 
-  private async create(contract: Contract, name: string, network: string, signal: AbortSignal): Promise<ContainerInspect> {
+  private async create(contract: Contract, name: string, network: string, signal: AbortSignal, gpus: readonly GpuUnit[]): Promise<ContainerInspect> {
     const servicePort = `${this.settings.servicePort}/tcp`
     const body = {
       Image: this.settings.image,
@@ -262,7 +308,8 @@ export class DockerProvisioner implements Provisioner {
         CapAdd: [...RENTER_CAPABILITIES],
         SecurityOpt: ['no-new-privileges:true'],
         PidsLimit: PIDS_LIMIT,
-        ...(contract.gpu_count > 0 ? {DeviceRequests: [{Driver: '', Count: contract.gpu_count, Capabilities: [['gpu']]}]} : {}),
+        // The allocated devices by UUID, as `docker run --gpus device=<uuid>` asks: never a count the engine picks from.
+        ...(gpus.length > 0 ? {DeviceRequests: [{Driver: '', DeviceIDs: gpus.map((unit) => unit.id), Capabilities: [['gpu']]}]} : {}),
       },
     }
     try {

@@ -47,6 +47,8 @@ export const EngineInfo = z.looseObject({
   MemTotal: z.number(),
   DockerRootDir: z.string(),
   ServerVersion: z.string(),
+  /** The runtimes the engine knows (`nvidia` once the NVIDIA Container Toolkit configured it). */
+  Runtimes: z.record(z.string(), z.unknown()).nullish(),
 })
 
 export const ImageInspect = z.looseObject({Id: z.string()})

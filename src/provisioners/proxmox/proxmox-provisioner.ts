@@ -4,6 +4,7 @@ import {z} from 'zod'
 
 import type {Contract} from '../../core/api/schemas.js'
 import {describeError} from '../../core/errors.js'
+import type {GpuUnit} from '../../gpu/allocator.js'
 import {
   contractIdFromName,
   checkClaim,
@@ -40,6 +41,7 @@ import {
   VmConfig,
   VmStatus,
   type ClusterResource,
+  PciMappingList,
 } from './schemas.js'
 
 /** What the backend needs, from `[provisioner.proxmox]` (see the config schema for each setting). */
@@ -76,6 +78,15 @@ export interface ProxmoxSettings {
   minimumStorageGb?: number
   /** First poll interval of tasks and the guest agent (default 250 ms); an emulated host that answers in milliseconds is tested with less. */
   firstPollMs?: number
+  /** `[gpu] passthrough`: the PCI devices (mappings or raw addresses) handed to VMs, one contract each. */
+  passthrough: readonly PassthroughDevice[]
+}
+
+export interface PassthroughDevice {
+  mapping?: string
+  address?: string
+  model: string
+  pcie: boolean
 }
 
 /** The tag on every VM the provisioner makes; with the `outpost-<contract>` name it marks the VM as ours. */
@@ -140,17 +151,21 @@ export class ProxmoxProvisioner implements Provisioner {
     })
   }
 
-  async provision(contract: Contract, signal: AbortSignal): Promise<ProvisionedInstance> {
+  async provision(contract: Contract, signal: AbortSignal, gpus: readonly GpuUnit[] = []): Promise<ProvisionedInstance> {
     const name = instanceName(contract.contract_id)
+    if (gpus.length !== contract.gpu_count) {
+      const why = this.settings.passthrough.length === 0 ? 'this host passes no GPU through ([gpu] passthrough is empty)' : `it was allocated ${gpus.length}`
+      throw new ProvisionError(`contract ${contract.contract_id} asks for ${contract.gpu_count} GPUs and ${why}`, {retryPossible: this.settings.passthrough.length >= contract.gpu_count})
+    }
     // The contract's VM, once found or cloned: what a failed attempt cleans up.
     const made: {vm?: Vm} = {}
     return provisionWithCleanup(this.provisions, name, signal, {
-      attempt: () => this.provisionOnce(contract, name, signal, made),
+      attempt: () => this.provisionOnce(contract, name, signal, made, gpus),
       cleanUp: (failure) => this.cleanUpAfter(failure, made.vm, name),
     })
   }
 
-  private async provisionOnce(contract: Contract, name: string, signal: AbortSignal, made: {vm?: Vm}): Promise<ProvisionedInstance> {
+  private async provisionOnce(contract: Contract, name: string, signal: AbortSignal, made: {vm?: Vm}, gpus: readonly GpuUnit[]): Promise<ProvisionedInstance> {
     const timings: Record<string, number> = {}
     const timed = async <T>(phase: string, work: () => Promise<T>): Promise<T> => {
       const started = performance.now()
@@ -169,7 +184,7 @@ export class ProxmoxProvisioner implements Provisioner {
     // A VM already running was configured by an earlier attempt whose password is gone (it was never stored): the
     // renter's SSH key still gets in, and no credentials are reported rather than a password that doesn't work.
     if ((await this.vmStatus(current, signal)).status !== 'running') {
-      const configured = await timed('configure', () => this.configure(current, contract, signal))
+      const configured = await timed('configure', () => this.configure(current, contract, signal, gpus))
       credentials = {username: this.settings.ciuser, password: configured.password}
       staticAddress = configured.address
       await timed('start', () => this.start(current, signal))
@@ -272,10 +287,20 @@ export class ProxmoxProvisioner implements Provisioner {
         const storages = await this.nodeStorage(node, signal)
         storageBytes += storages.find((item) => item.storage === storage)?.avail ?? 0
       }
-      return {cpuCores, memoryMb: Math.floor(memoryBytes / 1024 ** 2), storageGb: Math.floor(storageBytes / GIB), gpuCount: 0}
+      const gpus = this.gpuUnitsNow()
+      return {cpuCores, memoryMb: Math.floor(memoryBytes / 1024 ** 2), storageGb: Math.floor(storageBytes / GIB), gpuCount: gpus.length, gpuModels: [...new Set(gpus.map((unit) => unit.model))].sort()}
     } catch (error) {
       throw toProvisionError(error, 'reading node capacity')
     }
+  }
+
+  /** The passed-through devices: a mapping by its id, a raw address by itself (a mapping id never holds a colon). */
+  async gpuUnits(): Promise<GpuUnit[]> {
+    return this.gpuUnitsNow()
+  }
+
+  private gpuUnitsNow(): GpuUnit[] {
+    return this.settings.passthrough.map((entry) => ({id: entry.mapping ?? entry.address ?? '', model: entry.model}))
   }
 
   async verifySetup(signal?: AbortSignal): Promise<SetupCheck[]> {
@@ -335,6 +360,7 @@ export class ProxmoxProvisioner implements Provisioner {
     } catch (error) {
       checks.push({name: 'proxmox storage', ok: false, message: describeError(error), remedy: 'check node and storage in [provisioner.proxmox]'})
     }
+    if (this.settings.passthrough.length > 0) checks.push(await this.passthroughCheck(signal))
     return checks
   }
 
@@ -415,9 +441,10 @@ export class ProxmoxProvisioner implements Provisioner {
     return {...vm, name}
   }
 
-  private async configure(vm: Vm, contract: Contract, signal: AbortSignal): Promise<{password: string; address?: string}> {
+  private async configure(vm: Vm, contract: Contract, signal: AbortSignal, gpus: readonly GpuUnit[]): Promise<{password: string; address?: string}> {
     const password = randomBytes(18).toString('base64url')
     const config = await this.vmConfig(vm, signal)
+    const passthrough = this.hostpci(gpus, config)
     const settings = async (address?: string) => {
       const ipconfig0 = address && this.settings.ipPool ? ipconfigFor(address, this.settings.ipPool) : 'ip=dhcp'
       await this.connection.call(
@@ -433,6 +460,7 @@ export class ProxmoxProvisioner implements Provisioner {
             ipconfig0,
             agent: '1',
             tags: OUTPOST_TAG,
+            ...passthrough,
           }),
         signal,
       ).catch((error: unknown) => {
@@ -469,6 +497,52 @@ export class ProxmoxProvisioner implements Provisioner {
       if (upid) await this.waitTask(upid, `resize of VM ${vm.vmid}`, signal)
     }
     return {password, address}
+  }
+
+  /**
+   * `hostpci<n>` of each allocated device (qemu-server PCI.pm): `mapping=<id>` for a resource mapping, the address
+   * itself for a raw device, `pcie=1` on the PCI Express bus, which needs the q35 machine (set when the template's
+   * is another). Keys a template left beyond these are deleted, so a VM never gets a device it wasn't allocated.
+   */
+  private hostpci(gpus: readonly GpuUnit[], config: VmConfig): Record<string, string> {
+    const values: Record<string, string> = {}
+    let pcie = false
+    gpus.forEach((unit, index) => {
+      const entry = this.settings.passthrough.find((item) => (item.mapping ?? item.address) === unit.id)
+      if (!entry) throw new ProvisionError(`GPU ${unit.id} is not in [gpu] passthrough`, {retryPossible: false})
+      pcie ||= entry.pcie
+      values[`hostpci${index}`] = `${entry.mapping ? `mapping=${entry.mapping}` : `host=${entry.address}`}${entry.pcie ? ',pcie=1' : ''}`
+    })
+    const leftover = Object.keys(config).filter((key) => /^hostpci\d+$/.test(key) && values[key] === undefined)
+    if (pcie && !/q35/.test(String(config.machine ?? ''))) values.machine = 'q35'
+    if (leftover.length > 0) values.delete = leftover.join(',')
+    return values
+  }
+
+  /** The mappings the config names exist and are valid on the node, as PVE checks them (`check-node`). */
+  private async passthroughCheck(signal?: AbortSignal): Promise<SetupCheck> {
+    const raw = this.settings.passthrough.filter((entry) => entry.address !== undefined)
+    if (raw.length > 0) {
+      return {
+        name: 'proxmox gpus',
+        ok: false,
+        message: `[gpu] passthrough names raw PCI addresses (${raw.map((entry) => entry.address).join(', ')}): Proxmox VE lets only root@pam with a password set them, never an API token ("only root can set 'hostpci0' config for non-mapped devices")`,
+        remedy: 'map them instead: `outpost setup proxmox --gpus all` creates a resource mapping per GPU and writes it to [gpu] passthrough',
+      }
+    }
+    try {
+      const node = (await this.place(signal)).targetNode
+      const mappings = await this.connection.call('listing PCI mappings', PciMappingList, (api) => api.cluster.mapping.pci.$get({'check-node': node}), signal)
+      const problems = this.settings.passthrough.flatMap((entry) => {
+        const found = mappings.find((mapping) => mapping.id === entry.mapping)
+        if (!found) return [`mapping ${entry.mapping} does not exist`]
+        return (found.checks ?? []).map((check) => `mapping ${entry.mapping}: ${check.message}`)
+      })
+      if (problems.length > 0) return {name: 'proxmox gpus', ok: false, message: problems.join('; '), remedy: 'run `outpost setup proxmox --gpus all` again, or fix the mappings under Datacenter → Resource Mappings'}
+      return {name: 'proxmox gpus', ok: true, message: `${this.settings.passthrough.length} GPUs mapped on ${node}: ${this.settings.passthrough.map((entry) => `${entry.mapping} (${entry.model})`).join(', ')}`}
+    } catch (error) {
+      return {name: 'proxmox gpus', ok: false, message: describeError(error), remedy: 'the token needs Mapping.Audit or Mapping.Use on /mapping/pci'}
+    }
   }
 
   private async start(vm: Vm, signal: AbortSignal): Promise<void> {

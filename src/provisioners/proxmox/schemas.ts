@@ -55,6 +55,15 @@ export const VmConfig = z.looseObject({
 })
 export type VmConfig = z.infer<typeof VmConfig>
 
+/** `GET /cluster/mapping/pci?check-node=<node>` (pve-manager API2/Cluster/Mapping/PCI.pm index): `checks` with check-node. */
+export const PciMappingList = z.array(
+  z.looseObject({
+    id: z.string(),
+    map: z.array(z.string()).nullish(),
+    checks: z.array(z.looseObject({severity: z.string(), message: z.string()})).nullish(),
+  }),
+)
+
 export const VmStatus = z.looseObject({
   vmid: count,
   status: z.string(),

@@ -100,6 +100,16 @@ export function elapsedSeconds(text: string): number | undefined {
   return Number(days ?? 0) * 86_400 + hours * 3600 + minutes * 60 + Number(seconds)
 }
 
+/** The GPU types of a GRES string (`a100` of `gpu:a100:4(S:0-1)`); an untyped `gpu:2` names none. */
+export function gresGpuTypes(gres: string): string[] {
+  const types: string[] = []
+  for (const item of gres.split(',')) {
+    const match = /^gpu:([^:(]+):\d+/.exec(item)
+    if (match) types.push(match[1]!)
+  }
+  return types
+}
+
 /** The GPUs of a GRES string like `gpu:2`, `gpu:a100:4(S:0-1)` or `(null)`. */
 export function gresGpus(gres: string): number {
   let total = 0

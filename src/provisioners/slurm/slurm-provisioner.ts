@@ -28,7 +28,7 @@ import {
 import {OneAtATime} from '../one-at-a-time.js'
 import {pollUntil, PollTimeoutError} from '../poll.js'
 import {provisionWithCleanup} from '../provision-with-cleanup.js'
-import {elapsedSeconds, gresGpus, NodeLine, parseJobs, runSlurm, SlurmCommandError, SQUEUE_FORMAT, SubmittedJob, type JobLine} from './commands.js'
+import {elapsedSeconds, gresGpus, gresGpuTypes, NodeLine, parseJobs, runSlurm, SlurmCommandError, SQUEUE_FORMAT, SubmittedJob, type JobLine} from './commands.js'
 
 /** What the backend needs, from `[provisioner.slurm]` (see the config schema for each setting); paths are absolute. */
 export interface SlurmSettings {
@@ -159,7 +159,14 @@ export class SlurmProvisioner implements Provisioner {
       }
       const all = [...nodes.values()]
       const sum = (pick: (node: z.output<typeof NodeLine>) => number) => all.reduce((total, node) => total + pick(node), 0)
-      return {cpuCores: sum((node) => node.cpus), memoryMb: sum((node) => node.memoryMb), storageGb: Math.floor(sum((node) => node.tmpDiskMb) / 1024), gpuCount: sum((node) => gresGpus(node.gres))}
+      return {
+        cpuCores: sum((node) => node.cpus),
+        memoryMb: sum((node) => node.memoryMb),
+        storageGb: Math.floor(sum((node) => node.tmpDiskMb) / 1024),
+        gpuCount: sum((node) => gresGpus(node.gres)),
+        // The GRES types are the models a GPU contract can ask for: they are what `--gres=gpu:<type>:<n>` names.
+        gpuModels: [...new Set(all.flatMap((node) => gresGpuTypes(node.gres)))].sort(),
+      }
     } catch (error) {
       throw slurmProvisionError(error, 'reading cluster capacity')
     }

@@ -29,6 +29,11 @@ export const PROXMOX_ANSWERS = {
   'contact-email': {kind: 'text', env: 'OUTPOST_PROVIDER_CONTACT_EMAIL', description: 'contact email, to register with the main key (default: [provider] contact_email)'},
   'provider-pubkey': {kind: 'text', env: 'OUTPOST_PROVIDER_PUBKEY', description: 'provider main public key, for the delegation text to sign offline'},
   'delegation-signature': {kind: 'text', env: 'OUTPOST_DELEGATION_SIGNATURE', description: 'main-key signature (hex) of the delegation text printed by an earlier run'},
+  gpus: {
+    kind: 'text',
+    env: 'OUTPOST_PROXMOX_GPUS',
+    description: 'NVIDIA GPUs to pass through to VMs: all, or PCI addresses comma-separated; each gets a resource mapping and a [gpu] passthrough entry (default: none)',
+  },
 } as const satisfies AnswerTable
 
 export type ProxmoxAnswers = AnswersOf<typeof PROXMOX_ANSWERS>

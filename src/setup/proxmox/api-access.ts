@@ -24,6 +24,9 @@ const PRIVILEGES = [
   'VM.PowerMgmt', // start, shutdown, stop
 ] as const
 
+/** What passing a GPU through adds: a mapping's use (check_hostpci_perm), hostpci and the q35 machine (HWType). */
+const GPU_PRIVILEGES = ['Mapping.Use', 'VM.Config.HWType']
+
 /** The privileges for this release: PVE 8 checks SDN.Use on the bridge of a cloned NIC; PVE 9 split VM.Monitor. */
 export function rolePrivileges(pveMajor: number): string[] {
   const guestAgent = pveMajor >= 9 ? 'VM.GuestAgent.Audit' : 'VM.Monitor'
@@ -38,6 +41,8 @@ export interface ApiAccessSettings {
   pveMajor: number
   /** The secret of this token from an earlier run, if any; kept when the API still accepts it. */
   knownSecretWorks: boolean
+  /** GPUs are passed through: the role also gets Mapping.Use and VM.Config.HWType (hostpci and machine). */
+  gpuPassthrough?: boolean
 }
 
 export type AccessStatus = 'created' | 'updated' | 'unchanged'
@@ -93,7 +98,7 @@ export async function ensureApiAccess(host: RemoteHost, settings: ApiAccessSetti
   if (!/^[^\s@!]+@[^\s@!]+$/.test(settings.user)) {
     throw new UserError(`--api-user "${settings.user}" is not USER@REALM`, {code: 'invalid_flag', exit: ExitCode.usage, suggestion: 'pass a user like outpost@pve'})
   }
-  const privileges = rolePrivileges(settings.pveMajor)
+  const privileges = [...rolePrivileges(settings.pveMajor), ...(settings.gpuPassthrough ? GPU_PRIVILEGES : [])].sort()
   const tokenId = `${settings.user}!${settings.tokenName}`
 
   const role = (await pveumJson(host, ['role', 'list'], RoleList)).find((item) => item.roleid === settings.role)

@@ -6,6 +6,7 @@ import type {OutpostConfig} from '../../core/config/schema.js'
 import {ExitCode, UserError} from '../../core/errors.js'
 import {backupPath, writeFileAtomic} from '../../core/files.js'
 import {renderTemplate} from '../../core/templates.js'
+import {withPassthrough, type GpuPassthroughEntry} from './gpus.js'
 
 export interface ProxmoxConfigValues {
   endpoint: string
@@ -18,6 +19,8 @@ export interface ProxmoxConfigValues {
   tlsFingerprint: string
   node: string
   templateVmid: number
+  /** `[gpu] passthrough`, when the wizard mapped GPUs (left as it is otherwise). */
+  passthrough?: readonly GpuPassthroughEntry[]
 }
 
 export interface ConfigWrite {
@@ -76,7 +79,8 @@ export function configText(existing: string | undefined, values: ProxmoxConfigVa
   let text = existing === undefined ? freshConfig(values) : withProxmoxSection(existing, values)
   text = setConfigText(text, 'marketplace', {endpoint: values.endpoint, ...(values.providerPubkey ? {provider_pubkey: values.providerPubkey} : {})})
   text = setConfigText(text, 'provisioner', {type: 'proxmox'})
-  return setConfigText(text, 'provisioner.proxmox', proxmoxValues(values))
+  text = setConfigText(text, 'provisioner.proxmox', proxmoxValues(values))
+  return values.passthrough ? withPassthrough(text, values.passthrough) : text
 }
 
 /**

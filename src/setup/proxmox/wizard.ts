@@ -20,6 +20,7 @@ import type {Asker} from './asker.js'
 import {createTemplate, IMAGE_IDS, isImageId, planTemplates, type ImageId, type TemplatePlan} from './cloud-templates.js'
 import {readExistingConfig, writeConfig, type ConfigWrite} from './config-file.js'
 import {parsePvesmStatus, readHostFacts, type HostFacts} from './host-facts.js'
+import {mapGpus, type GpuStepResult} from './gpus.js'
 import {expectedHostKey, hostKeyDecision, rememberHost, type HostKeySource} from './host-key.js'
 import {RemoteHost} from './remote.js'
 import {SshSession, type SshAuth} from './ssh.js'
@@ -60,6 +61,8 @@ export interface ProxmoxSetupResult {
   agent_key: {file: string; status: 'created' | 'kept' | 'planned'; public_key?: string}
   delegation: {status: DelegationStatus; provider_pubkey?: string; text_to_sign?: string; label: string}
   config: ConfigWrite
+  /** With --gpus: the GPUs mapped for passthrough, and what the operator should know about them. */
+  gpus?: {mapped: {address: string; model: string; mapping: string; status: string; driver?: string; iommugroup: number}[]; notes: string[]}
   /** The commands that change the host, in order (all of them in a dry run, where none ran). */
   commands: string[]
   next_steps: string[]
@@ -257,6 +260,7 @@ interface WizardRun {
   agentKey?: ProxmoxSetupResult['agent_key']
   config?: ConfigWrite
   delegation?: ProxmoxSetupResult['delegation']
+  gpus?: GpuStepResult
 }
 
 async function runWizardSteps(context: StepContext): Promise<ProxmoxSetupResult> {
@@ -272,6 +276,13 @@ async function runWizardSteps(context: StepContext): Promise<ProxmoxSetupResult>
   const providerPubkey = plan.mainKey ? toHex(plan.mainKey.publicKey) : (answers['provider-pubkey'] ?? plan.existing?.marketplace.provider_pubkey)
   const label = hostname()
   const snippetVolume = `${choices.snippetsStorage}:snippets/outpost-vendor.yaml`
+  const gpuAnswer = answers.gpus !== undefined && answers.gpus.trim() !== 'none' ? answers.gpus : undefined
+  if (gpuAnswer && facts.pve.major < 8) {
+    throw new UserError(`--gpus needs Proxmox VE 8 or later (this host runs ${facts.pve.version}): PCI resource mappings, the only way an API token can pass a GPU through, came with 8.0`, {
+      code: 'pve_too_old',
+      suggestion: 'upgrade the host, or run without --gpus',
+    })
+  }
 
   const tasks: Task<WizardRun>[] = [
     {
@@ -299,7 +310,14 @@ async function runWizardSteps(context: StepContext): Promise<ProxmoxSetupResult>
       run: async () => {
         const target = {host: apiHost, port: apiPort, tokenId, tlsFingerprint: facts.tlsFingerprint, templateVmids: []}
         const knownSecretWorks = knownSecret !== undefined && (await secretStillWorks({...target, tokenSecret: knownSecret}))
-        const access = await ensureApiAccess(remote, {role: answers.role, user: answers['api-user'], tokenName: answers['token-name'], pveMajor: facts.pve.major, knownSecretWorks})
+        const access = await ensureApiAccess(remote, {
+          role: answers.role,
+          user: answers['api-user'],
+          tokenName: answers['token-name'],
+          pveMajor: facts.pve.major,
+          knownSecretWorks,
+          gpuPassthrough: gpuAnswer !== undefined || (plan.existing?.gpu.passthrough.length ?? 0) > 0,
+        })
         return {add: {access}, note: `role ${access.role}, user ${access.user}, ACL ${access.acl}, token ${access.token}`}
       },
     },
@@ -312,6 +330,17 @@ async function runWizardSteps(context: StepContext): Promise<ProxmoxSetupResult>
         return {add: {tokenCheck}, note: `Proxmox VE ${tokenCheck.pve_version}, sees template ${tokenCheck.templates_visible.join(', ')}`}
       },
     },
+    ...(gpuAnswer === undefined
+      ? []
+      : [
+          {
+            title: `GPU passthrough (--gpus ${gpuAnswer})`,
+            run: async () => {
+              const gpus = await mapGpus(remote, choices.node, gpuAnswer)
+              return {add: {gpus}, note: gpus.gpus.map((gpu) => `${gpu.address} ${gpu.model} → ${gpu.mapping} (${gpu.status})`).join(', ')}
+            },
+          } satisfies Task<WizardRun>,
+        ]),
     {
       title: 'Agent key',
       run: async () => {
@@ -323,7 +352,7 @@ async function runWizardSteps(context: StepContext): Promise<ProxmoxSetupResult>
     },
     {
       title: `Config ${options.configFile}`,
-      run: async ({access}) => {
+      run: async ({access, gpus}) => {
         const secret = access?.secret ?? knownSecret
         const config = writeConfig(
           options.configFile,
@@ -339,6 +368,7 @@ async function runWizardSteps(context: StepContext): Promise<ProxmoxSetupResult>
             tlsFingerprint: facts.tlsFingerprint,
             node: choices.node,
             templateVmid: primary.vmid,
+            ...(gpus ? {passthrough: gpus.passthrough} : {}),
           },
           dry,
         )
@@ -353,7 +383,7 @@ async function runWizardSteps(context: StepContext): Promise<ProxmoxSetupResult>
       },
     },
   ]
-  const {snippet, templates: templateResults, access, tokenCheck, agentKey, config, delegation} = await runTasks(tasks, {templates: []}, io.progress, io.log)
+  const {snippet, templates: templateResults, access, tokenCheck, agentKey, config, delegation, gpus} = await runTasks(tasks, {templates: []}, io.progress, io.log)
   if (!snippet || !access || !agentKey || !config || !delegation) throw new BugError('the setup finished with a step that did not run')
 
   const result: ProxmoxSetupResult = {
@@ -368,6 +398,7 @@ async function runWizardSteps(context: StepContext): Promise<ProxmoxSetupResult>
     agent_key: agentKey,
     delegation,
     config,
+    ...(gpus ? {gpus: {mapped: gpus.gpus.map((gpu) => ({address: gpu.address, model: gpu.model, mapping: gpu.mapping, status: gpu.status, iommugroup: gpu.iommugroup, ...(gpu.driver ? {driver: gpu.driver} : {})})), notes: gpus.notes}} : {}),
     commands: remote.changes,
     next_steps: [],
   }
@@ -409,6 +440,11 @@ function nextSteps(result: ProxmoxSetupResult, options: ProxmoxSetupOptions): st
     )
   } else if (result.delegation.status === 'not_possible') {
     steps.push(`Register and delegate the agent key: outpost register --config ${config} --main-key-file <your main key>`)
+  }
+  for (const note of result.gpus?.notes ?? []) steps.push(`GPU: ${note}`)
+  if (result.gpus && result.gpus.mapped.length > 0) {
+    const models = [...new Set(result.gpus.mapped.map((gpu) => gpu.model))].join(', ')
+    steps.push(`${result.gpus.mapped.length} GPU(s) mapped (${models}): sell them with an offering of product_type = "gpu" and gpu_count = 1 (or more per VM); the template's VMs get the q35 machine`)
   }
   steps.push(`Add your [[offerings]] to ${config} and publish them: outpost register --config ${config} --main-key-file <your main key>`)
   steps.push(`Check everything: outpost doctor --config ${config} --verify-api`)

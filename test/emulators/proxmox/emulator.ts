@@ -23,6 +23,7 @@ import {
   type RawValue,
   type Schema,
 } from './parameters.js'
+import {PciError, PciPassthrough, type EmulatedPciDevice} from './pci.js'
 
 /**
  * A Proxmox VE API emulator over real HTTPS, for the calls the provisioner makes. It follows PVE's wire behaviour, as
@@ -86,6 +87,8 @@ export interface EmulatorOptions {
   statusIntervalMs?: number
   /** PVE answers a refused authentication after 3 s (pve-http-server AnyEvent.pm: "always delay unauthorized calls"). */
   unauthorizedDelayMs?: number
+  /** The PCI devices of the nodes, for passthrough (see pci.ts). */
+  pciDevices?: EmulatedPciDevice[]
 }
 
 type ConfigValue = string | number
@@ -97,6 +100,8 @@ export interface EmulatedVm {
   status: 'running' | 'stopped'
   startedAt?: number
   agentReadyAt?: number
+  /** The host PCI devices the running VM holds. */
+  pciPaths?: string[]
 }
 
 interface Task {
@@ -207,6 +212,7 @@ export class ProxmoxEmulator {
   readonly tasks = new Map<string, Task>()
   readonly requests: RecordedRequest[] = []
   readonly faults: EmulatorFaults = {}
+  readonly pci: PciPassthrough
   durations: TaskDurations
   agentDelayMs: number
   unauthorizedDelayMs: number
@@ -229,6 +235,7 @@ export class ProxmoxEmulator {
     this.agentDelayMs = options.agentDelayMs ?? 60
     this.unauthorizedDelayMs = options.unauthorizedDelayMs ?? 3000
     this.statusIntervalMs = options.statusIntervalMs ?? 0
+    this.pci = new PciPassthrough(options.pciDevices ?? [])
     this.bootedAt = Date.now() - (options.uptimeSeconds ?? 86_400) * 1000
     const template = options.template ?? {vmid: 9000, node: this.nodes[0]?.name ?? 'pve', name: 'ubuntu-cloud', diskGb: 10, storage: 'local-lvm'}
     this.vms.set(template.vmid, {
@@ -321,10 +328,10 @@ export class ProxmoxEmulator {
         status = 400
         reason = error.message
         body = {data: null, errors: error.errors}
-      } else if (error instanceof PveError) {
+      } else if (error instanceof PveError || error instanceof PciError) {
         status = error.status
         reason = error.message
-        body = error.errors ? {data: null, errors: error.errors} : {data: null}
+        body = error instanceof PveError && error.errors ? {data: null, errors: error.errors} : {data: null}
       } else {
         throw error
       }
@@ -371,6 +378,10 @@ export class ProxmoxEmulator {
     if (method === 'GET' && top === 'version' && parts.length === 1) {
       params(NO_PARAMETERS)
       return {version: '8.2.4', release: '8.2', repoid: 'faa83925c9641325'}
+    }
+    if (top === 'cluster' && second === 'mapping') {
+      const answer = this.pci.route(method, parts, raw)
+      if (answer !== undefined) return answer
     }
     if (top === 'cluster' && method === 'GET') {
       if (parts.length === 1) return ['log', 'nextid', 'options', 'resources', 'status', 'tasks'].map((name) => ({name}))
@@ -716,6 +727,7 @@ export class ProxmoxEmulator {
   private updateConfig(vm: EmulatedVm, params: Record<string, string>): null {
     this.checkLock(vm, params)
     if (params.sshkeys !== undefined) validateSshKeys(params.sshkeys)
+    this.pci.checkUpdate(params)
     for (const [key, value] of Object.entries(params)) {
       if (['digest', 'skiplock', 'delete', 'revert', 'force', 'background_delay'].includes(key)) continue
       vm.config[key] = /^\d+$/.test(value) && ['cores', 'sockets', 'vcpus', 'balloon'].includes(key) ? Number(value) : value
@@ -792,6 +804,10 @@ export class ProxmoxEmulator {
       log: [],
       hangs: this.faults.startHangs,
       finish: () => {
+        const busy = new Map(this.guests.filter((other) => other.status === 'running' && other.node === vm.node).flatMap((other) => (other.pciPaths ?? []).map((path) => [path, other.vmid] as const)))
+        const devices = this.pci.devicesForStart(vm.vmid, vm.node, vm.config, busy)
+        if ('error' in devices) return devices.error
+        vm.pciPaths = devices.paths
         vm.status = 'running'
         vm.startedAt = Date.now()
         vm.agentReadyAt = Date.now() + this.agentDelayMs
@@ -808,6 +824,7 @@ export class ProxmoxEmulator {
         vm.status = 'stopped'
         vm.startedAt = undefined
         vm.agentReadyAt = undefined
+        vm.pciPaths = undefined
         return undefined
       },
     })

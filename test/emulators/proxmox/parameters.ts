@@ -113,12 +113,12 @@ function numberedSpec(schema: Schema, name: string): Spec | undefined {
 
 // --- property strings ---
 
-interface KeySpec extends Spec {
+export interface KeySpec extends Spec {
   defaultKey?: boolean
 }
 
 /** parse_property_string: unknown or duplicate keys and bad values are errors named `<param>.<key>`. */
-function propertyString(keys: Record<string, KeySpec>, requires: Record<string, string> = {}) {
+export function propertyString(keys: Record<string, KeySpec>, requires: Record<string, string> = {}) {
   return (value: string, name: string): string | undefined => {
     const parsed: Record<string, string> = {}
     const errors: string[] = []
@@ -210,6 +210,26 @@ const agent = propertyString({
   type: string({enum: ['virtio', 'isa']}),
 })
 
+const PCI = '(?:[a-f0-9]{4,}:)?[a-f0-9]{2}:[a-f0-9]{2}(?:\\.[a-f0-9])?'
+const hexId: Spec = string({pattern: /0x[0-9a-fA-F]{4}/})
+const configId = (value: string) => (/^[a-z][a-z0-9_-]+$/i.test(value) ? undefined : `invalid configuration ID '${value}'`)
+
+/** qemu-server src/PVE/QemuServer/PCI.pm $hostpci_fmt (host is the default key; host or mapping is checked later). */
+const hostpci = propertyString({
+  host: {...string({pattern: new RegExp(`${PCI}(;${PCI})*`)}), defaultKey: true},
+  mapping: string({format: configId}),
+  rombar: boolean,
+  romfile: string({pattern: /[^,;]+/}),
+  pcie: boolean,
+  'x-vga': boolean,
+  'legacy-igd': boolean,
+  mdev: string({pattern: /[^/.:]+/}),
+  'vendor-id': hexId,
+  'device-id': hexId,
+  'sub-vendor-id': hexId,
+  'sub-device-id': hexId,
+})
+
 const DRIVES = [
   ...Array.from({length: 4}, (_, index) => `ide${index}`),
   ...Array.from({length: 6}, (_, index) => `sata${index}`),
@@ -249,9 +269,10 @@ export const UPDATE_VM_CONFIG: Schema = {
     skiplock: boolean,
     force: boolean,
     background_delay: integer(1, 30),
+    machine: string({pattern: /(pc|pc(-i440fx)?-\d+(\.\d+)+(\+pve\d+)?(\.pxe)?|q35|pc-q35-\d+(\.\d+)+(\+pve\d+)?(\.pxe)?|virt(?:-\d+(\.\d+)+)?(\+pve\d+)?)/}),
   },
-  // qemu-server's MAX_NETS: ipconfig0 … ipconfig31.
-  numbered: {ipconfig: {count: 32, spec: string({format: ipconfig})}},
+  // qemu-server's MAX_NETS: ipconfig0 … ipconfig31; PCI.pm's MAX_HOSTPCI_DEVICES: hostpci0 … hostpci15.
+  numbered: {ipconfig: {count: 32, spec: string({format: ipconfig})}, hostpci: {count: 16, spec: string({format: hostpci})}},
 }
 
 /** `POST /nodes/{node}/qemu/{vmid}/clone` (clone_vm). */

@@ -21,6 +21,22 @@ export interface FakePveSettings {
   /** The qm command (without its VMID) that fails, with the message real qm prints. */
   failOn?: {command: string; message: string; exit?: number}
   failDownload?: boolean
+  /** PCI devices, as `pvesh get /nodes/<node>/hardware/pci` lists them, with the driver lspci reports. */
+  pci?: FakePciDevice[]
+}
+
+export interface FakePciDevice {
+  id: string
+  class: string
+  class_name: string
+  vendor: string
+  device: string
+  subsystem_vendor?: string
+  subsystem_device?: string
+  iommugroup: number
+  vendor_name: string
+  device_name: string
+  driver?: string
 }
 
 export interface FakePveState {
@@ -29,6 +45,7 @@ export interface FakePveState {
   users: string[]
   acls: {path: string; roleid: string; type: string; ugid: string; propagate: number}[]
   tokens: Record<string, string[]>
+  mappings?: Record<string, {id: string; map: string[]; description?: string}>
 }
 
 export interface FakeProxmoxHost {
