@@ -20,4 +20,9 @@ describe('Hetzner provisioner with an image given by id', () => {
     await provisioner.terminate(instance)
     expect(emulator.servers.size).toBe(0)
   })
+
+  it('doctor looks an image id up by id, and says so when there is none', async () => {
+    const provisioner = new HetznerProvisioner(settingsFrom('hetzner', {token: emulator.token, api_url: emulator.baseUrl, image: '999999999'}))
+    expect((await provisioner.verifySetup()).find((check) => check.name === 'hetzner image')).toMatchObject({ok: false})
+  })
 })

@@ -26,6 +26,7 @@ import {provisionWithCleanup} from '../provision-with-cleanup.js'
 import {HetznerApi, HetznerApiError} from './api.js'
 import {
   ActionAnswer,
+  ImageAnswer,
   ImagePage,
   LocationPage,
   ServerAnswer,
@@ -167,14 +168,13 @@ export class HetznerProvisioner implements Provisioner {
     }
     try {
       const image = this.settings.image
-      const byId = /^\d+$/.test(image)
-      const images = await this.api.json(
-        `looking up image ${image}`,
-        ImagePage,
-        {method: 'GET', path: '/images', query: byId ? {} : {name: image, architecture: this.settings.architecture}},
-        signal,
-      )
-      const found = images?.images.some((item) => (byId ? String(item.id) === image : item.name === image))
+      // An id is looked up directly (GET /images/{id}); a name through the list, filtered by name and architecture.
+      const found = /^\d+$/.test(image)
+        ? (await this.api.json(`looking up image ${image}`, ImageAnswer, {method: 'GET', path: `/images/${image}`, accept: [404]}, signal))?.image.architecture ===
+          this.settings.architecture
+        : (
+            await this.api.json(`looking up image ${image}`, ImagePage, {method: 'GET', path: '/images', query: {name: image, architecture: this.settings.architecture}}, signal)
+          )?.images.some((item) => item.name === image)
       checks.push(found ? {name: 'hetzner image', ok: true, message: `image ${image} exists`} : {name: 'hetzner image', ok: false, message: `no ${this.settings.architecture} image ${image}`, remedy: 'set [provisioner.hetzner] image to an image name from `hcloud image list`'})
     } catch (error) {
       checks.push({name: 'hetzner image', ok: false, message: describeError(error)})

@@ -69,4 +69,7 @@ export const ServerAnswer = z.looseObject({server: Server})
 export const ServerPage = z.looseObject({servers: z.array(Server)})
 export const ServerCreated = z.looseObject({server: Server, action: Action, root_password: z.string().nullish()})
 
-export const ImagePage = z.looseObject({images: z.array(z.looseObject({id: z.number().int(), name: z.string().nullish()}))})
+const ImageSummary = z.looseObject({id: z.number().int(), name: z.string().nullish(), architecture: z.string().optional()})
+export const ImagePage = z.looseObject({images: z.array(ImageSummary)})
+/** GET /images/{id}. */
+export const ImageAnswer = z.looseObject({image: ImageSummary})
