@@ -7,6 +7,7 @@ import {fromJsonColumn, type MarketplaceContext} from './context.js'
 import {HttpError, invalidBody, invalidTransition, notFound, type FieldIssue} from './http-error.js'
 import type {ContractBody, HealthBody, InstanceBody, OfferingBody, ProvisioningBody, ReconcileBody, UsageBody} from './schemas.js'
 import type {StakeBook} from './stake.js'
+import {tierLoadCounter} from './tier-load.js'
 
 /** §6: a contract gets at most this many provisioning attempts in all. */
 export const MAX_PROVISIONING_ATTEMPTS = 3
@@ -172,6 +173,7 @@ export interface ReconcileItem {
 /** §6 and §7: offerings, contracts and their state machine, locks, and what the agent reports. */
 export class ContractBook {
   private readonly statements
+  private readonly tierLoad: (providerPubkey: string) => number
   /** The earliest `ends_at` of a running contract; undefined until first read from the database. */
   private nextEnd: number | undefined
   /** Stored health checks per contract, counted once from the database and then kept up to date. */
@@ -183,6 +185,7 @@ export class ContractBook {
     private readonly stake: StakeBook,
   ) {
     const {db} = context
+    this.tierLoad = tierLoadCounter(db)
     const offeringColumns = 'o.*, p.status AS provider_status FROM offerings o JOIN providers p ON p.pubkey = o.provider_pubkey'
     this.statements = {
       offering: db.prepare<[string], OfferingRow>(`SELECT ${offeringColumns} WHERE o.offering_id = ?`),
@@ -204,12 +207,6 @@ export class ContractBook {
       ),
       earliestEnd: db
         .prepare<[], number | null>("SELECT min(ends_at) FROM contracts WHERE status IN ('accepted', 'provisioning', 'provisioned', 'active')")
-        .pluck(),
-      held: db
-        .prepare<[string], number>(
-          `SELECT count(*) FROM contracts WHERE provider_pubkey = ? AND (status IN ('provisioning', 'provisioned', 'active')
-             OR (termination_pending = 1 AND provisioned_at IS NOT NULL))`,
-        )
         .pluck(),
       staleProvisioning: db.prepare<[string, number], ContractRow>(
         `SELECT * FROM contracts WHERE provider_pubkey = ? AND status = 'provisioning' AND (lock_expires_at IS NULL OR lock_expires_at <= ?)
@@ -358,14 +355,11 @@ export class ContractBook {
     this.expireDue()
     const stale = this.statements.staleProvisioning.all(providerPubkey, this.now())
     const max = this.stake.maxConcurrent(providerPubkey)
-    const room = max === null ? -1 : Math.max(0, max - this.heldCount(providerPubkey))
+    const room = max === null ? -1 : Math.max(0, max - this.tierLoad(providerPubkey))
     const accepted = room === 0 ? [] : this.statements.accepted.all(providerPubkey, room)
     return [...stale, ...accepted].map(contractView)
   }
 
-  private heldCount(providerPubkey: string): number {
-    return this.statements.held.get(providerPubkey) ?? 0
-  }
 
   activeContracts(providerPubkey: string): ContractView[] {
     this.expireDue()
@@ -407,8 +401,8 @@ export class ContractBook {
       case 'provisioning': {
         if (row.status !== 'accepted') throw refuse()
         const max = this.stake.maxConcurrent(providerPubkey)
-        if (max !== null && this.heldCount(providerPubkey) >= max) {
-          throw new HttpError(409, 'tier_limit', `the provider's stake tier allows ${max} concurrent contracts; stake more to take this one`)
+        if (max !== null && this.tierLoad(providerPubkey) >= max) {
+          throw new HttpError(409, 'tier_limit', `the provider's stake tier allows ${max} contracts and leases at once; stake more to take this one`)
         }
         this.statements.startProvisioning.run(now, contractId)
         break

@@ -20,6 +20,7 @@ import {
 } from './job-kinds.js'
 import type {FailBody, JobBody, JobKind, LeaseStatus, ResultEnvelopeBody} from './job-schemas.js'
 import type {StakeBook} from './stake.js'
+import {tierLoadCounter} from './tier-load.js'
 import {TrapMaker} from './traps.js'
 import {ZkWorker} from './zk-worker.js'
 
@@ -250,6 +251,7 @@ function percentile(sorted: readonly number[], fraction: number): number | null 
  */
 export class JobBook {
   private readonly statements
+  private readonly tierLoad: (providerPubkey: string) => number
   private readonly zk = new ZkWorker()
   private readonly traps: TrapMaker
   private readonly verifications = new Map<string, Promise<Verdict>>()
@@ -266,6 +268,7 @@ export class JobBook {
   ) {
     this.traps = new TrapMaker(context.settings.trapRatio, this.zk)
     const {db} = context
+    this.tierLoad = tierLoadCounter(db)
     this.statements = {
       program: db.prepare<[string], {digest: string; size_bytes: number; bytes: Buffer}>('SELECT digest, size_bytes, bytes FROM programs WHERE digest = ?'),
       insertProgram: db.prepare('INSERT OR IGNORE INTO programs (digest, size_bytes, bytes, uploaded_by, created_at) VALUES (?, ?, ?, ?, ?)'),
@@ -311,14 +314,6 @@ export class JobBook {
       output: db.prepare<[string, string], {size_bytes: number; bytes: Buffer}>('SELECT size_bytes, bytes FROM lease_outputs WHERE lease_id = ? AND digest = ?'),
       insertOutput: db.prepare('INSERT OR IGNORE INTO lease_outputs (lease_id, digest, size_bytes, bytes, uploaded_at) VALUES (?, ?, ?, ?, ?)'),
       provider: db.prepare<[string], ProviderRow>('SELECT status, heartbeat_status, capabilities, capacity FROM providers WHERE pubkey = ?'),
-      liveLeases: db.prepare<[string], number>("SELECT count(*) FROM leases WHERE provider_pubkey = ? AND status IN ('active', 'submitted')").pluck(),
-      // The contracts a provider holds, as the contract book counts them against the tier.
-      heldContracts: db
-        .prepare<[string], number>(
-          `SELECT count(*) FROM contracts WHERE provider_pubkey = ? AND (status IN ('provisioning', 'provisioned', 'active')
-             OR (termination_pending = 1 AND provisioned_at IS NOT NULL))`,
-        )
-        .pluck(),
       refusedJobs: db.prepare<[string], string>("SELECT DISTINCT job_id FROM leases WHERE provider_pubkey = ? AND status = 'failed' AND retryable = 0").pluck(),
       hasLeased: db.prepare<[string, string], number>('SELECT 1 FROM leases WHERE job_id = ? AND provider_pubkey = ? LIMIT 1').pluck(),
       slaCounts: db.prepare<[string, number], {status: LeaseStatus; n: number}>(
@@ -531,7 +526,7 @@ export class JobBook {
       draining: row.heartbeat_status === 'draining',
       capabilities: new Set(fromJsonColumn<string[]>(row.capabilities) ?? []),
       capacity: capacity.success ? capacity.data : undefined,
-      busy: (this.statements.liveLeases.get(providerPubkey) ?? 0) + (this.statements.heldContracts.get(providerPubkey) ?? 0),
+      busy: this.tierLoad(providerPubkey),
       maxConcurrent: this.stake.maxConcurrent(providerPubkey),
       refused: new Set(this.statements.refusedJobs.all(providerPubkey)),
     }

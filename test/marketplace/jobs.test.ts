@@ -139,6 +139,17 @@ describe('§12 offers: who sees a job in jobs/open', () => {
     expect(errorOf(await send(market, 'POST', `/providers/${provider.pk}/jobs/${second.job_id}/lease`, {key: provider.agent, body: {}}))).toEqual({status: 409, code: 'tier_limit'})
   })
 
+  it('counts active leases against the contracts it hands out too: two leases fill the unstaked tier', async () => {
+    const provider = await jobProvider(market, {stake: '0'})
+    const offeringId = await createOffering(market, provider)
+    const contractId = await createContract(market, offeringId, generateKeyPair())
+    for (const job of [await quantumJob({collateral: '0'}), await quantumJob({collateral: '0'})]) await lease(market, provider, job.job_id)
+    const pending = await send(market, 'GET', `/providers/${provider.pk}/contracts/pending-provision`, {key: provider.agent})
+    expect(pending.body).toEqual({contracts: []})
+    const starting = await send(market, 'PUT', `/providers/${provider.pk}/contracts/${contractId}/provisioning`, {key: provider.agent, body: {status: 'provisioning'}})
+    expect(errorOf(starting)).toEqual({status: 409, code: 'tier_limit'})
+  })
+
   it('wants the agent permissions: fetch_jobs to list, run_jobs to lease; never the main key', async () => {
     const provider = await jobProvider(market)
     const job = await quantumJob()
