@@ -36,9 +36,9 @@ interface LoadResult {
 }
 
 function send(agent: Agent, key: KeyPair, load: Load): Promise<number> {
-  const headers: Record<string, string> = {...signRequest(key, {method: load.method, pathAndQuery: load.pathAndQuery, body: load.body})}
-  if (load.body !== undefined) headers['content-type'] = 'application/json'
   const endpoint = new URL(load.endpoint)
+  const headers: Record<string, string> = {...signRequest(key, {method: load.method, host: endpoint.host, pathAndQuery: load.pathAndQuery, body: load.body})}
+  if (load.body !== undefined) headers['content-type'] = 'application/json'
   return new Promise((resolve, reject) => {
     const outgoing = request({agent, host: endpoint.hostname, port: endpoint.port, method: load.method, path: load.pathAndQuery, headers}, (response) => {
       response.resume()

@@ -1,7 +1,7 @@
 import {mkdirSync, readFileSync, rmSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {ApiClient} from '../core/api/client.js'
+import {ApiClient, marketplaceClientOptions} from '../core/api/client.js'
 import {ProviderApi} from '../core/api/provider.js'
 import type {LoadedConfig} from '../core/config/load.js'
 import {ExitCode, UserError} from '../core/errors.js'
@@ -114,9 +114,8 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
   const metrics = createMetrics()
   const provisioner = options.createProvisioner(log)
   const client = new ApiClient({
-    endpoint: config.marketplace.endpoint,
+    ...marketplaceClientOptions(config.marketplace),
     key,
-    timeoutMs: config.marketplace.request_timeout_seconds * 1000,
     retry: DAEMON_RETRY,
     userAgent: `outpost-agent/${options.version}`,
   })

@@ -92,8 +92,17 @@ export const SIGNATURE_HEADERS = {
   signature: 'x-outpost-signature',
 } as const
 
+/** PROTOCOL §2: the first line of a signed request's message. v1 (without the host line) is no longer accepted. */
+export const REQUEST_SIGNING_VERSION = 'outpost-request-v2'
+
 export interface RequestToSign {
   method: string
+  /**
+   * The Host header exactly as sent (what `new URL(endpoint).host` gives and fetch sends: lower case, with the port
+   * when the URL names one other than the scheme's default). Signed so a request made for one marketplace can't be
+   * replayed to another.
+   */
+  host: string
   /** Path and query exactly as sent, starting with /api/v1. */
   pathAndQuery: string
   body?: Uint8Array | string
@@ -101,12 +110,18 @@ export interface RequestToSign {
   nonce: string
 }
 
+/** The Host header a request to this URL carries: the URL's host, lower case, with a non-default port. */
+export function hostHeaderOf(url: string | URL): string {
+  return new URL(url).host.toLowerCase()
+}
+
 export function requestSigningMessage(request: RequestToSign): string {
   return [
-    'outpost-request-v1',
+    REQUEST_SIGNING_VERSION,
     String(request.timestamp),
     request.nonce,
     request.method.toUpperCase(),
+    request.host.toLowerCase(),
     request.pathAndQuery,
     sha256Hex(request.body ?? ''),
   ].join('\n')

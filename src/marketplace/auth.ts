@@ -2,7 +2,7 @@ import type {IncomingHttpHeaders} from 'node:http'
 
 import {delegationMessage, type AgentPermission} from '../core/delegation.js'
 import {isHex} from '../core/hex.js'
-import {requestSigningMessage, SIGNATURE_HEADERS, verifyHex} from '../core/signing.js'
+import {REQUEST_SIGNING_VERSION, requestSigningMessage, SIGNATURE_HEADERS, verifyHex} from '../core/signing.js'
 import type {Db} from './database.js'
 import {HttpError, unauthenticated} from './http-error.js'
 
@@ -18,19 +18,31 @@ function header(headers: IncomingHttpHeaders, name: string): string {
   return value
 }
 
+/** A request whose §2 signature verified: who signed it, and the signed parts the marketplace may keep (§6). */
+export interface VerifiedRequest {
+  signer: string
+  timestamp: number
+  nonce: string
+  signature: string
+  /** The Host header as received, lower case: the host line of the signed message. */
+  host: string
+}
+
 /**
- * Checks the §2 signature of a request and returns the signer's public key. Throws 401 for a missing or malformed
- * header, a timestamp outside the window, or a signature that does not verify. The nonce is checked separately
+ * Checks the §2 (v2) signature of a request and returns what was signed. Throws 401 for a missing or malformed
+ * header, a timestamp outside the window, or a signature that does not verify, which includes a request signed for
+ * another host (a replay from another marketplace) and a v1 signature. The nonce is checked separately
  * (NonceStore), after the signature, so nobody can burn another key's nonces with forged requests.
  */
 export function verifyRequestSignature(
   request: {headers: IncomingHttpHeaders; method: string; pathAndQuery: string; body: Buffer},
   now: number,
-): {signer: string; nonce: string} {
+): VerifiedRequest {
   const signer = header(request.headers, SIGNATURE_HEADERS.key)
   const timestampText = header(request.headers, SIGNATURE_HEADERS.timestamp)
   const nonce = header(request.headers, SIGNATURE_HEADERS.nonce)
   const signature = header(request.headers, SIGNATURE_HEADERS.signature)
+  const host = header(request.headers, 'host').toLowerCase()
   if (!isHex(signer, 32)) throw unauthenticated('bad_signature', `${SIGNATURE_HEADERS.key}: expected 64 lowercase hex characters`)
   if (!isHex(nonce, 16)) throw unauthenticated('bad_signature', `${SIGNATURE_HEADERS.nonce}: expected 32 lowercase hex characters`)
   if (!isHex(signature, 64)) throw unauthenticated('bad_signature', `${SIGNATURE_HEADERS.signature}: expected 128 lowercase hex characters`)
@@ -39,9 +51,11 @@ export function verifyRequestSignature(
   if (Math.abs(now - timestamp) > TIMESTAMP_WINDOW_MS) {
     throw unauthenticated('stale_timestamp', `the request timestamp is ${Math.round((timestamp - now) / 1000)} s from the server's clock (window: ±300 s)`)
   }
-  const message = requestSigningMessage({method: request.method, pathAndQuery: request.pathAndQuery, body: request.body, timestamp, nonce})
-  if (!verifyHex(message, signature, signer)) throw unauthenticated('bad_signature', 'the signature does not verify for this request and key')
-  return {signer, nonce}
+  const message = requestSigningMessage({method: request.method, host, pathAndQuery: request.pathAndQuery, body: request.body, timestamp, nonce})
+  if (!verifyHex(message, signature, signer)) {
+    throw unauthenticated('bad_signature', `the signature does not verify for this request, key and host ${host} (${REQUEST_SIGNING_VERSION})`)
+  }
+  return {signer, timestamp, nonce, signature, host}
 }
 
 /** The replay store (§2), in SQLite so a restart inside the window doesn't forget which nonces were used. */

@@ -1,7 +1,7 @@
 import {rmSync} from 'node:fs'
 import {dirname, isAbsolute, join, relative} from 'node:path'
 
-import {ApiClient} from '../core/api/client.js'
+import {ApiClient, marketplaceClientOptions} from '../core/api/client.js'
 import {createDelegation, listDelegations, revokeDelegation} from '../core/api/main-key.js'
 import type {LoadedConfig} from '../core/config/load.js'
 import {setConfigValues} from '../core/config/save.js'
@@ -50,7 +50,7 @@ export async function rotateAgentKey(options: RotateOptions): Promise<RotateResu
     })
   }
   const oldAgent = readKeyFileContent(paths.keyFile).public_key
-  const client = new ApiClient({endpoint: config.marketplace.endpoint, key: options.mainKey, timeoutMs: config.marketplace.request_timeout_seconds * 1000})
+  const client = new ApiClient({...marketplaceClientOptions(config.marketplace), key: options.mainKey})
   const old = (await listDelegations(client, providerPubkey)).find((delegation) => delegation.agent_pubkey === oldAgent && delegation.revoked_at === null)
   if (!old) {
     throw new UserError(`the current agent key ${oldAgent} has no active delegation`, {

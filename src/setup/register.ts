@@ -1,4 +1,4 @@
-import {ApiClient} from '../core/api/client.js'
+import {ApiClient, marketplaceClientOptions} from '../core/api/client.js'
 import {
   createDelegation,
   getProvider,
@@ -171,7 +171,6 @@ export async function registerWithMarketplace(options: RegisterOptions): Promise
     })
   }
   const terms = delegationTerms(options, providerPubkey)
-  const timeoutMs = config.marketplace.request_timeout_seconds * 1000
   const result: RegisterResult = {
     provider_pubkey: providerPubkey,
     agent_pubkey: terms.agentPubkey,
@@ -182,7 +181,7 @@ export async function registerWithMarketplace(options: RegisterOptions): Promise
   }
 
   if (options.mainKey) {
-    const client = new ApiClient({endpoint: config.marketplace.endpoint, key: options.mainKey, timeoutMs})
+    const client = new ApiClient({...marketplaceClientOptions(config.marketplace), key: options.mainKey})
     result.provider = await registerProfile(client, providerPubkey, resolveProfile(options))
     const existing = (await listDelegations(client, providerPubkey)).find((delegation) => delegation.agent_pubkey === terms.agentPubkey)
     if (delegationStillGood(existing, terms, now)) {
@@ -204,7 +203,7 @@ export async function registerWithMarketplace(options: RegisterOptions): Promise
     }
     if (!options.agentKey.seed) throw new UserError('the offline flow needs the agent key to sign the submission', {code: 'key_required'})
     // The delegation proves the provider's consent; the agent key it names submits it (see README, offline signing).
-    const client = new ApiClient({endpoint: config.marketplace.endpoint, key: {publicKey: options.agentKey.publicKey, seed: options.agentKey.seed}, timeoutMs})
+    const client = new ApiClient({...marketplaceClientOptions(config.marketplace), key: {publicKey: options.agentKey.publicKey, seed: options.agentKey.seed}})
     await createDelegation(client, terms, signature)
     result.delegation.status = 'created'
   }

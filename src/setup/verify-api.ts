@@ -1,7 +1,7 @@
-import {ApiClient, ApiError} from '../core/api/client.js'
+import {ApiClient, marketplaceClientOptions} from '../core/api/client.js'
 import {DelegationList} from '../core/api/main-key.js'
 import type {LoadedConfig} from '../core/config/load.js'
-import {describeError} from '../core/errors.js'
+import {describeError, UserError} from '../core/errors.js'
 import {toHex} from '../core/hex.js'
 import type {KeyPair} from '../core/signing.js'
 import type {CheckResult} from './doctor.js'
@@ -22,15 +22,15 @@ export async function verifyApi(loaded: LoadedConfig, agentKey: KeyPair, now: ()
   if (!providerPubkey) {
     return [{name: 'api', status: 'fail', message: '[marketplace] provider_pubkey is not set', remedy: 'run `outpost register` first'}]
   }
-  const client = new ApiClient({endpoint: marketplace.endpoint, key: agentKey, timeoutMs: marketplace.request_timeout_seconds * 1000, retry: {retries: 0, baseDelayMs: 0, maxDelayMs: 0}})
   const checks: CheckResult[] = []
 
   const sentAt = now()
   let answer: Awaited<ReturnType<ApiClient['raw']>>
   try {
+    const client = new ApiClient({...marketplaceClientOptions(marketplace), key: agentKey, retry: {retries: 0, baseDelayMs: 0, maxDelayMs: 0}})
     answer = await client.raw('GET', `/providers/${providerPubkey}/agent-delegations`, {})
   } catch (error) {
-    return [{name: 'api reachable', status: 'fail', message: describeError(error), remedy: error instanceof ApiError ? error.suggestion : undefined}]
+    return [{name: 'api reachable', status: 'fail', message: describeError(error), remedy: error instanceof UserError ? error.suggestion : undefined}]
   }
   const roundTrip = now() - sentAt
   checks.push({name: 'api reachable', status: 'pass', message: `${marketplace.endpoint} answered in ${roundTrip} ms`})

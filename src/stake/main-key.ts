@@ -1,4 +1,4 @@
-import {ApiClient} from '../core/api/client.js'
+import {ApiClient, marketplaceClientOptions} from '../core/api/client.js'
 import type {LoadedConfig} from '../core/config/load.js'
 import {ExitCode, UserError} from '../core/errors.js'
 import {toHex} from '../core/hex.js'
@@ -38,8 +38,7 @@ export async function readMainKey(source: MainKeySource, why: string): Promise<K
 }
 
 export function apiClient(loaded: LoadedConfig, key?: KeyPair): ApiClient {
-  const {endpoint, request_timeout_seconds: timeoutSeconds} = loaded.config.marketplace
-  return new ApiClient({endpoint, key, timeoutMs: timeoutSeconds * 1000})
+  return new ApiClient({...marketplaceClientOptions(loaded.config.marketplace), key})
 }
 
 /** The main key's session; refuses a main key that is not the provider this config was registered as. */

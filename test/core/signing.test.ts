@@ -1,4 +1,7 @@
-import {readFileSync} from 'node:fs'
+import {execFileSync} from 'node:child_process'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import nacl from 'tweetnacl'
 import {describe, expect, it} from 'vitest'
 
@@ -9,6 +12,7 @@ import {
   canonicalJson,
   fingerprint,
   generateKeyPair,
+  hostHeaderOf,
   keyPairFromSeed,
   requestSigningMessage,
   signBytes,
@@ -24,7 +28,7 @@ import {
 const vectors = JSON.parse(readFileSync(new URL('../fixtures/signing-vectors.json', import.meta.url), 'utf8')) as {
   agent_key: {seed: string; public_key: string}
   provider_key: {seed: string; public_key: string}
-  requests: {timestamp: number; nonce: string; method: string; path_and_query: string; body: string; message: string; signature: string}[]
+  requests: {timestamp: number; nonce: string; method: string; host: string; path_and_query: string; body: string; message: string; signature: string}[]
   delegation: {agent_pubkey: string; provider_pubkey: string; permissions: AgentPermission[]; expires_at: number; label: string; message: string; signature: string}
   usage_record: SignedUsageRecord & {message: string}
 }
@@ -33,7 +37,7 @@ const agent = keyPairFromSeed(fromHex(vectors.agent_key.seed, 32, 'seed'))
 const provider = keyPairFromSeed(fromHex(vectors.provider_key.seed, 32, 'seed'))
 
 function requestFromVector(vector: (typeof vectors.requests)[number]): RequestToSign {
-  return {timestamp: vector.timestamp, nonce: vector.nonce, method: vector.method, pathAndQuery: vector.path_and_query, body: vector.body}
+  return {timestamp: vector.timestamp, nonce: vector.nonce, method: vector.method, host: vector.host, pathAndQuery: vector.path_and_query, body: vector.body}
 }
 
 describe('keys', () => {
@@ -72,6 +76,7 @@ describe('request signing (PROTOCOL §2)', () => {
   const [post, get] = vectors.requests as [(typeof vectors.requests)[0], (typeof vectors.requests)[0]]
   const tampered: [string, RequestToSign][] = [
     ['method', {...requestFromVector(post), method: 'PUT'}],
+    ['host', {...requestFromVector(post), host: '127.0.0.1:8788'}],
     ['path', {...requestFromVector(post), pathAndQuery: post.path_and_query.replace('heartbeat', 'heartbeaT')}],
     ['query', {...requestFromVector(get), pathAndQuery: get.path_and_query.replace('wait=25', 'wait=26')}],
     ['added query', {...requestFromVector(post), pathAndQuery: post.path_and_query + '?x=1'}],
@@ -81,6 +86,52 @@ describe('request signing (PROTOCOL §2)', () => {
   ]
   it.each(tampered)('fails verification when one byte of the %s changes', (_what, request) => {
     expect(verifyHex(requestSigningMessage(request), post.signature, vectors.agent_key.public_key)).toBe(false)
+  })
+
+  it('signs the v2 message: the host is its fifth line, lower case; a v1 message (no host line) does not verify', () => {
+    expect(post.message.split('\n')).toEqual([
+      'outpost-request-v2',
+      String(post.timestamp),
+      post.nonce,
+      'POST',
+      '127.0.0.1:8787',
+      post.path_and_query,
+      '9c704bf4066d03eb6168330261001f418dd75f8c8f1df11a25267ace10c2b971',
+    ])
+    expect(requestSigningMessage({...requestFromVector(post), host: '127.0.0.1:8787'.toUpperCase()})).toBe(post.message)
+    const v1 = ['outpost-request-v1', post.timestamp, post.nonce, 'POST', post.path_and_query, post.message.split('\n')[6]].join('\n')
+    expect(verifyHex(v1, toHex(signBytes(v1, agent.seed)), vectors.agent_key.public_key)).toBe(true)
+    expect(verifyHex(requestSigningMessage(requestFromVector(post)), toHex(signBytes(v1, agent.seed)), vectors.agent_key.public_key)).toBe(false)
+  })
+
+  it('takes the host as fetch sends it: lower case, the port only when not the default', () => {
+    expect(hostHeaderOf('http://127.0.0.1:8787/api')).toBe('127.0.0.1:8787')
+    expect(hostHeaderOf('https://Market.EXAMPLE:443')).toBe('market.example')
+    expect(hostHeaderOf('https://market.example:8443')).toBe('market.example:8443')
+    expect(hostHeaderOf('http://[0:0:0:0:0:0:0:1]:8787')).toBe('[::1]:8787')
+  })
+
+  // A third implementation: the message's bytes joined here by hand, its body digest and signature by the openssl CLI.
+  it('agrees with the openssl command line on a vector built byte by byte', () => {
+    const [, , contract] = vectors.requests as [unknown, unknown, (typeof vectors.requests)[0]]
+    const scratch = mkdtempSync(join(tmpdir(), 'outpost-openssl-'))
+    try {
+      writeFileSync(join(scratch, 'body'), contract.body)
+      const digest = /([0-9a-f]{64})\s*$/.exec(execFileSync('openssl', ['dgst', '-sha256', join(scratch, 'body')], {encoding: 'utf8'}))?.[1]
+      const lines = ['outpost-request-v2', '1795000000456', '0f1e2d3c4b5a69788796a5b4c3d2e1f0', 'POST', '[::1]:8787', '/api/v1/contracts', digest ?? '']
+      const message = Buffer.from(lines.join('\n'), 'utf8')
+      writeFileSync(join(scratch, 'message'), message)
+      // PKCS#8 for an Ed25519 seed: the fixed RFC 8410 prefix, then the 32 seed bytes.
+      const der = Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), Buffer.from(vectors.agent_key.seed, 'hex')])
+      writeFileSync(join(scratch, 'key.pem'), `-----BEGIN PRIVATE KEY-----\n${der.toString('base64')}\n-----END PRIVATE KEY-----\n`)
+      const signature = execFileSync('openssl', ['pkeyutl', '-sign', '-rawin', '-inkey', join(scratch, 'key.pem'), '-in', join(scratch, 'message')])
+      expect(message.toString('utf8')).toBe(contract.message)
+      expect(signature.toString('hex')).toBe(contract.signature)
+      expect(requestSigningMessage(requestFromVector(contract))).toBe(message.toString('utf8'))
+      expect(signRequest(agent, requestFromVector(contract))['X-Outpost-Signature']).toBe(signature.toString('hex'))
+    } finally {
+      rmSync(scratch, {recursive: true, force: true})
+    }
   })
 
   it('never throws on malformed signatures or keys', () => {

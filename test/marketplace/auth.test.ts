@@ -1,8 +1,20 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {signDelegation} from '../../src/core/delegation.js'
-import {generateKeyPair, randomHex} from '../../src/core/signing.js'
-import {createContract, createOffering, delegate, errorOf, pub, registerProvider, send, startTestMarketplace, type Marketplace, type Provider} from './harness.js'
+import {generateKeyPair, randomHex, sha256Hex} from '../../src/core/signing.js'
+import {
+  createContract,
+  createOffering,
+  delegate,
+  errorOf,
+  pub,
+  registerProvider,
+  send,
+  signedHeaders,
+  startTestMarketplace,
+  type Marketplace,
+  type Provider,
+} from './harness.js'
 
 let market: Marketplace
 let provider: Provider
@@ -52,6 +64,24 @@ describe('PROTOCOL §2 request signing', () => {
     for (const answer of await Promise.all(tampered)) expect(errorOf(answer)).toEqual({status: 401, code: 'bad_signature'})
   })
 
+  it('refuses a request signed for another host: 401 bad_signature', async () => {
+    const path = `/providers/${provider.pk}/heartbeat`
+    const answer = await send(market, 'POST', path, {key: provider.agent, body: heartbeat, signed: {host: 'market.example'}})
+    expect(errorOf(answer)).toEqual({status: 401, code: 'bad_signature'})
+    // The same server under another name (localhost, not 127.0.0.1) is another host.
+    const sameServer = {endpoint: market.endpoint.replace('127.0.0.1', 'localhost'), clock: market.clock}
+    const headers = signedHeaders(market, provider.agent, 'POST', path, {body: heartbeat})
+    expect(errorOf(await send(sameServer, 'POST', path, {body: heartbeat, headers}))).toEqual({status: 401, code: 'bad_signature'})
+    expect((await send(market, 'POST', path, {body: heartbeat, headers})).status).toBe(200)
+  })
+
+  it('no longer accepts a v1 signature (no host line): 401 bad_signature', async () => {
+    const v1 = (request: {method: string; pathAndQuery: string; body: string | Buffer; timestamp: number; nonce: string}) =>
+      ['outpost-request-v1', request.timestamp, request.nonce, request.method, request.pathAndQuery, sha256Hex(request.body)].join('\n')
+    const answer = await send(market, 'POST', `/providers/${provider.pk}/heartbeat`, {key: provider.agent, body: heartbeat, message: v1})
+    expect(errorOf(answer)).toEqual({status: 401, code: 'bad_signature'})
+  })
+
   it('refuses a signature by another key than the one named: 401 bad_signature', async () => {
     const other = generateKeyPair()
     const answer = await send(market, 'POST', `/providers/${provider.pk}/heartbeat`, {key: other, body: heartbeat, headers: {'x-outpost-key': pub(provider.agent)}})
@@ -86,6 +116,27 @@ describe('PROTOCOL §2 request signing', () => {
     const replay = await send(again, 'POST', `/providers/${holder.pk}/heartbeat`, {key: holder.agent, body: heartbeat, nonce, timestamp})
     expect(errorOf(replay)).toEqual({status: 401, code: 'replayed_nonce'})
     await again.stop()
+  })
+})
+
+describe('a signed request replays on no other marketplace (§2 v2)', () => {
+  it('the same signed unstake accepted by one devnet is 401 bad_signature on a second one on another port', async () => {
+    const second = await startTestMarketplace()
+    try {
+      const main = generateKeyPair()
+      for (const target of [market, second]) {
+        expect((await send(target, 'POST', '/providers', {key: main, body: {name: 'Twice', contact_email: 'ops@twice.example'}})).status).toBe(201)
+        expect((await send(target, 'POST', `/providers/${pub(main)}/stake`, {key: main, body: {amount: '100'}})).status).toBe(200)
+      }
+      const path = `/providers/${pub(main)}/unstake`
+      const headers = signedHeaders(market, main, 'POST', path, {body: {amount: '40'}})
+      expect((await send(market, 'POST', path, {body: {amount: '40'}, headers})).status).toBe(200)
+      expect(errorOf(await send(second, 'POST', path, {body: {amount: '40'}, headers}))).toEqual({status: 401, code: 'bad_signature'})
+      const stake = await send<{staked: string}>(second, 'GET', `/providers/${pub(main)}/stake`)
+      expect(stake.body.staked).toBe('100')
+    } finally {
+      await second.stop()
+    }
   })
 })
 

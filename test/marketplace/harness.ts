@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {signDelegation, AGENT_PERMISSIONS, type AgentPermission} from '../../src/core/delegation.js'
 import {toHex} from '../../src/core/hex.js'
-import {generateKeyPair, randomHex, requestSigningMessage, signBytes, type KeyPair} from '../../src/core/signing.js'
+import {generateKeyPair, hostHeaderOf, randomHex, requestSigningMessage, signBytes, type KeyPair} from '../../src/core/signing.js'
 import type {Clock} from '../../src/marketplace/clock.js'
 import {startMarketplace, type MarketplaceOptions, type MarketplaceServer} from '../../src/marketplace/server.js'
 
@@ -59,8 +59,30 @@ export interface SendOptions {
   timestamp?: number
   nonce?: string
   /** Override what is signed, to tamper: the request sent differs from the one signed. */
-  signed?: {method?: string; pathAndQuery?: string; body?: string | Buffer}
+  signed?: {method?: string; host?: string; pathAndQuery?: string; body?: string | Buffer}
+  /** Sign the message this function returns instead of the §2 one (a v1 message, say). */
+  message?: (request: {method: string; host: string; pathAndQuery: string; body: string | Buffer; timestamp: number; nonce: string}) => string
   headers?: Record<string, string>
+}
+
+/** The §2 headers of a request to `market`, signed by `key` for the host of its endpoint (what `send` sends). */
+export function signedHeaders(market: Target, key: KeyPair, method: string, pathAndQuery: string, options: Omit<SendOptions, 'key' | 'headers'> = {}): Record<string, string> {
+  const fullPath = '/api/v1' + pathAndQuery
+  const body = options.rawBody ?? (options.body === undefined ? undefined : JSON.stringify(options.body))
+  const request = {
+    method: options.signed?.method ?? method,
+    host: options.signed?.host ?? hostHeaderOf(market.endpoint),
+    pathAndQuery: options.signed?.pathAndQuery ?? fullPath,
+    body: options.signed?.body ?? body ?? '',
+    timestamp: options.timestamp ?? market.clock.now(),
+    nonce: options.nonce ?? randomHex(16),
+  }
+  return {
+    'x-outpost-key': toHex(key.publicKey),
+    'x-outpost-timestamp': String(request.timestamp),
+    'x-outpost-nonce': request.nonce,
+    'x-outpost-signature': toHex(signBytes(options.message?.(request) ?? requestSigningMessage(request), key.seed)),
+  }
 }
 
 /** One request as the wire sees it: path under /api/v1 with its query, signed by `key` per PROTOCOL §2. */
@@ -73,24 +95,7 @@ export async function send<T = Record<string, unknown>>(
   const fullPath = '/api/v1' + pathAndQuery
   const body = options.rawBody ?? (options.body === undefined ? undefined : JSON.stringify(options.body))
   const headers: Record<string, string> = {'content-type': 'application/json', ...options.headers}
-  if (options.key) {
-    const timestamp = options.timestamp ?? market.clock.now()
-    const nonce = options.nonce ?? randomHex(16)
-    const message = requestSigningMessage({
-      method: options.signed?.method ?? method,
-      pathAndQuery: options.signed?.pathAndQuery ?? fullPath,
-      body: options.signed?.body ?? body ?? '',
-      timestamp,
-      nonce,
-    })
-    Object.assign(headers, {
-      'x-outpost-key': toHex(options.key.publicKey),
-      'x-outpost-timestamp': String(timestamp),
-      'x-outpost-nonce': nonce,
-      'x-outpost-signature': toHex(signBytes(message, options.key.seed)),
-      ...options.headers,
-    })
-  }
+  if (options.key) Object.assign(headers, signedHeaders(market, options.key, method, pathAndQuery, options), options.headers)
   const response = await fetch(market.endpoint + fullPath, {method, headers, body})
   const text = await response.text()
   return {status: response.status, headers: response.headers, body: (text ? JSON.parse(text) : undefined) as T}

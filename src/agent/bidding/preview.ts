@@ -1,4 +1,4 @@
-import {ApiClient} from '../../core/api/client.js'
+import {ApiClient, marketplaceClientOptions} from '../../core/api/client.js'
 import {ProviderApi, type OpenOrder} from '../../core/api/provider.js'
 import type {Contract} from '../../core/api/schemas.js'
 import type {LoadedConfig} from '../../core/config/load.js'
@@ -41,7 +41,7 @@ export async function previewBids(loaded: LoadedConfig, key: KeyPair): Promise<B
   if (!providerPubkey) {
     throw new UserError(`${loaded.path}: [marketplace] provider_pubkey is not set`, {code: 'not_registered', exit: ExitCode.config, suggestion: 'run `outpost register` first'})
   }
-  const client = new ApiClient({endpoint: config.marketplace.endpoint, key, timeoutMs: config.marketplace.request_timeout_seconds * 1000, retry: PREVIEW_RETRY})
+  const client = new ApiClient({...marketplaceClientOptions(config.marketplace), key, retry: PREVIEW_RETRY})
   const api = new ProviderApi(client, providerPubkey)
   const provisioner = createProvisioner(loaded)
   try {

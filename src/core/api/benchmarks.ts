@@ -1,6 +1,6 @@
 import {z} from 'zod'
 
-import type {ApiClient} from './client.js'
+import {RESPONSE_LIMITS, type ApiClient} from './client.js'
 import {hexString, PublicKeyHex, UnixMs} from './schemas.js'
 
 /** PROTOCOL §9: benchmark challenges and reports. */
@@ -46,6 +46,6 @@ export function submitReport(client: ApiClient, providerPubkey: string, body: Be
 }
 
 export async function listReports(client: ApiClient, providerPubkey: string): Promise<BenchmarkReport[]> {
-  const answer = await client.get(benchmarksPath(providerPubkey), {schema: z.object({reports: z.array(BenchmarkReport)}), public: true})
+  const answer = await client.get(benchmarksPath(providerPubkey), {schema: z.object({reports: z.array(BenchmarkReport)}), public: true, maxResponseBytes: RESPONSE_LIMITS.list})
   return answer.reports
 }

@@ -2,10 +2,21 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import type {z} from 'zod'
 
 import {ExitCode, UserError, type ExitCodeValue} from '../errors.js'
-import {signRequest, type KeyPair} from '../signing.js'
+import {hostHeaderOf, signRequest, type KeyPair} from '../signing.js'
 import {ApiErrorBody} from './schemas.js'
 
 export const API_PREFIX = '/api/v1'
+
+/**
+ * How large a marketplace answer may be before it is an error rather than memory spent (a lying or broken
+ * marketplace must not take the agent down). `object`: one resource (a contract, a lock, a stake, a report); a
+ * contract carries at most two copies of a body of at most 1 MiB (§1): its `instance_config` and the renter's
+ * signed `request` (§6). `list`: the lists (contracts, offerings, open orders, reports, disputes, delegations).
+ */
+export const RESPONSE_LIMITS = {object: 4 * 1024 * 1024, list: 32 * 1024 * 1024} as const
+
+/** The longest `Retry-After` honoured: a longer one waits this long (a marketplace can't park a client for days). */
+export const MAX_RETRY_AFTER_MS = 300_000
 
 export interface RetryPolicy {
   /** Attempts after the first; 0 turns retries off. */
@@ -23,6 +34,12 @@ export interface ApiClientOptions {
   timeoutMs?: number
   retry?: RetryPolicy
   userAgent?: string
+  /**
+   * Allows an `http://` endpoint that is not loopback ([marketplace] allow_insecure_http, `--allow-insecure-http`).
+   * Without it only https:// and loopback http:// (127.0.0.0/8, ::1, localhost) are accepted: signed requests and
+   * the answers the agent acts on must not cross a network in clear.
+   */
+  allowInsecureHttp?: boolean
 }
 
 export interface RequestOptions<T> {
@@ -35,6 +52,8 @@ export interface RequestOptions<T> {
   retry?: RetryPolicy
   /** Extra time on top of the request timeout, for long polls the server holds on purpose. */
   extraTimeoutMs?: number
+  /** The largest answer body read (RESPONSE_LIMITS.object unless the route answers a list). */
+  maxResponseBytes?: number
 }
 
 function exitFor(status: number): ExitCodeValue {
@@ -42,14 +61,31 @@ function exitFor(status: number): ExitCodeValue {
   return ExitCode.failed
 }
 
-/** A marketplace answer that is an error (PROTOCOL §4), or a failure to get any answer (status 0). */
+/**
+ * A marketplace answer that is an error (PROTOCOL §4), or no answer that can be used. `unknown` tells the two
+ * apart: true when there was no answer (status 0: unreachable, timed out) or an answer that could not be read (a
+ * 2xx whose body does not parse, a body over the size limit, a connection cut mid-body). Then the request may or
+ * may not have taken effect: the caller re-reads the state or repeats an idempotent request, and never takes it
+ * for a refusal. `refused` is a readable 4xx (other than 429): the marketplace said no.
+ */
 export class ApiError extends UserError {
   readonly status: number
   readonly apiCode: string
   readonly details: unknown[] | undefined
   readonly retryAfterMs: number | undefined
+  readonly unknown: boolean
 
-  constructor(init: {status: number; apiCode: string; message: string; details?: unknown[]; retryAfterMs?: number; suggestion?: string; cause?: unknown}) {
+  constructor(init: {
+    status: number
+    apiCode: string
+    message: string
+    details?: unknown[]
+    retryAfterMs?: number
+    suggestion?: string
+    cause?: unknown
+    /** Defaults to true for status 0 (no answer). */
+    unknown?: boolean
+  }) {
     super(init.message, {
       code: init.apiCode,
       exit: init.status === 0 ? ExitCode.unreachable : exitFor(init.status),
@@ -61,11 +97,17 @@ export class ApiError extends UserError {
     this.apiCode = init.apiCode
     this.details = init.details
     this.retryAfterMs = init.retryAfterMs
+    this.unknown = init.unknown ?? init.status === 0
   }
 
-  /** PROTOCOL §4: retry 429, 5xx and network errors; never another 4xx. */
+  /** PROTOCOL §4: retry 429, 5xx and network errors (and any answer that could not be read); never another 4xx. */
   get retryable(): boolean {
-    return this.status === 0 || this.status === 429 || this.status >= 500
+    return this.unknown || this.status === 429 || this.status >= 500
+  }
+
+  /** The marketplace read the request and refused it (a 4xx other than 429): repeating it will not help. */
+  get refused(): boolean {
+    return !this.unknown && this.status >= 400 && this.status < 500 && this.status !== 429
   }
 }
 
@@ -77,12 +119,90 @@ function suggestionFor(status: number, code: string): string | undefined {
   return undefined
 }
 
-function parseRetryAfter(header: string | null): number | undefined {
+/** Retry-After in seconds or as an HTTP date, bounded to 0..MAX_RETRY_AFTER_MS; undefined when absent or unreadable. */
+export function parseRetryAfter(header: string | null, now = Date.now()): number | undefined {
   if (!header) return undefined
-  const seconds = Number(header)
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000
-  const date = Date.parse(header)
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now())
+  const text = header.trim()
+  const seconds = /^\d+(\.\d+)?$/.test(text) ? Number(text) * 1000 : undefined
+  // An HTTP date names a weekday and a month; Date.parse alone would read '-3' as a year.
+  const date = seconds === undefined && /[a-z]/i.test(text) ? Date.parse(text) : Number.NaN
+  const delay = seconds ?? (Number.isNaN(date) ? undefined : date - now)
+  if (delay === undefined || !Number.isFinite(delay)) return undefined
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, delay))
+}
+
+const LOOPBACK_NAMES = new Set(['localhost', '[::1]'])
+
+/** 127.0.0.0/8, ::1 and localhost: addresses that never leave this machine. */
+export function isLoopbackHost(hostname: string): boolean {
+  const name = hostname.toLowerCase()
+  if (LOOPBACK_NAMES.has(name)) return true
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name)
+}
+
+/**
+ * The endpoint as a URL, refusing what a signed client must not talk to: anything but http(s), and `http://` to a
+ * host that is not loopback unless insecure HTTP is explicitly allowed.
+ */
+export function checkEndpoint(endpoint: string, allowInsecureHttp = false): URL {
+  let url: URL
+  try {
+    url = new URL(endpoint)
+  } catch {
+    throw new UserError(`the marketplace endpoint "${endpoint}" is not a URL`, {code: 'invalid_endpoint', exit: ExitCode.config, suggestion: 'set [marketplace] endpoint to an https:// URL'})
+  }
+  if (url.protocol === 'https:') return url
+  if (url.protocol !== 'http:') {
+    throw new UserError(`the marketplace endpoint ${url.origin} is not http(s)`, {code: 'invalid_endpoint', exit: ExitCode.config, suggestion: 'set [marketplace] endpoint to an https:// URL'})
+  }
+  if (isLoopbackHost(url.hostname) || allowInsecureHttp) return url
+  throw new UserError(`refusing to send signed requests to ${url.origin} over plain HTTP`, {
+    code: 'insecure_endpoint',
+    exit: ExitCode.config,
+    suggestion: 'use the https:// endpoint, or on a network you trust set [marketplace] allow_insecure_http = true (OUTPOST_MARKETPLACE_ALLOW_INSECURE_HTTP, --allow-insecure-http)',
+  })
+}
+
+/** C0 and C1 control characters, DEL included: what a terminal acts on instead of printing. */
+const isControl = (code: number) => code < 0x20 || (code >= 0x7f && code <= 0x9f)
+
+/** What a peer wrote, made safe to print in one line: no control characters, bounded length. */
+function printable(text: string, max = 200): string {
+  const clean = [...text].map((character) => (isControl(character.charCodeAt(0)) ? '?' : character)).join('')
+  return clean.length > max ? `${clean.slice(0, max)}…` : clean
+}
+
+/** Reads at most `limit` bytes of a body; undefined when it is larger (the rest is not read). */
+async function readBounded(response: Response, limit: number): Promise<Buffer | undefined> {
+  const declared = Number(response.headers.get('content-length') ?? Number.NaN)
+  if (Number.isFinite(declared) && declared > limit) {
+    await response.body?.cancel().catch(() => undefined)
+    return undefined
+  }
+  if (!response.body) return Buffer.alloc(0)
+  const reader = response.body.getReader()
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for (;;) {
+    const {done, value} = await reader.read()
+    if (done) break
+    size += value.byteLength
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined)
+      return undefined
+    }
+    chunks.push(value)
+  }
+  return Buffer.concat(chunks)
+}
+
+/** The client options a [marketplace] config section gives: where, how long to wait, whether plain HTTP is allowed. */
+export function marketplaceClientOptions(marketplace: {
+  endpoint: string
+  request_timeout_seconds: number
+  allow_insecure_http?: boolean
+}): Pick<ApiClientOptions, 'endpoint' | 'timeoutMs' | 'allowInsecureHttp'> {
+  return {endpoint: marketplace.endpoint, timeoutMs: marketplace.request_timeout_seconds * 1000, allowInsecureHttp: marketplace.allow_insecure_http ?? false}
 }
 
 /** Capped exponential backoff with full jitter. */
@@ -91,9 +211,15 @@ export function backoffDelay(attempt: number, policy: RetryPolicy, random = Math
   return Math.round(ceiling / 2 + random() * (ceiling / 2))
 }
 
-/** The marketplace client: signed requests (PROTOCOL §2), retries (§4), typed errors, schema-checked answers. */
+/**
+ * The marketplace client: signed requests (PROTOCOL §2, v2: the Host is signed), retries (§4), typed errors,
+ * schema-checked and size-bounded answers. It never follows a redirect: signed headers go only to the endpoint
+ * configured, and a 3xx is an error naming where it pointed.
+ */
 export class ApiClient {
   readonly endpoint: string
+  /** The Host header every request carries, and signs. */
+  readonly host: string
   private readonly key: KeyPair | undefined
   private readonly timeoutMs: number
   private readonly retry: RetryPolicy
@@ -101,6 +227,7 @@ export class ApiClient {
 
   constructor(options: ApiClientOptions) {
     this.endpoint = options.endpoint.replace(/\/+$/, '')
+    this.host = hostHeaderOf(checkEndpoint(this.endpoint, options.allowInsecureHttp))
     this.key = options.key
     this.timeoutMs = options.timeoutMs ?? 30_000
     this.retry = options.retry ?? DEFAULT_RETRY
@@ -122,6 +249,9 @@ export class ApiClient {
         return await this.once(method, path, options)
       } catch (error) {
         if (!(error instanceof ApiError) || !error.retryable || attempt >= policy.retries || options.signal?.aborted) throw error
+        // A POST the marketplace answered but whose answer could not be read may have taken effect: the caller
+        // re-reads the state instead of this loop creating a second contract or stake.
+        if (error.unknown && error.status !== 0 && method === 'POST') throw error
         const delay = Math.max(error.retryAfterMs ?? 0, backoffDelay(attempt, policy))
         await sleep(delay, undefined, {signal: options.signal}).catch(() => {
           throw error
@@ -146,7 +276,10 @@ export class ApiClient {
     return this.request('DELETE', path, options)
   }
 
-  /** One attempt. Also used by `doctor --verify-api` to read the server's Date header. */
+  /**
+   * One attempt. Also used by `doctor --verify-api` to read the server's Date header. Throws an ApiError for no
+   * answer, a redirect, and a body over the limit; `json` is undefined when the body is empty or not JSON.
+   */
   async raw(method: string, path: string, options: Omit<RequestOptions<unknown>, 'schema'>): Promise<{status: number; headers: Headers; json: unknown}> {
     const pathAndQuery = ApiClient.pathWithQuery(path, options.query)
     const body = options.body === undefined ? undefined : JSON.stringify(options.body)
@@ -154,28 +287,60 @@ export class ApiClient {
     if (body !== undefined) headers['content-type'] = 'application/json'
     if (!options.public) {
       if (!this.key) throw new UserError(`${method} ${path} must be signed and no key was given`, {code: 'key_required'})
-      Object.assign(headers, signRequest(this.key, {method, pathAndQuery, body}))
+      Object.assign(headers, signRequest(this.key, {method, host: this.host, pathAndQuery, body}))
     }
     const timeout = AbortSignal.timeout(this.timeoutMs + (options.extraTimeoutMs ?? 0))
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout
+    const timedOut = () => timeout.aborted && !options.signal?.aborted
     let response: Response
     try {
-      response = await fetch(this.endpoint + pathAndQuery, {method, headers, body, signal})
+      response = await fetch(this.endpoint + pathAndQuery, {method, headers, body, signal, redirect: 'manual'})
     } catch (error) {
-      const timedOut = timeout.aborted && !options.signal?.aborted
       throw new ApiError({
         status: 0,
-        apiCode: timedOut ? 'timeout' : 'unreachable',
-        message: timedOut ? `${method} ${path}: no answer from ${this.endpoint} within ${this.timeoutMs / 1000} s` : `${method} ${path}: cannot reach ${this.endpoint}`,
+        apiCode: timedOut() ? 'timeout' : 'unreachable',
+        message: timedOut() ? `${method} ${path}: no answer from ${this.endpoint} within ${this.timeoutMs / 1000} s` : `${method} ${path}: cannot reach ${this.endpoint}`,
         suggestion: 'check [marketplace] endpoint and this host\'s network',
         cause: error,
       })
     }
-    const text = await response.text().catch(() => '')
+    if (response.status >= 300 && response.status < 400) {
+      await response.body?.cancel().catch(() => undefined)
+      const location = response.headers.get('location')
+      throw new ApiError({
+        status: response.status,
+        apiCode: 'redirected',
+        message: `${method} ${path}: the marketplace answered ${response.status}, a redirect to ${location === null ? '(no Location)' : printable(location)}; signed requests are never sent on`,
+        suggestion: 'set [marketplace] endpoint to the URL the marketplace documents (https://, without /api/v1)',
+      })
+    }
+    const limit = options.maxResponseBytes ?? RESPONSE_LIMITS.object
+    let bytes: Buffer | undefined
+    try {
+      bytes = await readBounded(response, limit)
+    } catch (error) {
+      throw new ApiError({
+        status: response.status,
+        apiCode: timedOut() ? 'timeout' : 'unreadable_response',
+        message: `${method} ${path}: the answer (${response.status}) from ${this.endpoint} was cut off; whether it took effect is unknown`,
+        suggestion: 'check [marketplace] endpoint and this host\'s network',
+        cause: error,
+        unknown: true,
+      })
+    }
+    if (bytes === undefined) {
+      throw new ApiError({
+        status: response.status,
+        apiCode: 'response_too_large',
+        message: `${method} ${path}: the answer (${response.status}) is larger than ${limit} bytes: not read`,
+        suggestion: 'check that [marketplace] endpoint points at an Outpost protocol v1 API',
+        unknown: true,
+      })
+    }
     let json: unknown
-    if (text.length > 0) {
+    if (bytes.length > 0) {
       try {
-        json = JSON.parse(text)
+        json = JSON.parse(bytes.toString('utf8'))
       } catch {
         json = undefined
       }
@@ -186,25 +351,25 @@ export class ApiClient {
   private async once<T>(method: string, path: string, options: RequestOptions<T>): Promise<T> {
     const {status, headers, json} = await this.raw(method, path, options)
     if (status >= 200 && status < 300) {
-      if (status === 204) return options.schema.parse(undefined)
-      const parsed = options.schema.safeParse(json)
+      const parsed = options.schema.safeParse(status === 204 ? undefined : json)
       if (parsed.success) return parsed.data
       const issue = parsed.error.issues[0]
       throw new ApiError({
         status,
         apiCode: 'unexpected_response',
-        message: `${method} ${path}: the marketplace answered with an unexpected body (${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid'})`,
+        message: `${method} ${path}: the marketplace answered ${status} with a body that could not be read (${printable(issue?.path.join('.') || 'body')}: ${printable(issue?.message ?? 'invalid')}); whether it took effect is unknown`,
         suggestion: 'check that [marketplace] endpoint points at an Outpost protocol v1 API',
+        unknown: true,
       })
     }
     const error = ApiErrorBody.safeParse(json)
-    const apiCode = error.success ? error.data.error.code : status >= 500 ? 'internal' : `http_${status}`
+    const apiCode = error.success ? printable(error.data.error.code, 64) : status >= 500 ? 'internal' : `http_${status}`
     throw new ApiError({
       status,
       apiCode,
-      message: `${method} ${path}: ${status} ${apiCode}${error.success ? `: ${error.data.error.message}` : ''}`,
+      message: `${method} ${path}: ${status} ${apiCode}${error.success ? `: ${printable(error.data.error.message, 500)}` : ''}`,
       details: error.success ? error.data.error.details : undefined,
-      retryAfterMs: status === 429 ? parseRetryAfter(headers.get('retry-after')) : undefined,
+      retryAfterMs: status === 429 || status === 503 ? parseRetryAfter(headers.get('retry-after')) : undefined,
       suggestion: suggestionFor(status, apiCode),
     })
   }

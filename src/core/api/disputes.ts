@@ -1,6 +1,6 @@
 import {z} from 'zod'
 
-import type {ApiClient} from './client.js'
+import {RESPONSE_LIMITS, type ApiClient} from './client.js'
 import {ContractId, hexString, PublicKeyHex, UnixMs} from './schemas.js'
 
 /** PROTOCOL §10, the provider's side: its disputes, their evidence, and accepting a claim (main key only). */
@@ -40,7 +40,11 @@ export interface EvidenceBody {
 const disputePath = (disputeId: string) => `/disputes/${encodeURIComponent(disputeId)}`
 
 export async function listDisputes(client: ApiClient, providerPubkey: string, status?: string): Promise<ProviderDispute[]> {
-  const answer = await client.get(`/providers/${providerPubkey}/disputes`, {schema: z.object({disputes: z.array(ProviderDispute)}), query: {status}})
+  const answer = await client.get(`/providers/${providerPubkey}/disputes`, {
+    schema: z.object({disputes: z.array(ProviderDispute)}),
+    query: {status},
+    maxResponseBytes: RESPONSE_LIMITS.list,
+  })
   return answer.disputes
 }
 

@@ -1,7 +1,7 @@
 import {z} from 'zod'
 
 import type {DelegationTerms} from '../delegation.js'
-import type {ApiClient} from './client.js'
+import {RESPONSE_LIMITS, type ApiClient} from './client.js'
 import {Amount, PublicKeyHex, UnixMs} from './schemas.js'
 
 /** PROTOCOL §§5–6: the routes a provider main key signs (and the public reads next to them). */
@@ -72,7 +72,7 @@ export function registerProvider(client: ApiClient, body: ProviderProfileBody): 
 }
 
 export async function listDelegations(client: ApiClient, providerPubkey: string): Promise<Delegation[]> {
-  const answer = await client.get(`/providers/${providerPubkey}/agent-delegations`, {schema: DelegationList})
+  const answer = await client.get(`/providers/${providerPubkey}/agent-delegations`, {schema: DelegationList, maxResponseBytes: RESPONSE_LIMITS.list})
   return answer.delegations
 }
 
@@ -87,7 +87,7 @@ export async function revokeDelegation(client: ApiClient, providerPubkey: string
 }
 
 export async function listOfferings(client: ApiClient): Promise<PublishedOffering[]> {
-  const answer = await client.get('/offerings', {schema: z.object({offerings: z.array(PublishedOffering)}), public: true})
+  const answer = await client.get('/offerings', {schema: z.object({offerings: z.array(PublishedOffering)}), public: true, maxResponseBytes: RESPONSE_LIMITS.list})
   return answer.offerings
 }
 

@@ -1,7 +1,7 @@
 import {z} from 'zod'
 
 import type {SignedUsageRecord} from '../signing.js'
-import type {ApiClient, RetryPolicy} from './client.js'
+import {RESPONSE_LIMITS, type ApiClient, type RetryPolicy} from './client.js'
 import {
   Amount,
   Contract,
@@ -116,6 +116,7 @@ export class ProviderApi {
     const wait = Math.max(0, Math.min(MAX_WAIT_SECONDS, Math.floor(waitSeconds)))
     const {contracts} = await this.client.get(this.path('/contracts/pending-provision'), {
       schema: ContractList,
+      maxResponseBytes: RESPONSE_LIMITS.list,
       query: wait > 0 ? {wait} : undefined,
       // The server holds a long poll on purpose for up to `wait` seconds: that is not a timeout.
       extraTimeoutMs: wait * 1000,
@@ -137,7 +138,7 @@ export class ProviderApi {
   }
 
   async activeContracts(options: CallOptions = {}): Promise<Contract[]> {
-    const {contracts} = await this.client.get(this.path('/contracts/active'), {schema: ContractList, ...options})
+    const {contracts} = await this.client.get(this.path('/contracts/active'), {schema: ContractList, maxResponseBytes: RESPONSE_LIMITS.list, ...options})
     return contracts
   }
 

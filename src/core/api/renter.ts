@@ -1,6 +1,6 @@
 import {z} from 'zod'
 
-import type {ApiClient} from './client.js'
+import {RESPONSE_LIMITS, type ApiClient} from './client.js'
 import {Amount, Contract, ContractId, OrderRequirements, PublicKeyHex, UnixMs} from './schemas.js'
 
 /**
@@ -93,7 +93,7 @@ export function getOrder(client: ApiClient, orderId: string): Promise<RenterOrde
 const contractPath = (contractId: string) => `/contracts/${encodeURIComponent(contractId)}`
 
 export function listOfferings(client: ApiClient): Promise<{offerings: Offering[]}> {
-  return client.get('/offerings', {schema: z.object({offerings: z.array(Offering)}), public: true})
+  return client.get('/offerings', {schema: z.object({offerings: z.array(Offering)}), public: true, maxResponseBytes: RESPONSE_LIMITS.list})
 }
 
 /** POST /contracts: the client's key is the requester, and the one sealed credentials are opened with. */

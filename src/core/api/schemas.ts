@@ -44,6 +44,21 @@ export const Instance = z.object({
 })
 export type Instance = z.infer<typeof Instance>
 
+/**
+ * PROTOCOL §6: the renter's own signed `POST /contracts` (or `POST /orders`), kept by the marketplace exactly as it
+ * arrived: the Host it was sent to, its §2 timestamp, nonce and signature, and the body bytes. The agent verifies it
+ * against `requester_pubkey` (core/contract-request.ts) before sealing anything to that key.
+ */
+export const SignedRequest = z.object({
+  host: z.string().min(1).max(255),
+  timestamp: UnixMs,
+  nonce: hexString(16),
+  // §1 caps the body at 1 MiB: 4/3 of that in base64.
+  body_b64: z.string().max(1_398_104).regex(/^[A-Za-z0-9+/]*={0,2}$/, 'expected base64'),
+  signature: hexString(64),
+})
+export type SignedRequest = z.infer<typeof SignedRequest>
+
 /** A contract as sent to an agent (PROTOCOL §6); the renter's view carries the same fields and more. */
 export const Contract = z.object({
   contract_id: ContractId,
@@ -60,12 +75,17 @@ export const Contract = z.object({
   status: z.enum(CONTRACT_STATUSES),
   termination_pending: z.boolean().optional(),
   instance: Instance.nullish(),
+  /** Absent or null from a marketplace that keeps none: verifyContractRequest then refuses the contract. */
+  request: SignedRequest.nullish(),
 })
 export type Contract = z.infer<typeof Contract>
 
 export const ContractList = z.object({contracts: z.array(Contract)})
 
-/** PROTOCOL §5: the heartbeat's answer. */
+/** PROTOCOL §5: the interval a heartbeat answer may ask for; a number outside it is brought to the nearest end. */
+export const HEARTBEAT_SECONDS_RANGE = {min: 10, max: 3600} as const
+
+/** PROTOCOL §5: the heartbeat's answer. `next_heartbeat_seconds` becomes a timer, so it is bounded here. */
 export const HeartbeatResponse = z.object({
   acknowledged: z.literal(true),
   /** §5 bounds it 10–3600; the agent judges it, and keeps its configured interval when it is missing or out of bounds. */

@@ -16,6 +16,10 @@ export const MarketplaceSection = z.strictObject({
   endpoint: z.url({protocol: /^https?$/, error: 'expected an http:// or https:// URL'}).describe('Marketplace API base URL (without /api/v1)'),
   provider_pubkey: hexKey.optional().describe('The provider main public key; set by `outpost register`'),
   request_timeout_seconds: seconds(30, 1, 300).describe('Timeout of one API request'),
+  allow_insecure_http: z
+    .boolean()
+    .default(false)
+    .describe('Allow an http:// endpoint that is not loopback (signed requests and answers then cross the network in clear)'),
 })
 
 export const ProviderSection = z.strictObject({
