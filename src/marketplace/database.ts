@@ -186,6 +186,16 @@ const MIGRATIONS: readonly string[] = [
     UNIQUE (order_id, provider_pubkey)
   );
   `,
+  // Devnet addition to §5: each agent's last heartbeat, by the agent id it sends, so siblings can tell a dead one.
+  `
+  CREATE TABLE agent_heartbeats (
+    provider_pubkey TEXT NOT NULL REFERENCES providers(pubkey),
+    agent_id TEXT NOT NULL,
+    agent_pubkey TEXT NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    PRIMARY KEY (provider_pubkey, agent_id)
+  ) WITHOUT ROWID;
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

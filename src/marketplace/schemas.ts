@@ -50,6 +50,8 @@ export const HeartbeatBody = z.strictObject({
   capabilities: z.array(text(64)).max(256),
   active_contracts: count,
   capacity: jsonObject.optional(),
+  /** Devnet addition: the agent's id, so its siblings learn from their heartbeats' answers whether it is alive. */
+  agent_id: hex(16).optional(),
 })
 
 export const PRODUCT_TYPES = ['compute', 'gpu', 'dedicated', 'container'] as const
