@@ -37,3 +37,25 @@ export async function pause(ms: number, signal?: AbortSignal): Promise<void> {
   if (signal?.aborted) return
   await sleep(ms, undefined, {signal}).catch(() => undefined)
 }
+
+/**
+ * What `work` settles with, or undefined as soon as `signal` fires. The abort listener is removed once either happens:
+ * the agent's long-lived signals would otherwise gather one listener per call (Node warns after 10).
+ */
+export function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  if (signal.aborted) return Promise.resolve(undefined)
+  return new Promise<T | undefined>((resolve, reject) => {
+    const onAbort = () => resolve(undefined)
+    signal.addEventListener('abort', onAbort, {once: true})
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(value)
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(error instanceof Error ? error : new Error(String(error)))
+      },
+    )
+  })
+}

@@ -66,6 +66,7 @@ export function createProvisioner(loaded: LoadedConfig, options: {logger?: Provi
     case 'local':
       return new LocalProvisioner({
         stateDir: loaded.paths.stateDir,
+        ...(provisioner.local.instances_dir ? {instancesDir: resolveFrom(loaded.path, provisioner.local.instances_dir)} : {}),
         command: provisioner.local.command,
         startupTimeoutMs: provisioner.local.startup_timeout_seconds * 1000,
       })

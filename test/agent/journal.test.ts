@@ -40,6 +40,6 @@ describe('Journal', () => {
     expect(state.unfinished.map((contract) => contract.contract_id)).toEqual([b.contract_id])
     expect(state.readyAt.get(a.contract_id)).toBe(20)
     expect(state.usageReportedUntil.get(a.contract_id)).toBe(600)
-    expect(state.terminated.has(c.contract_id)).toBe(true)
+    expect(state.terminatedAt.get(c.contract_id)).toBe(40)
   })
 })

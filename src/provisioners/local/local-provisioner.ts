@@ -32,8 +32,10 @@ import {findMarkedProcesses, freePort, INSTANCE_MARKER, isInstanceProcess, killG
 export const BANNER_SERVICE = fileURLToPath(new URL('../../../dist/provisioners/local/banner-service.js', import.meta.url))
 
 export interface LocalProvisionerOptions {
-  /** The agent's state dir; instance records live in `<stateDir>/local`. */
+  /** The agent's state dir; instance records live in `<stateDir>/local` unless `instancesDir` names another place. */
   stateDir: string
+  /** A directory agents on this host share, so one can find (and take over) the instances another made. */
+  instancesDir?: string
   /** Workload command; it gets PORT. Default: the built-in banner service. */
   command?: readonly string[]
   startupTimeoutMs?: number
@@ -69,7 +71,7 @@ export class LocalProvisioner implements Provisioner {
   private readonly oneAtATime = new OneAtATime()
 
   constructor(options: LocalProvisionerOptions) {
-    this.dir = join(options.stateDir, 'local')
+    this.dir = options.instancesDir ?? join(options.stateDir, 'local')
     this.command = options.command ?? [process.execPath, BANNER_SERVICE]
     this.startupTimeoutMs = options.startupTimeoutMs ?? 10_000
     this.killGraceMs = options.killGraceMs ?? 3000
