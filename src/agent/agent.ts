@@ -13,11 +13,11 @@ import {sealCredentials} from '../core/sealing.js'
 import {randomHex, type KeyPair, type SignedUsageRecord} from '../core/signing.js'
 import {instanceName, ProvisionAbortedError, ProvisionError, type ProvisionedInstance, type Provisioner} from '../provisioners/provisioner.js'
 import {nextTier} from '../stake/tiers.js'
-import {Backoff, pause, unlessAborted} from './backoff.js'
+import {Backoff, follow, pause, unlessAborted} from './backoff.js'
 import {BidEngine, type BiddingApi, type HeldContracts} from './bidding/engine.js'
 import type {PricingScript} from './bidding/script-pricing.js'
 import {ContractLocks, type LockApi} from './contract-lock.js'
-import {Journal, journalPath, journalState, readJournal, type JournalState} from './journal.js'
+import {Journal, journalPath, journalState, noteReady, readJournal, type JournalState} from './journal.js'
 import type {AgentLog} from './logger.js'
 import type {AgentMetrics, ContractResult} from './metrics.js'
 import {Outbox, type Report} from './outbox.js'
@@ -444,15 +444,17 @@ export class Agent {
     if (!(await this.reportStarting(contract, signal))) return
     const made = await this.findOrCreate(contract, signal)
     if (!made) return
-    this.journal.append({event: 'instance_ready', contract_id: contract.contract_id, external_id: made.instance.externalId, adopted: made.adopted})
-    this.state.readyAt.set(contract.contract_id, Date.now())
+    const id = contract.contract_id
+    const at = Date.now()
+    this.journal.append({event: 'instance_ready', contract_id: id, external_id: made.instance.externalId, adopted: made.adopted}, at)
+    noteReady(this.state, id, at)
     await this.handOver(contract, made, signal)
   }
 
   /** True when the lock is held; refused, the contract is skipped for a while; unanswered, it is tried again later. */
   private async lock(contract: Contract, resumed: boolean): Promise<boolean> {
     const id = contract.contract_id
-    const attempt = await this.locks.acquire(id, this.interrupting.signal)
+    const attempt = await this.locks.acquire(id, follow(this.interrupting.signal))
     if (attempt.outcome === 'refused') {
       const {apiCode, message} = attempt.error
       const locked = apiCode === 'locked'
@@ -504,7 +506,7 @@ export class Agent {
     try {
       const existing = await this.provisioner.find(id, signal)
       if (existing) {
-        this.log.info({contract_id: id, external_id: existing.externalId}, 'found the instance made before a restart: not creating another')
+        this.log.info({contract_id: id, external_id: existing.externalId}, "found the contract's instance (made before a restart, or by a dead sibling agent): not creating another")
         return {instance: existing, adopted: true}
       }
       this.log.info({contract_id: id, provisioner: this.provisioner.type}, 'provisioning')
@@ -596,7 +598,7 @@ export class Agent {
    */
   private async confirm(report: Report): Promise<Confirmation> {
     if (report.kind === 'usage') return 'not_in_effect'
-    const signal = this.interrupting.signal
+    const signal = follow(this.interrupting.signal)
     try {
       if (report.kind === 'provisioning' && report.status === 'provisioning_failed') {
         const pending = await this.api.pendingProvision(0, {signal, retry: QUICK_RETRY})

@@ -150,12 +150,22 @@ function needsNewline(path: string): boolean {
 export interface JournalState {
   /** Contracts started and never finished, in the order they were started. */
   unfinished: Contract[]
-  /** When each contract's instance became ready here (for usage periods). */
+  /** When each contract's instance first became ready here (usage is billed from then). */
   readyAt: Map<string, number>
   /** The end of the last usage period queued for each contract. */
   usageReportedUntil: Map<string, number>
   /** When this agent terminated each contract's instance (the first time): where its last usage period ends. */
   terminatedAt: Map<string, number>
+}
+
+/**
+ * An instance is ready: billing starts the first time it was (a resumed run finding it again does not move that),
+ * or anew after an earlier instance of the contract was terminated (a failed attempt, retried).
+ */
+export function noteReady(state: Pick<JournalState, 'readyAt' | 'terminatedAt'>, contractId: string, at: number): void {
+  if (state.readyAt.has(contractId) && !state.terminatedAt.has(contractId)) return
+  state.readyAt.set(contractId, at)
+  state.terminatedAt.delete(contractId)
 }
 
 export function journalState(entries: readonly JournalEntry[]): JournalState {
@@ -170,7 +180,7 @@ export function journalState(entries: readonly JournalEntry[]): JournalState {
         started.set(entry.contract_id, entry.contract)
         break
       case 'instance_ready':
-        readyAt.set(entry.contract_id, entry.at)
+        noteReady({readyAt, terminatedAt}, entry.contract_id, entry.at)
         break
       case 'contract_done':
         started.delete(entry.contract_id)

@@ -39,11 +39,14 @@ describe('Backoff', () => {
 })
 
 describe('unlessAborted', () => {
-  it('leaves no listener on a long-lived signal once the work settles (one per termination used to pile up)', async () => {
+  it('adds one listener to a long-lived signal however many wait on it, at once or one after another', async () => {
     const shutdown = new AbortController()
     for (let index = 0; index < 20; index++) expect(await unlessAborted(Promise.resolve(index), shutdown.signal)).toBe(index)
     await expect(unlessAborted(Promise.reject(new Error('failed')), shutdown.signal)).rejects.toThrow('failed')
-    expect(getEventListeners(shutdown.signal, 'abort')).toHaveLength(0)
+    const held = Array.from({length: 20}, () => unlessAborted(new Promise<never>(() => undefined), shutdown.signal))
+    expect(getEventListeners(shutdown.signal, 'abort')).toHaveLength(1)
+    shutdown.abort()
+    expect(await Promise.all(held)).toEqual(Array.from({length: 20}, () => undefined))
   })
 
   it('resolves undefined as soon as the signal fires, whatever the work does', async () => {

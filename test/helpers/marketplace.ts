@@ -29,9 +29,11 @@ export interface Devnet {
   stop(): Promise<void>
 }
 
-export async function startDevnet(): Promise<Devnet> {
+/** `heartbeatSeconds`: the interval the heartbeat's answer names (default the devnet's 60). */
+export async function startDevnet(options: {heartbeatSeconds?: number} = {}): Promise<Devnet> {
   const dataDir = mkdtempSync(join(tmpdir(), 'outpost-devnet-'))
-  let server: MarketplaceServer | undefined = await startMarketplace({dataDir, port: 0, host: '127.0.0.1', logError: () => undefined})
+  const settings = {logError: () => undefined, ...(options.heartbeatSeconds ? {heartbeatSeconds: options.heartbeatSeconds} : {})}
+  let server: MarketplaceServer | undefined = await startMarketplace({dataDir, port: 0, host: '127.0.0.1', ...settings})
   const port = Number(new URL(server.endpoint).port)
   return {
     endpoint: server.endpoint,
@@ -42,7 +44,7 @@ export async function startDevnet(): Promise<Devnet> {
       server = undefined
     },
     async resume() {
-      server = await startMarketplace({dataDir, port, host: '127.0.0.1', logError: () => undefined})
+      server = await startMarketplace({dataDir, port, host: '127.0.0.1', ...settings})
     },
     async stop() {
       await server?.stop()
@@ -111,13 +113,13 @@ export interface ProviderSetup extends RegisteredProvider {
 }
 
 /** `outpost init --main-key` in a fresh config dir (the built CLI), then the registration calls. */
-export async function initProvider(endpoint: string): Promise<ProviderSetup> {
+export async function initProvider(endpoint: string, options: {stake?: string} = {}): Promise<ProviderSetup> {
   const configDir = mkdtempSync(join(tmpdir(), 'outpost-agent-e2e-'))
   const init = await runCli(['init', '--main-key', '--endpoint', endpoint], {env: {OUTPOST_CONFIG_DIR: configDir}})
   if (init.exitCode !== 0) throw new Error(`outpost init failed:\n${init.stderr}`)
   const mainKey = await readKeyFile(join(configDir, 'provider-main.key'))
   const agentKey = await readKeyFile(join(configDir, 'agent.key'))
-  const registered = await registerProvider(endpoint, mainKey, [agentKey])
+  const registered = await registerProvider(endpoint, mainKey, [agentKey], options)
   return {configDir, mainKey, agentKey, ...registered}
 }
 
