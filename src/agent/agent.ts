@@ -23,7 +23,7 @@ import type {AgentMetrics, ContractResult} from './metrics.js'
 import {Outbox, type Report} from './outbox.js'
 import {Reporter, type Confirmation, type ReportApi} from './reporter.js'
 import {Siblings} from './siblings.js'
-import {StateDisk} from './state-disk.js'
+import {outOfSpaceCause, StateDisk} from './state-disk.js'
 import {completedPeriods, periodsUntilEnd, usageRecord, type UsagePeriod} from './usage.js'
 import {UsageArchive} from './usage-archive.js'
 import {WorkQueue} from './work-queue.js'
@@ -512,8 +512,17 @@ export class Agent {
       this.log.info({contract_id: id, provisioner: this.provisioner.type}, 'provisioning')
       return {instance: await this.provisioner.provision(contract, signal), adopted: false}
     } catch (error) {
-      if (error instanceof ProvisionAbortedError || signal.aborted) await this.interrupted(id, describeError(error))
-      else await this.failed(contract, describeError(error), error instanceof ProvisionError ? error.retryPossible : true)
+      const outOfSpace = outOfSpaceCause(error)
+      if (error instanceof ProvisionAbortedError || signal.aborted) {
+        await this.interrupted(id, describeError(error))
+      } else if (outOfSpace) {
+        // This host's disk is full, not the contract's fault: no failure is reported (it would spend one of its attempts).
+        this.disk.noteFailure(`the ${this.provisioner.type} backend`, outOfSpace)
+        await this.interrupted(id, describeError(error))
+        this.queue.retryLater(contract, true)
+      } else {
+        await this.failed(contract, describeError(error), error instanceof ProvisionError ? error.retryPossible : true)
+      }
       return undefined
     }
   }

@@ -10,6 +10,16 @@ export function isOutOfSpace(error: unknown): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT'
 }
 
+/** The out-of-space error behind `error` (itself, or along its causes), if there is one. */
+export function outOfSpaceCause(error: unknown): unknown {
+  let current: unknown = error
+  for (let depth = 0; depth < 8 && current !== undefined && current !== null; depth++) {
+    if (isOutOfSpace(current)) return current
+    current = current instanceof Error ? current.cause : undefined
+  }
+  return undefined
+}
+
 /** Bytes this user may still write under `dir`; undefined when the filesystem can't say. */
 export function freeBytes(dir: string): number | undefined {
   try {

@@ -156,6 +156,22 @@ describe('Agent: provisioning a contract', () => {
     expect(callsFor(api, accepted.contract_id)).toEqual(['lock', 'provisioning:provisioning', 'provisioning:provisioning_failed', 'unlock'])
   })
 
+  it('reports no failure when the backend stopped for a full disk on this host: the contract waits until there is room', async () => {
+    const api = new FakeMarketplace()
+    const provisioner = new FakeProvisioner()
+    const log = new RecordingLog()
+    const accepted = contract()
+    api.pending = [accepted]
+    const full = Object.assign(new Error('ENOSPC: no space left on device, open'), {code: 'ENOSPC'})
+    provisioner.provisionFailures.push(new ProvisionError('outpost-x: no space', {retryPossible: true, cause: full}))
+    const agent = newAgent(api, provisioner, log)
+    expect(await oneRound(agent)).toMatchObject({provisioned: 0, failed: 0, interrupted: 1})
+    expect(api.provisioningReports.map((report) => report.report.status)).toEqual(['provisioning'])
+    expect(agent.disk.full).toBe(true)
+    expect(log.lines.filter((line) => line.message.startsWith('the state disk is full'))).toHaveLength(1)
+    expect(journalEventsOf(accepted.contract_id)).not.toContain('contract_done failed')
+  })
+
   it('terminates the instance when the contract was cancelled before its provisioned report, and reports it terminated', async () => {
     const api = new FakeMarketplace()
     const provisioner = new FakeProvisioner()

@@ -1,4 +1,4 @@
-import {mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
+import {mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -16,14 +16,17 @@ import {
   startAgent,
   startDevnet,
   waitFor,
+  type AgentProcess,
   type Devnet,
   type ProviderSetup,
 } from '../helpers/marketplace.js'
+import {billing} from '../support/agent-run.js'
 
 /**
  * The agent SIGKILLed at random moments while it works through many contracts, restarted each time: every contract
- * ends provisioned exactly once and no report is lost. 100 contracts and 12 kills take about 30 s here;
- * OUTPOST_E2E_CRASH_CONTRACTS and OUTPOST_E2E_CRASH_KILLS change the counts.
+ * ends provisioned exactly once, no report is lost, and the usage billed covers the time each contract was
+ * provisioned. 100 contracts and 12 kills take about 60 s here; OUTPOST_E2E_CRASH_CONTRACTS and
+ * OUTPOST_E2E_CRASH_KILLS change the counts.
  */
 const CONTRACTS = Number(process.env.OUTPOST_E2E_CRASH_CONTRACTS ?? 100)
 const KILLS = Number(process.env.OUTPOST_E2E_CRASH_KILLS ?? 12)
@@ -37,6 +40,23 @@ beforeAll(async () => {
   devnet = await startDevnet()
   provider = await initProvider(devnet.endpoint)
 })
+
+/** Lines of the shared log (every run appends to it) with one of these messages. */
+function linesWith(logFile: string, messages: readonly string[]): number {
+  return readFileSync(logFile, 'utf8')
+    .split('\n')
+    .filter((line) => messages.some((message) => line.includes(`"msg":"${message}"`))).length
+}
+
+/**
+ * Waits until this run of the agent is at work (under load its start alone can take longer than a fixed delay, and a
+ * kill then lands before it did anything): a contract provisioned or resumed since `before` lines of that kind.
+ */
+async function atWork(agent: AgentProcess, before: number): Promise<void> {
+  await waitFor(() => linesWith(agent.logFile, WORK) > before, 30_000, 50)
+}
+
+const WORK = ['provisioning', 'resuming a contract the previous run started and did not finish']
 
 afterAll(async () => {
   killInstances(ids)
@@ -52,7 +72,9 @@ describe('outpost run killed with SIGKILL and restarted', () => {
     const buyer = renter(devnet.endpoint)
     const logFile = join(logDir, 'agent.log')
     const cancelled: string[] = []
+    writeFileSync(logFile, '')
     for (let round = 0; round < KILLS; round++) {
+      const before = linesWith(logFile, WORK)
       const agent = startAgent(env, logFile)
       const batch = Math.ceil(CONTRACTS / KILLS)
       for (let index = 0; index < batch && ids.length < CONTRACTS; index++) ids.push((await buyer.create(provider.offeringId)).contract_id)
@@ -63,11 +85,13 @@ describe('outpost run killed with SIGKILL and restarted', () => {
           cancelled.push(id)
         }
       }
-      await new Promise((resolve) => setTimeout(resolve, 400 + Math.random() * 1600))
+      await atWork(agent, before)
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 1500))
       agent.kill('SIGKILL')
       await agent.exited
     }
 
+    const started = linesWith(logFile, ['agent starting'])
     const agent = startAgent(env, logFile)
     const statuses = new Map<string, Contract>()
     const settled = await waitFor(async () => {
@@ -81,6 +105,8 @@ describe('outpost run killed with SIGKILL and restarted', () => {
         return cancelled.includes(id) ? status === 'terminated' : status === 'provisioned' || status === 'active'
       })
     }, 75_000, 300)
+    // SIGTERM once it runs: a signal during the Node start-up itself is the default action, not the agent's stop.
+    await waitFor(() => linesWith(logFile, ['agent starting']) > started, 30_000, 50)
     agent.kill('SIGTERM')
     expect((await agent.exited).code).toBe(0)
     expect(settled, `statuses: ${ids.map((id) => statuses.get(id)?.status).join(',')}`).toBe(true)
@@ -119,5 +145,16 @@ describe('outpost run killed with SIGKILL and restarted', () => {
     expect(log).not.toContain(toHex(provider.agentKey.seed))
     expect(log).not.toContain(toHex(provider.mainKey.seed))
     expect(log).not.toContain(sample.instance!.sealed_credentials!)
+
+    // Every contract ends; what each was billed covers the time it was provisioned, across all the kills.
+    const closing = startAgent(env, logFile)
+    for (const id of ids) if (!cancelled.includes(id)) await buyer.cancel(id)
+    const ended = await waitFor(async () => (await Promise.all(ids.map((id) => buyer.show(id)))).every((contract) => contract.status === 'terminated'), 75_000, 500)
+    closing.kill('SIGTERM')
+    await closing.exited
+    expect(ended).toBe(true)
+    const billed = billing(devnet.dataDir, ids)
+    expect(billed.gaps).toEqual([])
+    console.log(`crash run: ${JSON.stringify({contracts: ids.length, kills: KILLS, resumed: resumed.length, ...billed})}`)
   })
 })

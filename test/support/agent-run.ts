@@ -92,6 +92,10 @@ export function outboxEntries(stateDir: string): string[] {
 export interface Billing {
   provisionedSeconds: number
   billedSeconds: number
+  /** Billed before the marketplace took the `provisioned` report (the instance was ready, the report on its way). */
+  billedBeforeProvisionedSeconds: number
+  /** Billed after the contract ended (its instance still ran until the agent terminated it). */
+  billedAfterEndSeconds: number
   /** Contracts whose usage leaves part of their provisioned time unbilled, with the first gap. */
   gaps: string[]
 }
@@ -102,14 +106,19 @@ export interface Billing {
  */
 export function billing(dataDir: string, ids: readonly string[]): Billing {
   const {contracts, usage} = readMarketplace(dataDir)
-  const result: Billing = {provisionedSeconds: 0, billedSeconds: 0, gaps: []}
+  const result: Billing = {provisionedSeconds: 0, billedSeconds: 0, billedBeforeProvisionedSeconds: 0, billedAfterEndSeconds: 0, gaps: []}
   for (const id of ids) {
     const row = contracts.get(id)
     const periods = usage.get(id) ?? []
     result.billedSeconds += periods.reduce((sum, period) => sum + (period.end - period.start), 0) / 1000
     if (!row || row.provisioned_at === null) continue
     const end = row.ended_at ?? Date.now()
-    result.provisionedSeconds += (end - row.provisioned_at) / 1000
+    const provisionedAt = row.provisioned_at
+    result.provisionedSeconds += (end - provisionedAt) / 1000
+    for (const period of periods) {
+      result.billedBeforeProvisionedSeconds += Math.max(0, Math.min(period.end, provisionedAt) - period.start) / 1000
+      result.billedAfterEndSeconds += Math.max(0, period.end - Math.max(period.start, end)) / 1000
+    }
     let coveredUntil = row.provisioned_at
     for (const period of periods) {
       if (period.start > coveredUntil) break
@@ -117,8 +126,7 @@ export function billing(dataDir: string, ids: readonly string[]): Billing {
     }
     if (coveredUntil < end) result.gaps.push(`${id}: provisioned ${row.provisioned_at}–${end}, billed up to ${coveredUntil} (${periods.length} records)`)
   }
-  result.provisionedSeconds = Math.round(result.provisionedSeconds)
-  result.billedSeconds = Math.round(result.billedSeconds)
+  for (const key of ['provisionedSeconds', 'billedSeconds', 'billedBeforeProvisionedSeconds', 'billedAfterEndSeconds'] as const) result[key] = Math.round(result[key])
   return result
 }
 
