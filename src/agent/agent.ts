@@ -379,7 +379,7 @@ export class Agent {
       return
     }
     let details: Record<string, unknown> = {waiting: count}
-    let advice = 'stake more to lift it (`outpost stake add`)'
+    let advice = 'stake more to lift it (`outpost stake deposit`)'
     try {
       const stake = await this.api.stake({signal: this.stopping.signal, retry: QUICK_RETRY})
       const staked = parseAmount(stake.staked)

@@ -303,6 +303,28 @@ describe('Agent: the stake tier limit', () => {
   })
 })
 
+describe('Agent: usage after a restart', () => {
+  beforeEach(() => vi.useFakeTimers())
+  afterEach(() => vi.useRealTimers())
+
+  it('bills what accrued before it started at once, not one interval later', async () => {
+    const api = new FakeMarketplace()
+    const provisioner = new FakeProvisioner()
+    const running = contract({created_at: Date.now() - 20 * 60_000, status: 'active'})
+    const made = provisioner.make(running.contract_id)
+    api.active = [{...running, instance: {external_id: made.externalId, ip_address: '127.0.0.1', ssh_port: 2222}}]
+    const agent = newAgent(api, provisioner)
+    await agent.start()
+    // SETTINGS bill every 300 s: the 20 minutes before the start are due now.
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(api.usageRecords.length).toBeGreaterThanOrEqual(3)
+    expect(api.usageRecords.every((record) => record.contract_id === running.contract_id)).toBe(true)
+    const stopped = agent.stop(0)
+    await vi.advanceTimersByTimeAsync(0)
+    await stopped
+  })
+})
+
 describe('Agent: heartbeat interval', () => {
   beforeEach(() => vi.useFakeTimers())
   afterEach(() => vi.useRealTimers())

@@ -42,4 +42,21 @@ describe('Journal', () => {
     expect(state.usageReportedUntil.get(a.contract_id)).toBe(600)
     expect(state.terminatedAt.get(c.contract_id)).toBe(40)
   })
+
+  it('bills from the first time an instance was ready: a resumed run finding it again does not move that, a new instance after a terminated one does', () => {
+    const path = join(dir, 'ready.jsonl')
+    const journal = new Journal(path)
+    const [found, retried] = [contractFixture(), contractFixture()]
+    const ready = (id: string, at: number) => journal.append({event: 'instance_ready', contract_id: id, external_id: `outpost-${id}`, adopted: false}, at)
+    ready(found.contract_id, 100)
+    ready(found.contract_id, 500)
+    ready(retried.contract_id, 100)
+    journal.append({event: 'instance_terminated', contract_id: retried.contract_id, external_id: `outpost-${retried.contract_id}`, reason: 'refused'}, 200)
+    ready(retried.contract_id, 300)
+    journal.close()
+    const state = journalState(readJournal(path).entries)
+    expect(state.readyAt.get(found.contract_id)).toBe(100)
+    expect(state.readyAt.get(retried.contract_id)).toBe(300)
+    expect(state.terminatedAt.has(retried.contract_id)).toBe(false)
+  })
 })

@@ -128,11 +128,14 @@ export class LocalProvisioner implements Provisioner {
   }
 
   async list(): Promise<ListedInstance[]> {
+    return this.records().map((record) => ({externalId: record.name, contractId: record.contract_id, name: record.name}))
+  }
+
+  private records(): InstanceRecord[] {
     return readdirSync(this.dir)
       .filter((file) => file.endsWith('.json') && NAME.test(file.slice(0, -5)))
       .map((file) => this.read(file.slice(0, -5)))
       .filter((record): record is InstanceRecord => record !== undefined)
-      .map((record) => ({externalId: record.name, contractId: record.contract_id, name: record.name}))
   }
 
   async verifySetup(): Promise<SetupCheck[]> {
@@ -230,7 +233,7 @@ export class LocalProvisioner implements Provisioner {
     let lastError: unknown
     for (let attempt = 0; attempt < (fixedPort ? 1 : SPAWN_ATTEMPTS); attempt++) {
       if (signal.aborted) break
-      const port = fixedPort ?? (await freePort())
+      const port = fixedPort ?? (await this.unrecordedPort())
       const record: InstanceRecord = {contract_id: contractId, name, port, pid: null, password, started_at: Date.now()}
       this.write(record)
       try {
@@ -278,9 +281,24 @@ export class LocalProvisioner implements Provisioner {
       if (await tcpConnects('127.0.0.1', record.port, 500)) return started
       await sleep(30)
     }
-    await killGroup(child.pid, record.name, this.killGraceMs)
+    // At once, no grace: a workload that never became ready serves nobody, and one left dying while the agent is killed
+    // would be found alive by the next run, adopted, and gone a moment later.
+    await killGroup(child.pid, record.name, 0)
     if (signal.aborted) throw new ProvisionAbortedError(record.name, {cause: signal.reason})
     throw new ProvisionError(`the workload did not accept connections on port ${record.port} within ${this.startupTimeoutMs / 1000} s`, {retryPossible: true})
+  }
+
+  /**
+   * A free port that no instance record names: a workload that died is restarted on its own port, which must not have
+   * been handed to another instance meanwhile.
+   */
+  private async unrecordedPort(): Promise<number> {
+    const recorded = new Set(this.records().map((record) => record.port))
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const port = await freePort()
+      if (!recorded.has(port)) return port
+    }
+    throw new ProvisionError('no free TCP port that no instance record names', {retryPossible: true})
   }
 
   private logTail(name: string): string {
