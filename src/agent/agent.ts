@@ -258,6 +258,13 @@ export class Agent {
     this.reporter.close()
     await Promise.all(this.loops)
     await this.provisioner.close?.()
+    this.disk.retry()
+    if (this.reporter.waitingForDisk > 0) {
+      this.log.error(
+        {reports: this.reporter.waitingForDisk, journal_entries: this.journal.waiting},
+        'reports neither accepted nor written (the state disk is still full) end with this run: the next one redoes that work from the marketplace state',
+      )
+    }
     this.journal.close()
     const outboxLeft = this.reporter.depth
     this.log.info({in_flight: inFlight, outbox_left: outboxLeft}, outboxLeft > 0 ? 'stopped; reports left in the outbox are sent by the next run' : 'stopped')

@@ -66,7 +66,8 @@ afterAll(async () => {
 })
 
 describe('outpost run killed with SIGKILL and restarted', () => {
-  it(`provisions each of ${CONTRACTS} contracts exactly once and loses no report`, {timeout: 120_000}, async () => {
+  // 12 starts of the agent under load, then every contract ended: the run takes 60–110 s on a busy 2-core machine.
+  it(`provisions each of ${CONTRACTS} contracts exactly once and loses no report`, {timeout: 180_000}, async () => {
     // Small batches and little concurrency keep work in flight at every kill.
     const env = fastAgentEnv(provider.configDir, {OUTPOST_AGENT_MAX_CONCURRENT_PROVISIONS: '4'})
     const buyer = renter(devnet.endpoint)
@@ -91,7 +92,6 @@ describe('outpost run killed with SIGKILL and restarted', () => {
       await agent.exited
     }
 
-    const started = linesWith(logFile, ['agent starting'])
     const agent = startAgent(env, logFile)
     const statuses = new Map<string, Contract>()
     const settled = await waitFor(async () => {
@@ -105,10 +105,6 @@ describe('outpost run killed with SIGKILL and restarted', () => {
         return cancelled.includes(id) ? status === 'terminated' : status === 'provisioned' || status === 'active'
       })
     }, 75_000, 300)
-    // SIGTERM once it runs: a signal during the Node start-up itself is the default action, not the agent's stop.
-    await waitFor(() => linesWith(logFile, ['agent starting']) > started, 30_000, 50)
-    agent.kill('SIGTERM')
-    expect((await agent.exited).code).toBe(0)
     expect(settled, `statuses: ${ids.map((id) => statuses.get(id)?.status).join(',')}`).toBe(true)
 
     // Exactly once, counted on the machine: one live workload per running contract, none for the cancelled.
@@ -118,16 +114,21 @@ describe('outpost run killed with SIGKILL and restarted', () => {
     const records = readdirSync(join(stateDir, 'local')).filter((file) => file.endsWith('.json'))
     expect(records.sort()).toEqual(ids.filter((id) => !cancelled.includes(id)).map((id) => `outpost-${id}.json`).sort())
 
+    // Every contract ends, and the agent stops cleanly once they have.
+    for (const id of ids) if (!cancelled.includes(id)) await buyer.cancel(id)
+    const ended = await waitFor(async () => (await Promise.all(ids.map((id) => buyer.show(id)))).every((contract) => contract.status === 'terminated'), 75_000, 500)
+    agent.kill('SIGTERM')
+    expect((await agent.exited).code).toBe(0)
+    expect(ended).toBe(true)
+    expect(instanceProcesses(ids).size).toBe(0)
+
     // No report lost: the outbox is empty and the server's state is what the journal says was reported.
     expect(readdirSync(join(stateDir, 'outbox')).filter((file) => file.endsWith('.json'))).toEqual([])
     const journal = readJournal(join(stateDir, 'journal.jsonl')).entries
     for (const id of ids) {
       const delivered = journal.flatMap((entry) => (entry.event === 'report_delivered' && entry.contract_id === id ? [entry] : []))
-      const lastProvisioning = delivered.filter((entry) => entry.kind === 'provisioning').at(-1)
-      const terminated = delivered.some((entry) => entry.kind === 'terminated')
-      const server = statuses.get(id)!
-      if (server.status === 'terminated') expect(terminated, id).toBe(true)
-      else expect(lastProvisioning?.status, id).toBe('provisioned')
+      expect(delivered.some((entry) => entry.kind === 'terminated'), id).toBe(true)
+      if (!cancelled.includes(id)) expect(delivered.filter((entry) => entry.kind === 'provisioning').at(-1)?.status, id).toBe('provisioned')
       // At most one instance was ever created for it; restarts found it again instead.
       const createdHere = journal.filter((entry) => entry.event === 'instance_ready' && entry.contract_id === id && !entry.adopted)
       expect(createdHere.length, id).toBeLessThanOrEqual(1)
@@ -146,13 +147,7 @@ describe('outpost run killed with SIGKILL and restarted', () => {
     expect(log).not.toContain(toHex(provider.mainKey.seed))
     expect(log).not.toContain(sample.instance!.sealed_credentials!)
 
-    // Every contract ends; what each was billed covers the time it was provisioned, across all the kills.
-    const closing = startAgent(env, logFile)
-    for (const id of ids) if (!cancelled.includes(id)) await buyer.cancel(id)
-    const ended = await waitFor(async () => (await Promise.all(ids.map((id) => buyer.show(id)))).every((contract) => contract.status === 'terminated'), 75_000, 500)
-    closing.kill('SIGTERM')
-    await closing.exited
-    expect(ended).toBe(true)
+    // What each contract was billed covers the time it was provisioned, across all the kills.
     const billed = billing(devnet.dataDir, ids)
     expect(billed.gaps).toEqual([])
     console.log(`crash run: ${JSON.stringify({contracts: ids.length, kills: KILLS, resumed: resumed.length, ...billed})}`)

@@ -138,7 +138,9 @@ export async function startFaultProxy(target: string, rules: FaultRule[], option
               return
             }
             if (rule.fault !== 'truncate') return breakExchange(rule, response)
-            const headers = {...answer.headers, 'content-length': String(answerBody.length)}
+            const {'transfer-encoding': _chunked, ...rest} = answer.headers
+            // The full length is announced and half of it sent: the client sees a 2xx it can't read to the end.
+            const headers = {...rest, 'content-length': String(answerBody.length)}
             response.writeHead(answer.statusCode ?? 200, headers)
             response.write(answerBody.subarray(0, Math.floor(answerBody.length / 2)), () => response.socket?.destroy())
           })
