@@ -1,4 +1,4 @@
-import {spawn} from 'node:child_process'
+import {spawn, type ChildProcess} from 'node:child_process'
 import {closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -211,11 +211,19 @@ export interface AgentProcess {
   kill(signal: NodeJS.Signals): void
 }
 
+/** Agents still running when the test process ends (a test that failed or timed out left them) end with it. */
+const runningAgents = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of runningAgents) child.kill('SIGKILL')
+})
+
 /** `outpost run` from the built CLI, its JSON log appended to `logFile`. */
 export function startAgent(env: Record<string, string>, logFile: string, args: string[] = []): AgentProcess {
   const log = openSync(logFile, 'a')
   const child = spawn(process.execPath, [BIN, 'run', ...args], {env: {...process.env, NO_COLOR: '1', CI: 'true', ...env}, stdio: ['ignore', log, log]})
   closeSync(log)
+  runningAgents.add(child)
+  child.once('exit', () => runningAgents.delete(child))
   const exited = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) => child.once('exit', (code, signal) => resolve({code, signal})))
   return {
     pid: child.pid ?? 0,
