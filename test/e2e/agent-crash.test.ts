@@ -100,7 +100,7 @@ describe('outpost run killed with SIGKILL and restarted', () => {
         const status = contracts.get(id)?.status
         return cancelled.includes(id) ? status === 'terminated' : status === 'provisioned' || status === 'active'
       })
-    }, 120_000, 300)
+    }, 75_000, 300)
     expect(settled, `statuses: ${ids.map((id) => statusOf().get(id)?.status).join(',')}`).toBe(true)
     const statuses = new Map((await Promise.all(ids.map((id) => buyer.show(id)))).map((contract) => [contract.contract_id, contract]))
 
