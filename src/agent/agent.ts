@@ -215,7 +215,7 @@ export class Agent {
     await this.reconcile()
     const {contracts, tierLimited} = await this.api.pendingWork(0, {signal: this.stopping.signal})
     await this.noteTierLimit(tierLimited)
-    if (!this.disk.full) {
+    if (this.disk.hasRoom()) {
       for (const contract of contracts) if (this.accepts(contract)) this.queue.enqueue(contract, false)
     }
     // The round ends within a lock TTL (longer than any provisioning) even if the marketplace goes away meanwhile;
@@ -347,7 +347,7 @@ export class Agent {
   private async pollContracts(): Promise<number> {
     await this.queue.room()
     // No new work while the state disk is full: a contract taken now could not be journaled.
-    await this.disk.room(this.stopping.signal)
+    if (!this.disk.hasRoom()) await this.disk.room(this.stopping.signal)
     if (this.stopping.signal.aborted) return 0
     if (!this.longPoll && this.settings.longPollWaitSeconds > 0 && Date.now() >= this.longPollRetryAt) this.longPoll = true
     const wait = this.longPoll ? this.settings.longPollWaitSeconds : 0
@@ -431,9 +431,9 @@ export class Agent {
 
   private async provisionContract(contract: Contract, resumed: boolean): Promise<void> {
     // Written before the lock is asked for: a crash right after locking still finds this contract on restart.
-    this.journal.append({event: 'provision_started', contract_id: contract.contract_id, contract})
+    if (this.disk.hasRoom()) this.journal.append({event: 'provision_started', contract_id: contract.contract_id, contract})
     if (this.disk.full) {
-      // It could not be journaled (or the disk filled meanwhile): taken up again once there is room.
+      // No room to journal it (or the disk filled meanwhile): taken up again once there is.
       this.queue.retryLater(contract, resumed)
       return
     }

@@ -63,15 +63,29 @@ export class StateDisk {
    */
   noteFailure(path: string, error: unknown): boolean {
     if (!isOutOfSpace(error)) return false
-    if (this.fullSince === undefined) {
-      this.fullSince = Date.now()
-      this.options.log.error(
-        {path, free_bytes: freeBytes(this.options.dir), code: (error as NodeJS.ErrnoException).code},
-        'the state disk is full: no new contracts are taken; running ones are kept, and reports wait in memory until they can be written',
-      )
-      this.options.onChange?.(true)
-    }
+    this.fill(path, (error as NodeJS.ErrnoException).code ?? 'ENOSPC')
     return true
+  }
+
+  /**
+   * Whether there is room for new work: a disk with less free than a probe takes is full before a write fails (a
+   * restart on a full disk finds a few freed blocks, not room to work in).
+   */
+  hasRoom(): boolean {
+    if (this.fullSince !== undefined) return false
+    const free = freeBytes(this.options.dir)
+    if (free !== undefined && free < PROBE_BYTES) this.fill(this.options.dir, 'low_space')
+    return this.fullSince === undefined
+  }
+
+  private fill(path: string, code: string): void {
+    if (this.fullSince !== undefined) return
+    this.fullSince = Date.now()
+    this.options.log.error(
+      {path, free_bytes: freeBytes(this.options.dir), code},
+      'the state disk is full: no new contracts are taken; running ones are kept, and reports wait in memory until they can be written',
+    )
+    this.options.onChange?.(true)
   }
 
   /** What to write again once there is room: `rewrite` throws while it still can't write everything it holds. */
