@@ -4,7 +4,19 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {fastAgentEnv, initProvider, killInstances, renter, startAgent, startDevnet, waitFor, type AgentProcess, type Devnet, type ProviderSetup} from '../helpers/marketplace.js'
+import {
+  fastAgentEnv,
+  initProvider,
+  instanceProcesses,
+  killInstances,
+  renter,
+  startAgent,
+  startDevnet,
+  waitFor,
+  type AgentProcess,
+  type Devnet,
+  type ProviderSetup,
+} from '../helpers/marketplace.js'
 import {billing, outboxEntries, readMarketplace, settleRunning} from '../support/agent-run.js'
 
 /**
@@ -36,7 +48,9 @@ afterAll(async () => {
   agent?.kill('SIGKILL')
   await agent?.exited
   killInstances(ids)
-  if (mounted) execFileSync('umount', [mount])
+  // Workloads keep their log files on the small disk open until they are gone.
+  await waitFor(() => instanceProcesses(ids).size === 0, 10_000)
+  if (mounted) execFileSync('umount', ['--lazy', mount])
   if (mount) rmSync(mount, {recursive: true, force: true})
   await devnet?.stop()
   rmSync(provider?.configDir ?? '/nonexistent', {recursive: true, force: true})
