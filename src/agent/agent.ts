@@ -5,6 +5,7 @@ import {ApiError} from '../core/api/client.js'
 import type {HealthCheck, HeartbeatBody, ProviderApi} from '../core/api/provider.js'
 import type {Contract, Instance} from '../core/api/schemas.js'
 import type {BiddingConfig} from '../core/config/schema.js'
+import {formatAmount, parseAmount} from '../core/decimal.js'
 import {describeError} from '../core/errors.js'
 import {writeFileAtomic} from '../core/files.js'
 import {fromHex} from '../core/hex.js'
@@ -12,18 +13,21 @@ import {sealCredentials} from '../core/sealing.js'
 import {randomHex, type KeyPair, type SignedUsageRecord} from '../core/signing.js'
 import {contractHolder, GpuShortageError, type GpuAllocator, type GpuUnit} from '../gpu/allocator.js'
 import {instanceName, InstanceMismatchError, ProvisionAbortedError, ProvisionError, type InstanceClaim, type ProvisionedInstance, type Provisioner} from '../provisioners/provisioner.js'
-import {Backoff, pause} from './backoff.js'
+import {nextTier} from '../stake/tiers.js'
+import {Backoff, follow, pause, unlessAborted} from './backoff.js'
 import {BidEngine, type BiddingApi, type HeldContracts} from './bidding/engine.js'
 import type {PricingScript} from './bidding/script-pricing.js'
 import {ContractLocks, type LockApi} from './contract-lock.js'
 import {allocateForContract, freeCapacity, openGpuAllocator} from './gpus.js'
-import {Journal, journalPath, journalState, readJournal, type JournalState} from './journal.js'
+import {Journal, journalPath, journalState, noteReady, readJournal, type JournalState} from './journal.js'
 import type {AgentLog} from './logger.js'
 import type {AgentMetrics, ContractResult} from './metrics.js'
-import {Outbox} from './outbox.js'
-import {Reporter, type ReportApi} from './reporter.js'
-import {completedPeriods, usageRecord} from './usage.js'
-import {archiveUsageRecords} from './usage-archive.js'
+import {Outbox, type Report} from './outbox.js'
+import {Reporter, type Confirmation, type ReportApi} from './reporter.js'
+import {Siblings} from './siblings.js'
+import {outOfSpaceCause, StateDisk} from './state-disk.js'
+import {completedPeriods, periodsUntilEnd, usageRecord, type UsagePeriod} from './usage.js'
+import {UsageArchive} from './usage-archive.js'
 import {WorkQueue} from './work-queue.js'
 
 export interface AgentSettings {
@@ -37,10 +41,15 @@ export interface AgentSettings {
   activeSyncSeconds: number
   maxConcurrentProvisions: number
   lockTtlSeconds: number
+  /** A sibling agent whose last heartbeat is older than this is dead, and its contracts are taken over; 0: 3 × the heartbeat interval. */
+  siblingDeadAfterSeconds: number
 }
 
 /** The marketplace routes the agent calls (ProviderApi has them all). */
-export type AgentApi = Pick<ProviderApi, 'heartbeat' | 'pendingProvision' | 'activeContracts' | 'reportHealth' | 'reconcile'> & LockApi & ReportApi & BiddingApi
+export type AgentApi = Pick<ProviderApi, 'heartbeat' | 'pendingProvision' | 'pendingWork' | 'activeContracts' | 'reportHealth' | 'reconcile' | 'stake'> &
+  LockApi &
+  ReportApi &
+  BiddingApi
 
 export interface AgentOptions {
   api: AgentApi
@@ -57,6 +66,9 @@ export interface AgentOptions {
   bidding?: {config: BiddingConfig; script: PricingScript | undefined}
 }
 
+/** Where a contract stands on the marketplace, as the agent can read it: on its active list, pending, or neither. */
+type ContractStanding = {kind: 'active'; contract: Contract} | {kind: 'pending'} | {kind: 'gone'}
+
 /** How long a contract is left alone after it was declined, so a poll that returns it again does not spin. */
 const DECLINE_MS = {locked: 5000, retry: 3000, refused: 30_000} as const
 /** A long poll that failed is tried again after this long of plain polling. */
@@ -69,6 +81,8 @@ const CAPABILITIES = ['long-poll', 'sealed-credentials', 'usage-v1', 'reconcile'
 const QUICK_RETRY = {retries: 1, baseDelayMs: 100, maxDelayMs: 500}
 /** PROTOCOL §5: the interval a heartbeat's answer may name. */
 const HEARTBEAT_SECONDS = {min: 10, max: 3600}
+/** While the state disk is full, what waits is written again this often. */
+const DISK_RETRY_MS = 2000
 
 /**
  * The provider agent: turns accepted contracts into instances exactly once, reports what it did through a durable
@@ -110,6 +124,19 @@ export class Agent {
   private capacity: HeartbeatBody['capacity']
   /** The GPUs of a backend whose devices Outpost hands out, with who holds each (journalled). */
   private gpus: GpuAllocator | undefined
+  /** The heartbeat interval in use (the marketplace's, else the configured one). */
+  private heartbeatIntervalMs: number
+  private readonly siblings: Siblings
+  /** Contracts of dead siblings this agent checks, bills and terminates (each logged once when taken over). */
+  private readonly adopted = new Set<string>()
+  /** The tier-limited count last logged. */
+  private tierLimitLogged = 0
+  /** Resolves once the active list was read: usage is reported only then (at once, so a restart bills what accrued). */
+  private readonly firstSync: Promise<void>
+  private markSynced: () => void = () => undefined
+  private readonly archive: UsageArchive
+  /** The state disk: when it is full the agent takes no new work (see StateDisk). */
+  readonly disk: StateDisk
 
   constructor(private readonly options: AgentOptions) {
     this.api = options.api
@@ -118,12 +145,17 @@ export class Agent {
     this.metrics = options.metrics
     this.settings = options.settings
     this.longPoll = options.settings.longPollWaitSeconds > 0
-    this.agentId = agentIdentity(options.stateDir)
+    this.heartbeatIntervalMs = options.settings.heartbeatSeconds * 1000
+    this.disk = new StateDisk({dir: options.stateDir, log: options.log, onChange: (full) => this.metrics.stateDiskFull.set(full ? 1 : 0)})
+    this.agentId = agentIdentity(options.stateDir, this.disk)
+    this.siblings = new Siblings(this.agentId)
+    this.firstSync = new Promise((resolve) => (this.markSynced = resolve))
     const journalFile = journalPath(options.stateDir)
     const {entries, skipped} = readJournal(journalFile)
-    if (skipped > 0) this.log.warn({journal: journalFile, lines: skipped}, 'journal lines that do not parse were skipped (a write cut short by a crash)')
+    if (skipped > 0) this.log.warn({journal: journalFile, lines: skipped}, 'journal lines that do not parse were skipped (a write cut short by a crash or a full disk)')
     this.state = journalState(entries)
-    this.journal = new Journal(journalFile)
+    this.journal = new Journal(journalFile, this.disk)
+    this.archive = new UsageArchive(options.stateDir, this.disk)
     const onApiError = (error: unknown) => this.noteApiError(error)
     this.reporter = new Reporter({
       outbox: new Outbox(options.stateDir),
@@ -132,6 +164,8 @@ export class Agent {
       log: options.log,
       onApiError,
       onDepth: (depth) => this.metrics.outboxDepth.set(depth),
+      confirm: (report) => this.confirm(report),
+      disk: this.disk,
     })
     this.queue = new WorkQueue<Contract>({
       concurrency: options.settings.maxConcurrentProvisions,
@@ -175,8 +209,10 @@ export class Agent {
       this.loop('contracts', () => this.pollContracts()),
       this.loop('active contracts', async () => (await this.syncActive(), settings.activeSyncSeconds * 1000)),
       this.loop('health', async () => (await this.reportHealth(), settings.healthCheckIntervalSeconds * 1000), settings.healthCheckIntervalSeconds * 1000),
-      this.loop('usage', async () => (await this.reportUsage(), settings.usageIntervalSeconds * 1000), settings.usageIntervalSeconds * 1000),
+      // At once after the first read of the active list: what accrued before a restart is billed without waiting.
+      this.loop('usage', async () => (await unlessAborted(this.firstSync, this.stopping.signal), await this.reportUsage(), settings.usageIntervalSeconds * 1000)),
       this.loop('reconcile', async () => (await this.reconcile(), settings.reconcileIntervalSeconds * 1000)),
+      this.loop('state disk', async () => (this.disk.retry(), DISK_RETRY_MS)),
     )
     const engine = this.bidEngine
     if (engine) this.loops.push(this.loop('bidding', () => engine.round(this.stopping.signal)))
@@ -188,17 +224,19 @@ export class Agent {
     if (this.bidEngine) this.log.info({}, 'bidding is not run with --once: a bid has to be followed until its order closes')
     await this.heartbeat()
     await this.reconcile()
-    for (const contract of await this.api.pendingProvision(0, {signal: this.stopping.signal})) {
-      if (this.accepts(contract)) this.queue.enqueue(contract, false)
+    const {contracts, tierLimited} = await this.api.pendingWork(0, {signal: this.stopping.signal})
+    await this.noteTierLimit(tierLimited)
+    if (this.disk.hasRoom()) {
+      for (const contract of contracts) if (this.accepts(contract)) this.queue.enqueue(contract, false)
     }
     // The round ends within a lock TTL (longer than any provisioning) even if the marketplace goes away meanwhile;
     // what is left is checkpointed by stop() and the outbox.
     const budget = new AbortController()
     const timer = setTimeout(() => budget.abort(), this.settings.lockTtlSeconds * 1000)
     try {
-      await Promise.race([this.queue.idle(), abortion(budget.signal)])
+      await unlessAborted(this.queue.idle(), budget.signal)
       await this.syncActive()
-      await Promise.race([Promise.all(this.terminations.values()), abortion(budget.signal)])
+      await unlessAborted(Promise.all(this.terminations.values()), budget.signal)
       await this.reportHealth()
       await this.reportUsage()
       await this.reporter.flush(budget.signal)
@@ -231,6 +269,13 @@ export class Agent {
     this.reporter.close()
     await Promise.all(this.loops)
     await this.provisioner.close?.()
+    this.disk.retry()
+    if (this.reporter.waitingForDisk > 0) {
+      this.log.error(
+        {reports: this.reporter.waitingForDisk, journal_entries: this.journal.waiting},
+        'reports neither accepted nor written (the state disk is still full) end with this run: the next one redoes that work from the marketplace state',
+      )
+    }
     this.journal.close()
     const outboxLeft = this.reporter.depth
     this.log.info({in_flight: inFlight, outbox_left: outboxLeft}, outboxLeft > 0 ? 'stopped; reports left in the outbox are sent by the next run' : 'stopped')
@@ -295,12 +340,20 @@ export class Agent {
         capabilities: CAPABILITIES,
         active_contracts: this.active.length,
         ...(this.capacity ? {capacity: this.capacity, free: freeCapacity(this.capacity, this.heldContracts().holding, this.gpus)} : {}),
+        agent_id: this.agentId,
       },
       {signal: this.stopping.signal, retry: QUICK_RETRY},
     )
     const intervalSeconds = heartbeatInterval(answer.next_heartbeat_seconds, this.settings.heartbeatSeconds)
+    this.heartbeatIntervalMs = intervalSeconds * 1000
+    this.siblings.update(answer.agents)
     if (!this.heartbeatOk) {
-      this.log.info({next_heartbeat_seconds: answer.next_heartbeat_seconds, interval_seconds: intervalSeconds}, 'the marketplace acknowledged the heartbeat')
+      this.log.info(
+        {next_heartbeat_seconds: answer.next_heartbeat_seconds, interval_seconds: intervalSeconds, sibling_dead_after_seconds: this.siblingDeadAfterMs() / 1000},
+        answer.agents === undefined
+          ? 'the marketplace acknowledged the heartbeat; it lists no sibling agents, so contracts of a dead sibling are not taken over'
+          : 'the marketplace acknowledged the heartbeat',
+      )
     }
     this.heartbeatOk = true
     this.metrics.lastHeartbeat.set(Date.now() / 1000)
@@ -311,12 +364,16 @@ export class Agent {
 
   private async pollContracts(): Promise<number> {
     await this.queue.room()
+    // No new work while the state disk is full: a contract taken now could not be journaled.
+    if (!this.disk.hasRoom()) await this.disk.room(this.stopping.signal)
     if (this.stopping.signal.aborted) return 0
     if (!this.longPoll && this.settings.longPollWaitSeconds > 0 && Date.now() >= this.longPollRetryAt) this.longPoll = true
     const wait = this.longPoll ? this.settings.longPollWaitSeconds : 0
     let contracts: Contract[]
     try {
-      contracts = await this.api.pendingProvision(wait, {signal: this.stopping.signal, retry: QUICK_RETRY})
+      const pending = await this.api.pendingWork(wait, {signal: this.stopping.signal, retry: QUICK_RETRY})
+      contracts = pending.contracts
+      await this.noteTierLimit(pending.tierLimited)
     } catch (error) {
       if (wait > 0 && isLongPollFailure(error)) {
         this.longPoll = false
@@ -331,6 +388,39 @@ export class Agent {
     for (const contract of fresh) this.queue.enqueue(contract, false)
     if (!this.longPoll) return this.settings.pollIntervalSeconds * 1000
     return fresh.length === 0 && contracts.length > 0 ? IDLE_POLL_MS : 0
+  }
+
+  /**
+   * The marketplace holds back `count` accepted contracts for the stake tier (when it says): a log line each time the
+   * count changes, with what the next tier takes, and a gauge.
+   */
+  private async noteTierLimit(count: number | undefined): Promise<void> {
+    if (count === undefined) return
+    this.metrics.tierLimitedContracts.set(count)
+    if (count === this.tierLimitLogged) return
+    this.tierLimitLogged = count
+    if (count === 0) {
+      this.log.info({}, 'no contract waits on the stake tier limit any more')
+      return
+    }
+    let details: Record<string, unknown> = {waiting: count}
+    let advice = 'stake more to lift it (`outpost stake deposit`)'
+    try {
+      const stake = await this.api.stake({signal: this.stopping.signal, retry: QUICK_RETRY})
+      const staked = parseAmount(stake.staked)
+      const next = nextTier(staked)
+      details = {...details, tier: stake.tier, max_concurrent_contracts: stake.max_concurrent_contracts, staked: stake.staked}
+      if (next) {
+        const needed = formatAmount(next.minimumMicro - staked)
+        details = {...details, next_tier: next.name, next_max_concurrent_contracts: next.maxConcurrent, stake_needed: needed}
+        advice = `staking ${needed} more (tier ${next.name}) allows ${next.maxConcurrent ?? 'unlimited'}`
+      }
+    } catch (error) {
+      this.noteApiError(error)
+      details = {...details, err: describeError(error)}
+    }
+    const allows = typeof details.max_concurrent_contracts === 'number' ? `: the tier allows ${details.max_concurrent_contracts} at once` : ''
+    this.log.warn(details, `${count} contract${count === 1 ? '' : 's'} wait${count === 1 ? 's' : ''} on the stake tier limit${allows}; ${advice}`)
   }
 
   /** Whether a polled contract is new work; one this agent has declined recently was logged when it was declined. */
@@ -361,7 +451,12 @@ export class Agent {
 
   private async provisionContract(contract: Contract, resumed: boolean): Promise<void> {
     // Written before the lock is asked for: a crash right after locking still finds this contract on restart.
-    this.journal.append({event: 'provision_started', contract_id: contract.contract_id, contract})
+    if (this.disk.hasRoom()) this.journal.append({event: 'provision_started', contract_id: contract.contract_id, contract})
+    if (this.disk.full) {
+      // No room to journal it (or the disk filled meanwhile): taken up again once there is.
+      this.queue.retryLater(contract, resumed)
+      return
+    }
     if (!(await this.lock(contract, resumed))) return
     const kept = this.locks.keep(contract.contract_id)
     const signal = AbortSignal.any([this.interrupting.signal, kept.lost])
@@ -378,15 +473,17 @@ export class Agent {
     if (gpus === false) return
     const made = await this.findOrCreate(contract, signal, gpus)
     if (!made) return
-    this.journal.append({event: 'instance_ready', contract_id: contract.contract_id, external_id: made.instance.externalId, adopted: made.adopted})
-    this.state.readyAt.set(contract.contract_id, Date.now())
+    const id = contract.contract_id
+    const at = Date.now()
+    this.journal.append({event: 'instance_ready', contract_id: id, external_id: made.instance.externalId, adopted: made.adopted}, at)
+    noteReady(this.state, id, at)
     await this.handOver(contract, made, signal)
   }
 
   /** True when the lock is held; refused, the contract is skipped for a while; unanswered, it is tried again later. */
   private async lock(contract: Contract, resumed: boolean): Promise<boolean> {
     const id = contract.contract_id
-    const attempt = await this.locks.acquire(id, this.interrupting.signal)
+    const attempt = await this.locks.acquire(id, follow(this.interrupting.signal))
     if (attempt.outcome === 'refused') {
       const {apiCode, message} = attempt.error
       const locked = apiCode === 'locked'
@@ -416,7 +513,7 @@ export class Agent {
       return true
     } catch (error) {
       this.noteApiError(error)
-      if (error instanceof ApiError && !error.retryable) {
+      if (error instanceof ApiError && error.refused) {
         this.log.info({contract_id: id, code: error.apiCode}, `skipped: the marketplace refuses to start provisioning it (${error.message})`)
         this.queue.decline(id, error.apiCode === 'tier_limit' ? DECLINE_MS.retry : DECLINE_MS.refused)
         this.done(id, 'skipped', error.apiCode)
@@ -453,19 +550,31 @@ export class Agent {
     try {
       const existing = await this.provisioner.find(id, signal)
       if (existing) {
-        this.log.info({contract_id: id, external_id: existing.externalId}, 'found the instance made before a restart: not creating another')
+        this.log.info({contract_id: id, external_id: existing.externalId}, "found the contract's instance (made before a restart, or by a dead sibling agent): not creating another")
         return {instance: existing, adopted: true}
       }
       this.log.info({contract_id: id, provisioner: this.provisioner.type}, 'provisioning')
       return {instance: await this.provisioner.provision(contract, signal, gpus), adopted: false}
     } catch (error) {
-      if (error instanceof ProvisionAbortedError || signal.aborted) await this.interrupted(id, describeError(error))
-      else await this.failed(contract, describeError(error), error instanceof ProvisionError ? error.retryPossible : true)
+      const outOfSpace = outOfSpaceCause(error)
+      if (error instanceof ProvisionAbortedError || signal.aborted) {
+        await this.interrupted(id, describeError(error))
+      } else if (outOfSpace) {
+        // This host's disk is full, not the contract's fault: no failure is reported (it would spend one of its attempts).
+        this.disk.noteFailure(`the ${this.provisioner.type} backend`, outOfSpace)
+        await this.interrupted(id, describeError(error))
+        this.queue.retryLater(contract, true)
+      } else {
+        await this.failed(contract, describeError(error), error instanceof ProvisionError ? error.retryPossible : true)
+      }
       return undefined
     }
   }
 
-  /** Seals the credentials to the renter and reports `provisioned`; a machine the marketplace refuses is terminated. */
+  /**
+   * Seals the credentials to the renter and reports `provisioned`. A report the marketplace refuses, and whose effect
+   * its state does not show, leads to a look at where the contract stands before anything is destroyed.
+   */
   private async handOver(contract: Contract, {instance, adopted}: {instance: ProvisionedInstance; adopted: boolean}, signal: AbortSignal): Promise<void> {
     const id = contract.contract_id
     let wireInstance: Instance
@@ -476,22 +585,86 @@ export class Agent {
       await this.terminateInstance(instance, 'its credentials cannot be sealed to the renter key')
       return this.failed(contract, describeError(error), false)
     }
-    const settlement = await Promise.race([
-      this.reporter.send({kind: 'provisioning', contract_id: id, status: 'provisioned', instance: wireInstance, unlock: true}),
-      abortion(signal),
-    ])
+    const settlement = await unlessAborted(this.reporter.send({kind: 'provisioning', contract_id: id, status: 'provisioned', instance: wireInstance, unlock: true}), signal)
     if (settlement === undefined) return this.interrupted(id, 'the provisioned report is kept in the outbox', false)
-    if (settlement.delivered) {
-      this.done(id, 'provisioned')
-      this.metrics.timeToReady.observe(Math.max(0, Date.now() - contract.created_at) / 1000)
-      this.log.info({contract_id: id, external_id: instance.externalId, adopted}, 'provisioned')
-      return
+    if (settlement.delivered) return this.handedOver(contract, instance, adopted)
+    await this.afterRefusal(contract, instance, settlement.reason, signal)
+  }
+
+  private handedOver(contract: Contract, instance: ProvisionedInstance, adopted: boolean): void {
+    this.done(contract.contract_id, 'provisioned')
+    this.metrics.timeToReady.observe(Math.max(0, Date.now() - contract.created_at) / 1000)
+    this.log.info({contract_id: contract.contract_id, external_id: instance.externalId, adopted}, 'provisioned')
+  }
+
+  /**
+   * The provisioned report was refused. Only what the marketplace's state shows decides: the instance is ours after all,
+   * or the contract was cancelled before it was provisioned (terminate, report terminated), or another instance runs it
+   * or it ended (terminate), or it is pending again (keep the instance: whoever provisions it next finds it). Nothing
+   * is destroyed while the state can't be read.
+   */
+  private async afterRefusal(contract: Contract, instance: ProvisionedInstance, reason: string, signal: AbortSignal): Promise<void> {
+    const id = contract.contract_id
+    const standing = await this.standingOf(id, signal)
+    if (standing === undefined) return this.interrupted(id, 'the provisioned report was refused and the marketplace could not be read: the instance is kept for the next run', false)
+    if (standing.kind === 'pending') return this.interrupted(id, 'the provisioned report was refused and the contract is pending again: the instance is kept for whoever provisions it')
+    const current = standing.kind === 'active' ? standing.contract : undefined
+    if (current?.instance?.external_id === instance.externalId) return this.handedOver(contract, instance, true)
+    const cancelledBeforeProvisioned = current !== undefined && current.termination_pending === true && !current.instance
+    this.log.warn(
+      {contract_id: id, reason, status: current?.status ?? 'ended', its_instance: current?.instance?.external_id},
+      'the marketplace refused the provisioned report and its state does not show this instance: terminating it',
+    )
+    try {
+      await this.terminateInstance(instance, 'its provisioned report was refused')
+    } catch (error) {
+      // The next run finds it unfinished; reconcile reports it meanwhile.
+      this.log.warn({contract_id: id, external_id: instance.externalId, err: describeError(error)}, 'could not terminate the instance; will try again')
+      return this.interrupted(id, 'termination failed')
     }
-    // Refused for good (cancelled meanwhile, or another agent provisioned it): this machine must not keep running.
-    this.log.warn({contract_id: id, reason: settlement.reason}, 'the marketplace refused the provisioned report: terminating the instance')
-    await this.terminateInstance(instance, 'its provisioned report was refused')
-    this.done(id, 'failed', settlement.reason)
-    void this.reporter.send({kind: 'terminated', contract_id: id})
+    this.done(id, 'failed', reason)
+    if (cancelledBeforeProvisioned) void this.reporter.send({kind: 'terminated', contract_id: id})
+  }
+
+  /** Reads where the contract stands, again and again until the marketplace answers; undefined once `signal` fires. */
+  private async standingOf(contractId: string, signal: AbortSignal): Promise<ContractStanding | undefined> {
+    const backoff = new Backoff()
+    while (!signal.aborted) {
+      try {
+        const active = await this.api.activeContracts({signal, retry: QUICK_RETRY})
+        const contract = active.find((candidate) => candidate.contract_id === contractId)
+        if (contract) return {kind: 'active', contract}
+        const pending = await this.api.pendingProvision(0, {signal, retry: QUICK_RETRY})
+        return pending.some((candidate) => candidate.contract_id === contractId) ? {kind: 'pending'} : {kind: 'gone'}
+      } catch (error) {
+        this.noteApiError(error)
+        await pause(backoff.next(), signal)
+      }
+    }
+    return undefined
+  }
+
+  /**
+   * Whether the marketplace's state shows a report's effect (for the reporter, after an answer that could not be read or
+   * a refusal): `provisioned` when the active list carries this instance, `terminated` when the contract has left it,
+   * `provisioning_failed` when the contract is pending as `accepted` again. Usage can't be read back: never confirmed.
+   */
+  private async confirm(report: Report): Promise<Confirmation> {
+    if (report.kind === 'usage') return 'not_in_effect'
+    const signal = follow(this.interrupting.signal)
+    try {
+      if (report.kind === 'provisioning' && report.status === 'provisioning_failed') {
+        const pending = await this.api.pendingProvision(0, {signal, retry: QUICK_RETRY})
+        return pending.some((contract) => contract.contract_id === report.contract_id && contract.status === 'accepted') ? 'took_effect' : 'not_in_effect'
+      }
+      const active = await this.api.activeContracts({signal, retry: QUICK_RETRY})
+      const listed = active.find((contract) => contract.contract_id === report.contract_id)
+      if (report.kind === 'terminated') return listed ? 'not_in_effect' : 'took_effect'
+      return listed?.instance && listed.instance.external_id === report.instance?.external_id ? 'took_effect' : 'not_in_effect'
+    } catch (error) {
+      this.noteApiError(error)
+      return 'unknown'
+    }
   }
 
   private wireInstance(contract: Contract, instance: ProvisionedInstance): Instance {
@@ -502,7 +675,8 @@ export class Agent {
       ...(instance.ipv6Address ? {ipv6_address: instance.ipv6Address} : {}),
       ssh_port: instance.sshPort,
       ...(sealed ? {sealed_credentials: sealed} : {}),
-      details: {...instance.details, agent_id: this.agentId},
+      // ready_at: from when a sibling that takes the contract over bills it.
+      details: {...instance.details, agent_id: this.agentId, ready_at: this.state.readyAt.get(contract.contract_id) ?? Date.now()},
     }
   }
 
@@ -511,10 +685,10 @@ export class Agent {
     this.log.warn({contract_id: id, reason, retry_possible: retryPossible}, 'provisioning failed')
     this.done(id, 'failed', reason)
     if (retryPossible) this.queue.decline(id, DECLINE_MS.retry)
-    const settlement = await Promise.race([
+    const settlement = await unlessAborted(
       this.reporter.send({kind: 'provisioning', contract_id: id, status: 'provisioning_failed', error: reason.slice(0, 4000), retry_possible: retryPossible, unlock: true}),
-      abortion(this.interrupting.signal),
-    ])
+      this.interrupting.signal,
+    )
     if (settlement && !settlement.delivered) this.log.warn({contract_id: id, reason: settlement.reason}, 'the failure report was refused')
   }
 
@@ -529,6 +703,7 @@ export class Agent {
 
   private async syncActive(): Promise<void> {
     this.active = await this.api.activeContracts({signal: this.stopping.signal, retry: QUICK_RETRY})
+    this.markSynced()
     this.metrics.activeContracts.set(this.active.length)
     for (const contract of this.active) {
       const id = contract.contract_id
@@ -536,12 +711,38 @@ export class Agent {
       if (!this.owns(contract)) continue
       this.terminations.set(id, this.endContract(contract).finally(() => this.terminations.delete(id)))
     }
+    const listed = new Set(this.active.map((contract) => contract.contract_id))
+    for (const id of this.adopted) if (!listed.has(id)) this.adopted.delete(id)
+    this.metrics.adoptedContracts.set(this.adopted.size)
   }
 
-  /** Whether this agent runs the contract's instance: a contract another agent of the provider provisioned is left to it. */
+  private siblingDeadAfterMs(): number {
+    const configured = this.settings.siblingDeadAfterSeconds
+    return configured > 0 ? configured * 1000 : 3 * this.heartbeatIntervalMs
+  }
+
+  /**
+   * Whether this agent looks after the contract's instance: its own, one no agent claims, and one of a sibling agent
+   * that is dead (its last heartbeat older than the bound) until that sibling heartbeats again. Health checks, usage
+   * and termination are idempotent, so a sibling wrongly taken for dead costs duplicates, never a second instance.
+   */
   private owns(contract: Contract): boolean {
     const owner = contract.instance?.details?.agent_id
-    return typeof owner !== 'string' || owner === this.agentId
+    if (typeof owner !== 'string' || owner === this.agentId) return true
+    const id = contract.contract_id
+    const deadForMs = this.siblings.deadFor(owner, this.siblingDeadAfterMs())
+    if (deadForMs === undefined) {
+      if (this.adopted.delete(id)) this.log.info({contract_id: id, agent_id: owner}, 'the sibling agent heartbeats again: its contract is left to it')
+      return false
+    }
+    if (!this.adopted.has(id)) {
+      this.adopted.add(id)
+      this.log.warn(
+        {contract_id: id, agent_id: owner, last_heartbeat_seconds_ago: Math.round(deadForMs / 1000), dead_after_seconds: this.siblingDeadAfterMs() / 1000},
+        'taking over a contract of a dead sibling agent: its health, usage and termination are looked after here',
+      )
+    }
+    return true
   }
 
   /** A contract that never got an instance here has nothing to terminate: it is reported terminated at once. */
@@ -555,8 +756,10 @@ export class Agent {
       else this.log.warn({contract_id: id, external_id: claim.externalId, err: describeError(error)}, 'could not terminate the instance; will try again')
       return
     }
+    // Its last usage, up to the moment its instance went (the same moment after a restart: the journal has it).
+    if (contract.instance) this.queueUsage([{contract, periods: this.periodsOf(contract, this.state.terminatedAt.get(id) ?? Date.now(), true)}])
     // Past the shutdown timeout the report waits in the outbox for the next run.
-    const settlement = await Promise.race([this.reporter.send({kind: 'terminated', contract_id: id}), abortion(this.interrupting.signal)])
+    const settlement = await unlessAborted(this.reporter.send({kind: 'terminated', contract_id: id}), this.interrupting.signal)
     if (settlement?.delivered) {
       this.count('terminated')
       this.log.info({contract_id: id, status: contract.status}, 'terminated')
@@ -566,8 +769,9 @@ export class Agent {
   /** Terminates the claim's contract's own instance: the backend refuses a claim that names another one. */
   private async terminateInstance(claim: InstanceClaim, reason: string): Promise<void> {
     await this.provisioner.terminate(claim)
-    this.journal.append({event: 'instance_terminated', external_id: claim.externalId ?? instanceName(claim.contractId), contract_id: claim.contractId, reason})
-    this.state.terminated.add(claim.contractId)
+    const at = Date.now()
+    this.journal.append({event: 'instance_terminated', external_id: claim.externalId ?? instanceName(claim.contractId), contract_id: claim.contractId, reason}, at)
+    if (!this.state.terminatedAt.has(claim.contractId)) this.state.terminatedAt.set(claim.contractId, at)
     this.gpus?.release(contractHolder(claim.contractId))
   }
 
@@ -616,29 +820,43 @@ export class Agent {
   }
 
   private async reportUsage(): Promise<void> {
-    const intervalMs = this.settings.usageIntervalSeconds * 1000
     const now = Date.now()
     const running = this.runningHere()
     if (running.length === 0) return
-    const records: SignedUsageRecord[] = []
-    const reportedUntil: Record<string, number> = {}
     // Billed: what the backend runs for the contract, under the id the marketplace knows, not the marketplace's word alone.
     const here = new Set((await this.provisioner.list(this.stopping.signal)).map((instance) => `${instance.contractId}/${instance.externalId}`))
-    for (const contract of running) {
-      const id = contract.contract_id
-      if (!here.has(`${id}/${contract.instance?.external_id}`)) continue
-      const periods = completedPeriods({
-        since: this.state.usageReportedUntil.get(id) ?? 0,
-        runningFrom: this.state.readyAt.get(id) ?? contract.created_at,
-        now,
-        intervalMs,
-      })
+    const billable = running.filter((contract) => here.has(`${contract.contract_id}/${contract.instance?.external_id}`))
+    this.queueUsage(billable.map((contract) => ({contract, periods: this.periodsOf(contract, now, false)})))
+  }
+
+  /**
+   * The periods of a contract not billed yet, up to `until`: complete ones only while it runs, and with `final` (its
+   * instance is gone) the last one cut at `until`. Billing starts when the instance was ready: here (the journal), or
+   * where the agent that made it said (a contract taken over from a dead sibling), else when the contract was made.
+   */
+  private periodsOf(contract: Contract, until: number, final: boolean): UsagePeriod[] {
+    const id = contract.contract_id
+    const readyAt = contract.instance?.details?.ready_at
+    const options = {
+      since: this.state.usageReportedUntil.get(id) ?? 0,
+      runningFrom: this.state.readyAt.get(id) ?? (typeof readyAt === 'number' ? readyAt : contract.created_at),
+      intervalMs: this.settings.usageIntervalSeconds * 1000,
+    }
+    return final ? periodsUntilEnd({...options, end: until}) : completedPeriods({...options, now: until})
+  }
+
+  /** Archives, sends and journals the records of these periods. */
+  private queueUsage(work: {contract: Contract; periods: UsagePeriod[]}[]): void {
+    const intervalMs = this.settings.usageIntervalSeconds * 1000
+    const records: SignedUsageRecord[] = []
+    const reportedUntil: Record<string, number> = {}
+    for (const {contract, periods} of work) {
       for (const period of periods) records.push(usageRecord(this.options.key, contract, period, intervalMs))
       const last = periods.at(-1)
-      if (last) reportedUntil[id] = last.end
+      if (last) reportedUntil[contract.contract_id] = last.end
     }
     if (records.length === 0) return
-    archiveUsageRecords(this.options.stateDir, records)
+    this.archive.add(records)
     for (let start = 0; start < records.length; start += 1000) void this.reporter.send({kind: 'usage', records: records.slice(start, start + 1000)})
     // After the outbox holds them: a crash in between sends the same record ids again, which the marketplace ignores.
     this.journal.append({event: 'usage_queued', periods: reportedUntil})
@@ -704,19 +922,23 @@ function claimOf(contract: Contract): InstanceClaim {
   return {contractId: contract.contract_id, ...(contract.instance ? {externalId: contract.instance.external_id} : {})}
 }
 
-function abortion(signal: AbortSignal): Promise<undefined> {
-  if (signal.aborted) return Promise.resolve(undefined)
-  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(undefined), {once: true}))
-}
-
-/** A random id kept in the state dir: it outlives key rotations, and each state dir (each agent) has its own. */
-function agentIdentity(stateDir: string): string {
+/**
+ * A random id kept in the state dir: it outlives key rotations, and each state dir (each agent) has its own. On a full
+ * disk it is used at once and written once there is room.
+ */
+function agentIdentity(stateDir: string, disk: StateDisk): string {
   const path = join(stateDir, 'agent-id')
   if (existsSync(path)) {
     const text = readFileSync(path, 'utf8').trim()
     if (/^[0-9a-f]{32}$/.test(text)) return text
   }
   const id = randomHex(16)
-  writeFileAtomic(path, id + '\n', 0o600)
+  const write = () => writeFileAtomic(path, id + '\n', 0o600)
+  try {
+    write()
+  } catch (error) {
+    if (!disk.noteFailure(path, error)) throw error
+    disk.onRecovery('agent id', write)
+  }
   return id
 }

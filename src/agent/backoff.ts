@@ -37,3 +37,51 @@ export async function pause(ms: number, signal?: AbortSignal): Promise<void> {
   if (signal?.aborted) return
   await sleep(ms, undefined, {signal}).catch(() => undefined)
 }
+
+/**
+ * A signal that aborts with `signal` without adding a listener to it: for the many requests at once (locks, state reads)
+ * that wait on one of the agent's long-lived signals.
+ */
+export function follow(signal: AbortSignal): AbortSignal {
+  return AbortSignal.any([signal])
+}
+
+/** Callbacks waiting on each signal, behind one listener: many contracts wait on the agent's shutdown at once. */
+const waiting = new WeakMap<AbortSignal, Set<() => void>>()
+
+function onAbort(signal: AbortSignal, callback: () => void): () => void {
+  let callbacks = waiting.get(signal)
+  if (!callbacks) {
+    const set = new Set<() => void>()
+    callbacks = set
+    waiting.set(signal, set)
+    signal.addEventListener('abort', () => {
+      for (const waiter of set) waiter()
+      set.clear()
+    }, {once: true})
+  }
+  callbacks.add(callback)
+  return () => callbacks.delete(callback)
+}
+
+/**
+ * What `work` settles with, or undefined as soon as `signal` fires. Waiting adds no listener of its own to the signal
+ * (one listener serves every wait on it) and leaves nothing behind once either happens: the agent's long-lived signals
+ * would otherwise gather one listener per contract waiting (Node warns after 10, into the JSON log).
+ */
+export function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  if (signal.aborted) return Promise.resolve(undefined)
+  return new Promise<T | undefined>((resolve, reject) => {
+    const forget = onAbort(signal, () => resolve(undefined))
+    work.then(
+      (value) => {
+        forget()
+        resolve(value)
+      },
+      (error: unknown) => {
+        forget()
+        reject(error instanceof Error ? error : new Error(String(error)))
+      },
+    )
+  })
+}

@@ -3,6 +3,7 @@ import {dirname, join} from 'node:path'
 import {z} from 'zod'
 
 import {Contract} from '../core/api/schemas.js'
+import type {StateDisk} from './state-disk.js'
 
 /**
  * What the agent did, one JSON object a line, appended and fsynced before the agent acts on it, so a restart (even after
@@ -29,7 +30,16 @@ export const JournalEntry = z.discriminatedUnion('event', [
     reason: z.string().optional(),
   }),
   z.object({event: z.literal('report_queued'), at, entry_id: z.string(), kind: z.string(), contract_id: contractId.optional(), status: z.string().optional()}),
-  z.object({event: z.literal('report_delivered'), at, entry_id: z.string(), kind: z.string(), contract_id: contractId.optional(), status: z.string().optional()}),
+  z.object({
+    event: z.literal('report_delivered'),
+    at,
+    entry_id: z.string(),
+    kind: z.string(),
+    contract_id: contractId.optional(),
+    status: z.string().optional(),
+    /** `state`: the answer was lost or refused a repeat, and the marketplace's state showed the report's effect. */
+    confirmed_by: z.literal('state').optional(),
+  }),
   z.object({event: z.literal('report_rejected'), at, entry_id: z.string(), kind: z.string(), contract_id: contractId.optional(), reason: z.string()}),
   z.object({event: z.literal('instance_terminated'), at, external_id: z.string(), contract_id: contractId.optional(), reason: z.string()}),
   /** The end of the last period queued for each contract, one entry per usage round. */
@@ -70,22 +80,66 @@ export function readJournal(path: string): JournalReadResult {
 
 export class Journal {
   private fd: number | undefined
+  /** Lines not written yet (the disk was full), oldest first: they go out before any newer one. */
+  private readonly backlog: string[] = []
+  /** The file ends mid-line (a crash, or a write cut short by a full disk): the next line starts on a new one. */
+  private torn: boolean
 
-  constructor(readonly path: string) {
+  /** With `disk`, a full disk keeps entries in memory (see StateDisk) instead of throwing. */
+  constructor(
+    readonly path: string,
+    private readonly disk?: StateDisk,
+  ) {
     mkdirSync(dirname(path), {recursive: true, mode: 0o700})
     this.fd = openSync(path, 'a', 0o600)
-    // A line torn by a crash must not glue itself to the next entry.
-    if (needsNewline(path)) writeSync(this.fd, '\n')
+    this.torn = needsNewline(path)
+    disk?.onRecovery('journal', () => this.flush())
   }
 
   append(entry: NewJournalEntry, now = Date.now()): void {
     if (this.fd === undefined) throw new Error(`journal ${this.path} is closed`)
-    writeSync(this.fd, JSON.stringify({...entry, at: now}) + '\n')
-    fsyncSync(this.fd)
+    this.backlog.push(JSON.stringify({...entry, at: now}) + '\n')
+    try {
+      this.flush()
+    } catch (error) {
+      if (!this.disk?.noteFailure(this.path, error)) throw error
+    }
+  }
+
+  /** Entries kept in memory because the disk was full. */
+  get waiting(): number {
+    return this.backlog.length
+  }
+
+  /** Writes the lines that wait, in order; throws when one still does not fit (it stays first in line). */
+  flush(): void {
+    const fd = this.fd
+    if (fd === undefined) return
+    while (this.backlog.length > 0) {
+      const text = Buffer.from((this.torn ? '\n' : '') + this.backlog[0], 'utf8')
+      let written = 0
+      try {
+        while (written < text.length) written += writeSync(fd, text, written)
+        fsyncSync(fd)
+      } catch (error) {
+        if (written > 0) this.torn = true
+        throw error
+      }
+      this.torn = false
+      this.backlog.shift()
+    }
   }
 
   close(): void {
-    if (this.fd !== undefined) closeSync(this.fd)
+    if (this.fd !== undefined) {
+      // A last try; what still does not fit is lost with the process, and the next run redoes that work idempotently.
+      try {
+        this.flush()
+      } catch {
+        // The disk is still full.
+      }
+      closeSync(this.fd)
+    }
     this.fd = undefined
   }
 }
@@ -99,21 +153,31 @@ function needsNewline(path: string): boolean {
 export interface JournalState {
   /** Contracts started and never finished, in the order they were started. */
   unfinished: Contract[]
-  /** When each contract's instance became ready here (for usage periods). */
+  /** When each contract's instance first became ready here (usage is billed from then). */
   readyAt: Map<string, number>
   /** The end of the last usage period queued for each contract. */
   usageReportedUntil: Map<string, number>
-  /** Contracts whose instance this agent terminated. */
-  terminated: Set<string>
+  /** When this agent terminated each contract's instance (the first time): where its last usage period ends. */
+  terminatedAt: Map<string, number>
   /** The GPUs each holder has and has not released. */
   gpus: Map<string, string[]>
+}
+
+/**
+ * An instance is ready: billing starts the first time it was (a resumed run finding it again does not move that),
+ * or anew after an earlier instance of the contract was terminated (a failed attempt, retried).
+ */
+export function noteReady(state: Pick<JournalState, 'readyAt' | 'terminatedAt'>, contractId: string, at: number): void {
+  if (state.readyAt.has(contractId) && !state.terminatedAt.has(contractId)) return
+  state.readyAt.set(contractId, at)
+  state.terminatedAt.delete(contractId)
 }
 
 export function journalState(entries: readonly JournalEntry[]): JournalState {
   const started = new Map<string, Contract>()
   const readyAt = new Map<string, number>()
   const usageReportedUntil = new Map<string, number>()
-  const terminated = new Set<string>()
+  const terminatedAt = new Map<string, number>()
   const gpus = new Map<string, string[]>()
   for (const entry of entries) {
     switch (entry.event) {
@@ -122,7 +186,7 @@ export function journalState(entries: readonly JournalEntry[]): JournalState {
         started.set(entry.contract_id, entry.contract)
         break
       case 'instance_ready':
-        readyAt.set(entry.contract_id, entry.at)
+        noteReady({readyAt, terminatedAt}, entry.contract_id, entry.at)
         break
       case 'contract_done':
         started.delete(entry.contract_id)
@@ -132,7 +196,7 @@ export function journalState(entries: readonly JournalEntry[]): JournalState {
         break
       case 'instance_terminated':
         if (entry.contract_id) {
-          terminated.add(entry.contract_id)
+          if (!terminatedAt.has(entry.contract_id)) terminatedAt.set(entry.contract_id, entry.at)
           started.delete(entry.contract_id)
         }
         break
@@ -146,5 +210,5 @@ export function journalState(entries: readonly JournalEntry[]): JournalState {
         break
     }
   }
-  return {unfinished: [...started.values()], readyAt, usageReportedUntil, terminated, gpus}
+  return {unfinished: [...started.values()], readyAt, usageReportedUntil, terminatedAt, gpus}
 }

@@ -17,6 +17,12 @@ export interface AgentMetrics {
   apiErrors: Counter<'code'>
   orphanInstances: Gauge
   activeContracts: Gauge
+  /** Accepted contracts the marketplace holds back for the stake tier (when it says how many). */
+  tierLimitedContracts: Gauge
+  /** Contracts of dead sibling agents this agent looks after. */
+  adoptedContracts: Gauge
+  /** 1 while the state disk is full (no new work is taken). */
+  stateDiskFull: Gauge
   /** §11 bidding: one count per order decided, by decision (bid, declined) and reason (the strategy, or why not). */
   bidDecisions: Counter<'decision' | 'reason'>
   bidPrice: Histogram
@@ -63,6 +69,13 @@ export function createMetrics(options: {bidding: boolean}): AgentMetrics {
     apiErrors: new Counter({name: 'outpost_agent_api_errors_total', help: 'Failed marketplace requests, by error code', labelNames: ['code'], registers}),
     orphanInstances: new Gauge({name: 'outpost_agent_orphan_instances', help: 'Instances the marketplace knows no contract for (last reconciliation)', registers}),
     activeContracts: new Gauge({name: 'outpost_agent_active_contracts', help: 'Provisioned, active and termination-pending contracts', registers}),
+    tierLimitedContracts: new Gauge({
+      name: 'outpost_agent_tier_limited_contracts',
+      help: 'Accepted contracts the marketplace holds back because the stake tier allows no more at once',
+      registers,
+    }),
+    adoptedContracts: new Gauge({name: 'outpost_agent_adopted_contracts', help: 'Contracts of dead sibling agents looked after by this agent', registers}),
+    stateDiskFull: new Gauge({name: 'outpost_agent_state_disk_full', help: '1 while the state disk is full: no new contracts are taken', registers}),
     bidDecisions: new Counter({
       name: 'outpost_agent_bid_decisions_total',
       help: 'Open orders decided: bid (reason: the pricing strategy) or declined (reason: why)',

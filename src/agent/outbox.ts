@@ -87,9 +87,23 @@ export class Outbox {
 
   /** Writes the report durably and returns its entry; only then may it be sent. */
   add(report: Report, now = Date.now()): OutboxEntry {
-    const entry: OutboxEntry = {id: this.nextId(now), created_at: now, report}
-    writeFileAtomic(join(this.dir, `${entry.id}.json`), JSON.stringify(entry) + '\n', 0o600)
+    const entry = this.entry(report, now)
+    this.write(entry)
     return entry
+  }
+
+  /** A new entry for the report, not written yet. */
+  entry(report: Report, now = Date.now()): OutboxEntry {
+    return {id: this.nextId(now), created_at: now, report}
+  }
+
+  /** Writes the entry's file (all of it or, after a crash or a full disk, none of it). */
+  write(entry: OutboxEntry): void {
+    writeFileAtomic(this.path(entry), JSON.stringify(entry) + '\n', 0o600)
+  }
+
+  path(entry: OutboxEntry): string {
+    return join(this.dir, `${entry.id}.json`)
   }
 
   /** Every entry still to send, oldest first. */
@@ -111,7 +125,7 @@ export class Outbox {
   }
 
   remove(entry: OutboxEntry): void {
-    rmSync(join(this.dir, `${entry.id}.json`), {force: true})
+    rmSync(this.path(entry), {force: true})
     fsyncDirectory(this.dir)
   }
 

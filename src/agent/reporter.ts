@@ -5,11 +5,19 @@ import {Backoff, pause} from './backoff.js'
 import type {Journal} from './journal.js'
 import type {AgentLog} from './logger.js'
 import type {Outbox, OutboxEntry, Report} from './outbox.js'
+import type {StateDisk} from './state-disk.js'
 
 /** The report routes of PROTOCOL §7, and the unlock that follows an accepted `provisioning` report. */
 export type ReportApi = Pick<ProviderApi, 'reportProvisioning' | 'reportTerminated' | 'reportUsage' | 'unlock'>
 
 export type Settlement = {delivered: true} | {delivered: false; reason: string; status: number}
+
+/**
+ * Whether the marketplace's state shows a report's effect: asked when its answer could not be read, or when it was
+ * refused (a refusal may follow an earlier attempt that took effect and whose answer was lost). `unknown`: the state
+ * could not be read either.
+ */
+export type Confirmation = 'took_effect' | 'not_in_effect' | 'unknown'
 
 export interface ReporterOptions {
   outbox: Outbox
@@ -20,11 +28,17 @@ export interface ReporterOptions {
   onDepth: (depth: number) => void
   /** Reports sent at once (to different contracts; one contract's reports keep their order). */
   parallel?: number
+  /** Reads the marketplace's state for a report (see Confirmation); without it nothing is confirmed that way. */
+  confirm?: (report: Report) => Promise<Confirmation>
+  /** With it, a full disk keeps reports in memory (still sent) until they can be written. */
+  disk?: StateDisk
 }
 
 /**
  * Sends the outbox to the marketplace, oldest first, for as long as it takes: a report leaves the outbox only when the
- * marketplace accepted it (2xx) or refused it for good (a 4xx other than 401/403/429, which retrying cannot change).
+ * marketplace accepted it (a 2xx that could be read, or its state shows the effect) or refused it for good (a 4xx
+ * other than 401/403/429, which retrying cannot change, and its state does not show the effect). An answer that can't
+ * be read is neither: the report stays until its effect is confirmed or an answer can be read.
  */
 export class Reporter {
   private readonly queue: OutboxEntry[] = []
@@ -33,8 +47,12 @@ export class Reporter {
   private readonly closing = new AbortController()
   private drain: Promise<void> | undefined
   private failing = false
+  /** Entries sent but not on disk (it was full); written once there is room. */
+  private readonly unwritten = new Set<OutboxEntry>()
 
-  constructor(private readonly options: ReporterOptions) {}
+  constructor(private readonly options: ReporterOptions) {
+    options.disk?.onRecovery('outbox', () => this.writeWaiting())
+  }
 
   /** Takes up the reports a previous run left; returns how many. */
   replay(): number {
@@ -49,9 +67,19 @@ export class Reporter {
     return entries.length
   }
 
-  /** Writes the report durably, then sends it; resolves once it is accepted or refused for good. */
+  /**
+   * Writes the report durably, then sends it; resolves once it is accepted or refused for good. On a full disk it is
+   * sent all the same and written once there is room.
+   */
   send(report: Report): Promise<Settlement> {
-    const entry = this.options.outbox.add(report)
+    const {outbox, disk} = this.options
+    const entry = outbox.entry(report)
+    try {
+      outbox.write(entry)
+    } catch (error) {
+      if (!disk?.noteFailure(outbox.path(entry), error)) throw error
+      this.unwritten.add(entry)
+    }
     const contractId = 'contract_id' in report ? report.contract_id : undefined
     this.options.journal.append({event: 'report_queued', entry_id: entry.id, kind: report.kind, contract_id: contractId, status: statusOf(report)})
     const settled = new Promise<Settlement>((resolve) => this.waiters.set(entry.id, resolve))
@@ -63,6 +91,19 @@ export class Reporter {
 
   get depth(): number {
     return this.queue.length
+  }
+
+  /** Reports held in memory only, because the disk was full. */
+  get waitingForDisk(): number {
+    return this.unwritten.size
+  }
+
+  /** Writes the entries that are still to send and not on disk; throws while one does not fit. */
+  private writeWaiting(): void {
+    for (const entry of this.unwritten) {
+      this.options.outbox.write(entry)
+      this.unwritten.delete(entry)
+    }
   }
 
   /** True while a report about this contract waits to be sent. */
@@ -123,25 +164,52 @@ export class Reporter {
 
   /** True when the entry left the queue (accepted or refused for good). */
   private async deliver(entry: OutboxEntry): Promise<boolean> {
-    const {report} = entry
-    const contractId = 'contract_id' in report ? report.contract_id : undefined
     try {
-      await this.post(report)
+      await this.post(entry.report)
     } catch (error) {
       this.options.onApiError(error)
-      const final = error instanceof ApiError && !error.retryable && error.status !== 401 && error.status !== 403
-      if (!final) {
-        if (!this.failing) this.options.log.warn({entry: entry.id, kind: report.kind, contract_id: contractId, err: describeError(error)}, 'report not accepted yet: kept in the outbox, retrying with backoff')
-        this.failing = true
-        return false
-      }
-      const reason = describeError(error)
-      this.options.log.warn({entry: entry.id, kind: report.kind, contract_id: contractId, status: error.status, reason}, 'report refused by the marketplace: dropped from the outbox')
-      this.options.journal.append({event: 'report_rejected', entry_id: entry.id, kind: report.kind, contract_id: contractId, reason})
-      this.settle(entry, {delivered: false, reason, status: error.status})
-      return true
+      return this.afterFailure(entry, error)
     }
-    this.options.journal.append({event: 'report_delivered', entry_id: entry.id, kind: report.kind, contract_id: contractId, status: statusOf(report)})
+    await this.delivered(entry, 'answer')
+    return true
+  }
+
+  private async afterFailure(entry: OutboxEntry, error: unknown): Promise<boolean> {
+    const {report} = entry
+    const contractId = 'contract_id' in report ? report.contract_id : undefined
+    const refused = error instanceof ApiError && error.refused && error.status !== 401 && error.status !== 403
+    const unknown = !(error instanceof ApiError) || error.unknown
+    if (refused || unknown) {
+      const confirmation = this.options.confirm ? await this.options.confirm(report) : refused ? 'not_in_effect' : 'unknown'
+      if (confirmation === 'took_effect') {
+        this.options.log.info({entry: entry.id, kind: report.kind, contract_id: contractId, err: describeError(error)}, 'the marketplace\'s state shows the report took effect (its answer was lost or refused a repeat)')
+        await this.delivered(entry, 'state')
+        return true
+      }
+      if (refused && confirmation === 'not_in_effect') {
+        const reason = describeError(error)
+        this.options.log.warn({entry: entry.id, kind: report.kind, contract_id: contractId, status: error.status, reason}, 'report refused by the marketplace: dropped from the outbox')
+        this.options.journal.append({event: 'report_rejected', entry_id: entry.id, kind: report.kind, contract_id: contractId, reason})
+        this.settle(entry, {delivered: false, reason, status: error.status})
+        return true
+      }
+    }
+    if (!this.failing) this.options.log.warn({entry: entry.id, kind: report.kind, contract_id: contractId, err: describeError(error)}, 'report not accepted yet: kept in the outbox, retrying with backoff')
+    this.failing = true
+    return false
+  }
+
+  private async delivered(entry: OutboxEntry, confirmedBy: 'answer' | 'state'): Promise<void> {
+    const {report} = entry
+    const contractId = 'contract_id' in report ? report.contract_id : undefined
+    this.options.journal.append({
+      event: 'report_delivered',
+      entry_id: entry.id,
+      kind: report.kind,
+      contract_id: contractId,
+      status: statusOf(report),
+      ...(confirmedBy === 'state' ? {confirmed_by: 'state' as const} : {}),
+    })
     this.settle(entry, {delivered: true})
     if (report.kind === 'provisioning' && report.unlock) {
       await this.options.api.unlock(report.contract_id, {retry: {retries: 1, baseDelayMs: 100, maxDelayMs: 500}}).catch((error: unknown) => {
@@ -149,7 +217,6 @@ export class Reporter {
         this.options.log.debug({contract_id: report.contract_id, err: describeError(error)}, 'could not release the lock')
       })
     }
-    return true
   }
 
   private async post(report: Report): Promise<void> {
@@ -170,7 +237,7 @@ export class Reporter {
   }
 
   private settle(entry: OutboxEntry, settlement: Settlement): void {
-    this.options.outbox.remove(entry)
+    if (!this.unwritten.delete(entry)) this.options.outbox.remove(entry)
     const index = this.queue.indexOf(entry)
     if (index !== -1) this.queue.splice(index, 1)
     this.options.onDepth(this.queue.length)

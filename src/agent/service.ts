@@ -1,11 +1,9 @@
-import {mkdirSync, readFileSync, rmSync} from 'node:fs'
-import {join} from 'node:path'
+import {mkdirSync} from 'node:fs'
 
 import {configuredClient} from '../core/api/factory.js'
 import {ProviderApi} from '../core/api/provider.js'
 import type {LoadedConfig} from '../core/config/load.js'
 import {ExitCode, UserError} from '../core/errors.js'
-import {writeFileAtomic} from '../core/files.js'
 import {toHex} from '../core/hex.js'
 import {waitForStopSignal} from '../core/signals.js'
 import type {KeyPair} from '../core/signing.js'
@@ -14,7 +12,8 @@ import {Agent, type AgentSettings} from './agent.js'
 import {pricingScript} from './bidding/script-pricing.js'
 import {watchGpuMetrics} from './gpus.js'
 import {createLogger, type AgentLog} from './logger.js'
-import {createMetrics, startProbeServer, type ContractResult, type ProbeServer} from './metrics.js'
+import {createMetrics, startProbeServer, type AgentMetrics, type ContractResult, type ProbeServer} from './metrics.js'
+import {claimStateDir, removeTempFiles} from './state-dir.js'
 
 export interface AgentServiceOptions {
   loaded: LoadedConfig
@@ -49,41 +48,32 @@ export function agentSettings(loaded: LoadedConfig): AgentSettings {
     activeSyncSeconds: agent.active_sync_seconds,
     maxConcurrentProvisions: agent.max_concurrent_provisions,
     lockTtlSeconds: agent.lock_ttl_seconds,
-  }
-}
-
-/** One agent per state dir: two would each think the other's work was left unfinished by a crash. */
-function claimStateDir(stateDir: string): () => void {
-  const path = join(stateDir, 'agent.pid')
-  let holder: number | undefined
-  try {
-    holder = Number(readFileSync(path, 'utf8').trim())
-  } catch {
-    holder = undefined
-  }
-  if (holder && holder !== process.pid && processAlive(holder)) {
-    throw new UserError(`another agent (pid ${holder}) runs with the state dir ${stateDir}`, {
-      code: 'agent_running',
-      exit: ExitCode.refused,
-      suggestion: 'stop it first, or give this agent its own [agent] state_dir',
-    })
-  }
-  writeFileAtomic(path, `${process.pid}\n`, 0o600)
-  return () => rmSync(path, {force: true})
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
+    siblingDeadAfterSeconds: agent.sibling_dead_after_seconds,
   }
 }
 
 function waitForSignal(log: AgentLog): Promise<string> {
   // A second signal means "now": the journal and the outbox are consistent at every step, so that is safe.
   return waitForStopSignal({secondSignalExits: true, onStop: (signal) => log.info({signal}, 'stopping: no new work; finishing or checkpointing what is in progress')})
+}
+
+/** The probes on `[metrics] listen`; an address another process holds is a configuration error that says what to set. */
+async function startProbes(listen: string, metrics: AgentMetrics, isReady: () => boolean): Promise<ProbeServer> {
+  try {
+    return await startProbeServer(listen, metrics, isReady)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      const why = code === 'EADDRINUSE' ? 'is in use by another process (another agent on this host?)' : code === 'EACCES' ? 'may not be used by this user' : 'is not an address of this host'
+      throw new UserError(`the metrics address ${listen} ${why}`, {
+        code: 'metrics_listen',
+        exit: ExitCode.config,
+        suggestion: 'give each agent its own [metrics] listen (OUTPOST_METRICS_LISTEN), e.g. 127.0.0.1:9465, or turn metrics off with [metrics] enabled = false',
+        cause: error,
+      })
+    }
+    throw error
+  }
 }
 
 /** `outpost run`: the agent with its logger, metrics and probes, until a signal (or one round with `once`). */
@@ -99,8 +89,11 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
     })
   }
   const log = createLogger({level: config.logging.level, format: config.logging.format, stream: options.logStream})
+  // At once: a stop asked for while the agent starts is a clean stop, not the default action of the signal.
+  const stopSignal = options.once ? undefined : waitForSignal(log)
   mkdirSync(loaded.paths.stateDir, {recursive: true, mode: 0o700})
-  const releaseStateDir = claimStateDir(loaded.paths.stateDir)
+  const claim = claimStateDir(loaded.paths.stateDir)
+  for (const path of removeTempFiles(loaded.paths.stateDir, Date.now())) log.info({path}, 'removed a temporary file left by a write that was cut short')
   const metrics = createMetrics({bidding: config.bidding.enabled})
   const provisioner = options.createProvisioner(log)
   const client = configuredClient(loaded, 'daemon', {key, userAgent: `outpost-agent/${options.version}`})
@@ -118,9 +111,13 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
       pruneOrphans: options.pruneOrphans,
       ...(config.bidding.enabled ? {bidding: {config: config.bidding, script: pricingScript(loaded)}} : {}),
     })
+    if (claim.unwritten) {
+      agent.disk.noteFailure(claim.unwritten.path, claim.unwritten.error)
+      agent.disk.onRecovery('pid file', claim.unwritten.write)
+    }
     if (config.metrics.enabled && !options.once) {
       await watchGpuMetrics(metrics.registry, config.gpu, () => agent.gpuHolders())
-      probes = await startProbeServer(config.metrics.listen, metrics, () => agent.ready)
+      probes = await startProbes(config.metrics.listen, metrics, () => agent.ready)
     }
     log.info(
       {
@@ -138,7 +135,8 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
       'agent starting',
     )
 
-    if (options.once) {
+    // No signal handlers with --once (stopSignal is undefined): a signal ends the round the usual way.
+    if (stopSignal === undefined) {
       try {
         const result = await agent.runOnce()
         const {outboxLeft, ...contracts} = result
@@ -148,13 +146,12 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
       }
     }
 
-    const stopSignal = waitForSignal(log)
     await agent.start()
     const stoppedBy = await stopSignal
     const {interrupted, outboxLeft} = await agent.stop(options.shutdownTimeoutMs)
     return {mode: 'daemon', stopped_by: stoppedBy, contracts: {...agent.outcomes}, interrupted, outbox_left: outboxLeft}
   } finally {
     await probes?.close()
-    releaseStateDir()
+    claim.release()
   }
 }

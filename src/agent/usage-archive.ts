@@ -1,9 +1,10 @@
-import {closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync} from 'node:fs'
+import {closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, writeSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {isHex} from '../core/hex.js'
 import {SignedUsageRecordSchema} from '../core/api/schemas.js'
 import type {SignedUsageRecord} from '../core/signing.js'
+import type {StateDisk} from './state-disk.js'
 
 /**
  * Every signed usage record the agent queued, kept per contract in `<state_dir>/usage/<contract_id>.jsonl`. The outbox
@@ -24,13 +25,51 @@ export function archiveUsageRecords(stateDir: string, records: readonly SignedUs
     const file = archiveFile(stateDir, contractId)
     if (!file) continue
     mkdirSync(join(stateDir, 'usage'), {recursive: true, mode: 0o700})
-    const fd = openSync(file, 'a', 0o600)
+    const fd = openSync(file, 'a+', 0o600)
     try {
-      writeSync(fd, contractRecords.map((record) => JSON.stringify(record) + '\n').join(''))
+      // A line cut short (a crash, a full disk) must not swallow the first record written after it.
+      const text = Buffer.from((endsMidLine(fd) ? '\n' : '') + contractRecords.map((record) => JSON.stringify(record) + '\n').join(''), 'utf8')
+      for (let written = 0; written < text.length; ) written += writeSync(fd, text, written)
       fsyncSync(fd)
     } finally {
       closeSync(fd)
     }
+  }
+}
+
+function endsMidLine(fd: number): boolean {
+  const {size} = fstatSync(fd)
+  if (size === 0) return false
+  const last = Buffer.alloc(1)
+  readSync(fd, last, 0, 1, size - 1)
+  return last[0] !== 0x0a
+}
+
+/** The archive of a running agent: on a full disk, records wait in memory and are written once there is room. */
+export class UsageArchive {
+  private readonly waiting: SignedUsageRecord[] = []
+
+  constructor(
+    private readonly stateDir: string,
+    private readonly disk?: StateDisk,
+  ) {
+    disk?.onRecovery('usage archive', () => this.flush())
+  }
+
+  add(records: readonly SignedUsageRecord[]): void {
+    this.waiting.push(...records)
+    try {
+      this.flush()
+    } catch (error) {
+      if (!this.disk?.noteFailure(join(this.stateDir, 'usage'), error)) throw error
+    }
+  }
+
+  /** Writes what waits; throws while it does not fit (a record written twice is read once, by record_id). */
+  flush(): void {
+    if (this.waiting.length === 0) return
+    archiveUsageRecords(this.stateDir, this.waiting)
+    this.waiting.length = 0
   }
 }
 

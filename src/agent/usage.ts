@@ -32,6 +32,19 @@ export function completedPeriods(options: {since: number; runningFrom: number; n
   return periods
 }
 
+/**
+ * The periods of an instance that stopped at `end`: the complete ones, then the period `end` falls in, cut at `end`.
+ * That last record keeps its period's id: nothing can report that period again once the contract has ended.
+ */
+export function periodsUntilEnd(options: {since: number; runningFrom: number; end: number; intervalMs: number; limit?: number}): UsagePeriod[] {
+  const {end, intervalMs} = options
+  const periods = completedPeriods({...options, now: end})
+  const alignedStart = Math.floor(end / intervalMs) * intervalMs
+  const start = Math.max(alignedStart, options.since, options.runningFrom)
+  if (end > start) periods.push({alignedStart, start, end})
+  return periods
+}
+
 /** The signed record of one period: resources are billed as allocated (cores × seconds, and so on). */
 export function usageRecord(key: KeyPair, contract: Contract, period: UsagePeriod, intervalMs: number): SignedUsageRecord {
   const seconds = (period.end - period.start) / 1000

@@ -215,6 +215,7 @@ export class ContractBook {
       accepted: db.prepare<[string, number], ContractRow>(
         "SELECT * FROM contracts WHERE provider_pubkey = ? AND status = 'accepted' ORDER BY created_at, contract_id LIMIT ?",
       ),
+      acceptedCount: db.prepare<[string], number>("SELECT count(*) FROM contracts WHERE provider_pubkey = ? AND status = 'accepted'").pluck(),
       active: db.prepare<[string], ContractRow>(
         `SELECT * FROM contracts WHERE provider_pubkey = ? AND (status IN ('provisioned', 'active') OR termination_pending = 1)
          ORDER BY created_at, contract_id`,
@@ -360,6 +361,13 @@ export class ContractBook {
     return [...stale, ...accepted].map(contractView)
   }
 
+  /** Accepted contracts pendingProvision holds back because the provider's tier has no room for them. */
+  tierLimited(providerPubkey: string): number {
+    const max = this.stake.maxConcurrent(providerPubkey)
+    if (max === null) return 0
+    const room = Math.max(0, max - this.tierLoad(providerPubkey))
+    return Math.max(0, (this.statements.acceptedCount.get(providerPubkey) ?? 0) - room)
+  }
 
   activeContracts(providerPubkey: string): ContractView[] {
     this.expireDue()

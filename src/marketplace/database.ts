@@ -302,6 +302,16 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX benchmark_challenges_by_provider ON benchmark_challenges(provider_pubkey, expires_at);
   CREATE INDEX health_by_contract ON health_checks(contract_id, checked_at);
   `,
+  // Devnet addition to §5: each agent's last heartbeat, by the agent id it sends, so siblings can tell a dead one.
+  `
+  CREATE TABLE agent_heartbeats (
+    provider_pubkey TEXT NOT NULL REFERENCES providers(pubkey),
+    agent_id TEXT NOT NULL,
+    agent_pubkey TEXT NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    PRIMARY KEY (provider_pubkey, agent_id)
+  ) WITHOUT ROWID;
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -93,6 +93,8 @@ export class ProviderRegistry {
   private readonly upsertDelegation
   private readonly revoke
   private readonly recordHeartbeat
+  private readonly recordAgentHeartbeat
+  private readonly agentHeartbeats
 
   constructor(
     private readonly context: MarketplaceContext,
@@ -118,6 +120,13 @@ export class ProviderRegistry {
       `UPDATE providers SET heartbeat_at = ?, agent_version = ?, provisioner_type = ?, capabilities = ?, active_contracts = ?, capacity = ?,
          active_leases = ?, free_capacity = ?, heartbeat_status = ?
        WHERE pubkey = ?`,
+    )
+    this.recordAgentHeartbeat = db.prepare(
+      `INSERT INTO agent_heartbeats (provider_pubkey, agent_id, agent_pubkey, heartbeat_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (provider_pubkey, agent_id) DO UPDATE SET agent_pubkey = excluded.agent_pubkey, heartbeat_at = excluded.heartbeat_at`,
+    )
+    this.agentHeartbeats = db.prepare<[string], {agent_id: string; heartbeat_at: number}>(
+      'SELECT agent_id, heartbeat_at FROM agent_heartbeats WHERE provider_pubkey = ? ORDER BY agent_id',
     )
   }
 
@@ -192,9 +201,18 @@ export class ProviderRegistry {
     this.revoke.run(this.context.clock.now(), agentPubkey)
   }
 
-  heartbeat(providerPubkey: string, body: z.infer<typeof HeartbeatBody>): {acknowledged: true; next_heartbeat_seconds: number} {
+  /**
+   * §5 heartbeat. With an `agent_id` (devnet addition) the agent's own heartbeat is kept too, and every answer lists
+   * the provider's agents with the age of their last heartbeat: how an agent learns that a sibling died.
+   */
+  heartbeat(
+    providerPubkey: string,
+    agentPubkey: string,
+    body: z.infer<typeof HeartbeatBody>,
+  ): {acknowledged: true; next_heartbeat_seconds: number; agents: {agent_id: string; last_heartbeat_age_ms: number}[]} {
+    const now = this.context.clock.now()
     const changes = this.recordHeartbeat.run(
-      this.context.clock.now(),
+      now,
       body.version,
       body.provisioner_type,
       JSON.stringify(body.capabilities),
@@ -208,7 +226,9 @@ export class ProviderRegistry {
     if (changes === 0) throw notFound('provider')
     // New capabilities, capacity or the end of draining may open jobs to this provider's waiting long poll.
     this.context.jobs.notify(providerPubkey)
-    return {acknowledged: true, next_heartbeat_seconds: this.context.settings.heartbeatSeconds}
+    if (body.agent_id !== undefined) this.recordAgentHeartbeat.run(providerPubkey, body.agent_id, agentPubkey, now)
+    const agents = this.agentHeartbeats.all(providerPubkey).map((row) => ({agent_id: row.agent_id, last_heartbeat_age_ms: Math.max(0, now - row.heartbeat_at)}))
+    return {acknowledged: true, next_heartbeat_seconds: this.context.settings.heartbeatSeconds, agents}
   }
 
   agentStatus(providerPubkey: string): AgentStatusView {

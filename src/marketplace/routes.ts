@@ -220,7 +220,9 @@ export function buildRoutes(context: MarketplaceContext): Route[] {
       providers.revokeDelegation(pk(request), param(request, 'agent'))
       return noContent
     }),
-    route('POST', '/providers/:pk/heartbeat', agent('heartbeat'), (request) => ok(providers.heartbeat(pk(request), parseBody(HeartbeatBody, request.body)))),
+    route('POST', '/providers/:pk/heartbeat', agent('heartbeat'), (request) =>
+      ok(providers.heartbeat(pk(request), signer(request).pubkey, parseBody(HeartbeatBody, request.body))),
+    ),
     route('GET', '/providers/:pk/agent-status', {kind: 'public'}, (request) => ok(providers.agentStatus(pk(request)))),
 
     // §6 offerings and contracts
@@ -258,7 +260,8 @@ export function buildRoutes(context: MarketplaceContext): Route[] {
         request,
         () => contracts.pendingProvision(providerPubkey),
       )
-      return ok({contracts: found})
+      // Devnet addition to §7: how many accepted contracts the stake tier holds back, so the agent can say so.
+      return ok({contracts: found, tier_limited: contracts.tierLimited(providerPubkey)})
     }),
     route('POST', '/providers/:pk/contracts/:id/lock', agent('provision'), (request) =>
       ok(contracts.lock(pk(request), idParam(request, 'id', 'contract'), signer(request).pubkey, parseBody(LockBody, request.body).ttl_seconds)),

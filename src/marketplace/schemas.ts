@@ -53,6 +53,8 @@ export const HeartbeatBody = z.strictObject({
   capacity: jsonObject.optional(),
   free: jsonObject.optional(),
   status: z.enum(['active', 'draining']).optional(),
+  /** Devnet addition: the agent's id, so its siblings learn from their heartbeats' answers whether it is alive. */
+  agent_id: hex(16).optional(),
 })
 
 export const PRODUCT_TYPES = ['compute', 'gpu', 'dedicated', 'container'] as const

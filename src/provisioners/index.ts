@@ -69,7 +69,12 @@ const seconds = (value: number) => value * 1000
 export const backends: {[T in BackendType]: Backend<Sections[T], Settings[T]>} = {
   local: {
     section: LocalProvisionerSection,
-    fromConfig: (section, context) => ({stateDir: context.stateDir, command: section.command, startupTimeoutMs: seconds(section.startup_timeout_seconds)}),
+    fromConfig: (section, context) => ({
+      stateDir: context.stateDir,
+      ...(section.instances_dir ? {instancesDir: resolveFrom(context.configPath, section.instances_dir)} : {}),
+      command: section.command,
+      startupTimeoutMs: seconds(section.startup_timeout_seconds),
+    }),
     load: async () => (await import('./local/local-provisioner.js')).LocalProvisioner,
   },
   manual: {

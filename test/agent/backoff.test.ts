@@ -1,6 +1,7 @@
+import {getEventListeners} from 'node:events'
 import {describe, expect, it} from 'vitest'
 
-import {Backoff, pause} from '../../src/agent/backoff.js'
+import {Backoff, pause, unlessAborted} from '../../src/agent/backoff.js'
 
 describe('Backoff', () => {
   it('doubles from the base up to the cap, with jitter in the upper half', () => {
@@ -34,5 +35,25 @@ describe('Backoff', () => {
     setTimeout(() => controller.abort(), 20)
     await pause(10_000, controller.signal)
     expect(Date.now() - started).toBeLessThan(1000)
+  })
+})
+
+describe('unlessAborted', () => {
+  it('adds one listener to a long-lived signal however many wait on it, at once or one after another', async () => {
+    const shutdown = new AbortController()
+    for (let index = 0; index < 20; index++) expect(await unlessAborted(Promise.resolve(index), shutdown.signal)).toBe(index)
+    await expect(unlessAborted(Promise.reject(new Error('failed')), shutdown.signal)).rejects.toThrow('failed')
+    const held = Array.from({length: 20}, () => unlessAborted(new Promise<never>(() => undefined), shutdown.signal))
+    expect(getEventListeners(shutdown.signal, 'abort')).toHaveLength(1)
+    shutdown.abort()
+    expect(await Promise.all(held)).toEqual(Array.from({length: 20}, () => undefined))
+  })
+
+  it('resolves undefined as soon as the signal fires, whatever the work does', async () => {
+    const shutdown = new AbortController()
+    const pending = unlessAborted(new Promise<string>(() => undefined), shutdown.signal)
+    shutdown.abort()
+    expect(await pending).toBeUndefined()
+    expect(await unlessAborted(Promise.resolve('late'), shutdown.signal)).toBeUndefined()
   })
 })

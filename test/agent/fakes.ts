@@ -7,6 +7,7 @@ import type {AgentLog} from '../../src/agent/logger.js'
 import {ApiError} from '../../src/core/api/client.js'
 import type {Bid, CallOptions, HealthCheck, HeartbeatBody, OpenOrdersPage, ProvisioningReport, ReportedInstance} from '../../src/core/api/provider.js'
 import type {Contract, HeartbeatResponse, LockResponse, ReconcileResponse, UsageResponse} from '../../src/core/api/schemas.js'
+import type {StakeInfo} from '../../src/core/api/stake.js'
 import {toHex} from '../../src/core/hex.js'
 import {generateKeyPair, randomHex, type KeyPair, type SignedUsageRecord} from '../../src/core/signing.js'
 import {checkClaim, healthOfClaim, type Capacity, type InstanceClaim, type InstanceHealth, type ListedInstance, type ProvisionedInstance, type Provisioner, type SetupCheck} from '../../src/provisioners/provisioner.js'
@@ -40,13 +41,28 @@ export function refusal(status: number, apiCode: string): ApiError {
   return new ApiError({status, apiCode, message: `${apiCode} (test)`})
 }
 
+/** An answer that could not be read (a 2xx cut short): the request may or may not have taken effect. */
+export function unreadable(): ApiError {
+  return new ApiError({status: 200, apiCode: 'unreadable_response', message: 'the answer was cut off (test)', unknown: true})
+}
+
 /** No answer at all: the marketplace can't be reached (retrying may help). */
 export function unreachable(): ApiError {
   return new ApiError({status: 0, apiCode: 'network_error', message: 'connection refused (test)'})
 }
 
 /** What the fake marketplace is asked, by route; `provisioning:<status>` for the provisioning reports. */
-export type Route = 'heartbeat' | 'lock' | 'unlock' | 'provisioning:provisioning' | 'provisioning:provisioned' | 'provisioning:provisioning_failed' | 'terminated' | 'usage'
+export type Route =
+  | 'heartbeat'
+  | 'lock'
+  | 'unlock'
+  | 'provisioning:provisioning'
+  | 'provisioning:provisioned'
+  | 'provisioning:provisioning_failed'
+  | 'terminated'
+  | 'usage'
+  | 'active'
+  | 'pending'
 
 interface Gate {
   opened: Promise<void>
@@ -59,8 +75,12 @@ export class FakeMarketplace implements AgentApi {
   readonly provisioningReports: {contractId: string; report: ProvisioningReport}[] = []
   readonly usageRecords: SignedUsageRecord[] = []
   readonly heartbeats: HeartbeatBody[] = []
+  readonly healthChecks: HealthCheck[] = []
   pending: Contract[] = []
   active: Contract[] = []
+  /** What pending-provision says the stake tier holds back (undefined: says nothing, as PROTOCOL §7 has it). */
+  tierLimited: number | undefined
+  stakeInfo: StakeInfo = {staked: '0', tier: 'unstaked', max_concurrent_contracts: 2, unbonding: [], rewards_pending: '0'}
   heartbeatAnswer: HeartbeatResponse = {acknowledged: true, next_heartbeat_seconds: 60}
   private readonly failures = new Map<Route, Error[]>()
   private readonly gates = new Map<Route, Gate>()
@@ -93,8 +113,17 @@ export class FakeMarketplace implements AgentApi {
   }
 
   async pendingProvision(): Promise<Contract[]> {
+    await this.answer('pending', '')
     for (const pending of this.pending) this.known.set(pending.contract_id, pending)
     return this.pending
+  }
+
+  async pendingWork(): Promise<{contracts: Contract[]; tierLimited: number | undefined}> {
+    return {contracts: await this.pendingProvision(), tierLimited: this.tierLimited}
+  }
+
+  async stake(): Promise<StakeInfo> {
+    return this.stakeInfo
   }
 
   async lock(contractId: string, ttlSeconds: number): Promise<LockResponse> {
@@ -113,11 +142,14 @@ export class FakeMarketplace implements AgentApi {
   }
 
   async activeContracts(): Promise<Contract[]> {
+    await this.answer('active', '')
     return this.active
   }
 
+  /** A terminated contract leaves the active list, as on the marketplace. */
   async reportTerminated(contractId: string): Promise<Contract> {
     await this.answer('terminated', contractId)
+    this.active = this.active.filter((contract) => contract.contract_id !== contractId)
     return this.contractAnswer(contractId)
   }
 
@@ -127,6 +159,7 @@ export class FakeMarketplace implements AgentApi {
   }
 
   async reportHealth(checks: HealthCheck[]): Promise<{accepted: number}> {
+    this.healthChecks.push(...checks)
     return {accepted: checks.length}
   }
 

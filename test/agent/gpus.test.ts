@@ -23,6 +23,7 @@ const SETTINGS: AgentSettings = {
   activeSyncSeconds: 15,
   maxConcurrentProvisions: 1,
   lockTtlSeconds: 90,
+  siblingDeadAfterSeconds: 0,
 }
 
 const UNITS: GpuUnit[] = [

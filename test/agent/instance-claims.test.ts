@@ -2,7 +2,6 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {Agent, type AgentSettings} from '../../src/agent/agent.js'
 import {createMetrics} from '../../src/agent/metrics.js'
-import type {HealthCheck} from '../../src/core/api/provider.js'
 import type {Contract} from '../../src/core/api/schemas.js'
 import {generateKeyPair} from '../../src/core/signing.js'
 import {LocalProvisioner} from '../../src/provisioners/local/local-provisioner.js'
@@ -25,16 +24,7 @@ const SETTINGS: AgentSettings = {
   activeSyncSeconds: 15,
   maxConcurrentProvisions: 2,
   lockTtlSeconds: 90,
-}
-
-/** A marketplace that also keeps the health reports it gets. */
-class RecordingMarketplace extends FakeMarketplace {
-  readonly healthChecks: HealthCheck[] = []
-
-  override async reportHealth(checks: HealthCheck[]): Promise<{accepted: number}> {
-    this.healthChecks.push(...checks)
-    return super.reportHealth(checks)
-  }
+  siblingDeadAfterSeconds: 0,
 }
 
 let state: ReturnType<typeof tempStateDir>
@@ -77,7 +67,7 @@ describe("Agent: the marketplace's instance ids are checked against the backend'
     const ofC = await running(c)
     const ofD = await running(d)
     await running(e)
-    const api = new RecordingMarketplace()
+    const api = new FakeMarketplace()
     api.active = [
       // Cancelled, and named with D's instance: terminating it would kill D's machine.
       listed(c, ofD.externalId, {status: 'cancelled', termination_pending: true}),

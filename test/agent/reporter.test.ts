@@ -1,9 +1,10 @@
 import {afterEach, beforeEach, describe, expect, it, vi} from 'vitest'
 
 import {Journal, journalPath, readJournal} from '../../src/agent/journal.js'
-import {Outbox} from '../../src/agent/outbox.js'
-import {Reporter, type Settlement} from '../../src/agent/reporter.js'
-import {FakeMarketplace, RecordingLog, refusal, tempStateDir, unreachable} from './fakes.js'
+import {Outbox, type OutboxEntry} from '../../src/agent/outbox.js'
+import {Reporter, type Confirmation, type Settlement} from '../../src/agent/reporter.js'
+import {StateDisk} from '../../src/agent/state-disk.js'
+import {FakeMarketplace, RecordingLog, refusal, tempStateDir, unreachable, unreadable} from './fakes.js'
 
 /** The reporter on fake timers against a fake marketplace, with a real outbox and journal in a temporary state dir. */
 
@@ -22,12 +23,21 @@ afterEach(() => {
   state.remove()
 })
 
-function harness() {
+function harness(extra: {confirm?: () => Promise<Confirmation>; outbox?: Outbox; disk?: StateDisk} = {}) {
   const api = new FakeMarketplace()
   const journal = new Journal(journalPath(state.dir))
-  const outbox = new Outbox(state.dir)
+  const outbox = extra.outbox ?? new Outbox(state.dir)
   const depths: number[] = []
-  const reporter = new Reporter({outbox, api, journal, log: new RecordingLog(), onApiError: () => undefined, onDepth: (depth) => depths.push(depth)})
+  const reporter = new Reporter({
+    outbox,
+    api,
+    journal,
+    log: new RecordingLog(),
+    onApiError: () => undefined,
+    onDepth: (depth) => depths.push(depth),
+    ...(extra.confirm ? {confirm: extra.confirm} : {}),
+    ...(extra.disk ? {disk: extra.disk} : {}),
+  })
   const events = () => readJournal(journalPath(state.dir)).entries.map((entry) => ('kind' in entry ? `${entry.event} ${entry.kind}` : entry.event))
   return {api, outbox, reporter, depths, events, journal}
 }
@@ -78,6 +88,54 @@ describe('Reporter', () => {
     expect(api.callsOf('terminated')).toHaveLength(1)
     expect(outbox.depth()).toBe(0)
     expect(events()).toEqual(['report_queued terminated', 'report_rejected terminated'])
+  })
+
+  it('never takes an answer it could not read for a refusal: it keeps the report until the state or an answer settles it', async () => {
+    const confirmations: Confirmation[] = ['unknown', 'not_in_effect', 'took_effect']
+    const {api, outbox, reporter, events} = harness({confirm: async () => confirmations.shift() ?? 'unknown'})
+    // Cut-off 2xx answers all along: only the marketplace's state can tell.
+    api.failNext('terminated', ...Array.from({length: 10}, () => unreadable()))
+    const settlement = await settled(reporter.send({kind: 'terminated', contract_id: A}))
+    expect(settlement).toEqual({delivered: true})
+    expect(api.callsOf('terminated')).toHaveLength(3)
+    expect(outbox.depth()).toBe(0)
+    expect(events()).toEqual(['report_queued terminated', 'report_delivered terminated'])
+    expect(readJournal(journalPath(state.dir)).entries.at(-1)).toMatchObject({confirmed_by: 'state'})
+  })
+
+  it('settles a refused repeat as delivered when the state shows the first attempt took effect, and keeps it while the state cannot be read', async () => {
+    const confirmations: Confirmation[] = ['unknown', 'took_effect']
+    const {api, reporter} = harness({confirm: async () => confirmations.shift() ?? 'unknown'})
+    api.failNext('terminated', refusal(409, 'invalid_transition'), refusal(409, 'invalid_transition'))
+    expect(await settled(reporter.send({kind: 'terminated', contract_id: A}))).toEqual({delivered: true})
+    expect(api.callsOf('terminated')).toHaveLength(2)
+  })
+
+  it('on a full disk sends the report all the same, and writes it once there is room while it is still unsent', async () => {
+    let full = true
+    class FullOutbox extends Outbox {
+      override write(entry: OutboxEntry): void {
+        if (full) throw Object.assign(new Error('ENOSPC: no space left on device'), {code: 'ENOSPC'})
+        super.write(entry)
+      }
+    }
+    const disk = new StateDisk({dir: state.dir, log: new RecordingLog()})
+    const outbox = new FullOutbox(state.dir)
+    const {api, reporter} = harness({outbox, disk})
+    const release = api.hold('terminated')
+    const settlement = reporter.send({kind: 'terminated', contract_id: A})
+    expect(disk.full).toBe(true)
+    expect(reporter.waitingForDisk).toBe(1)
+    await vi.advanceTimersByTimeAsync(0)
+    expect(api.calls).toEqual([`terminated ${A}`])
+    expect(outbox.depth()).toBe(0)
+    full = false
+    expect(disk.retry()).toBe(true)
+    expect(outbox.depth()).toBe(1)
+    expect(reporter.waitingForDisk).toBe(0)
+    release()
+    expect(await settled(settlement)).toEqual({delivered: true})
+    expect(outbox.depth()).toBe(0)
   })
 
   it('releases the lock after an accepted provisioning report that asks for it, and not after a refused one', async () => {

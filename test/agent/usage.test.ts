@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 
-import {completedPeriods, usageRecord, usageRecordId} from '../../src/agent/usage.js'
+import {completedPeriods, periodsUntilEnd, usageRecord, usageRecordId} from '../../src/agent/usage.js'
 import {generateKeyPair, verifyUsageRecord} from '../../src/core/signing.js'
 import {contractFixture} from '../provisioners/contract-suite.js'
 
@@ -24,6 +24,19 @@ describe('usage records', () => {
     ])
     expect(completedPeriods({since: 20 * MINUTE, runningFrom: 7 * MINUTE, now: 24 * MINUTE, intervalMs: 5 * MINUTE})).toEqual([])
     expect(completedPeriods({since: 0, runningFrom: 0, now: 1000 * MINUTE, intervalMs: MINUTE, limit: 3})).toHaveLength(3)
+  })
+
+  it('of an instance that stopped, end with the period it stopped in, cut at that moment, under its own id', () => {
+    const periods = periodsUntilEnd({since: 10 * MINUTE, runningFrom: 7 * MINUTE, end: 23 * MINUTE, intervalMs: 5 * MINUTE})
+    expect(periods).toEqual([
+      {alignedStart: 10 * MINUTE, start: 10 * MINUTE, end: 15 * MINUTE},
+      {alignedStart: 15 * MINUTE, start: 15 * MINUTE, end: 20 * MINUTE},
+      {alignedStart: 20 * MINUTE, start: 20 * MINUTE, end: 23 * MINUTE},
+    ])
+    // Stopped in the period it started in, and stopped right on a period's end: nothing is billed twice or left out.
+    expect(periodsUntilEnd({since: 0, runningFrom: 7 * MINUTE, end: 9 * MINUTE, intervalMs: 5 * MINUTE})).toEqual([{alignedStart: 5 * MINUTE, start: 7 * MINUTE, end: 9 * MINUTE}])
+    expect(periodsUntilEnd({since: 0, runningFrom: 7 * MINUTE, end: 15 * MINUTE, intervalMs: 5 * MINUTE}).at(-1)).toEqual({alignedStart: 10 * MINUTE, start: 10 * MINUTE, end: 15 * MINUTE})
+    expect(periodsUntilEnd({since: 15 * MINUTE, runningFrom: 7 * MINUTE, end: 15 * MINUTE, intervalMs: 5 * MINUTE})).toEqual([])
   })
 
   it('bill the allocation for the period and verify on their own', () => {

@@ -1,4 +1,4 @@
-import {spawn} from 'node:child_process'
+import {spawn, type ChildProcess} from 'node:child_process'
 import {closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -29,10 +29,10 @@ export interface Devnet {
   stop(): Promise<void>
 }
 
-/** `limits`: the devnet's limits where a test or a benchmark measures something else (its defaults otherwise). */
-export async function startDevnet(limits: Partial<MarketplaceOptions> = {}): Promise<Devnet> {
+/** `options`: the devnet's limits and settings where a test or a benchmark measures something else (its defaults otherwise). */
+export async function startDevnet(options: Partial<MarketplaceOptions> = {}): Promise<Devnet> {
   const dataDir = mkdtempSync(join(tmpdir(), 'outpost-devnet-'))
-  let server: MarketplaceServer | undefined = await startMarketplace({...limits, dataDir, port: 0, host: '127.0.0.1', logError: () => undefined})
+  let server: MarketplaceServer | undefined = await startMarketplace({...options, dataDir, port: 0, host: '127.0.0.1', logError: () => undefined})
   const port = Number(new URL(server.endpoint).port)
   return {
     endpoint: server.endpoint,
@@ -43,7 +43,7 @@ export async function startDevnet(limits: Partial<MarketplaceOptions> = {}): Pro
       server = undefined
     },
     async resume() {
-      server = await startMarketplace({...limits, dataDir, port, host: '127.0.0.1', logError: () => undefined})
+      server = await startMarketplace({...options, dataDir, port, host: '127.0.0.1', logError: () => undefined})
     },
     async stop() {
       await server?.stop()
@@ -112,13 +112,13 @@ export interface ProviderSetup extends RegisteredProvider {
 }
 
 /** `outpost init --main-key` in a fresh config dir (the built CLI), then the registration calls. */
-export async function initProvider(endpoint: string): Promise<ProviderSetup> {
+export async function initProvider(endpoint: string, options: {stake?: string} = {}): Promise<ProviderSetup> {
   const configDir = mkdtempSync(join(tmpdir(), 'outpost-agent-e2e-'))
   const init = await runCli(['init', '--main-key', '--endpoint', endpoint], {env: {OUTPOST_CONFIG_DIR: configDir}})
   if (init.exitCode !== 0) throw new Error(`outpost init failed:\n${init.stderr}`)
   const mainKey = await readKeyFile(join(configDir, 'provider-main.key'))
   const agentKey = await readKeyFile(join(configDir, 'agent.key'))
-  const registered = await registerProvider(endpoint, mainKey, [agentKey])
+  const registered = await registerProvider(endpoint, mainKey, [agentKey], options)
   return {configDir, mainKey, agentKey, ...registered}
 }
 
@@ -210,11 +210,19 @@ export interface AgentProcess {
   kill(signal: NodeJS.Signals): void
 }
 
+/** Agents still running when the test process ends (a test that failed or timed out left them) end with it. */
+const runningAgents = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of runningAgents) child.kill('SIGKILL')
+})
+
 /** `outpost run` from the built CLI, its JSON log appended to `logFile`. */
 export function startAgent(env: Record<string, string>, logFile: string, args: string[] = []): AgentProcess {
   const log = openSync(logFile, 'a')
   const child = spawn(process.execPath, [BIN, 'run', ...args], {env: {...process.env, NO_COLOR: '1', CI: 'true', ...env}, stdio: ['ignore', log, log]})
   closeSync(log)
+  runningAgents.add(child)
+  child.once('exit', () => runningAgents.delete(child))
   const exited = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) => child.once('exit', (code, signal) => resolve({code, signal})))
   return {
     pid: child.pid ?? 0,

@@ -18,8 +18,8 @@ async function contractFor(provider: Provider, requester = generateKeyPair(), du
   return createContract(market, await createOffering(market, provider), requester, durationHours)
 }
 
-function agentCall(provider: Provider, method: string, suffix: string, body?: unknown, key = provider.agent) {
-  return send(market, method, `/providers/${provider.pk}${suffix}`, {key, body})
+function agentCall<T = Record<string, unknown>>(provider: Provider, method: string, suffix: string, body?: unknown, key = provider.agent) {
+  return send<T>(market, method, `/providers/${provider.pk}${suffix}`, {key, body})
 }
 
 async function pendingIds(provider: Provider): Promise<string[]> {
@@ -196,7 +196,7 @@ describe('§7 long poll', () => {
     const started = Date.now()
     const waiting = agentCall(provider, 'GET', '/contracts/pending-provision?wait=1')
     await contractFor(other)
-    expect((await waiting).body).toEqual({contracts: []})
+    expect((await waiting).body).toEqual({contracts: [], tier_limited: 0})
     expect(Date.now() - started).toBeGreaterThanOrEqual(950)
   })
 
@@ -207,7 +207,7 @@ describe('§7 long poll', () => {
     await new Promise((resolve) => setTimeout(resolve, 100))
     const started = Date.now()
     await own.stop()
-    expect((await waiting).body).toEqual({contracts: []})
+    expect((await waiting).body).toEqual({contracts: [], tier_limited: 0})
     expect(Date.now() - started).toBeLessThan(1000)
   })
 })
@@ -227,5 +227,43 @@ describe('§8 stake tiers limit concurrent contracts', () => {
     expect(errorOf(await agentCall(provider, 'PUT', `/contracts/${ids[2]}/provisioning`, {status: 'provisioning'}))).toEqual({status: 409, code: 'tier_limit'})
     await send(market, 'POST', `/providers/${provider.pk}/stake`, {key: provider.main, body: {amount: '1000'}})
     expect(await pendingIds(provider)).toEqual(ids.slice(2, 4))
+  })
+
+  it('says how many accepted contracts the tier holds back (devnet addition to pending-provision)', async () => {
+    const provider = await registerProvider(market)
+    const offeringId = await createOffering(market, provider)
+    const requester = generateKeyPair()
+    for (let index = 0; index < 5; index++) await createContract(market, offeringId, requester)
+    const held = async () => (await agentCall(provider, 'GET', '/contracts/pending-provision?wait=0')).body.tier_limited
+    expect(await held()).toBe(3)
+    await send(market, 'POST', `/providers/${provider.pk}/stake`, {key: provider.main, body: {amount: '1000'}})
+    expect(await held()).toBe(1)
+    await send(market, 'POST', `/providers/${provider.pk}/stake`, {key: provider.main, body: {amount: '24000'}})
+    expect(await held()).toBe(0)
+  })
+})
+
+describe('§5 heartbeats of several agents (devnet addition: agent_id)', () => {
+  const heartbeat = {version: '0.1.0', provisioner_type: 'local', capabilities: [], active_contracts: 0}
+  type Answer = {agents: {agent_id: string; last_heartbeat_age_ms: number}[]}
+
+  it("lists the provider's agents with the age of their last heartbeat, so a sibling can tell a dead one", async () => {
+    const provider = await registerProvider(market)
+    const second = generateKeyPair()
+    await delegate(market, provider.main, second, ['heartbeat'], null, 'second agent')
+    const [first, other] = ['aa'.repeat(16), 'bb'.repeat(16)]
+    await agentCall(provider, 'POST', '/heartbeat', {...heartbeat, agent_id: first})
+    market.clock.advance(40_000)
+    const answer = await send<Answer>(market, 'POST', `/providers/${provider.pk}/heartbeat`, {key: second, body: {...heartbeat, agent_id: other}})
+    expect(answer.status).toBe(200)
+    expect(answer.body.agents).toEqual([
+      {agent_id: first, last_heartbeat_age_ms: expect.any(Number)},
+      {agent_id: other, last_heartbeat_age_ms: 0},
+    ])
+    expect(answer.body.agents[0]?.last_heartbeat_age_ms).toBeGreaterThanOrEqual(40_000)
+    // An agent that sends no id is still acknowledged, and listed by nobody.
+    const anonymous = await agentCall<Answer>(provider, 'POST', '/heartbeat', heartbeat)
+    expect(anonymous.body.agents.map((agent) => agent.agent_id)).toEqual([first, other])
+    expect(errorOf(await agentCall(provider, 'POST', '/heartbeat', {...heartbeat, agent_id: 'not-hex'}))).toEqual({status: 400, code: 'invalid_body'})
   })
 })

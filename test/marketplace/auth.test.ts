@@ -31,7 +31,7 @@ describe('PROTOCOL §2 request signing', () => {
   it('accepts a correctly signed request', async () => {
     const answer = await send(market, 'POST', `/providers/${provider.pk}/heartbeat`, {key: provider.agent, body: heartbeat})
     expect(answer.status).toBe(200)
-    expect(answer.body).toEqual({acknowledged: true, next_heartbeat_seconds: 60})
+    expect(answer.body).toEqual({acknowledged: true, next_heartbeat_seconds: 60, agents: []})
   })
 
   it('refuses a replayed request (same nonce, same signature): 401 replayed_nonce', async () => {

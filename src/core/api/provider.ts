@@ -11,11 +11,13 @@ import {
   HeartbeatResponse,
   LockResponse,
   OrderRequirements,
+  PendingContracts,
   ReconcileResponse,
   UnixMs,
   UsageResponse,
   type Instance,
 } from './schemas.js'
+import {StakeInfo} from './stake.js'
 
 /** The agent's routes of PROTOCOL §§5 and 7, typed, for one provider. Every answer is schema-checked by ApiClient. */
 
@@ -25,6 +27,8 @@ export interface HeartbeatBody {
   capabilities: string[]
   active_contracts: number
   capacity?: HeartbeatCapacity
+  /** This agent's id (its state dir's), so siblings can tell whether it is alive (see HeartbeatResponse.agents). */
+  agent_id?: string
   /** §5: the same fields, what is not in use now. */
   free?: HeartbeatCapacity
 }
@@ -140,16 +144,26 @@ export class ProviderApi {
 
   /** `accepted` contracts and `provisioning` ones whose lock expired. With waitSeconds > 0 the server may hold the request. */
   async pendingProvision(waitSeconds: number, options: CallOptions = {}): Promise<Contract[]> {
+    return (await this.pendingWork(waitSeconds, options)).contracts
+  }
+
+  /** pendingProvision, with how many `accepted` contracts the stake tier held back (when the marketplace says). */
+  async pendingWork(waitSeconds: number, options: CallOptions = {}): Promise<{contracts: Contract[]; tierLimited: number | undefined}> {
     const wait = Math.max(0, Math.min(MAX_WAIT_SECONDS, Math.floor(waitSeconds)))
-    const {contracts} = await this.client.get(this.path('/contracts/pending-provision'), {
-      schema: ContractList,
+    const answer = await this.client.get(this.path('/contracts/pending-provision'), {
+      schema: PendingContracts,
       maxResponseBytes: RESPONSE_LIMITS.list,
       query: wait > 0 ? {wait} : undefined,
       // The server holds a long poll on purpose for up to `wait` seconds: that is not a timeout.
       extraTimeoutMs: wait * 1000,
       ...options,
     })
-    return contracts
+    return {contracts: answer.contracts, tierLimited: answer.tier_limited}
+  }
+
+  /** §8, public: the provider's stake and tier. */
+  stake(options: CallOptions = {}): Promise<StakeInfo> {
+    return this.client.get(this.path('/stake'), {schema: StakeInfo, public: true, ...options})
   }
 
   lock(contractId: string, ttlSeconds: number, options: CallOptions = {}): Promise<LockResponse> {

@@ -82,11 +82,28 @@ export type Contract = z.infer<typeof Contract>
 
 export const ContractList = z.object({contracts: z.array(Contract)})
 
-/** PROTOCOL §5: the heartbeat's answer. */
+/**
+ * §7 pending-provision. `tier_limited` (a devnet addition, see the README's protocol notes): `accepted` contracts held
+ * back because the provider's stake tier has no room for them.
+ */
+export const PendingContracts = ContractList.extend({tier_limited: z.number().int().nonnegative().optional()})
+
+/** PROTOCOL §5: the interval a heartbeat answer may ask for; a number outside it is brought to the nearest end. */
+export const HEARTBEAT_SECONDS_RANGE = {min: 10, max: 3600} as const
+
+/** PROTOCOL §5: the heartbeat's answer. `next_heartbeat_seconds` becomes a timer, so it is bounded here. */
 export const HeartbeatResponse = z.object({
   acknowledged: z.literal(true),
   /** §5 bounds it 10–3600; the agent judges it, and keeps its configured interval when it is missing or out of bounds. */
   next_heartbeat_seconds: z.number().optional(),
+  /**
+   * The provider's agents that sent an `agent_id`, with the age of each one's last heartbeat (a devnet addition to §5,
+   * see the README's protocol notes): how an agent learns that a sibling is dead.
+   */
+  agents: z
+    .array(z.object({agent_id: hexString(16), last_heartbeat_age_ms: z.number().int().nonnegative()}))
+    .max(10_000)
+    .optional(),
 })
 export type HeartbeatResponse = z.infer<typeof HeartbeatResponse>
 

@@ -72,11 +72,24 @@ export const AgentSection = z.strictObject({
   active_sync_seconds: seconds(15, 1, 3600).describe('Interval between reads of the active contracts, to terminate the cancelled and expired'),
   max_concurrent_provisions: z.number().int().min(1).max(256).default(4).describe('Contracts provisioned at once'),
   lock_ttl_seconds: seconds(900, 30, 3600).describe('Contract lock TTL; longer than the provisioner worst case'),
+  sibling_dead_after_seconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(86_400)
+    .refine((value) => value === 0 || value >= 20, 'expected 0 (3 × the heartbeat interval) or at least 20 seconds')
+    .default(0)
+    .describe("Another agent of this provider whose last heartbeat is older than this is dead, and its contracts are taken over (0: 3 × the heartbeat interval)"),
 })
 
 export const LocalProvisionerSection = z.strictObject({
   command: z.array(z.string().min(1)).min(1).optional().describe('Workload command; it gets PORT in its environment (default: a built-in banner service)'),
   startup_timeout_seconds: seconds(10, 1, 600).describe('Time for the workload to accept TCP connections'),
+  instances_dir: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Where instance records live, relative to this config file (default: <state_dir>/local); agents on one host that take over each other\'s contracts share one'),
 })
 
 const ipv4 = z.ipv4({error: 'expected an IPv4 address, like 192.0.2.10'})

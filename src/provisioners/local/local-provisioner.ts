@@ -37,8 +37,10 @@ import {findMarkedProcesses, freePort, INSTANCE_MARKER, isInstanceProcess, killG
 export const BANNER_SERVICE = fileURLToPath(new URL('../../../dist/provisioners/local/banner-service.js', import.meta.url))
 
 export interface LocalProvisionerOptions {
-  /** The agent's state dir; instance records live in `<stateDir>/local`. */
+  /** The agent's state dir; instance records live in `<stateDir>/local` unless `instancesDir` names another place. */
   stateDir: string
+  /** A directory agents on this host share, so one can find (and take over) the instances another made. */
+  instancesDir?: string
   /** Workload command; it gets PORT. Default: the built-in banner service. */
   command?: readonly string[]
   startupTimeoutMs?: number
@@ -73,7 +75,7 @@ export class LocalProvisioner implements Provisioner {
   private readonly oneAtATime = new OneAtATime()
 
   constructor(options: LocalProvisionerOptions) {
-    this.dir = join(options.stateDir, 'local')
+    this.dir = options.instancesDir ?? join(options.stateDir, 'local')
     this.command = options.command ?? [process.execPath, BANNER_SERVICE]
     this.startupTimeoutMs = options.startupTimeoutMs ?? 10_000
     this.killGraceMs = options.killGraceMs ?? 3000
@@ -135,11 +137,14 @@ export class LocalProvisioner implements Provisioner {
   }
 
   async list(): Promise<ListedInstance[]> {
+    return this.records().map((record) => ({externalId: record.name, contractId: record.contract_id, name: record.name}))
+  }
+
+  private records(): InstanceRecord[] {
     return readdirSync(this.dir)
       .filter((file) => file.endsWith('.json') && contractIdFromName(file.slice(0, -5)) !== undefined)
       .map((file) => this.read(file.slice(0, -5)))
       .filter((record): record is InstanceRecord => record !== undefined)
-      .map((record) => ({externalId: record.name, contractId: record.contract_id, name: record.name}))
   }
 
   async verifySetup(): Promise<SetupCheck[]> {
@@ -237,7 +242,7 @@ export class LocalProvisioner implements Provisioner {
     let lastError: unknown
     for (let attempt = 0; attempt < (fixedPort ? 1 : SPAWN_ATTEMPTS); attempt++) {
       if (signal.aborted) break
-      const port = fixedPort ?? (await freePort())
+      const port = fixedPort ?? (await this.unrecordedPort())
       const record: InstanceRecord = {contract_id: contractId, name, port, pid: null, password, started_at: Date.now()}
       this.write(record)
       try {
@@ -288,12 +293,27 @@ export class LocalProvisioner implements Provisioner {
       )
       return started
     } catch (error) {
-      await killGroup(started.pid, record.name, this.killGraceMs)
+      // At once, no grace: a workload that never became ready serves nobody, and one left dying while the agent is
+      // killed would be found alive by the next run, adopted, and gone a moment later.
+      await killGroup(started.pid, record.name, 0)
       if (error instanceof PollTimeoutError) {
         throw new ProvisionError(`the workload did not accept connections on port ${record.port} within ${this.startupTimeoutMs / 1000} s`, {retryPossible: true})
       }
       throw error
     }
+  }
+
+  /**
+   * A free port that no instance record names: a workload that died is restarted on its own port, which must not have
+   * been handed to another instance meanwhile.
+   */
+  private async unrecordedPort(): Promise<number> {
+    const recorded = new Set(this.records().map((record) => record.port))
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const port = await freePort()
+      if (!recorded.has(port)) return port
+    }
+    throw new ProvisionError('no free TCP port that no instance record names', {retryPossible: true})
   }
 
   private logTail(name: string): string {

@@ -100,6 +100,16 @@ describe('LocalProvisioner', () => {
     await provisioner.terminate(instance)
   })
 
+  it('kills a workload that never became ready at once, even one deaf to SIGTERM, so no later run adopts one about to die', {timeout: 20_000}, async () => {
+    // A 10-minute grace would hold the provision for 10 minutes if it were granted to a workload that never started.
+    const deaf = new LocalProvisioner({stateDir, command: ['/bin/sh', '-c', 'trap "" TERM; exec sleep 600'], startupTimeoutMs: 300, killGraceMs: 600_000})
+    const contract = contractFixture()
+    const error = await deaf.provision(contract, AbortSignal.timeout(15_000)).catch((caught: unknown) => caught)
+    expect(error).toBeInstanceOf(ProvisionError)
+    expect((error as ProvisionError).retryPossible).toBe(true)
+    expect(await deaf.find(contract.contract_id)).toBeUndefined()
+  })
+
   it('refuses contract ids that would make a path of its own', async () => {
     await expect(provisioner.terminate({contractId: '../../etc/passwd'})).rejects.toBeInstanceOf(ProvisionError)
     await expect(provisioner.health({contractId: '../../etc/passwd'})).rejects.toBeInstanceOf(ProvisionError)
