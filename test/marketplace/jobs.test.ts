@@ -145,7 +145,7 @@ describe('§12 offers: who sees a job in jobs/open', () => {
     const contractId = await createContract(market, offeringId, generateKeyPair())
     for (const job of [await quantumJob({collateral: '0'}), await quantumJob({collateral: '0'})]) await lease(market, provider, job.job_id)
     const pending = await send(market, 'GET', `/providers/${provider.pk}/contracts/pending-provision`, {key: provider.agent})
-    expect(pending.body).toEqual({contracts: []})
+    expect(pending.body).toEqual({contracts: [], tier_limited: 1})
     const starting = await send(market, 'PUT', `/providers/${provider.pk}/contracts/${contractId}/provisioning`, {key: provider.agent, body: {status: 'provisioning'}})
     expect(errorOf(starting)).toEqual({status: 409, code: 'tier_limit'})
   })
