@@ -96,6 +96,11 @@ export abstract class BaseCommand extends Command {
     return readKeyFile(file.path, {passphrase: this.passphrase(flags), mainKey: true})
   }
 
+  /** A warning on stderr, on one line however long (oclif's warn wraps it); with --json it is in the JSON instead. */
+  protected warning(text: string): void {
+    if (!this.jsonEnabled()) process.stderr.write(`${paint.yellow('Warning:', process.stderr)} ${text}\n`)
+  }
+
   protected renderError(error: unknown): RenderedError {
     if (error instanceof UserError) {
       const message = FLAG_PARSE_WRAPPING.exec(error.message)?.[1] ?? error.message

@@ -2,7 +2,7 @@ import {copyFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
-import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
+import {parseJson, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
 import {startDevnetProcess} from '../marketplace/devnet-process.js'
 
 interface ErrorJson {
@@ -16,7 +16,7 @@ const FINGERPRINT = `SHA256:${'A'.repeat(43)}`
 
 async function initialised(extra: string[] = []): Promise<{dir: string; env: Record<string, string>}> {
   const dir = tempConfigDir('outpost-cli-')
-  const env = {OUTPOST_CONFIG_DIR: dir, SSH_AUTH_SOCK: '', OUTPOST_SSH_PASSWORD: ''}
+  const env = {OUTPOST_CONFIG_DIR: dir, SSH_AUTH_SOCK: '', OUTPOST_SSH_PASSWORD: '', OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}
   const init = await runCli(['init', '--endpoint', NOWHERE, ...extra], {env})
   expect(init.exitCode, init.stderr).toBe(0)
   return {dir, env}

@@ -9,7 +9,7 @@ import {toHex} from '../../src/core/hex.js'
 import {readKeyFile} from '../../src/core/keys.js'
 import {canonicalJson, sha256Hex, verifyUsageRecord, type SignedUsageRecord} from '../../src/core/signing.js'
 import {renterKeyPath} from '../../src/devnet/renter.js'
-import {parseJson, runCli} from '../helpers/cli.js'
+import {parseJson, runCli, TEST_PASSPHRASE} from '../helpers/cli.js'
 import {fastAgentEnv, initProvider, killInstances, startAgent, startDevnet, waitFor, type Devnet, type ProviderSetup} from '../helpers/marketplace.js'
 
 interface DisputeJson {
@@ -33,7 +33,7 @@ const NO_RETRY = {retries: 0, baseDelayMs: 1, maxDelayMs: 1}
 beforeAll(async () => {
   devnet = await startDevnet()
   provider = await initProvider(devnet.endpoint)
-  env = {OUTPOST_CONFIG_DIR: provider.configDir, OUTPOST_MAIN_KEY_FILE: join(provider.configDir, 'provider-main.key')}
+  env = {OUTPOST_CONFIG_DIR: provider.configDir, OUTPOST_MAIN_KEY_FILE: join(provider.configDir, 'provider-main.key'), OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}
   renterDir = mkdtempSync(join(tmpdir(), 'outpost-renter-'))
   const renterFlags = ['--endpoint', devnet.endpoint, '--data-dir', renterDir]
 

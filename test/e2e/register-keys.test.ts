@@ -9,7 +9,7 @@ import {fromHex} from '../../src/core/hex.js'
 import {signBytes} from '../../src/core/signing.js'
 import {readKeyFile} from '../../src/core/keys.js'
 import {startMarketplace, type MarketplaceServer} from '../../src/marketplace/server.js'
-import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
+import {parseJson, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
 
 const OFFERING = `
 [provider]
@@ -52,7 +52,7 @@ afterAll(async () => {
 
 async function provider(): Promise<{dir: string; env: Record<string, string>}> {
   const dir = tempConfigDir()
-  const env = {OUTPOST_CONFIG_DIR: dir}
+  const env = {OUTPOST_CONFIG_DIR: dir, OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}
   expect((await runCli(['init', '--main-key', '--endpoint', server.endpoint], {env})).exitCode).toBe(0)
   writeFileSync(join(dir, 'outpost.toml'), readFileSync(join(dir, 'outpost.toml'), 'utf8') + OFFERING)
   return {dir, env: {...env, OUTPOST_MAIN_KEY_FILE: join(dir, 'provider-main.key')}}
@@ -111,7 +111,7 @@ describe('outpost register, keys and doctor --verify-api (built CLI, real devnet
   it('offline signing: --print-delegation prints the exact text; its signature submitted with --delegation-signature works', async () => {
     const {dir} = await provider()
     const mainKeyFile = join(dir, 'provider-main.key')
-    const mainKey = await readKeyFile(mainKeyFile)
+    const mainKey = await readKeyFile(mainKeyFile, {passphrase: () => TEST_PASSPHRASE})
     // The provider profile is registered once from wherever the main key lives; the offline flow delegates only.
     await registerProfile(new ApiClient({endpoint: server.endpoint, key: mainKey}), {name: 'Offline Co', contact_email: 'ops@offline.example'})
     const offlineEnv = {OUTPOST_CONFIG_DIR: dir}
@@ -161,7 +161,7 @@ describe('outpost register, keys and doctor --verify-api (built CLI, real devnet
 
   it('register without a name says which flags to pass', async () => {
     const dir = tempConfigDir()
-    const env = {OUTPOST_CONFIG_DIR: dir}
+    const env = {OUTPOST_CONFIG_DIR: dir, OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}
     await runCli(['init', '--main-key', '--endpoint', server.endpoint], {env})
     const result = await runCli(['register', '--json'], {env: {...env, OUTPOST_MAIN_KEY_FILE: join(dir, 'provider-main.key')}})
     expect(result.exitCode).toBe(2)

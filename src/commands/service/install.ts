@@ -11,7 +11,7 @@ export default class ServiceInstall extends BaseCommand {
   static override summary = 'Install `outpost run` as a systemd service'
   static override description =
     'Writes a hardened systemd unit (runs as the outpost user, Restart=always, NoNewPrivileges, ProtectSystem=strict, ' +
-    'ReadWritePaths for the state dir, PrivateTmp) and, with --log-file, a logrotate file; then enables and starts it ' +
+    'ReadWritePaths for the state dir, PrivateTmp, UMask=0077) and, with --log-file, a logrotate file; then enables and starts it ' +
     'when systemd runs here.'
 
   static override examples = ['sudo <%= config.bin %> service install', '<%= config.bin %> service install --dry-run']

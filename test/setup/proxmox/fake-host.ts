@@ -29,6 +29,7 @@ export interface FakePveState {
   users: string[]
   acls: {path: string; roleid: string; type: string; ugid: string; propagate: number}[]
   tokens: Record<string, string[]>
+  pools: Record<string, {comment: string; vms: number[]; storage: string[]}>
 }
 
 export interface FakeProxmoxHost {
@@ -41,7 +42,7 @@ export interface FakeProxmoxHost {
   stateDir: string
   imageDir: string
   configure(settings: FakePveSettings): void
-  /** Forgets every VM, role, user, token and call. */
+  /** Forgets every VM, role, user, token, pool and call. */
   reset(): void
   state(): FakePveState
   calls(): string[]
@@ -124,7 +125,7 @@ export async function startFakeProxmoxHost(certificate: string): Promise<FakePro
       rmSync(join(stateDir, 'snippets'), {recursive: true, force: true})
     },
     state() {
-      return existsSync(statePath) ? (JSON.parse(readFileSync(statePath, 'utf8')) as FakePveState) : {vms: {}, roles: {}, users: [], acls: [], tokens: {}}
+      return existsSync(statePath) ? (JSON.parse(readFileSync(statePath, 'utf8')) as FakePveState) : {vms: {}, roles: {}, users: [], acls: [], tokens: {}, pools: {}}
     },
     calls() {
       return existsSync(callsPath) ? readFileSync(callsPath, 'utf8').split('\n').filter(Boolean) : []
