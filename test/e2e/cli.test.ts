@@ -3,6 +3,7 @@ import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
 import {parseJson, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
+import {RENTER_SSH_KEY} from '../helpers/ssh-keys.js'
 import {startDevnetProcess} from '../marketplace/devnet-process.js'
 
 interface ErrorJson {
@@ -32,7 +33,7 @@ describe('the shared CLI parts (built CLI)', () => {
       ['--unbonding-period', ['devnet', 'start', '--port', '0', '--data-dir', join(dir, 'devnet'), '--unbonding-period', '30']],
       [
         '--closes-in',
-        ['devnet', 'order', 'create', '--endpoint', NOWHERE, '--data-dir', join(dir, 'devnet'), '--cpu-cores', '1', '--memory-mb', '512', '--storage-gb', '1', '--max-price', '1', '--ssh-pubkey', 'ssh-ed25519 AAAA x', '--closes-in', '30'],
+        ['devnet', 'order', 'create', '--endpoint', NOWHERE, '--data-dir', join(dir, 'devnet'), '--cpu-cores', '1', '--memory-mb', '512', '--storage-gb', '1', '--max-price', '1', '--ssh-pubkey', RENTER_SSH_KEY, '--closes-in', '30'],
       ],
     ]
     for (const [flag, args] of cases) {

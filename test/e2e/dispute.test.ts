@@ -10,6 +10,7 @@ import {readKeyFile} from '../../src/core/keys.js'
 import {canonicalJson, sha256Hex, verifyUsageRecord, type SignedUsageRecord} from '../../src/core/signing.js'
 import {renterKeyPath} from '../../src/devnet/renter.js'
 import {parseJson, runCli, TEST_PASSPHRASE} from '../helpers/cli.js'
+import {RENTER_SSH_KEY} from '../helpers/ssh-keys.js'
 import {fastAgentEnv, initProvider, killInstances, startAgent, startDevnet, waitFor, type Devnet, type ProviderSetup} from '../helpers/marketplace.js'
 
 interface DisputeJson {
@@ -39,7 +40,7 @@ beforeAll(async () => {
 
   const agent = startAgent(fastAgentEnv(provider.configDir, {OUTPOST_AGENT_USAGE_INTERVAL_SECONDS: '1'}), join(provider.configDir, 'agent.log'))
   try {
-    const created = await runCli(['devnet', 'contract', 'create', ...renterFlags, '--offering', provider.offeringId, '--ssh-pubkey', 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2e renter', '--json'], {env})
+    const created = await runCli(['devnet', 'contract', 'create', ...renterFlags, '--offering', provider.offeringId, '--ssh-pubkey', RENTER_SSH_KEY, '--json'], {env})
     expect(created.exitCode, created.stderr).toBe(0)
     contractId = parseJson<{contract_id: string}>(created).contract_id
     const archive = join(provider.configDir, 'state', 'usage', `${contractId}.jsonl`)
