@@ -4,6 +4,7 @@ import {describe, expect, it} from 'vitest'
 
 import {parseJson, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
 import {RENTER_SSH_KEY} from '../helpers/ssh-keys.js'
+import {HAVE_SCRIPT, runInTerminal} from '../helpers/terminal.js'
 import {startDevnetProcess} from '../marketplace/devnet-process.js'
 
 interface ErrorJson {
@@ -87,6 +88,40 @@ describe('the shared CLI parts (built CLI)', () => {
     const result = await runCli(['keys', 'rotate', '--json'], {env})
     expect(result.exitCode).toBe(2)
     expect(parseJson<ErrorJson>(result).error).toMatchObject({code: 'main_key_required', message: 'rotating the agent key is signed with the provider main key, and no main key file was given'})
+  })
+
+  it('a mistyped command gets a suggestion and exit 2, off a terminal, in one, and with --json', async () => {
+    const plain = await runCli(['regster', '--main-key-file', 'x'])
+    expect(plain.exitCode).toBe(2)
+    expect(plain.stderr).toBe('Error: `outpost regster` is not an outpost command\n→ did you mean `outpost register`? `outpost help` lists every command')
+    const nested = await runCli(['devnet', 'contract', 'shw', '0'])
+    expect(nested.exitCode).toBe(2)
+    expect(nested.stderr).toContain('did you mean `outpost devnet contract show`?')
+    const json = await runCli(['xyzzy', '--json'])
+    expect(json.exitCode).toBe(2)
+    expect(parseJson<ErrorJson>(json).error).toEqual({code: 'unknown_command', message: '`outpost xyzzy` is not an outpost command', suggestion: '`outpost help` lists every command'})
+    if (HAVE_SCRIPT) {
+      // In a terminal too: a suggestion, and no prompt that would run another command than the one typed.
+      const terminal = await runInTerminal(['regster'], {env: {}})
+      expect(terminal.exitCode).toBe(2)
+      expect(terminal.output).toContain('did you mean `outpost register`?')
+    }
+  })
+
+  it('-h is --help, for the CLI and for every command', async () => {
+    for (const args of [['-h'], ['run', '-h'], ['devnet', 'contract', 'create', '-h']]) {
+      const result = await runCli(args)
+      expect(result.exitCode, args.join(' ')).toBe(0)
+      expect(result.stdout).toContain('USAGE')
+    }
+  })
+
+  it('a mistyped flag gets the flag it was probably meant to be', async () => {
+    const result = await runCli(['doctor', '--verify-ap'])
+    expect(result.exitCode).toBe(2)
+    expect(result.stderr).toBe('Error: Nonexistent flag: --verify-ap\n→ did you mean --verify-api? see `outpost doctor --help`')
+    const json = await runCli(['init', '--endpint', 'x', '--json'])
+    expect(parseJson<ErrorJson>(json).error).toMatchObject({code: 'usage', suggestion: 'did you mean --endpoint? see `outpost init --help`'})
   })
 
   it('colour follows FORCE_COLOR, and NO_COLOR wins over it', async () => {
