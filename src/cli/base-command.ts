@@ -6,6 +6,7 @@ import {BugError, ExitCode, UserError} from '../core/errors.js'
 import {closestMatch} from '../core/suggest.js'
 import {readKeyFile, type StoredKey} from '../core/keys.js'
 import {paint} from '../ui/colors.js'
+import {explainApiError, isApiError} from './api-errors.js'
 import {getPassphrase, passphraseAvailable, type PassphraseReader} from '../ui/passphrase.js'
 import type {MainKeyFile} from './flags.js'
 
@@ -103,6 +104,7 @@ export abstract class BaseCommand extends Command {
   }
 
   protected renderError(error: unknown): RenderedError {
+    if (isApiError(error)) return explainApiError(error)
     if (error instanceof UserError) {
       const message = FLAG_PARSE_WRAPPING.exec(error.message)?.[1] ?? error.message
       return {code: error.code, message, suggestion: error.suggestion, exit: error.exit}

@@ -136,10 +136,6 @@ export function readKeyFileContent(path: string, options: KeyTypeOptions = {}): 
   if (!statSync(path).isFile()) {
     throw new UserError(`${path} is not a file`, {code: 'key_missing', exit, suggestion: options.mainKey ? 'pass the key file itself to --main-key-file' : 'point [agent] key_file at the key file itself'})
   }
-  const problem = keyFilePermissionProblem(path)
-  if (problem) {
-    throw new UserError(problem, {code: 'key_permissions', exit: ExitCode.config, suggestion: `run: chmod 600 ${path}`})
-  }
   let text: string
   try {
     text = readFileSync(path, 'utf8')
@@ -162,6 +158,11 @@ export function readKeyFileContent(path: string, options: KeyTypeOptions = {}): 
       exit: ExitCode.config,
       suggestion: brokenKeyRemedy(path, options),
     })
+  }
+  // Checked once the file is known to be a key: telling someone to chmod a file that holds no key helps nobody.
+  const problem = keyFilePermissionProblem(path)
+  if (problem) {
+    throw new UserError(problem, {code: 'key_permissions', exit: ExitCode.config, suggestion: `run: chmod 600 ${path}`})
   }
   if (options.mainKey && parsed.data.type !== 'provider-main') {
     throw new UserError(`${path} holds a ${parsed.data.type} key, not the provider main key`, {

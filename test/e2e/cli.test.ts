@@ -124,6 +124,30 @@ describe('the shared CLI parts (built CLI)', () => {
     expect(parseJson<ErrorJson>(json).error).toMatchObject({code: 'usage', suggestion: 'did you mean --endpoint? see `outpost init --help`'})
   })
 
+  it('--json output uses one case convention: snake_case keys', async () => {
+    const dir = tempConfigDir('outpost-cli-json-')
+    const env = {OUTPOST_CONFIG_DIR: dir, OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}
+    const outputs: [string, string[]][] = [
+      ['init', ['init', '--main-key', '--name', 'Json Co', '--contact-email', 'ops@json.example', '--offerings', 'small', '--json']],
+      ['doctor', ['doctor', '--json']],
+      ['keys show', ['keys', 'show', '--main-key-file', join(dir, 'provider-main.key'), '--json']],
+      ['test-provision', ['test-provision', '--json']],
+      ['service install --dry-run', ['service', 'install', '--dry-run', '--unit-dir', join(dir, 'units'), '--json']],
+      ['service status', ['service', 'status', '--unit-dir', join(dir, 'units'), '--json']],
+    ]
+    // Free-form values a backend or a file supplies are not the CLI's keys.
+    const camel = (value: unknown, path: string): string[] => {
+      if (Array.isArray(value)) return value.flatMap((item, index) => camel(item, `${path}[${index}]`))
+      if (value === null || typeof value !== 'object') return []
+      return Object.entries(value).flatMap(([key, item]) => [...(/[A-Z]/.test(key) ? [`${path}.${key}`] : []), ...(['details', 'data', 'credentials'].includes(key) ? [] : camel(item, `${path}.${key}`))])
+    }
+    for (const [what, args] of outputs) {
+      const result = await runCli(args, {env})
+      expect(result.exitCode, `${what}: ${result.stdout}${result.stderr}`).toBe(0)
+      expect(camel(parseJson(result), what)).toEqual([])
+    }
+  })
+
   it('colour follows FORCE_COLOR, and NO_COLOR wins over it', async () => {
     const dir = tempConfigDir('outpost-cli-colour-')
     writeFileSync(join(dir, 'outpost.toml'), 'not toml at all [')
