@@ -160,6 +160,16 @@ describe.skipIf(!haveSshd)('outpost setup proxmox (built CLI, real OpenSSH serve
     // Only reads ran the second time.
     const secondCalls = host.calls().slice(callsBefore)
     expect(secondCalls.filter((call) => /^(qm (create|set|importdisk|template|destroy)|pveum \S+ (add|modify|remove|delete)|pveum user token (add|remove)|wget)/.test(call))).toEqual([])
+
+    // The config the wizard wrote has no offerings: init adds them, sized from what the Proxmox node reports.
+    const offered = await runCli(['init', '--offerings', 'small,large', '--price-per-core', '0.05', '--json'], {env})
+    expect(offered.exitCode, offered.stdout + offered.stderr).toBe(0)
+    const added = parseJson<{capacity: {source: string; cpu_cores: number}; offerings: {name: string; cpu_cores: number}[]; agent_key: {status: string}}>(offered)
+    expect(added).toMatchObject({capacity: {source: 'the proxmox backend'}, agent_key: {status: 'kept'}})
+    expect(added.offerings.map((offering) => offering.name)).toEqual(['small', 'large'])
+    expect(added.offerings.every((offering) => offering.cpu_cores <= added.capacity.cpu_cores)).toBe(true)
+    expect(readFileSync(configFile, 'utf8')).toContain(`token_secret = "${TOKEN_SECRET}"`)
+    expect(statSync(configFile).mode & 0o777).toBe(0o600)
   })
 
   it('takes back the grant on / that an earlier wizard made, scoping the token to its pool', async () => {
