@@ -1,12 +1,13 @@
 /**
  * `npm run demo`: the whole provider story on one machine, with the built CLI as a user runs it. A devnet marketplace
- * on a free port, a provider initialised and registered, the agent running the local provisioner, a renter renting a
- * machine, its decrypted credentials, a TCP connection to it, the cancellation, and everything cleaned up.
+ * on a free port (the renter commands find it by the record it leaves), a provider initialised (its main key
+ * encrypted) and registered, the agent running the local provisioner, a renter renting a machine, its decrypted
+ * credentials and how to connect, a TCP connection to it, the cancellation, and everything cleaned up.
  * `npm run demo -- --provisioner docker` runs the machine as a container on a Docker engine instead (one that runs,
  * or a dockerd the demo starts), from a busybox image with the same banner service.
  */
 import {spawn, type ChildProcess} from 'node:child_process'
-import {appendFileSync, mkdtempSync, rmSync} from 'node:fs'
+import {mkdtempSync, rmSync} from 'node:fs'
 import {createConnection} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -21,7 +22,8 @@ const BIN = join(ROOT, 'bin', 'run.js')
 const work = mkdtempSync(join(tmpdir(), 'outpost-demo-'))
 const configDir = join(work, 'config')
 const devnetDir = join(work, 'devnet')
-const env = {...process.env, OUTPOST_CONFIG_DIR: configDir, NO_COLOR: '1', CI: 'true'}
+// The main key is encrypted (init's default); in a terminal init would ask for this passphrase.
+const env = {...process.env, OUTPOST_CONFIG_DIR: configDir, OUTPOST_KEY_PASSPHRASE: 'demo passphrase', NO_COLOR: '1', CI: 'true'}
 const children: ChildProcess[] = []
 
 const provisionerFlag = process.argv.indexOf('--provisioner')
@@ -45,6 +47,9 @@ async function provisionerEnv(): Promise<Record<string, string>> {
     OUTPOST_PROVISIONER_DOCKER_STOP_TIMEOUT_SECONDS: '1',
   }
 }
+
+/** The renter's SSH public key (a well-formed one; nothing logs in with it on the local backend). */
+const DEMO_SSH_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVnhlMas7YyM1M0V1GV+JZL30egIhRBlaFjDuz1uUz4 demo@renter'
 
 const step = (text: string) => console.log(`\n${paint.bold(`▸ ${text}`, process.stdout)}`)
 const show = (text: string) => console.log(`  ${text}`)
@@ -120,10 +125,12 @@ function connect(port: number, password: string): Promise<string[]> {
   })
 }
 
-const Listening = z.object({endpoint: z.string()})
+const Listening = z.object({endpoint: z.string(), recorded_in: z.array(z.string())})
+const Initialised = z.object({main_key: z.object({file: z.string(), encrypted: z.boolean()}), offerings: z.array(z.object({name: z.string(), cpu_cores: z.number(), memory_mb: z.number()}))})
 const Registered = z.object({offerings: z.array(z.object({name: z.string(), offering_id: z.string().optional()}))})
 const Instance = z.object({external_id: z.string(), ip_address: z.string(), ssh_port: z.number()})
-const ContractView = z.object({contract_id: z.string(), status: z.string(), instance: Instance.nullish(), credentials: z.unknown().optional()})
+const Connect = z.object({protocol: z.string(), command: z.string(), note: z.string()})
+const ContractView = z.object({contract_id: z.string(), status: z.string(), instance: Instance.nullish(), credentials: z.unknown().optional(), connect: Connect.optional()})
 const Credentials = z.object({username: z.string(), password: z.string()})
 
 async function main(): Promise<void> {
@@ -131,28 +138,25 @@ async function main(): Promise<void> {
   step('Starting a devnet marketplace on a free port')
   const devnetLines: string[] = []
   const devnet = background(['devnet', 'start', '--port', '0', '--json', '--data-dir', devnetDir], (line) => devnetLines.push(line))
-  const {endpoint} = await until('the devnet to listen', 15_000, async () => {
+  const listening = await until('the devnet to listen', 15_000, async () => {
     const line = devnetLines.find((text) => text.startsWith('{'))
     return line ? Listening.parse(JSON.parse(line)) : undefined
   })
-  show(`devnet at ${endpoint}`)
+  const {endpoint} = listening
+  show(`devnet at ${endpoint}; recorded in ${listening.recorded_in.join(' and ')}, where the renter commands look`)
 
-  step('outpost init --main-key: agent key, provider main key and outpost.toml')
-  await outpost(['init', '--main-key', '--endpoint', endpoint], z.unknown())
-  appendFileSync(
-    join(configDir, 'outpost.toml'),
-    '\n[[offerings]]\nname = "demo-small"\nproduct_type = "compute"\ncpu_cores = 1\nmemory_mb = 512\nstorage_gb = 5\nprice_per_hour = "0.05"\n',
-  )
-  show(`config in ${configDir}`)
+  step('outpost init --main-key: agent key, encrypted provider main key, and outpost.toml with [provider] and an offering')
+  const initialised = await outpost(['init', '--main-key', '--endpoint', endpoint, '--name', 'Demo Compute', '--contact-email', 'demo@example.com', '--offerings', 'small'], Initialised)
+  const small = initialised.offerings[0]
+  if (!small) throw new Error('init wrote no offering')
+  show(`config in ${configDir}; main key ${initialised.main_key.encrypted ? 'encrypted' : 'in plain text'}`)
+  show(`offering ${small.name}: ${small.cpu_cores} vCPU, ${small.memory_mb} MiB, sized from this host`)
 
   step('outpost register: the provider, the agent delegation and the offering')
-  const registered = await outpost(
-    ['register', '--main-key-file', join(configDir, 'provider-main.key'), '--name', 'Demo Compute', '--contact-email', 'demo@example.com'],
-    Registered,
-  )
-  const offeringId = registered.offerings.find((offering) => offering.name === 'demo-small')?.offering_id
+  const registered = await outpost(['register', '--main-key-file', initialised.main_key.file], Registered)
+  const offeringId = registered.offerings.find((offering) => offering.name === small.name)?.offering_id
   if (!offeringId) throw new Error('register published no offering')
-  show(`offering demo-small: ${offeringId}`)
+  show(`offering ${small.name}: ${offeringId}`)
 
   step(`outpost run: the agent, with the ${provisionerType} provisioner`)
   const agent = background(['run'], (line) => show(`[agent] ${line}`), {
@@ -162,34 +166,34 @@ async function main(): Promise<void> {
     OUTPOST_AGENT_ACTIVE_SYNC_SECONDS: '1',
   })
 
-  step('A renter rents a machine: outpost devnet contract create')
-  const renterFlags = ['--endpoint', endpoint, '--data-dir', devnetDir]
-  const created = await outpost(['devnet', 'contract', 'create', '--offering', offeringId, '--ssh-pubkey', 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDemo demo@renter', ...renterFlags], ContractView)
+  step('A renter rents a machine: outpost devnet contract create (on the devnet it recorded: no --endpoint needed)')
+  const created = await outpost(['devnet', 'contract', 'create', '--offering', offeringId, '--ssh-pubkey', DEMO_SSH_KEY], ContractView)
   const id = created.contract_id
   show(`contract ${id}: ${created.status}`)
 
   const provisioned = await waitingFor('the agent to provision the machine', 30_000, async () => {
-    const contract = await outpost(['devnet', 'contract', 'show', id, ...renterFlags], ContractView)
+    const contract = await outpost(['devnet', 'contract', 'show', id], ContractView)
     return ['provisioned', 'active'].includes(contract.status) ? contract : undefined
   })
   show(`provisioned in ${((Date.now() - started) / 1000).toFixed(1)} s since the demo began`)
 
   step('outpost devnet contract show --decrypt: the instance and the credentials only the renter can open')
-  const opened = await outpost(['devnet', 'contract', 'show', id, '--decrypt', ...renterFlags], ContractView)
+  const opened = await outpost(['devnet', 'contract', 'show', id, '--decrypt'], ContractView)
   const instance = Instance.parse(opened.instance ?? provisioned.instance)
   const credentials = Credentials.parse(opened.credentials)
   show(`instance ${instance.external_id} at ${instance.ip_address}:${instance.ssh_port}`)
   show(`credentials ${JSON.stringify(credentials)}`)
+  if (opened.connect) show(`connect: ${opened.connect.command}  (${opened.connect.note})`)
 
-  step(`Connecting to ${instance.ip_address}:${instance.ssh_port}`)
+  step(`Connecting to ${instance.ip_address}:${instance.ssh_port}: the demo's machine runs a banner service, not SSH, so as nc would`)
   const answer = await connect(instance.ssh_port, credentials.password)
   for (const line of answer) show(`< ${line}`)
   if (answer[1] !== 'welcome') throw new Error(`the instance did not accept the credentials: ${answer.join(' | ')}`)
 
   step('The renter cancels: outpost devnet contract cancel')
-  await outpost(['devnet', 'contract', 'cancel', id, ...renterFlags], ContractView)
+  await outpost(['devnet', 'contract', 'cancel', id], ContractView)
   const ended = await waitingFor('the agent to terminate the machine', 30_000, async () => {
-    const contract = await outpost(['devnet', 'contract', 'show', id, ...renterFlags], ContractView)
+    const contract = await outpost(['devnet', 'contract', 'show', id], ContractView)
     return contract.status === 'terminated' ? contract : undefined
   })
   show(`contract ${id}: ${ended.status}`)

@@ -3,8 +3,10 @@ import {Command, Errors, Flags} from '@oclif/core'
 import {configDir, configFilePath} from '../core/config/paths.js'
 import {loadConfig, type LoadedConfig} from '../core/config/load.js'
 import {BugError, ExitCode, UserError} from '../core/errors.js'
+import {closestMatch} from '../core/suggest.js'
 import {readKeyFile, type StoredKey} from '../core/keys.js'
 import {paint} from '../ui/colors.js'
+import {explainApiError, isApiError} from './api-errors.js'
 import {getPassphrase, passphraseAvailable, type PassphraseReader} from '../ui/passphrase.js'
 import type {MainKeyFile} from './flags.js'
 
@@ -96,7 +98,13 @@ export abstract class BaseCommand extends Command {
     return readKeyFile(file.path, {passphrase: this.passphrase(flags), mainKey: true})
   }
 
+  /** A warning on stderr, on one line however long (oclif's warn wraps it); with --json it is in the JSON instead. */
+  protected warning(text: string): void {
+    if (!this.jsonEnabled()) process.stderr.write(`${paint.yellow('Warning:', process.stderr)} ${text}\n`)
+  }
+
   protected renderError(error: unknown): RenderedError {
+    if (isApiError(error)) return explainApiError(error)
     if (error instanceof UserError) {
       const message = FLAG_PARSE_WRAPPING.exec(error.message)?.[1] ?? error.message
       return {code: error.code, message, suggestion: error.suggestion, exit: error.exit}
@@ -104,10 +112,11 @@ export abstract class BaseCommand extends Command {
     const usageExit = oclifExit(error)
     if (usageExit !== undefined && error instanceof Error) {
       const isParseError = error.constructor.name.endsWith('Error') && usageExit === 2
+      const help = `\`outpost ${this.id?.replaceAll(':', ' ') ?? ''} --help\``.replace('  ', ' ')
       return {
         code: isParseError ? 'usage' : 'failed',
-        message: error.message,
-        suggestion: isParseError ? `see \`outpost ${this.id?.replaceAll(':', ' ') ?? ''} --help\``.replace('  ', ' ') : undefined,
+        message: error.message.replace(/\nSee more help with --help$/, ''),
+        suggestion: isParseError ? `${this.flagGuess(error)}see ${help}` : undefined,
         exit: usageExit,
       }
     }
@@ -118,6 +127,15 @@ export abstract class BaseCommand extends Command {
       suggestion: 'this is a bug in outpost: please report it with the output above',
       exit: ExitCode.bug,
     }
+  }
+
+  /** "did you mean --verify-api? " for a mistyped flag, from this command's own flags; empty when nothing is close. */
+  private flagGuess(error: Error): string {
+    if (!(error instanceof Errors.CLIError) || !('flags' in error) || !Array.isArray(error.flags)) return ''
+    const known = Object.entries({...this.ctor.flags, ...this.ctor.baseFlags}).flatMap(([name, flag]) => [`--${name}`, ...(flag.char ? [`-${flag.char}`] : [])])
+    const guesses = error.flags.map((typed: unknown) => closestMatch(String(typed).replace(/=.*$/, ''), [...known, '--json', '--help']))
+    const found = guesses.filter((guess): guess is string => guess !== undefined)
+    return found.length > 0 ? `did you mean ${found.join(', ')}? ` : ''
   }
 
   override async catch(error: Error & {exitCode?: number}): Promise<unknown> {

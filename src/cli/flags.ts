@@ -1,6 +1,10 @@
+import {existsSync, readFileSync, statSync} from 'node:fs'
+import {homedir} from 'node:os'
+import {join} from 'node:path'
 import {Flags, type Interfaces} from '@oclif/core'
 
 import {parseDuration} from '../core/duration.js'
+import {ExitCode, UserError} from '../core/errors.js'
 import {readKeyFileContent} from '../core/keys.js'
 import {passphraseFromFile, type PassphraseReader} from '../ui/passphrase.js'
 
@@ -64,3 +68,41 @@ export function duration(options: DurationOptions & {default?: string}): Interfa
 
 /** A lifetime: a duration in milliseconds, or `never`. */
 export const lifetime = Flags.custom<number | 'never'>({parse: async (text, _context, flag) => (text.trim() === 'never' ? 'never' : parseDuration(text, `--${flag.name}`))})
+
+const SSH_KEY_TYPES = ['ssh-ed25519', 'ssh-rsa', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'sk-ssh-ed25519@openssh.com', 'sk-ecdsa-sha2-nistp256@openssh.com']
+
+/** Why a line is not an OpenSSH public key (`type base64 [comment]` whose blob names the same type), or undefined. */
+export function sshPublicKeyProblem(line: string): string | undefined {
+  const [type = '', blob = '', ...rest] = line.trim().split(/\s+/)
+  if (/PRIVATE KEY-----/.test(line)) return 'that is a private key: give the public one (the .pub file)'
+  if (!SSH_KEY_TYPES.includes(type)) return `expected an OpenSSH public key starting with one of ${SSH_KEY_TYPES.slice(0, 3).join(', ')}, ...`
+  const bytes = /^[A-Za-z0-9+/]+={0,2}$/.test(blob) ? Buffer.from(blob, 'base64') : Buffer.alloc(0)
+  const nameLength = bytes.length >= 4 ? bytes.readUInt32BE(0) : -1
+  if (nameLength < 0 || 4 + nameLength > bytes.length || bytes.subarray(4, 4 + nameLength).toString('latin1') !== type) return `the key data is not a ${type} key`
+  if (rest.some((word) => /[\p{Cc}]/u.test(word))) return 'the comment holds control characters'
+  return undefined
+}
+
+/**
+ * --ssh-pubkey: the key itself, or a file holding it (`~/` is expanded, as a shell would not do after `=`); anything
+ * that is not one OpenSSH public key is refused before the command does anything.
+ */
+export const sshPublicKey = Flags.custom<string>({
+  parse: async (value, _context, flag) => {
+    const name = `--${flag.name}`
+    let text = value
+    if (!/^\s*(ssh-|ecdsa-|sk-)/.test(value)) {
+      const path = value.startsWith('~/') ? join(homedir(), value.slice(2)) : value
+      if (!existsSync(path) || !statSync(path).isFile()) {
+        throw new UserError(`${name} ${value}: neither a public key nor a file`, {code: 'invalid_ssh_key', exit: ExitCode.usage, suggestion: `pass the key file, like ${name} ~/.ssh/id_ed25519.pub, or the key itself`})
+      }
+      text = readFileSync(path, 'utf8')
+    }
+    const lines = text.split('\n').map((line) => line.trim()).filter((line) => line.length > 0 && !line.startsWith('#'))
+    const problem = lines.length === 1 ? sshPublicKeyProblem(lines[0] ?? '') : /PRIVATE KEY-----/.test(text) ? 'that is a private key: give the public one (the .pub file)' : `expected one public key, found ${lines.length} lines`
+    if (problem) {
+      throw new UserError(`${name}: ${problem}`, {code: 'invalid_ssh_key', exit: ExitCode.usage, suggestion: `pass an OpenSSH public key, like ${name} ~/.ssh/id_ed25519.pub (make one with ssh-keygen -t ed25519)`})
+    }
+    return lines[0] ?? ''
+  },
+})

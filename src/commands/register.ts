@@ -7,6 +7,7 @@ import {AGENT_PERMISSIONS, isAgentPermission, type AgentPermission} from '../cor
 import {ExitCode, UserError} from '../core/errors.js'
 import {fromHex} from '../core/hex.js'
 import {readKeyFileContent} from '../core/keys.js'
+import {checkProfileFlags} from '../setup/init-answers.js'
 import {delegationText, registerWithMarketplace, type RegisterResult} from '../setup/register.js'
 
 function parsePermissions(text: string): AgentPermission[] {
@@ -64,6 +65,7 @@ export default class Register extends BaseCommand {
 
   async run(): Promise<RegisterResult | {delegation_text: string; expires_at: number | null; next: string}> {
     const {flags} = await this.parse(Register)
+    checkProfileFlags(flags)
     const loaded = this.loadConfig(flags.config)
     const permissions = parsePermissions(flags.permissions)
     const expiresAt = expiry(flags, Date.now())
@@ -100,6 +102,7 @@ export default class Register extends BaseCommand {
       this.log(`offering   ${offering.name}  ${offering.status}${offering.offering_id ? ` (${offering.offering_id})` : ''}${offering.reason ? `: ${offering.reason}` : ''}`)
     }
     if (result.config_updated) this.log(`wrote provider_pubkey to ${loaded.path}`)
+    for (const warning of result.warnings) this.warning(warning)
     this.log('\nNext: `outpost doctor --verify-api`, then `outpost run`.')
     return result
   }

@@ -1,7 +1,7 @@
-import {existsSync, readFileSync} from 'node:fs'
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import {sshPublicKey} from '../cli/flags.js'
 import {testProvision, type TestProvisionResult} from '../setup/test-provision.js'
 import {paint} from '../ui/colors.js'
 import {whileWorking} from '../ui/spinner.js'
@@ -16,15 +16,14 @@ export default class TestProvision extends BaseCommand {
   static override examples = ['<%= config.bin %> test-provision', '<%= config.bin %> test-provision --ssh-pubkey ~/.ssh/id_ed25519.pub --keep']
 
   static override flags = {
-    'ssh-pubkey': Flags.string({description: 'SSH public key (or a .pub file) to install in the instance'}),
+    'ssh-pubkey': sshPublicKey({description: 'SSH public key to install in the instance: the key, or its file (like ~/.ssh/id_ed25519.pub)'}),
     keep: Flags.boolean({description: 'leave the instance running', default: false}),
   }
 
   async run(): Promise<TestProvisionResult> {
     const {flags} = await this.parse(TestProvision)
     const loaded = this.loadConfig(flags.config)
-    const key = flags['ssh-pubkey']
-    const sshPubkey = key && !key.startsWith('ssh-') && existsSync(key) ? readFileSync(key, 'utf8') : key
+    const sshPubkey = flags['ssh-pubkey']
     const interrupted = new AbortController()
     const interrupt = () => interrupted.abort(new Error('interrupted'))
     process.once('SIGINT', interrupt)

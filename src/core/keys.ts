@@ -118,27 +118,37 @@ export function keyFilePermissionProblem(path: string): string | undefined {
   return `key file ${path} has mode ${mode.toString(8).padStart(4, '0')}: group or others can read it`
 }
 
+/** What to do about a key file that can't be read: never a step that would replace another key (init --force). */
+function brokenKeyRemedy(path: string, options: KeyTypeOptions): string {
+  if (options.mainKey) return 'point --main-key-file at the key made by `outpost init --main-key` (a JSON file), or restore that file from a backup'
+  return `restore it from its backup (${path}.bak-*) or your own; a lost agent key is replaced by \`outpost init --force\` and \`outpost register\``
+}
+
 export function readKeyFileContent(path: string, options: KeyTypeOptions = {}): KeyFileContent {
+  const exit = options.mainKey ? ExitCode.usage : ExitCode.config
   if (!existsSync(path)) {
     throw new UserError(`no key file at ${path}`, {
       code: 'key_missing',
-      exit: ExitCode.config,
-      suggestion: 'create one with `outpost init`, or point [agent] key_file at the right file',
+      exit,
+      suggestion: options.mainKey ? 'check --main-key-file (or OUTPOST_MAIN_KEY_FILE): `outpost init --main-key` makes the key' : 'create one with `outpost init`, or point [agent] key_file at the right file',
     })
   }
-  const problem = keyFilePermissionProblem(path)
-  if (problem) {
-    throw new UserError(problem, {code: 'key_permissions', exit: ExitCode.config, suggestion: `run: chmod 600 ${path}`})
+  if (!statSync(path).isFile()) {
+    throw new UserError(`${path} is not a file`, {code: 'key_missing', exit, suggestion: options.mainKey ? 'pass the key file itself to --main-key-file' : 'point [agent] key_file at the key file itself'})
+  }
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (error) {
+    const code = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : 'unreadable'
+    throw new UserError(`cannot read the key file ${path} (${code})`, {code: 'key_unreadable', exit: ExitCode.config, suggestion: 'run outpost as the user that owns the key file'})
   }
   let raw: unknown
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'))
+    raw = JSON.parse(text)
   } catch {
-    throw new UserError(`key file ${path} is not valid JSON`, {
-      code: 'key_invalid',
-      exit: ExitCode.config,
-      suggestion: 'restore it from a backup, or create a new key with `outpost init --force`',
-    })
+    const what = /^\s*(-----BEGIN [A-Z ]*PRIVATE KEY-----|(ssh|ecdsa-sha2|sk)-[\w@.-]+ )/.test(text) ? 'an SSH key, not an Outpost key file' : 'not an Outpost key file (not JSON)'
+    throw new UserError(`${path} is ${what}`, {code: 'key_invalid', exit: options.mainKey ? ExitCode.usage : ExitCode.config, suggestion: brokenKeyRemedy(path, options)})
   }
   const parsed = KeyFile.safeParse(raw)
   if (!parsed.success) {
@@ -146,8 +156,13 @@ export function readKeyFileContent(path: string, options: KeyTypeOptions = {}): 
     throw new UserError(`key file ${path} is malformed: ${issue?.path.join('.') || 'file'}: ${issue?.message ?? 'invalid'}`, {
       code: 'key_invalid',
       exit: ExitCode.config,
-      suggestion: 'restore it from a backup, or create a new key with `outpost init --force`',
+      suggestion: brokenKeyRemedy(path, options),
     })
+  }
+  // Checked once the file is known to be a key: telling someone to chmod a file that holds no key helps nobody.
+  const problem = keyFilePermissionProblem(path)
+  if (problem) {
+    throw new UserError(problem, {code: 'key_permissions', exit: ExitCode.config, suggestion: `run: chmod 600 ${path}`})
   }
   if (options.mainKey && parsed.data.type !== 'provider-main') {
     throw new UserError(`${path} holds a ${parsed.data.type} key, not the provider main key`, {
@@ -168,7 +183,7 @@ export async function readKeyFile(path: string, options: ReadKeyOptions = {}): P
     if (!options.passphrase) {
       throw new UserError(`key file ${path} is encrypted and no passphrase was given`, {
         code: 'passphrase_required',
-        exit: ExitCode.config,
+        exit: ExitCode.usage,
         suggestion: 'pass --passphrase-file, set OUTPOST_KEY_PASSPHRASE, or run in a terminal to be asked',
       })
     }

@@ -1,5 +1,5 @@
-import {getDispute, submitEvidence, type ProviderDispute} from '../core/api/disputes.js'
-import {UserError} from '../core/errors.js'
+import {getDispute, submitEvidence, type EvidenceItem, type ProviderDispute} from '../core/api/disputes.js'
+import {ExitCode, UserError} from '../core/errors.js'
 import type {ProviderSession} from '../core/api/session.js'
 import type {EvidenceDraft} from './evidence.js'
 
@@ -12,15 +12,38 @@ export async function answerableDispute(session: ProviderSession, disputeId: str
   return dispute
 }
 
-export function sendEvidence(session: ProviderSession, disputeId: string, draft: EvidenceDraft, response: string | undefined): Promise<ProviderDispute> {
+/** What a submission would add to a dispute: only what it doesn't hold yet, since evidence is kept by its hash. */
+export interface EvidencePlan {
+  provider_response: string
+  /** The items the dispute doesn't hold yet: the ones sent. */
+  evidence: EvidenceItem[]
+  /** Items left out because the dispute holds their hash already (submitted before). */
+  already_submitted: number
+  /** Whether sending changes anything: a new item, or another response. */
+  changes: boolean
+}
+
+export function planEvidence(dispute: ProviderDispute, draft: EvidenceDraft, response: string | undefined): EvidencePlan {
   const providerResponse = response ?? draft.provider_response
   if (!providerResponse) {
     throw new UserError("the evidence needs a response: the provider's account of what happened", {
       code: 'response_required',
+      exit: ExitCode.usage,
       suggestion: 'pass --response "..." or put provider_response in the evidence file',
     })
   }
-  return submitEvidence(session.client, disputeId, {provider_response: providerResponse, evidence: draft.evidence})
+  const held = new Set(dispute.evidence.map((item) => item.hash))
+  const fresh = draft.evidence.filter((item) => !held.has(item.hash) && held.add(item.hash))
+  return {
+    provider_response: providerResponse,
+    evidence: fresh,
+    already_submitted: draft.evidence.length - fresh.length,
+    changes: fresh.length > 0 || providerResponse !== dispute.provider_response,
+  }
+}
+
+export function sendEvidence(session: ProviderSession, disputeId: string, plan: EvidencePlan): Promise<ProviderDispute> {
+  return submitEvidence(session.client, disputeId, {provider_response: plan.provider_response, evidence: plan.evidence})
 }
 
 /** One line per dispute for a table. */

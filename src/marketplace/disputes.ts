@@ -79,11 +79,20 @@ export class DisputeBook {
     return {disputes: this.statements.byProvider.all(providerPubkey, filter, filter).map(disputeView)}
   }
 
-  /** Evidence accumulates; the latest response replaces the previous one. */
+  /**
+   * Evidence accumulates, idempotent by hash: an item whose hash the dispute already holds (a submission sent twice, a
+   * retried request) is not added again. The latest response replaces the previous one.
+   */
   addEvidence(disputeId: string, body: z.infer<typeof EvidenceBody>): DisputeView {
     const dispute = this.get(disputeId)
     if (dispute.status === 'accepted') throw invalidTransition('an accepted dispute takes no more evidence')
-    const evidence = [...dispute.evidence, ...body.evidence]
+    const held = new Set(dispute.evidence.map((item) => item.hash))
+    const evidence = [...dispute.evidence]
+    for (const item of body.evidence) {
+      if (held.has(item.hash)) continue
+      held.add(item.hash)
+      evidence.push(item)
+    }
     this.statements.respond.run(body.provider_response, JSON.stringify(evidence), this.context.clock.now(), disputeId)
     return this.get(disputeId)
   }

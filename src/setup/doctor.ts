@@ -1,4 +1,8 @@
-import {loadConfig, type LoadedConfig} from '../core/config/load.js'
+import {readFileSync, statSync} from 'node:fs'
+
+import {ENV_KEYS} from '../core/config/env.js'
+import {loadConfig, parseToml, type LoadedConfig} from '../core/config/load.js'
+import {secretFields} from '../core/config/schema.js'
 import {describeError, ExitCode, isUserError, type ExitCodeValue} from '../core/errors.js'
 import {readKeyFile, readKeyFileContent, type StoredKey} from '../core/keys.js'
 import {createProvisioner} from '../provisioners/index.js'
@@ -60,6 +64,40 @@ async function provisionerCheck(loaded: LoadedConfig): Promise<CheckResult> {
   }
 }
 
+/** The secrets a config file itself holds (not those set by OUTPOST_* variables), as `[section] key`. */
+function secretsInFile(file: string): string[] {
+  const raw = parseToml(readFileSync(file, 'utf8'), file)
+  const valueAt = (path: readonly string[]) => path.reduce<unknown>((node, key) => (node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[key] : undefined), raw)
+  return ENV_KEYS.filter((key) => secretFields.get(key.schema)?.secret && valueAt(key.path) !== undefined).map((key) => `[${key.path.slice(0, -1).join('.')}] ${key.path.at(-1) ?? ''}`)
+}
+
+/** The config file is fine when only its owner can read it, or when it holds no secret. */
+function configCheck(file: string): CheckResult {
+  const mode = statSync(file).mode & 0o777
+  const secrets = (mode & 0o077) === 0 ? [] : secretsInFile(file)
+  if (secrets.length === 0) return {name: 'config', status: 'pass', message: `${file} parses and validates`}
+  return {
+    name: 'config',
+    status: 'fail',
+    message: `${file} holds ${secrets.join(', ')} and has mode ${mode.toString(8).padStart(4, '0')}: other users can read it`,
+    remedy: `run: chmod 600 ${file}`,
+  }
+}
+
+/** What a config needs before anything can be rented: who the provider is, and what it sells. */
+function sellingChecks(loaded: LoadedConfig): CheckResult[] {
+  const {provider, offerings} = loaded.config
+  const file = loaded.path
+  return [
+    provider
+      ? {name: 'provider', status: 'pass', message: `${provider.name} <${provider.contact_email}>`}
+      : {name: 'provider', status: 'warn', message: 'no [provider] section: `outpost register` has no name and contact email to publish', remedy: `add [provider] name and contact_email to ${file}, or run \`outpost init\` in a terminal`},
+    offerings.length > 0
+      ? {name: 'offerings', status: 'pass', message: `${offerings.length} to publish: ${offerings.map((offering) => offering.name).join(', ')}`}
+      : {name: 'offerings', status: 'warn', message: 'no [[offerings]]: nothing can be rented', remedy: `add [[offerings]] to ${file} (or run \`outpost init --offerings all\`), then \`outpost register\``},
+  ]
+}
+
 /** Runs the local checks in order; a check whose input failed is skipped, not failed twice. */
 export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const checks: CheckResult[] = []
@@ -67,7 +105,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   let configInvalid = false
   try {
     loaded = loadConfig(options.configFile)
-    checks.push({name: 'config', status: 'pass', message: `${options.configFile} parses and validates`})
+    checks.push(configCheck(options.configFile), ...sellingChecks(loaded))
   } catch (error) {
     checks.push(failure('config', error))
     configInvalid = isUserError(error) && error.exit === ExitCode.config

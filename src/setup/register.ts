@@ -46,6 +46,7 @@ export interface RegisterResult {
   delegation: {status: StepStatus; permissions: AgentPermission[]; expires_at: number | null; label: string}
   offerings: {name: string; status: StepStatus; offering_id?: string; reason?: string}[]
   config_updated: boolean
+  warnings: string[]
 }
 
 export function delegationTerms(options: Pick<RegisterOptions, 'agentKey' | 'permissions' | 'expiresAt' | 'label'>, providerPubkey: string): DelegationTerms {
@@ -179,6 +180,7 @@ export async function registerWithMarketplace(options: RegisterOptions): Promise
     delegation: {status: 'skipped', permissions: terms.permissions as AgentPermission[], expires_at: terms.expiresAt, label: terms.label},
     offerings: [],
     config_updated: false,
+    warnings: [],
   }
 
   if (options.mainKey) {
@@ -193,6 +195,9 @@ export async function registerWithMarketplace(options: RegisterOptions): Promise
       result.delegation.status = existing ? 'updated' : 'created'
     }
     result.offerings = await publishOfferings(client, providerPubkey, config.offerings)
+    if (config.offerings.length === 0) {
+      result.warnings.push(`${path} has no [[offerings]]: nothing can be rented until you add one and run \`outpost register\` again (\`outpost init --offerings all\` sizes them from the backend)`)
+    }
   } else {
     const signature = options.delegationSignature
     if (!signature || !verifyDelegation(terms, signature)) {

@@ -142,7 +142,13 @@ export async function uninstallService(unitDir: string, logrotateDir: string): P
     await systemctl('disable', '--now', UNIT_NAME)
   }
   const removed = [unitFile, join(logrotateDir, 'outpost')].filter((file) => existsSync(file))
-  for (const file of removed) rmSync(file)
+  for (const file of removed) {
+    try {
+      rmSync(file)
+    } catch (error) {
+      throw new UserError(`cannot remove ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, {code: 'unit_not_removed', suggestion: 'run as root (sudo outpost service uninstall)'})
+    }
+  }
   if (systemdRunning() && removed.length > 0) await systemctl('daemon-reload')
   return {removed}
 }

@@ -31,7 +31,8 @@ export interface TestProvisionResult {
   contract_id: string
   resources: {cpu_cores: number; memory_mb: number; storage_gb: number}
   instance: {external_id: string; ip_address: string; ipv6_address?: string; ssh_port: number; credentials_received: boolean}
-  health: InstanceHealth
+  /** The backend's health answer, with the --json fields in snake_case like every other. */
+  health: {status: InstanceHealth['status']; uptime_seconds?: number; details?: Record<string, unknown>}
   phases: TestProvisionPhase[]
   total_ms: number
   kept: boolean
@@ -141,7 +142,11 @@ export async function testProvision(options: TestProvisionOptions): Promise<Test
         ssh_port: instance.sshPort,
         credentials_received: instance.credentials !== undefined,
       },
-      health,
+      health: {
+        status: health.status,
+        ...(health.uptimeSeconds === undefined ? {} : {uptime_seconds: health.uptimeSeconds}),
+        ...(health.details ? {details: health.details} : {}),
+      },
       phases,
       total_ms: Math.round(performance.now() - started),
       kept: options.keep,

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {Parser} from '@oclif/core'
 import {describe, expect, it} from 'vitest'
 
-import {duration, lifetime, mainKeyFile, passphraseFile} from '../../src/cli/flags.js'
+import {duration, lifetime, mainKeyFile, passphraseFile, sshPublicKey, sshPublicKeyProblem} from '../../src/cli/flags.js'
 import {toHex} from '../../src/core/hex.js'
 import {createKeyFile} from '../../src/core/keys.js'
 
@@ -14,6 +14,7 @@ const flags = {
   'expires-in': lifetime({description: 'lifetime'}),
   'main-key-file': mainKeyFile(),
   'passphrase-file': passphraseFile,
+  'ssh-pubkey': sshPublicKey(),
 }
 
 async function parse(argv: string[]) {
@@ -56,5 +57,20 @@ describe('flags that parse into values', () => {
     writeFileSync(join(dir, 'passphrase'), 'correct horse\n')
     chmodSync(join(dir, 'passphrase'), 0o600)
     expect(await (await parse(['--passphrase-file', join(dir, 'passphrase')]))['passphrase-file']?.()).toBe('correct horse')
+  })
+
+  it('--ssh-pubkey is one OpenSSH public key, given as text or as a file; the key data must name its type', async () => {
+    const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVnhlMas7YyM1M0V1GV+JZL30egIhRBlaFjDuz1uUz4 renter@laptop'
+    expect(sshPublicKeyProblem(key)).toBeUndefined()
+    expect((await parse(['--ssh-pubkey', key]))['ssh-pubkey']).toBe(key)
+    const dir = tempDir()
+    writeFileSync(join(dir, 'id.pub'), `# a comment line\n${key}\n`)
+    expect((await parse(['--ssh-pubkey', join(dir, 'id.pub')]))['ssh-pubkey']).toBe(key)
+    // The blob says ssh-rsa, the line ssh-ed25519: a key pasted together from two.
+    expect(sshPublicKeyProblem('ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7 x')).toBe('the key data is not a ssh-ed25519 key')
+    expect(sshPublicKeyProblem('ssh-ed25519 not base64!')).toBe('the key data is not a ssh-ed25519 key')
+    expect(sshPublicKeyProblem('hello world')).toMatch(/^expected an OpenSSH public key/)
+    writeFileSync(join(dir, 'two.pub'), `${key}\n${key}\n`)
+    await expect(parse(['--ssh-pubkey', join(dir, 'two.pub')])).rejects.toMatchObject({code: 'invalid_ssh_key', exit: 2, message: expect.stringContaining('expected one public key, found 2 lines')})
   })
 })

@@ -59,7 +59,14 @@ describe('key files', () => {
     writeFileSync(path, '{"type":"agent","public_key":"00"}', {mode: 0o600})
     await expect(readKeyFile(path)).rejects.toThrow(/malformed/)
     writeFileSync(path, 'not json', {mode: 0o600})
-    await expect(readKeyFile(path)).rejects.toThrow(/not valid JSON/)
+    await expect(readKeyFile(path)).rejects.toThrow(/is not an Outpost key file \(not JSON\)/)
+    // An SSH key given as the main key is named as such, and the remedy never replaces another key (init --force).
+    writeFileSync(path, '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE=\n-----END OPENSSH PRIVATE KEY-----\n', {mode: 0o600})
+    await expect(readKeyFile(path, {mainKey: true})).rejects.toMatchObject({
+      message: `${path} is an SSH key, not an Outpost key file`,
+      exit: 2,
+      suggestion: expect.not.stringContaining('--force'),
+    })
     const good = join(tempDir(), 'good.key')
     createKeyFile(good, 'agent')
     const content = JSON.parse(readFileSync(good, 'utf8')) as Record<string, string>

@@ -9,7 +9,7 @@ import {requestChallenge, submitReport} from '../../src/core/api/benchmarks.js'
 import {computeWorkDigest} from '../../src/core/benchmark-workload.js'
 import {readKeyFile} from '../../src/core/keys.js'
 import {startMarketplace, type MarketplaceServer} from '../../src/marketplace/server.js'
-import {BIN, parseJson, REPO_ROOT, runCli, tempConfigDir} from '../helpers/cli.js'
+import {BIN, parseJson, REPO_ROOT, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
 import {waitFor} from '../helpers/marketplace.js'
 
 interface RunJson {
@@ -40,7 +40,7 @@ beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'outpost-devnet-'))
   server = await startMarketplace({dataDir, port: 0, host: '127.0.0.1', logError: () => undefined})
   configDir = tempConfigDir()
-  env = {OUTPOST_CONFIG_DIR: configDir}
+  env = {OUTPOST_CONFIG_DIR: configDir, OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}
   expect((await runCli(['init', '--main-key', '--endpoint', server.endpoint], {env})).exitCode).toBe(0)
   const registered = await runCli(['register', '--json', '--name', 'Bench Co', '--contact-email', 'ops@bench.example', '--main-key-file', join(configDir, 'provider-main.key')], {env})
   expect(registered.exitCode, registered.stderr).toBe(0)

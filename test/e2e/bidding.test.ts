@@ -9,6 +9,7 @@ import {cancelContract, createOrder, getContract, getOrder, type NewOrder, type 
 import {readKeyFile} from '../../src/core/keys.js'
 import {generateKeyPair} from '../../src/core/signing.js'
 import {parseJson, runCli} from '../helpers/cli.js'
+import {RENTER_SSH_KEY} from '../helpers/ssh-keys.js'
 import {client, fastAgentEnv, initProvider, killInstances, metricsUrl, startAgent, startDevnet, waitFor, type Devnet, type ProviderSetup} from '../helpers/marketplace.js'
 
 /** §11 end to end: the built CLI's agent bids on a real devnet's orders, wins, and provisions what it won. */
@@ -17,7 +18,7 @@ let devnet: Devnet
 const configDirs: string[] = []
 const contractIds: string[] = []
 const scratch = mkdtempSync(join(tmpdir(), 'outpost-bidding-e2e-'))
-const SSH_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2e renter'
+const SSH_KEY = RENTER_SSH_KEY
 
 beforeAll(async () => {
   devnet = await startDevnet()

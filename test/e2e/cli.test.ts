@@ -2,7 +2,9 @@ import {copyFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
-import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
+import {parseJson, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
+import {RENTER_SSH_KEY} from '../helpers/ssh-keys.js'
+import {HAVE_SCRIPT, runInTerminal} from '../helpers/terminal.js'
 import {startDevnetProcess} from '../marketplace/devnet-process.js'
 
 interface ErrorJson {
@@ -16,7 +18,7 @@ const FINGERPRINT = `SHA256:${'A'.repeat(43)}`
 
 async function initialised(extra: string[] = []): Promise<{dir: string; env: Record<string, string>}> {
   const dir = tempConfigDir('outpost-cli-')
-  const env = {OUTPOST_CONFIG_DIR: dir, SSH_AUTH_SOCK: '', OUTPOST_SSH_PASSWORD: ''}
+  const env = {OUTPOST_CONFIG_DIR: dir, SSH_AUTH_SOCK: '', OUTPOST_SSH_PASSWORD: '', OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}
   const init = await runCli(['init', '--endpoint', NOWHERE, ...extra], {env})
   expect(init.exitCode, init.stderr).toBe(0)
   return {dir, env}
@@ -32,7 +34,7 @@ describe('the shared CLI parts (built CLI)', () => {
       ['--unbonding-period', ['devnet', 'start', '--port', '0', '--data-dir', join(dir, 'devnet'), '--unbonding-period', '30']],
       [
         '--closes-in',
-        ['devnet', 'order', 'create', '--endpoint', NOWHERE, '--data-dir', join(dir, 'devnet'), '--cpu-cores', '1', '--memory-mb', '512', '--storage-gb', '1', '--max-price', '1', '--ssh-pubkey', 'ssh-ed25519 AAAA x', '--closes-in', '30'],
+        ['devnet', 'order', 'create', '--endpoint', NOWHERE, '--data-dir', join(dir, 'devnet'), '--cpu-cores', '1', '--memory-mb', '512', '--storage-gb', '1', '--max-price', '1', '--ssh-pubkey', RENTER_SSH_KEY, '--closes-in', '30'],
       ],
     ]
     for (const [flag, args] of cases) {
@@ -86,6 +88,64 @@ describe('the shared CLI parts (built CLI)', () => {
     const result = await runCli(['keys', 'rotate', '--json'], {env})
     expect(result.exitCode).toBe(2)
     expect(parseJson<ErrorJson>(result).error).toMatchObject({code: 'main_key_required', message: 'rotating the agent key is signed with the provider main key, and no main key file was given'})
+  })
+
+  it('a mistyped command gets a suggestion and exit 2, off a terminal, in one, and with --json', async () => {
+    const plain = await runCli(['regster', '--main-key-file', 'x'])
+    expect(plain.exitCode).toBe(2)
+    expect(plain.stderr).toBe('Error: `outpost regster` is not an outpost command\n→ did you mean `outpost register`? `outpost help` lists every command')
+    const nested = await runCli(['devnet', 'contract', 'shw', '0'])
+    expect(nested.exitCode).toBe(2)
+    expect(nested.stderr).toContain('did you mean `outpost devnet contract show`?')
+    const json = await runCli(['xyzzy', '--json'])
+    expect(json.exitCode).toBe(2)
+    expect(parseJson<ErrorJson>(json).error).toEqual({code: 'unknown_command', message: '`outpost xyzzy` is not an outpost command', suggestion: '`outpost help` lists every command'})
+    if (HAVE_SCRIPT) {
+      // In a terminal too: a suggestion, and no prompt that would run another command than the one typed.
+      const terminal = await runInTerminal(['regster'], {env: {}})
+      expect(terminal.exitCode).toBe(2)
+      expect(terminal.output).toContain('did you mean `outpost register`?')
+    }
+  })
+
+  it('-h is --help, for the CLI and for every command', async () => {
+    for (const args of [['-h'], ['run', '-h'], ['devnet', 'contract', 'create', '-h']]) {
+      const result = await runCli(args)
+      expect(result.exitCode, args.join(' ')).toBe(0)
+      expect(result.stdout).toContain('USAGE')
+    }
+  })
+
+  it('a mistyped flag gets the flag it was probably meant to be', async () => {
+    const result = await runCli(['doctor', '--verify-ap'])
+    expect(result.exitCode).toBe(2)
+    expect(result.stderr).toBe('Error: Nonexistent flag: --verify-ap\n→ did you mean --verify-api? see `outpost doctor --help`')
+    const json = await runCli(['init', '--endpint', 'x', '--json'])
+    expect(parseJson<ErrorJson>(json).error).toMatchObject({code: 'usage', suggestion: 'did you mean --endpoint? see `outpost init --help`'})
+  })
+
+  it('--json output uses one case convention: snake_case keys', async () => {
+    const dir = tempConfigDir('outpost-cli-json-')
+    const env = {OUTPOST_CONFIG_DIR: dir, OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}
+    const outputs: [string, string[]][] = [
+      ['init', ['init', '--main-key', '--name', 'Json Co', '--contact-email', 'ops@json.example', '--offerings', 'small', '--json']],
+      ['doctor', ['doctor', '--json']],
+      ['keys show', ['keys', 'show', '--main-key-file', join(dir, 'provider-main.key'), '--json']],
+      ['test-provision', ['test-provision', '--json']],
+      ['service install --dry-run', ['service', 'install', '--dry-run', '--unit-dir', join(dir, 'units'), '--json']],
+      ['service status', ['service', 'status', '--unit-dir', join(dir, 'units'), '--json']],
+    ]
+    // Free-form values a backend or a file supplies are not the CLI's keys.
+    const camel = (value: unknown, path: string): string[] => {
+      if (Array.isArray(value)) return value.flatMap((item, index) => camel(item, `${path}[${index}]`))
+      if (value === null || typeof value !== 'object') return []
+      return Object.entries(value).flatMap(([key, item]) => [...(/[A-Z]/.test(key) ? [`${path}.${key}`] : []), ...(['details', 'data', 'credentials'].includes(key) ? [] : camel(item, `${path}.${key}`))])
+    }
+    for (const [what, args] of outputs) {
+      const result = await runCli(args, {env})
+      expect(result.exitCode, `${what}: ${result.stdout}${result.stderr}`).toBe(0)
+      expect(camel(parseJson(result), what)).toEqual([])
+    }
   })
 
   it('colour follows FORCE_COLOR, and NO_COLOR wins over it', async () => {

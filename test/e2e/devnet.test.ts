@@ -1,11 +1,14 @@
-import {mkdtempSync, rmSync, statSync} from 'node:fs'
+import {existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {createServer} from 'node:http'
+import type {AddressInfo} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {readKeyFile} from '../../src/core/keys.js'
 import {sealCredentials} from '../../src/core/sealing.js'
-import {parseJson, runCli} from '../helpers/cli.js'
+import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
+import {RENTER_SSH_KEY} from '../helpers/ssh-keys.js'
 import {startDevnetProcess, type DevnetProcess} from '../marketplace/devnet-process.js'
 import {OFFERING, registerProvider, send, type Provider} from '../marketplace/harness.js'
 
@@ -15,6 +18,11 @@ interface ContractJson {
   requester_pubkey: string
   termination_pending?: boolean
   credentials?: unknown
+  connect?: {protocol: string; command: string; note: string}
+}
+
+interface ErrorJson {
+  error: {code: string; message: string; suggestion?: string}
 }
 
 let dataDir: string
@@ -42,7 +50,7 @@ describe('outpost devnet (built CLI)', () => {
     const offerings = parseJson<{offerings: {offering_id: string}[]}>(await runCli(['devnet', 'offerings', '--endpoint', devnet.endpoint, '--json']))
     expect(offerings.offerings.map((offering) => offering.offering_id)).toEqual([offeringId])
 
-    const created = await renter(['contract', 'create', '--offering', offeringId, '--ssh-pubkey', 'ssh-ed25519 AAAAC3 renter@laptop', '--duration-hours', '3'])
+    const created = await renter(['contract', 'create', '--offering', offeringId, '--ssh-pubkey', RENTER_SSH_KEY, '--duration-hours', '3'])
     expect(created.exitCode, created.stderr).toBe(0)
     const contract = parseJson<ContractJson>(created)
     expect(contract.status).toBe('accepted')
@@ -59,10 +67,13 @@ describe('outpost devnet (built CLI)', () => {
     expect((await send(devnet, 'PUT', path, {key: provider.agent, body: {status: 'provisioned', instance}})).status).toBe(200)
 
     const shown = parseJson<ContractJson & {instance: {sealed_credentials: string}}>(await renter(['contract', 'show', contract.contract_id]))
-    expect(shown).toMatchObject({status: 'provisioned', instance: {ip_address: '127.0.0.1', ssh_port: 2222}})
+    expect(shown).toMatchObject({status: 'provisioned', instance: {ip_address: '127.0.0.1', ssh_port: 2222}, connect: {protocol: 'ssh', command: 'ssh -p 2222 <user>@127.0.0.1'}})
     expect(shown.credentials).toBeUndefined()
     const decrypted = parseJson<ContractJson>(await renter(['contract', 'show', contract.contract_id, '--decrypt']))
     expect(decrypted.credentials).toEqual({username: 'root', password: 'hunter2'})
+    expect(decrypted.connect).toMatchObject({protocol: 'ssh', command: 'ssh -p 2222 root@127.0.0.1'})
+    const human = await runCli(['devnet', 'contract', 'show', contract.contract_id, '--decrypt', '--endpoint', devnet.endpoint, '--data-dir', join(dataDir, 'devnet')])
+    expect(human.stdout).toContain('  connect: ssh -p 2222 root@127.0.0.1  (with the SSH key you rented it with, or the password above)')
 
     const dispute = parseJson<{status: string; type: string}>(await renter(['dispute', 'open', contract.contract_id, '--type', 'sla_violation', '--description', 'ssh refused']))
     expect(dispute).toMatchObject({status: 'open', type: 'sla_violation'})
@@ -81,6 +92,79 @@ describe('outpost devnet (built CLI)', () => {
     const nowhere = await runCli(['devnet', 'contract', 'show', '0'.repeat(32), '--endpoint', 'http://127.0.0.1:9', '--data-dir', join(dataDir, 'devnet'), '--json'])
     expect(nowhere.exitCode).toBe(5)
     expect(parseJson(nowhere)).toMatchObject({error: {code: 'unreachable'}})
+  })
+
+  it('the renter commands use the devnet just started: no --endpoint, no --data-dir, and the printed follow-up works', async () => {
+    const configDir = tempConfigDir('outpost-devnet-config-')
+    const ownData = join(dataDir, 'recorded')
+    const own = await startDevnetProcess(ownData, [], configDir)
+    try {
+      const owner = await registerProvider(own)
+      const offering = await send<{offering_id: string}>(own, 'POST', `/providers/${owner.pk}/offerings`, {key: owner.main, body: OFFERING})
+      expect(JSON.parse(readFileSync(join(configDir, 'devnet.json'), 'utf8'))).toMatchObject({endpoint: own.endpoint, data_dir: ownData, pid: own.child.pid})
+      expect(JSON.parse(readFileSync(join(ownData, 'endpoint.json'), 'utf8'))).toMatchObject({endpoint: own.endpoint, data_dir: ownData})
+      const env = {OUTPOST_CONFIG_DIR: configDir}
+      const listed = parseJson<{offerings: {offering_id: string}[]}>(await runCli(['devnet', 'offerings', '--json'], {env}))
+      expect(listed.offerings.map((item) => item.offering_id)).toEqual([offering.body.offering_id])
+
+      const created = await runCli(['devnet', 'contract', 'create', '--offering', offering.body.offering_id, '--ssh-pubkey', RENTER_SSH_KEY], {env})
+      expect(created.exitCode, created.stderr).toBe(0)
+      // The renter key lives with the devnet's data, not in a default place of its own.
+      expect(existsSync(join(ownData, 'renter.key'))).toBe(true)
+      const followUp = /follow it with: outpost (.+)$/m.exec(created.stdout)?.[1]
+      expect(followUp).toMatch(/^devnet contract show [0-9a-f]{32} --decrypt$/)
+      const shown = await runCli(followUp?.split(' ') ?? [], {env})
+      expect(shown.exitCode, shown.stderr).toBe(0)
+      expect(shown.stdout).toMatch(/contract [0-9a-f]{32}: accepted/)
+      expect(shown.stdout).toContain("no machine yet: the provider's agent is on it")
+    } finally {
+      own.child.kill('SIGTERM')
+      await own.exited
+    }
+    // Stopped: the well-known record is gone; the data dir's says where it was, and the error says how to start it again.
+    expect(existsSync(join(configDir, 'devnet.json'))).toBe(false)
+    const stopped = await runCli(['devnet', 'offerings', '--data-dir', ownData, '--json'], {env: {OUTPOST_CONFIG_DIR: configDir}})
+    expect(stopped.exitCode).toBe(5)
+    expect(parseJson<ErrorJson>(stopped).error).toMatchObject({
+      message: expect.stringMatching(/^cannot reach the devnet at http:\/\/127\.0\.0\.1:\d+$/),
+      suggestion: `the devnet recorded in ${ownData} (pid ${own.child.pid}) has stopped: start it again with \`outpost devnet start --data-dir ${ownData}\``,
+    })
+  })
+
+  it('--ssh-pubkey takes a key or its file (~/ expanded), and refuses anything that is no SSH public key', async () => {
+    const home = tempConfigDir('outpost-devnet-home-')
+    writeFileSync(join(home, 'laptop.pub'), `${RENTER_SSH_KEY}\n`)
+    writeFileSync(join(home, 'laptop'), '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n')
+    const env = {HOME: home}
+    const fromFile = await runCli(['devnet', 'contract', 'create', '--offering', offeringId, '--ssh-pubkey=~/laptop.pub', '--endpoint', devnet.endpoint, '--data-dir', join(dataDir, 'devnet'), '--json'], {env})
+    expect(fromFile.exitCode, fromFile.stdout).toBe(0)
+    expect(parseJson<{ssh_pubkey: string}>(fromFile).ssh_pubkey).toBe(RENTER_SSH_KEY)
+    const cases: [string, string][] = [
+      ['~/laptop', '--ssh-pubkey: that is a private key: give the public one (the .pub file)'],
+      ['hello', '--ssh-pubkey hello: neither a public key nor a file'],
+      ['ssh-ed25519 AAAAC3 renter@laptop', '--ssh-pubkey: the key data is not a ssh-ed25519 key'],
+    ]
+    for (const [value, message] of cases) {
+      const refused = await runCli(['devnet', 'contract', 'create', '--offering', offeringId, `--ssh-pubkey=${value}`, '--endpoint', devnet.endpoint, '--json'], {env})
+      expect(refused.exitCode, value).toBe(2)
+      expect(parseJson<ErrorJson>(refused).error).toMatchObject({code: 'invalid_ssh_key', message})
+    }
+  })
+
+  it('an endpoint ending in /api/v1, or a server that is no marketplace, is named as such', async () => {
+    const suffixed = await runCli(['devnet', 'offerings', '--endpoint', `${devnet.endpoint}/api/v1`, '--json'])
+    expect(suffixed.exitCode).toBe(2)
+    expect(parseJson<ErrorJson>(suffixed).error).toMatchObject({message: expect.stringContaining('ends in /api/v1'), suggestion: `pass --endpoint ${devnet.endpoint}`})
+    const other = createServer((_request, response) => response.writeHead(404, {'content-type': 'text/plain'}).end('nothing here'))
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve))
+    try {
+      const endpoint = `http://127.0.0.1:${(other.address() as AddressInfo).port}`
+      const result = await runCli(['devnet', 'offerings', '--endpoint', endpoint, '--json'])
+      expect(result.exitCode).toBe(1)
+      expect(parseJson<ErrorJson>(result).error).toMatchObject({code: 'not_a_marketplace', message: `${endpoint} is not an Outpost marketplace API: GET /api/v1/offerings answered 404, not JSON`})
+    } finally {
+      other.close()
+    }
   })
 
   it('start refuses a bad --unbonding-period, and stops cleanly on SIGTERM', async () => {

@@ -9,8 +9,14 @@ import {toHex} from '../../src/core/hex.js'
 import {readKeyFile} from '../../src/core/keys.js'
 import {canonicalJson, sha256Hex, verifyUsageRecord, type SignedUsageRecord} from '../../src/core/signing.js'
 import {renterKeyPath} from '../../src/devnet/renter.js'
-import {parseJson, runCli} from '../helpers/cli.js'
+import {parseJson, runCli, TEST_PASSPHRASE} from '../helpers/cli.js'
+import {RENTER_SSH_KEY} from '../helpers/ssh-keys.js'
+import {HAVE_SCRIPT, runInTerminal} from '../helpers/terminal.js'
 import {fastAgentEnv, initProvider, killInstances, startAgent, startDevnet, waitFor, type Devnet, type ProviderSetup} from '../helpers/marketplace.js'
+
+interface ErrorJson {
+  error: {code: string; message: string; suggestion?: string}
+}
 
 interface DisputeJson {
   dispute_id: string
@@ -33,13 +39,13 @@ const NO_RETRY = {retries: 0, baseDelayMs: 1, maxDelayMs: 1}
 beforeAll(async () => {
   devnet = await startDevnet()
   provider = await initProvider(devnet.endpoint)
-  env = {OUTPOST_CONFIG_DIR: provider.configDir, OUTPOST_MAIN_KEY_FILE: join(provider.configDir, 'provider-main.key')}
+  env = {OUTPOST_CONFIG_DIR: provider.configDir, OUTPOST_MAIN_KEY_FILE: join(provider.configDir, 'provider-main.key'), OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}
   renterDir = mkdtempSync(join(tmpdir(), 'outpost-renter-'))
   const renterFlags = ['--endpoint', devnet.endpoint, '--data-dir', renterDir]
 
   const agent = startAgent(fastAgentEnv(provider.configDir, {OUTPOST_AGENT_USAGE_INTERVAL_SECONDS: '1'}), join(provider.configDir, 'agent.log'))
   try {
-    const created = await runCli(['devnet', 'contract', 'create', ...renterFlags, '--offering', provider.offeringId, '--ssh-pubkey', 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2e renter', '--json'], {env})
+    const created = await runCli(['devnet', 'contract', 'create', ...renterFlags, '--offering', provider.offeringId, '--ssh-pubkey', RENTER_SSH_KEY, '--json'], {env})
     expect(created.exitCode, created.stderr).toBe(0)
     contractId = parseJson<{contract_id: string}>(created).contract_id
     const archive = join(provider.configDir, 'state', 'usage', `${contractId}.jsonl`)
@@ -80,9 +86,31 @@ describe('outpost dispute (built CLI, real agent, real devnet)', () => {
     expect(preview.stdout).toContain('note: health checks')
     expect(parseJson<DisputeJson>(await runCli(['dispute', 'show', disputeId, '--json'], {env})).status).toBe('open')
 
-    const submitted = await runCli(['dispute', 'evidence', disputeId, '--auto', '--json'], {env})
+    // Evidence can't be taken back: like accept, it needs --yes off a terminal (and with --json), and asks in one.
+    const unconfirmed = await runCli(['dispute', 'evidence', disputeId, '--auto'], {env})
+    expect(unconfirmed.exitCode).toBe(2)
+    expect(unconfirmed.stderr).toContain('submitting evidence needs confirmation and there is no terminal to ask')
+    expect(parseJson<ErrorJson>(await runCli(['dispute', 'evidence', disputeId, '--auto', '--json'], {env})).error.code).toBe('confirmation_required')
+    if (HAVE_SCRIPT) {
+      const declined = await runInTerminal(['dispute', 'evidence', disputeId, '--auto'], {env, steps: [{waitFor: '(y/N)', send: 'n\r'}]})
+      expect(declined.output).toMatch(/Submit \d+ evidence item\(s\)\? They can't be taken back\./)
+      expect(declined.output).toContain('submitting evidence cancelled: nothing was changed')
+    }
+    expect(parseJson<DisputeJson>(await runCli(['dispute', 'show', disputeId, '--json'], {env})).status).toBe('open')
+
+    const submitted = await runCli(['dispute', 'evidence', disputeId, '--auto', '--yes', '--json'], {env})
     expect(submitted.exitCode, submitted.stderr).toBe(0)
-    expect(parseJson<{submitted: boolean; dispute: DisputeJson}>(submitted)).toMatchObject({submitted: true, dispute: {status: 'responded'}})
+    const first = parseJson<{submitted: boolean; dispute: DisputeJson}>(submitted)
+    expect(first).toMatchObject({submitted: true, dispute: {status: 'responded'}})
+
+    // Twice is once: every item is held by its hash already, so nothing is sent again.
+    const again = await runCli(['dispute', 'evidence', disputeId, '--auto', '--yes', '--json'], {env})
+    expect(again.exitCode, again.stderr).toBe(0)
+    expect(parseJson<{submitted: boolean; plan: {evidence: unknown[]; already_submitted: number}}>(again)).toMatchObject({
+      submitted: false,
+      plan: {evidence: [], already_submitted: first.dispute.evidence.length},
+    })
+    expect((await runCli(['dispute', 'evidence', disputeId, '--auto', '--yes'], {env})).stdout).toContain('nothing new to submit')
 
     // What the renter reads back: every usage record verifies by itself, signed by the provider's agent key.
     const renter = new ApiClient({endpoint: devnet.endpoint, key: await readKeyFile(renterKeyPath(renterDir)), retry: NO_RETRY})
@@ -104,12 +132,21 @@ describe('outpost dispute (built CLI, real agent, real devnet)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'outpost-evidence-'))
     writeFileSync(join(dir, 'uptime.log'), 'up 3 days, load 0.1\n')
     writeFileSync(join(dir, 'evidence.json'), JSON.stringify({provider_response: 'The host log shows no downtime.', evidence: [{type: 'log', description: 'host uptime log', file: 'uptime.log'}]}))
-    const added = await runCli(['dispute', 'evidence', disputeId, '--file', join(dir, 'evidence.json'), '--json'], {env})
+    const added = await runCli(['dispute', 'evidence', disputeId, '--file', join(dir, 'evidence.json'), '--yes', '--json'], {env})
     expect(added.exitCode, added.stderr).toBe(0)
     const dispute = parseJson<{dispute: DisputeJson}>(added).dispute
     expect(dispute.provider_response).toBe('The host log shows no downtime.')
     expect(dispute.evidence.at(-1)).toEqual({type: 'log', description: 'host uptime log', hash: sha256Hex('up 3 days, load 0.1\n'), data: {file: 'uptime.log', size_bytes: 20}})
     rmSync(dir, {recursive: true, force: true})
+  })
+
+  it('the marketplace keeps evidence by its hash: the same item sent twice is held once', async () => {
+    const main = new ApiClient({endpoint: devnet.endpoint, key: provider.mainKey, retry: NO_RETRY})
+    const before = (await getDispute(main, disputeId)).evidence.length
+    const item = {type: 'note', description: 'sent twice on purpose', hash: sha256Hex('sent twice on purpose')}
+    await submitEvidence(main, disputeId, {provider_response: 'The host log shows no downtime.', evidence: [item, item]})
+    const after = await submitEvidence(main, disputeId, {provider_response: 'The host log shows no downtime.', evidence: [item]})
+    expect(after.evidence).toHaveLength(before + 1)
   })
 
   it('the agent key can neither add evidence nor accept (403)', async () => {

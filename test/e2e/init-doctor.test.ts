@@ -2,7 +2,7 @@ import {chmodSync, readFileSync, readdirSync, statSync, writeFileSync} from 'nod
 import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
-import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
+import {parseJson, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
 
 interface DoctorJson {
   ok: boolean
@@ -11,24 +11,54 @@ interface DoctorJson {
 
 async function initialised(): Promise<{dir: string; env: Record<string, string>}> {
   const dir = tempConfigDir()
-  const env = {OUTPOST_CONFIG_DIR: dir}
+  const env = {OUTPOST_CONFIG_DIR: dir, OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}
   const init = await runCli(['init', '--main-key'], {env})
   expect(init.exitCode, init.stderr).toBe(0)
   return {dir, env}
 }
 
 describe('outpost init and doctor (built CLI)', () => {
-  it('init makes 0600 keys and a config that doctor passes', async () => {
+  it('init makes 0600 keys and config (the main key encrypted); doctor passes, warning that nothing can be rented yet', async () => {
     const {dir, env} = await initialised()
-    expect(statSync(join(dir, 'agent.key')).mode & 0o777).toBe(0o600)
-    expect(statSync(join(dir, 'provider-main.key')).mode & 0o777).toBe(0o600)
+    for (const file of ['agent.key', 'provider-main.key', 'outpost.toml']) expect(statSync(join(dir, file)).mode & 0o777, file).toBe(0o600)
+    expect(readFileSync(join(dir, 'provider-main.key'), 'utf8')).toContain('"encrypted"')
+    expect(readFileSync(join(dir, 'agent.key'), 'utf8')).toContain('"secret_key"')
     const doctor = await runCli(['doctor'], {env})
     expect(doctor.exitCode, doctor.stdout + doctor.stderr).toBe(0)
     expect(doctor.stdout).toMatch(/✓ config/)
+    expect(doctor.stdout).toMatch(/! provider: no \[provider\] section/)
+    expect(doctor.stdout).toMatch(/! offerings: no \[\[offerings\]\]: nothing can be rented\n {4}→ add \[\[offerings\]\] to /)
     expect(doctor.stdout).toMatch(/✓ agent key/)
     const json = parseJson<DoctorJson>(await runCli(['doctor', '--json'], {env}))
     expect(json.ok).toBe(true)
-    expect(json.checks.map((check) => check.status)).toEqual(['pass', 'pass', 'pass', 'pass'])
+    expect(json.checks.map((check) => [check.name, check.status])).toEqual([
+      ['config', 'pass'],
+      ['provider', 'warn'],
+      ['offerings', 'warn'],
+      ['agent key', 'pass'],
+      ['provisioner', 'pass'],
+      ['gpu', 'pass'],
+    ])
+  })
+
+  it('doctor fails on a config that holds a secret and others can read, and gives the chmod', async () => {
+    const {dir, env} = await initialised()
+    const file = join(dir, 'outpost.toml')
+    chmodSync(file, 0o644)
+    // Readable by others but holding no secret: nothing to fail on.
+    expect((await runCli(['doctor'], {env})).exitCode).toBe(0)
+    writeFileSync(file, readFileSync(file, 'utf8').replace('type = "local"', 'type = "local"\n\n[provisioner.manual]\nwebhook_url = "https://hooks.example.net/T0/B0/s3cr3t"'))
+    const doctor = await runCli(['doctor', '--json'], {env})
+    expect(doctor.exitCode).toBe(6)
+    expect(parseJson<DoctorJson>(doctor).checks[0]).toEqual({
+      name: 'config',
+      status: 'fail',
+      message: `${file} holds [provisioner.manual] webhook_url and has mode 0644: other users can read it`,
+      remedy: `run: chmod 600 ${file}`,
+    })
+    expect(doctor.stdout).not.toContain('s3cr3t')
+    chmodSync(file, 0o600)
+    expect((await runCli(['doctor'], {env})).exitCode).toBe(0)
   })
 
   it('init --json reports the public keys and never overwrites without --force', async () => {

@@ -1,4 +1,6 @@
-import {mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {createServer} from 'node:http'
+import type {AddressInfo} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -9,7 +11,7 @@ import {fromHex} from '../../src/core/hex.js'
 import {signBytes} from '../../src/core/signing.js'
 import {readKeyFile} from '../../src/core/keys.js'
 import {startMarketplace, type MarketplaceServer} from '../../src/marketplace/server.js'
-import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
+import {parseJson, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
 
 const OFFERING = `
 [provider]
@@ -52,7 +54,7 @@ afterAll(async () => {
 
 async function provider(): Promise<{dir: string; env: Record<string, string>}> {
   const dir = tempConfigDir()
-  const env = {OUTPOST_CONFIG_DIR: dir}
+  const env = {OUTPOST_CONFIG_DIR: dir, OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}
   expect((await runCli(['init', '--main-key', '--endpoint', server.endpoint], {env})).exitCode).toBe(0)
   writeFileSync(join(dir, 'outpost.toml'), readFileSync(join(dir, 'outpost.toml'), 'utf8') + OFFERING)
   return {dir, env: {...env, OUTPOST_MAIN_KEY_FILE: join(dir, 'provider-main.key')}}
@@ -102,7 +104,11 @@ describe('outpost register, keys and doctor --verify-api (built CLI, real devnet
   it('doctor --verify-api fails clearly before registration and when the marketplace is down', async () => {
     const {env} = await provider()
     const unregistered = parseJson<DoctorJson>(await runCli(['doctor', '--verify-api', '--json'], {env: {...env, OUTPOST_MARKETPLACE_PROVIDER_PUBKEY: 'ab'.repeat(32)}}))
-    expect(unregistered.checks.find((check) => check.name === 'delegation')).toMatchObject({status: 'fail', message: expect.stringContaining('unknown_key')})
+    expect(unregistered.checks.find((check) => check.name === 'delegation')).toMatchObject({
+      status: 'fail',
+      message: expect.stringMatching(/^the marketplace does not know agent key [0-9a-f]{64}: it was never delegated$/),
+      remedy: expect.stringContaining('outpost register --config'),
+    })
     const down = await runCli(['doctor', '--verify-api'], {env: {...env, OUTPOST_MARKETPLACE_ENDPOINT: 'http://127.0.0.1:9', OUTPOST_MARKETPLACE_PROVIDER_PUBKEY: 'ab'.repeat(32)}})
     expect(down.exitCode).toBe(6)
     expect(down.stdout).toMatch(/✗ api reachable: .*cannot reach http:\/\/127\.0\.0\.1:9/)
@@ -111,7 +117,7 @@ describe('outpost register, keys and doctor --verify-api (built CLI, real devnet
   it('offline signing: --print-delegation prints the exact text; its signature submitted with --delegation-signature works', async () => {
     const {dir} = await provider()
     const mainKeyFile = join(dir, 'provider-main.key')
-    const mainKey = await readKeyFile(mainKeyFile)
+    const mainKey = await readKeyFile(mainKeyFile, {passphrase: () => TEST_PASSPHRASE})
     // The provider profile is registered once from wherever the main key lives; the offline flow delegates only.
     await registerProfile(new ApiClient({endpoint: server.endpoint, key: mainKey}), {name: 'Offline Co', contact_email: 'ops@offline.example'})
     const offlineEnv = {OUTPOST_CONFIG_DIR: dir}
@@ -139,6 +145,55 @@ describe('outpost register, keys and doctor --verify-api (built CLI, real devnet
     expect(fromHex(agent?.public_key ?? '', 32, 'agent')).toHaveLength(32)
   })
 
+  it('doctor --verify-api recognises an endpoint ending in /api/v1, and any HTTP server that is no marketplace', async () => {
+    const {env} = await provider()
+    expect((await runCli(['register'], {env})).exitCode).toBe(0)
+    const suffixed = await runCli(['doctor', '--verify-api', '--json'], {env: {...env, OUTPOST_MARKETPLACE_ENDPOINT: `${server.endpoint}/api/v1`}})
+    expect(suffixed.exitCode).toBe(6)
+    const checks = parseJson<DoctorJson>(suffixed).checks
+    expect(checks.find((check) => check.name === 'delegation')).toBeUndefined()
+    expect(checks.find((check) => check.name === 'marketplace')).toMatchObject({
+      status: 'fail',
+      message: `${server.endpoint}/api/v1 is not an Outpost marketplace API (drop /api/v1?): GET /api/v1/offerings answered 404`,
+      remedy: `set [marketplace] endpoint = "${server.endpoint}": the base URL, without /api/v1`,
+    })
+
+    const other = createServer((_request, response) => response.writeHead(200, {'content-type': 'text/html'}).end('<h1>It works!</h1>'))
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve))
+    try {
+      const endpoint = `http://127.0.0.1:${(other.address() as AddressInfo).port}`
+      const doctor = await runCli(['doctor', '--verify-api'], {env: {...env, OUTPOST_MARKETPLACE_ENDPOINT: endpoint}})
+      expect(doctor.exitCode).toBe(6)
+      expect(doctor.stdout).toContain(`✗ marketplace: ${endpoint} is not an Outpost marketplace API: GET /api/v1/offerings answered 200, not JSON`)
+      expect(doctor.stdout).not.toContain('✗ delegation')
+    } finally {
+      other.close()
+    }
+  })
+
+  it('register without offerings says nothing can be rented; register and keys rotate keep the config 0600', async () => {
+    const dir = tempConfigDir()
+    const env = {OUTPOST_CONFIG_DIR: dir, OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}
+    const mainDir = tempConfigDir()
+    expect((await runCli(['init', '--main-key', '--config', join(mainDir, 'outpost.toml')], {env})).exitCode).toBe(0)
+    // A config with no provider_pubkey yet (init without --main-key), so register writes it.
+    expect((await runCli(['init', '--endpoint', server.endpoint, '--name', 'Bare Co', '--contact-email', 'ops@bare.example'], {env})).exitCode).toBe(0)
+    const config = join(dir, 'outpost.toml')
+    const registered = await runCli(['register', '--main-key-file', join(mainDir, 'provider-main.key'), '--json'], {env})
+    expect(registered.exitCode, registered.stdout + registered.stderr).toBe(0)
+    const result = parseJson<RegisterJson & {warnings: string[]}>(registered)
+    expect(result).toMatchObject({config_updated: true, offerings: []})
+    expect(result.warnings).toEqual([`${config} has no [[offerings]]: nothing can be rented until you add one and run \`outpost register\` again (\`outpost init --offerings all\` sizes them from the backend)`])
+    expect(statSync(config).mode & 0o777).toBe(0o600)
+    const human = await runCli(['register', '--main-key-file', join(mainDir, 'provider-main.key')], {env})
+    expect(human.stderr).toContain('Warning: ' + config + ' has no [[offerings]]: nothing can be rented')
+
+    const rotated = await runCli(['keys', 'rotate', '--main-key-file', join(mainDir, 'provider-main.key'), '--grace', '0'], {env})
+    expect(rotated.exitCode, rotated.stderr).toBe(0)
+    expect(statSync(config).mode & 0o777).toBe(0o600)
+    for (const name of readdirSync(dir).filter((file) => file.startsWith('outpost.toml.bak-'))) expect(statSync(join(dir, name)).mode & 0o777, name).toBe(0o600)
+  })
+
   it('keys rotate: new key works, config points at it, the old one ends after the grace (or at once)', async () => {
     const {dir, env} = await provider()
     expect((await runCli(['register'], {env})).exitCode).toBe(0)
@@ -161,7 +216,7 @@ describe('outpost register, keys and doctor --verify-api (built CLI, real devnet
 
   it('register without a name says which flags to pass', async () => {
     const dir = tempConfigDir()
-    const env = {OUTPOST_CONFIG_DIR: dir}
+    const env = {OUTPOST_CONFIG_DIR: dir, OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}
     await runCli(['init', '--main-key', '--endpoint', server.endpoint], {env})
     const result = await runCli(['register', '--json'], {env: {...env, OUTPOST_MAIN_KEY_FILE: join(dir, 'provider-main.key')}})
     expect(result.exitCode).toBe(2)

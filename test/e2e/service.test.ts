@@ -25,6 +25,7 @@ describe('outpost service (built CLI)', () => {
     for (const line of [
       'User=outpost',
       'Restart=always',
+      'UMask=0077',
       'NoNewPrivileges=yes',
       'ProtectSystem=strict',
       'PrivateTmp=yes',

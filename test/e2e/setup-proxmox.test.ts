@@ -6,7 +6,7 @@ import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {startMarketplace, type MarketplaceServer} from '../../src/marketplace/server.js'
 import {ProxmoxEmulator} from '../emulators/proxmox/emulator.js'
-import {BIN, parseJson, REPO_ROOT, runCli, tempConfigDir} from '../helpers/cli.js'
+import {BIN, parseJson, REPO_ROOT, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
 import {SSHD, startFakeProxmoxHost, type FakeProxmoxHost} from '../setup/proxmox/fake-host.js'
 
 const TOKEN_SECRET = '5e1f0c2a-9b3d-4e6f-8a7b-0c1d2e3f4a5b'
@@ -20,7 +20,7 @@ interface SetupJson {
   bridge: string
   templates: {image: string; vmid: number; name: string; status: string}[]
   vendor_snippet: {volume: string; status: string}
-  api_access: {role: string; user: string; acl: string; token: string; token_id: string}
+  api_access: {role: string; pool: string; user: string; acl: string; token: string; token_id: string}
   token_check?: {pve_version: string; templates_visible: number[]}
   agent_key: {file: string; status: string; public_key?: string}
   delegation: {status: string; text_to_sign?: string; provider_pubkey?: string}
@@ -67,7 +67,7 @@ describe.skipIf(!haveSshd)('outpost setup proxmox (built CLI, real OpenSSH serve
     ]
   }
 
-  const cleanEnv = (dir: string) => ({OUTPOST_CONFIG_DIR: dir, SSH_AUTH_SOCK: undefined, OUTPOST_SSH_PASSWORD: undefined})
+  const cleanEnv = (dir: string) => ({OUTPOST_CONFIG_DIR: dir, SSH_AUTH_SOCK: undefined, OUTPOST_SSH_PASSWORD: undefined, OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE})
 
   it('a full run sets up the host and writes a config that doctor and test-provision pass; a second run changes nothing', async () => {
     const dir = tempConfigDir('outpost-setup-')
@@ -85,7 +85,7 @@ describe.skipIf(!haveSshd)('outpost setup proxmox (built CLI, real OpenSSH serve
       bridge: 'vmbr0',
       templates: [{image: 'ubuntu-24.04', vmid: 9000, name: 'ubuntu-24.04-cloudinit', status: 'created'}],
       vendor_snippet: {volume: 'local:snippets/outpost-vendor.yaml', status: 'created'},
-      api_access: {role: 'created', user: 'created', acl: 'created', token: 'created', token_id: 'outpost@pve!agent'},
+      api_access: {role: 'created', pool: 'created', user: 'created', acl: 'created', token: 'created', token_id: 'outpost@pve!agent'},
       token_check: {pve_version: '8.2.4', templates_visible: [9000]},
       agent_key: {status: 'kept'},
       delegation: {status: 'created'},
@@ -112,7 +112,11 @@ describe.skipIf(!haveSshd)('outpost setup proxmox (built CLI, real OpenSSH serve
     // Least privilege: the role has the provisioner's privileges and nothing of the administrator's.
     expect(state.roles.OutpostAgent?.split(',')).toEqual(expect.arrayContaining(['VM.Clone', 'VM.Allocate', 'VM.PowerMgmt', 'VM.Monitor', 'Datastore.AllocateSpace']))
     expect(state.roles.OutpostAgent).not.toMatch(/Sys\.Modify|Permissions\.Modify|User\.Modify|Datastore\.Allocate(,|$)/)
-    expect(state.acls).toEqual([{path: '/', roleid: 'OutpostAgent', type: 'user', ugid: 'outpost@pve', propagate: 1}])
+    // The token's rights are scoped: the pool that holds the template (and its storage, where clones go), the node's
+    // status and the bridge's zone; never / (where they would reach every VM on the host).
+    expect(state.acls.map((acl) => acl.path)).toEqual(['/pool/outpost', '/nodes/pve', '/sdn/zones/localnetwork/vmbr0'])
+    expect(state.acls.every((acl) => acl.roleid === 'OutpostAgent' && acl.ugid === 'outpost@pve' && acl.type === 'user')).toBe(true)
+    expect(state.pools.outpost).toMatchObject({vms: [9000], storage: ['local-lvm']})
     expect(state.tokens['outpost@pve']).toEqual(['agent'])
 
     const configFile = join(dir, 'outpost.toml')
@@ -120,6 +124,7 @@ describe.skipIf(!haveSshd)('outpost setup proxmox (built CLI, real OpenSSH serve
     expect(statSync(configFile).mode & 0o777).toBe(0o600)
     expect(config).toContain('type = "proxmox"')
     expect(config).toContain(`token_secret = "${TOKEN_SECRET}"`)
+    expect(config).toContain('pool = "outpost"')
     expect(config).toContain(`tls_fingerprint = "${emulator.fingerprint}"`)
     expect(config).toContain('[provider]')
     expect(result.config.backup && existsSync(result.config.backup)).toBe(true)
@@ -144,7 +149,7 @@ describe.skipIf(!haveSshd)('outpost setup proxmox (built CLI, real OpenSSH serve
     expect(again).toMatchObject({
       templates: [{vmid: 9000, status: 'kept'}],
       vendor_snippet: {status: 'unchanged'},
-      api_access: {role: 'unchanged', user: 'unchanged', acl: 'unchanged', token: 'unchanged'},
+      api_access: {role: 'unchanged', pool: 'unchanged', user: 'unchanged', acl: 'unchanged', token: 'unchanged'},
       token_check: {templates_visible: [9000]},
       delegation: {status: 'unchanged'},
       config: {status: 'unchanged'},
@@ -154,7 +159,31 @@ describe.skipIf(!haveSshd)('outpost setup proxmox (built CLI, real OpenSSH serve
     expect(host.state()).toEqual(state)
     // Only reads ran the second time.
     const secondCalls = host.calls().slice(callsBefore)
-    expect(secondCalls.filter((call) => /^(qm (create|set|importdisk|template|destroy)|pveum \S+ (add|modify|remove)|pveum user token (add|remove)|wget)/.test(call))).toEqual([])
+    expect(secondCalls.filter((call) => /^(qm (create|set|importdisk|template|destroy)|pveum \S+ (add|modify|remove|delete)|pveum user token (add|remove)|wget)/.test(call))).toEqual([])
+
+    // The config the wizard wrote has no offerings: init adds them, sized from what the Proxmox node reports.
+    const offered = await runCli(['init', '--offerings', 'small,large', '--price-per-core', '0.05', '--json'], {env})
+    expect(offered.exitCode, offered.stdout + offered.stderr).toBe(0)
+    const added = parseJson<{capacity: {source: string; cpu_cores: number}; offerings: {name: string; cpu_cores: number}[]; agent_key: {status: string}}>(offered)
+    expect(added).toMatchObject({capacity: {source: 'the proxmox backend'}, agent_key: {status: 'kept'}})
+    expect(added.offerings.map((offering) => offering.name)).toEqual(['small', 'large'])
+    expect(added.offerings.every((offering) => offering.cpu_cores <= added.capacity.cpu_cores)).toBe(true)
+    expect(readFileSync(configFile, 'utf8')).toContain(`token_secret = "${TOKEN_SECRET}"`)
+    expect(statSync(configFile).mode & 0o777).toBe(0o600)
+  })
+
+  it('takes back the grant on / that an earlier wizard made, scoping the token to its pool', async () => {
+    const dir = tempConfigDir('outpost-setup-')
+    expect((await runCli(flags(['--provider-pubkey', 'ab'.repeat(32)]), {env: cleanEnv(dir)})).exitCode).toBe(0)
+    const statePath = join(host.stateDir, 'state.json')
+    const state = host.state()
+    // What the wizard used to leave: the role on / (every VM and storage of the host), the pool not there.
+    writeFileSync(statePath, JSON.stringify({...state, acls: [{path: '/', roleid: 'OutpostAgent', type: 'user', ugid: 'outpost@pve', propagate: 1}], pools: {}}))
+    const again = await runCli(flags(['--provider-pubkey', 'ab'.repeat(32)]), {env: cleanEnv(dir)})
+    expect(again.exitCode, again.stdout + again.stderr).toBe(0)
+    expect(parseJson<SetupJson>(again).api_access).toMatchObject({pool: 'created', acl: 'updated', token: 'unchanged'})
+    expect(host.state().acls.map((acl) => acl.path)).toEqual(['/pool/outpost', '/nodes/pve', '/sdn/zones/localnetwork/vmbr0'])
+    expect(host.calls()).toContain('pveum acl delete / --users outpost@pve --roles OutpostAgent')
   })
 
   it('in a terminal: a listr2 task list, and without the main key the delegation text to sign', async () => {
@@ -242,12 +271,15 @@ describe.skipIf(!haveSshd)('outpost setup proxmox (built CLI, real OpenSSH serve
       'qm set 9000 --ide2 local-lvm:cloudinit',
       'qm template 9000',
       'pveum role add OutpostAgent --privs',
+      "pveum pool add outpost --comment 'Outpost: the templates and the VMs the agent rents out'",
+      'pveum pool modify outpost --vms 9000,9002 --storage local-lvm',
+      'pveum acl modify /pool/outpost --users outpost@pve --roles OutpostAgent --propagate 1',
       'pveum user token add outpost@pve agent --privsep 0',
       'wget -q -O',
     ]) {
       expect(run.stdout).toContain(command)
     }
-    expect(host.state()).toEqual({vms: {}, roles: {}, users: [], acls: [], tokens: {}})
+    expect(host.state()).toEqual({vms: {}, roles: {}, users: [], acls: [], tokens: {}, pools: {}})
     expect(existsSync(host.imageDir)).toBe(false)
     expect(readdirSync(dir)).toEqual([])
   })

@@ -11,7 +11,7 @@ import {Contract} from '../../src/core/api/schemas.js'
 import {formatAmount, parseAmount} from '../../src/core/decimal.js'
 import {readKeyFile} from '../../src/core/keys.js'
 import {startMarketplace, type MarketplaceServer} from '../../src/marketplace/server.js'
-import {BIN, parseJson, REPO_ROOT, runCli, tempConfigDir} from '../helpers/cli.js'
+import {BIN, parseJson, REPO_ROOT, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
 import {renter, waitFor} from '../helpers/marketplace.js'
 
 /** 10 tokens a second: a contract served for a moment earns a reward worth claiming. */
@@ -55,9 +55,9 @@ beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'outpost-devnet-'))
   server = await startMarketplace({dataDir, port: 0, host: '127.0.0.1', unbondingPeriodMs: UNBONDING_MS, logError: () => undefined})
   configDir = tempConfigDir()
-  expect((await runCli(['init', '--main-key', '--endpoint', server.endpoint], {env: {OUTPOST_CONFIG_DIR: configDir}})).exitCode).toBe(0)
+  expect((await runCli(['init', '--main-key', '--endpoint', server.endpoint], {env: {OUTPOST_CONFIG_DIR: configDir, OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}})).exitCode).toBe(0)
   writeFileSync(join(configDir, 'outpost.toml'), readFileSync(join(configDir, 'outpost.toml'), 'utf8') + OFFERING)
-  env = {OUTPOST_CONFIG_DIR: configDir, OUTPOST_MAIN_KEY_FILE: join(configDir, 'provider-main.key')}
+  env = {OUTPOST_CONFIG_DIR: configDir, OUTPOST_MAIN_KEY_FILE: join(configDir, 'provider-main.key'), OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}
   const registered = await runCli(['register', '--json', '--name', 'Stake Co', '--contact-email', 'ops@stake.example'], {env})
   expect(registered.exitCode, registered.stderr).toBe(0)
   providerPubkey = parseJson<{provider_pubkey: string}>(registered).provider_pubkey

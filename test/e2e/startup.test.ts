@@ -34,7 +34,7 @@ describe('startup stays light', () => {
 
   it('outpost with no arguments shows the getting-started steps before the help', async () => {
     const result = await execa('node', [BIN], {env: {NO_COLOR: '1'}})
-    expect(String(result.stdout)).toMatch(/^Getting started as a provider:\n {2}1\. outpost init/)
+    expect(String(result.stdout)).toMatch(/^Getting started as a provider:\n {2}1\. outpost init --main-key/)
     expect(String(result.stdout)).toContain('COMMANDS')
     const help = await execa('node', [BIN, '--help'])
     expect(String(help.stdout)).not.toContain('Getting started')

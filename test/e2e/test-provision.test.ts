@@ -82,7 +82,8 @@ describe('outpost test-provision (built CLI)', () => {
   })
 
   it('fails for good on an SSH key that Proxmox refuses, says so, and leaves no VM', async () => {
-    const result = await runCli(['test-provision', '--json', '--ssh-pubkey', 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAInotakey operator@example'], {env: proxmoxConfig()})
+    // Well-formed enough for outpost (an ssh-ed25519 blob), but no key ssh-keygen accepts (4 bytes of key data).
+    const result = await runCli(['test-provision', '--json', '--ssh-pubkey', 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAABG5vdGE= operator@example'], {env: proxmoxConfig()})
     expect(result.exitCode).toBe(1)
     const {error} = parseJson<{error: {code: string; message: string}}>(result)
     expect(error.code).toBe('provision_failed')

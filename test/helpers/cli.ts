@@ -13,6 +13,9 @@ export interface CliResult {
   stderr: string
 }
 
+/** The passphrase of the provider main keys the tests make: `init --main-key` encrypts the main key by default. */
+export const TEST_PASSPHRASE = 'a test passphrase, not a secret'
+
 /** A fresh config directory in /tmp, as a new user's would be. */
 export function tempConfigDir(prefix = 'outpost-e2e-'): string {
   return mkdtempSync(join(tmpdir(), prefix))

@@ -11,7 +11,7 @@ import {toHex} from '../../src/core/hex.js'
 import {createKeyFile, readKeyFile} from '../../src/core/keys.js'
 import {generateKeyPair, type KeyPair} from '../../src/core/signing.js'
 import {startMarketplace, type MarketplaceOptions, type MarketplaceServer} from '../../src/marketplace/server.js'
-import {BIN, runCli} from './cli.js'
+import {BIN, runCli, TEST_PASSPHRASE} from './cli.js'
 
 /**
  * A real devnet marketplace on a free loopback port, and the signed calls a provider and a renter make, for the agent's
@@ -111,12 +111,12 @@ export interface ProviderSetup extends RegisteredProvider {
   agentKey: KeyPair
 }
 
-/** `outpost init --main-key` in a fresh config dir (the built CLI), then the registration calls. */
+/** `outpost init --main-key` in a fresh config dir (the built CLI; the main key encrypted with TEST_PASSPHRASE), then the registration calls. */
 export async function initProvider(endpoint: string, options: {stake?: string} = {}): Promise<ProviderSetup> {
   const configDir = mkdtempSync(join(tmpdir(), 'outpost-agent-e2e-'))
-  const init = await runCli(['init', '--main-key', '--endpoint', endpoint], {env: {OUTPOST_CONFIG_DIR: configDir}})
+  const init = await runCli(['init', '--main-key', '--endpoint', endpoint], {env: {OUTPOST_CONFIG_DIR: configDir, OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE}})
   if (init.exitCode !== 0) throw new Error(`outpost init failed:\n${init.stderr}`)
-  const mainKey = await readKeyFile(join(configDir, 'provider-main.key'))
+  const mainKey = await readKeyFile(join(configDir, 'provider-main.key'), {passphrase: () => TEST_PASSPHRASE})
   const agentKey = await readKeyFile(join(configDir, 'agent.key'))
   const registered = await registerProvider(endpoint, mainKey, [agentKey], options)
   return {configDir, mainKey, agentKey, ...registered}

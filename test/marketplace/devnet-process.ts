@@ -13,11 +13,14 @@ export interface DevnetProcess {
   exited: Promise<{code: number | null; signal: NodeJS.Signals | null}>
 }
 
-/** Runs the built CLI's `devnet start --port 0 --json` and waits for its one JSON line. */
-export async function startDevnetProcess(dataDir: string, extraArgs: string[] = []): Promise<DevnetProcess> {
+/**
+ * Runs the built CLI's `devnet start --port 0 --json` and waits for its one JSON line. Its config dir (where it records
+ * itself for the renter commands) is `configDir`, else the data dir: never the user's own.
+ */
+export async function startDevnetProcess(dataDir: string, extraArgs: string[] = [], configDir = dataDir): Promise<DevnetProcess> {
   const child = spawn(process.execPath, [BIN, 'devnet', 'start', '--port', '0', '--json', '--data-dir', dataDir, ...extraArgs], {
     cwd: REPO_ROOT,
-    env: {...process.env, NO_COLOR: '1', CI: 'true'},
+    env: {...process.env, NO_COLOR: '1', CI: 'true', OUTPOST_CONFIG_DIR: configDir},
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let stderr = ''

@@ -3,20 +3,21 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {mainKeyFlags, yesFlag} from '../../cli/flags.js'
 import type {ProviderDispute} from '../../core/api/disputes.js'
-import {ExitCode, UserError} from '../../core/errors.js'
-import {renderTable} from '../../ui/table.js'
-import {answerableDispute, EVIDENCE_HEADER, evidenceRows, sendEvidence} from '../../dispute/disputes.js'
-import {evidenceFromAgentState, evidenceFromFile, mergeDrafts, type EvidenceDraft} from '../../dispute/evidence.js'
 import {mainKeySession} from '../../core/api/session.js'
+import {ExitCode, UserError} from '../../core/errors.js'
+import {answerableDispute, EVIDENCE_HEADER, evidenceRows, planEvidence, sendEvidence, type EvidencePlan} from '../../dispute/disputes.js'
+import {evidenceFromAgentState, evidenceFromFile, mergeDrafts, type EvidenceDraft} from '../../dispute/evidence.js'
 import {confirmOrRefuse} from '../../ui/confirm.js'
-import {canPrompt} from '../../ui/interactive.js'
+import {renderTable} from '../../ui/table.js'
 
 export default class DisputeEvidence extends BaseCommand {
-  static override summary = 'Answer a dispute with evidence: from a file, or built from the agent\'s own records (--auto)'
+  static override summary = "Answer a dispute with evidence: from a file, or built from the agent's own records (--auto)"
   static override description =
     '--file takes {"provider_response", "evidence": [{type, description, file | data | hash, url?}]}; a file is hashed ' +
     '(SHA-256) here. --auto reads the agent state dir for the contract: its signed usage records and journal entries. ' +
-    'What will be submitted is shown first; in a terminal you are asked, unless --yes.'
+    'What will be submitted is shown first, then confirmed: asked in a terminal, --yes otherwise (evidence cannot be ' +
+    'taken back). Evidence is kept by its hash: items the dispute holds already are left out, so running it twice adds ' +
+    'nothing the second time.'
 
   static override examples = [
     '<%= config.bin %> dispute evidence 5c1e... --auto',
@@ -34,7 +35,7 @@ export default class DisputeEvidence extends BaseCommand {
     'dry-run': Flags.boolean({description: 'show what would be submitted, and stop'}),
   }
 
-  async run(): Promise<{dispute: ProviderDispute; draft: EvidenceDraft; submitted: boolean}> {
+  async run(): Promise<{dispute: ProviderDispute; draft: EvidenceDraft; plan: EvidencePlan; submitted: boolean}> {
     const {args, flags} = await this.parse(DisputeEvidence)
     if (!flags.file && !flags.auto) {
       throw new UserError('say where the evidence comes from', {code: 'evidence_source', exit: ExitCode.usage, suggestion: 'pass --file evidence.json, --auto, or both'})
@@ -47,15 +48,21 @@ export default class DisputeEvidence extends BaseCommand {
       ...(flags.file ? [evidenceFromFile(flags.file)] : []),
       ...(flags.auto ? [evidenceFromAgentState(loaded.paths.stateDir, dispute.contract_id)] : []),
     ])
+    const plan = planEvidence(dispute, draft, flags.response)
     this.log(`dispute ${dispute.dispute_id} on contract ${dispute.contract_id} (${dispute.type}): ${dispute.description}`)
-    this.log(`response: ${flags.response ?? draft.provider_response ?? '(none)'}`)
-    this.log(renderTable(EVIDENCE_HEADER, evidenceRows(draft.evidence)))
+    this.log(`response: ${plan.provider_response}`)
+    if (plan.evidence.length > 0) this.log(renderTable(EVIDENCE_HEADER, evidenceRows(plan.evidence)))
+    if (plan.already_submitted > 0) this.log(`${plan.already_submitted} of the ${draft.evidence.length} items are on the dispute already (same hash), and are left out`)
     for (const note of draft.notes) this.log(`note: ${note}`)
-    if (flags['dry-run']) return {dispute, draft, submitted: false}
-    // Evidence adds to the record and can't be taken back: asked in a terminal; a script has seen it printed above.
-    if (canPrompt() && !this.jsonEnabled()) await confirmOrRefuse(`Submit these ${draft.evidence.length} evidence items?`, 'submitting evidence', {yes: flags.yes})
-    const answered = await sendEvidence(session, args.id, draft, flags.response)
+    if (flags['dry-run']) return {dispute, draft, plan, submitted: false}
+    if (!plan.changes) {
+      this.log('nothing new to submit: the dispute holds every item and this response already')
+      return {dispute, draft, plan, submitted: false}
+    }
+    // Evidence adds to the record and can't be taken back: confirmed like accepting a dispute.
+    await confirmOrRefuse(`Submit ${plan.evidence.length} evidence item(s)? They can't be taken back.`, 'submitting evidence', {yes: flags.yes, json: this.jsonEnabled()})
+    const answered = await sendEvidence(session, args.id, plan)
     this.log(`submitted: dispute ${answered.dispute_id} is ${answered.status}, ${answered.evidence.length} evidence items in all`)
-    return {dispute: answered, draft, submitted: true}
+    return {dispute: answered, draft, plan, submitted: true}
   }
 }

@@ -11,7 +11,7 @@ export default class ServiceInstall extends BaseCommand {
   static override summary = 'Install `outpost run` as a systemd service'
   static override description =
     'Writes a hardened systemd unit (runs as the outpost user, Restart=always, NoNewPrivileges, ProtectSystem=strict, ' +
-    'ReadWritePaths for the state dir, PrivateTmp) and, with --log-file, a logrotate file; then enables and starts it ' +
+    'ReadWritePaths for the state dir, PrivateTmp, UMask=0077) and, with --log-file, a logrotate file; then enables and starts it ' +
     'when systemd runs here.'
 
   static override examples = ['sudo <%= config.bin %> service install', '<%= config.bin %> service install --dry-run']
@@ -43,13 +43,13 @@ export default class ServiceInstall extends BaseCommand {
       const rendered = renderService(loaded, options)
       this.log(`# ${rendered.unitFile}\n${rendered.unit}`)
       if (rendered.logrotate) this.log(`# ${rendered.logrotateFile}\n${rendered.logrotate}`)
-      for (const warning of rendered.warnings) this.warn(warning)
+      for (const warning of rendered.warnings) this.warning(warning)
       return {unit: rendered.unit, ...(rendered.logrotate ? {logrotate: rendered.logrotate} : {}), warnings: rendered.warnings}
     }
     const result = await installService(loaded, {...options, start: flags.start})
     this.log(`wrote ${result.unit_file}${result.logrotate_file ? ` and ${result.logrotate_file}` : ''}`)
     if (result.started) this.log('outpost.service is enabled and running')
-    for (const warning of result.warnings) this.warn(warning)
+    for (const warning of result.warnings) this.warning(warning)
     for (const step of result.next_steps) this.log(`next: ${step}`)
     return result
   }

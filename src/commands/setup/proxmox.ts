@@ -3,8 +3,9 @@ import {Flags} from '@oclif/core'
 import {answerFlag} from '../../cli/answers.js'
 import {BaseCommand} from '../../cli/base-command.js'
 import {mainKeyFile, passphraseFile} from '../../cli/flags.js'
+import {checkEndpoint, checkProfileFlags} from '../../setup/init-answers.js'
 import {PROXMOX_ANSWERS as ANSWERS} from '../../setup/proxmox/answers.js'
-import {inquirerAsker} from '../../setup/proxmox/asker.js'
+import {inquirerAsker} from '../../ui/asker.js'
 import {setupProxmox, type ProxmoxSetupResult} from '../../setup/proxmox/wizard.js'
 import {paint} from '../../ui/colors.js'
 import {canPrompt} from '../../ui/interactive.js'
@@ -43,6 +44,7 @@ export default class SetupProxmox extends BaseCommand {
     'api-user': answerFlag(ANSWERS['api-user']),
     'token-name': answerFlag(ANSWERS['token-name']),
     role: answerFlag(ANSWERS.role),
+    pool: answerFlag(ANSWERS.pool),
     endpoint: answerFlag(ANSWERS.endpoint),
     name: answerFlag(ANSWERS.name),
     'contact-email': answerFlag(ANSWERS['contact-email']),
@@ -57,6 +59,8 @@ export default class SetupProxmox extends BaseCommand {
 
   async run(): Promise<ProxmoxSetupResult> {
     const {flags} = await this.parse(SetupProxmox)
+    checkProfileFlags(flags)
+    if (flags.endpoint !== undefined) checkEndpoint(flags.endpoint)
     const json = this.jsonEnabled()
     const result = await setupProxmox(
       {

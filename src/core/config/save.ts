@@ -1,19 +1,34 @@
-import {copyFileSync, readFileSync} from 'node:fs'
+import {existsSync, readFileSync} from 'node:fs'
 
 import {backupPath, writeFileAtomic} from '../files.js'
 import {parseToml, validateConfig} from './load.js'
 
+/** A config may hold a secret (a Proxmox or Hetzner token, a webhook URL), so every write of one is owner-only. */
+export const CONFIG_FILE_MODE = 0o600
+
+export interface SavedConfig {
+  /** The previous file, kept (also 0600) when there was one. */
+  backup?: string
+}
+
 /**
- * Sets `key = value` in `[section]` of a config file, keeping every comment and line around it. The result is
- * validated before it replaces the file (atomically), and the old file is kept as a backup.
+ * The one way a config file is written: the text is validated first (without OUTPOST_* overrides: only the file
+ * counts), the old file is kept as a timestamped backup, and the new one replaces it atomically with mode 0600.
  */
-export function setConfigValues(file: string, section: string, values: Record<string, string | number | boolean>): {backup: string} {
-  const text = setConfigText(readFileSync(file, 'utf8'), section, values)
+export function writeConfigFile(file: string, text: string): SavedConfig {
   validateConfig(parseToml(text, file), file, {}, text)
-  const backup = backupPath(file)
-  copyFileSync(file, backup)
-  writeFileAtomic(file, text, 0o644)
-  return {backup}
+  let backup: string | undefined
+  if (existsSync(file)) {
+    backup = backupPath(file)
+    writeFileAtomic(backup, readFileSync(file), CONFIG_FILE_MODE)
+  }
+  writeFileAtomic(file, text, CONFIG_FILE_MODE)
+  return backup ? {backup} : {}
+}
+
+/** Sets `key = value` in `[section]` of a config file, keeping every comment and line around it (see writeConfigFile). */
+export function setConfigValues(file: string, section: string, values: Record<string, string | number | boolean>): SavedConfig {
+  return writeConfigFile(file, setConfigText(readFileSync(file, 'utf8'), section, values))
 }
 
 /** The same edit on config text: each `key = value` set in `[section]` (added when missing), every other line kept. */

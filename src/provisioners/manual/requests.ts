@@ -117,14 +117,18 @@ export class ManualRequestStore {
       })
     }
     if (request.status !== 'pending') {
-      throw new UserError(`contract ${contractId} was already answered (${request.status})`, {code: 'manual_request_answered', exit: ExitCode.refused})
+      throw new UserError(`contract ${contractId} was already answered (${request.status})`, {
+        code: 'manual_request_answered',
+        exit: ExitCode.failed,
+        suggestion: 'an answer is final: the agent has reported it (the renter cancels a machine that is not what was asked)',
+      })
     }
     return request
   }
 
   private requestFile(contractId: string): string {
     if (!ContractId.safeParse(contractId).success) {
-      throw new UserError(`"${contractId}" is not a contract id (32 hex characters)`, {code: 'usage', exit: ExitCode.usage})
+      throw new UserError(`"${contractId}" is not a contract id (32 hex characters)`, {code: 'usage', exit: ExitCode.usage, suggestion: `pass the id the agent logged with the request (requests are in ${this.requestsDir})`})
     }
     return join(this.requestsDir, `${contractId}.json`)
   }

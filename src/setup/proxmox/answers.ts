@@ -24,6 +24,7 @@ export const PROXMOX_ANSWERS = {
   'api-user': {kind: 'text', env: 'OUTPOST_PROXMOX_API_USER', description: 'Proxmox user the token belongs to', default: 'outpost@pve'},
   'token-name': {kind: 'text', env: 'OUTPOST_PROXMOX_TOKEN_NAME', description: 'API token name', default: 'agent'},
   role: {kind: 'text', env: 'OUTPOST_PROXMOX_ROLE', description: 'Proxmox role with the privileges the agent uses', default: 'OutpostAgent'},
+  pool: {kind: 'text', env: 'OUTPOST_PROXMOX_POOL', description: 'resource pool of the templates and the rented VMs: the token has its rights there, not on /', default: 'outpost'},
   endpoint: {kind: 'text', env: 'OUTPOST_MARKETPLACE_ENDPOINT', description: 'marketplace API base URL (default: the existing config)'},
   name: {kind: 'text', env: 'OUTPOST_PROVIDER_NAME', description: 'provider name, to register with the main key (default: [provider] name)'},
   'contact-email': {kind: 'text', env: 'OUTPOST_PROVIDER_CONTACT_EMAIL', description: 'contact email, to register with the main key (default: [provider] contact_email)'},

@@ -5,7 +5,9 @@ import type {RemoteHost} from './remote.js'
 
 /**
  * Least-privilege API access for the agent: a role with only the privileges the Proxmox provisioner uses, a user in
- * the pve realm with that role on /, and an API token. All of it through `pveum`, whose JSON output is parsed here.
+ * the pve realm, and an API token. The role is granted on a resource pool that holds the templates and their storage
+ * (the agent clones into it), on the node (its status: Sys.Audit) and on the bridge's SDN zone (SDN.Use, PVE 8+), and
+ * nowhere else: the token can't touch VMs outside the pool. All of it through `pveum`, whose JSON output is parsed here.
  */
 
 /** What the provisioner calls needs (PVE's permission checks for each API path it uses). */
@@ -43,12 +45,19 @@ export interface ApiAccessSettings {
   knownSecretWorks: boolean
   /** GPUs are passed through: the role also gets Mapping.Use and VM.Config.HWType (hostpci and machine). */
   gpuPassthrough?: boolean
+  /** The resource pool the agent's rights are scoped to; the templates and their storage are put in it. */
+  pool: string
+  node: string
+  bridge: string
+  storage: string
+  templateVmids: readonly number[]
 }
 
 export type AccessStatus = 'created' | 'updated' | 'unchanged'
 
 export interface ApiAccessResult {
   role: AccessStatus
+  pool: AccessStatus
   user: AccessStatus
   acl: AccessStatus
   token: AccessStatus | 'replaced'
@@ -62,6 +71,9 @@ const RoleList = z.array(z.looseObject({roleid: z.string(), privs: z.union([z.st
 const UserList = z.array(z.looseObject({userid: z.string()}))
 const AclList = z.array(z.looseObject({path: z.string(), roleid: z.string(), type: z.string(), ugid: z.string(), propagate: flag.optional()}))
 const TokenList = z.array(z.looseObject({tokenid: z.string()}))
+const PoolList = z.array(z.looseObject({poolid: z.string()}))
+const PoolMember = z.looseObject({type: z.string(), vmid: z.union([z.number(), z.string()]).optional(), storage: z.string().optional()})
+const PoolConfig = z.looseObject({members: z.array(PoolMember).default([])})
 const NewToken = z.looseObject({
   'full-tokenid': z.string(),
   value: z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'expected the secret, a lowercase UUID'),
@@ -94,6 +106,66 @@ async function pveumJson<S extends z.ZodType>(host: RemoteHost, args: string[], 
   return parsePveum(args.join(' '), output, schema)
 }
 
+const POOL_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
+
+/** The pool, holding the templates and the storage of their disks (and so of linked clones). */
+async function ensurePool(host: RemoteHost, settings: ApiAccessSettings): Promise<AccessStatus> {
+  const {pool} = settings
+  if (!POOL_ID.test(pool)) {
+    throw new UserError(`--pool "${pool}" is not a Proxmox pool name`, {code: 'invalid_flag', exit: ExitCode.usage, suggestion: 'pass letters, digits, dots, dashes and underscores, like outpost'})
+  }
+  let status: AccessStatus = 'unchanged'
+  let vms = new Set<number>()
+  let storages = new Set<string>()
+  if ((await pveumJson(host, ['pool', 'list'], PoolList)).some((item) => item.poolid === pool)) {
+    const output = await host.mustRead(['pvesh', 'get', `/pools/${pool}`, '--output-format', 'json'], `reading pool ${pool}`)
+    const {members} = parsePveum(`pvesh get /pools/${pool}`, output, PoolConfig)
+    vms = new Set(members.filter((member) => member.type === 'qemu').map((member) => Number(member.vmid)))
+    storages = new Set(members.filter((member) => member.type === 'storage').map((member) => member.storage ?? ''))
+  } else {
+    await host.change(['pveum', 'pool', 'add', pool, '--comment', 'Outpost: the templates and the VMs the agent rents out'], `creating pool ${pool}`)
+    status = 'created'
+  }
+  const missingVms = settings.templateVmids.filter((vmid) => !vms.has(vmid))
+  const missingStorage = storages.has(settings.storage) ? [] : [settings.storage]
+  if (missingVms.length > 0 || missingStorage.length > 0) {
+    const what = [...missingVms.map((vmid) => `VM ${vmid}`), ...missingStorage.map((storage) => `storage ${storage}`)].join(', ')
+    const args = [...(missingVms.length > 0 ? ['--vms', missingVms.join(',')] : []), ...(missingStorage.length > 0 ? ['--storage', settings.storage] : [])]
+    await host.change(['pveum', 'pool', 'modify', pool, ...args], `adding ${what} to pool ${pool}`)
+    if (status === 'unchanged') status = 'updated'
+  }
+  return status
+}
+
+/**
+ * The paths the role is granted on: the pool, the node, (PVE 8+) the bridge's zone, and with GPU passthrough the PCI
+ * resource mappings (Mapping.Use is checked on /mapping/pci/<id>). Never `/`.
+ */
+export function aclPaths(settings: Pick<ApiAccessSettings, 'pool' | 'node' | 'bridge' | 'pveMajor' | 'gpuPassthrough'>): string[] {
+  return [
+    `/pool/${settings.pool}`,
+    `/nodes/${settings.node}`,
+    ...(settings.pveMajor >= 8 ? [`/sdn/zones/localnetwork/${settings.bridge}`] : []),
+    ...(settings.gpuPassthrough ? ['/mapping/pci'] : []),
+  ]
+}
+
+/** Grants the role on exactly aclPaths(), and takes back the grant on `/` that earlier versions of the wizard made. */
+async function ensureAcls(host: RemoteHost, settings: ApiAccessSettings): Promise<AccessStatus> {
+  const own = (await pveumJson(host, ['acl', 'list'], AclList)).filter((acl) => acl.type === 'user' && acl.ugid === settings.user && acl.roleid === settings.role)
+  let changed = false
+  for (const path of aclPaths(settings)) {
+    if (own.some((acl) => acl.path === path && acl.propagate !== false)) continue
+    await host.change(['pveum', 'acl', 'modify', path, '--users', settings.user, '--roles', settings.role, '--propagate', '1'], `granting ${settings.role} on ${path} to ${settings.user}`)
+    changed = true
+  }
+  if (own.some((acl) => acl.path === '/')) {
+    await host.change(['pveum', 'acl', 'delete', '/', '--users', settings.user, '--roles', settings.role], `taking back ${settings.role} on / from ${settings.user}`)
+    changed = true
+  }
+  return !changed ? 'unchanged' : own.length === 0 ? 'created' : 'updated'
+}
+
 export async function ensureApiAccess(host: RemoteHost, settings: ApiAccessSettings): Promise<ApiAccessResult> {
   if (!/^[^\s@!]+@[^\s@!]+$/.test(settings.user)) {
     throw new UserError(`--api-user "${settings.user}" is not USER@REALM`, {code: 'invalid_flag', exit: ExitCode.usage, suggestion: 'pass a user like outpost@pve'})
@@ -118,18 +190,14 @@ export async function ensureApiAccess(host: RemoteHost, settings: ApiAccessSetti
     userStatus = 'created'
   }
 
-  let aclStatus: AccessStatus = 'unchanged'
-  const acls = await pveumJson(host, ['acl', 'list'], AclList)
-  if (!acls.some((acl) => acl.path === '/' && acl.type === 'user' && acl.ugid === settings.user && acl.roleid === settings.role && acl.propagate !== false)) {
-    await host.change(['pveum', 'acl', 'modify', '/', '--users', settings.user, '--roles', settings.role, '--propagate', '1'], `granting ${settings.role} to ${settings.user}`)
-    aclStatus = 'created'
-  }
+  const poolStatus = await ensurePool(host, settings)
+  const aclStatus = await ensureAcls(host, settings)
 
   // A user made just now (or in a dry run) has no tokens; asking pveum about it would fail.
   const tokens = userStatus === 'created' ? [] : await pveumJson(host, ['user', 'token', 'list', settings.user], TokenList)
   const tokenExists = tokens.some((token) => token.tokenid === settings.tokenName)
   if (tokenExists && settings.knownSecretWorks) {
-    return {role: roleStatus, user: userStatus, acl: aclStatus, token: 'unchanged', tokenId}
+    return {role: roleStatus, pool: poolStatus, user: userStatus, acl: aclStatus, token: 'unchanged', tokenId}
   }
   // Proxmox shows a token's secret only when it is made: one whose secret is lost is replaced.
   if (tokenExists) await host.change(['pveum', 'user', 'token', 'remove', settings.user, settings.tokenName], `removing token ${tokenId}, whose secret is unknown`)
@@ -142,5 +210,5 @@ export async function ensureApiAccess(host: RemoteHost, settings: ApiAccessSetti
   if (created && created['full-tokenid'] !== tokenId) {
     throw new UserError(`pveum made token ${created['full-tokenid']}, not ${tokenId}`, {code: 'unexpected_output'})
   }
-  return {role: roleStatus, user: userStatus, acl: aclStatus, token: tokenExists ? 'replaced' : 'created', tokenId, ...(created ? {secret: created.value} : {})}
+  return {role: roleStatus, pool: poolStatus, user: userStatus, acl: aclStatus, token: tokenExists ? 'replaced' : 'created', tokenId, ...(created ? {secret: created.value} : {})}
 }

@@ -1,10 +1,9 @@
-import {copyFileSync, existsSync, readFileSync} from 'node:fs'
+import {existsSync, readFileSync} from 'node:fs'
 
 import {parseToml, validateConfig} from '../../core/config/load.js'
-import {setConfigText} from '../../core/config/save.js'
+import {setConfigText, writeConfigFile} from '../../core/config/save.js'
 import type {OutpostConfig} from '../../core/config/schema.js'
 import {ExitCode, UserError} from '../../core/errors.js'
-import {backupPath, writeFileAtomic} from '../../core/files.js'
 import {renderTemplate} from '../../core/templates.js'
 import {withPassthrough, type GpuPassthroughEntry} from './gpus.js'
 
@@ -21,6 +20,7 @@ export interface ProxmoxConfigValues {
   templateVmid: number
   /** `[gpu] passthrough`, when the wizard mapped GPUs (left as it is otherwise). */
   passthrough?: readonly GpuPassthroughEntry[]
+  pool: string
 }
 
 export interface ConfigWrite {
@@ -44,6 +44,7 @@ function proxmoxValues(values: ProxmoxConfigValues): Record<string, string | num
     tls_fingerprint: values.tlsFingerprint,
     node: values.node,
     template_vmid: values.templateVmid,
+    pool: values.pool,
   }
 }
 
@@ -84,8 +85,8 @@ export function configText(existing: string | undefined, values: ProxmoxConfigVa
 }
 
 /**
- * Writes the config atomically with mode 0600 (it holds the token secret), keeping the old file as a timestamped
- * backup; an identical file is left alone. The text is validated before anything is replaced.
+ * Writes the config (atomically, mode 0600: it holds the token secret), keeping the old file as a timestamped backup;
+ * an identical file is left alone. The text is validated before anything is replaced.
  */
 export function writeConfig(file: string, values: ProxmoxConfigValues, dryRun: boolean): ConfigWrite {
   const existing = existsSync(file) ? readFileSync(file, 'utf8') : undefined
@@ -101,11 +102,6 @@ export function writeConfig(file: string, values: ProxmoxConfigValues, dryRun: b
   }
   if (existing === text) return {file, status: 'unchanged'}
   if (dryRun) return {file, status: existing === undefined ? 'created' : 'updated'}
-  let backup: string | undefined
-  if (existing !== undefined) {
-    backup = backupPath(file)
-    copyFileSync(file, backup)
-  }
-  writeFileAtomic(file, text, 0o600)
+  const {backup} = writeConfigFile(file, text)
   return {file, status: existing === undefined ? 'created' : 'updated', ...(backup ? {backup} : {})}
 }

@@ -13,10 +13,11 @@ import {renderTemplate} from '../../core/templates.js'
 import {runTasks, type ProgressMode, type Task} from '../../ui/tasks.js'
 import {missingAnswersError, type MissingAnswer} from '../answers.js'
 import {AGENT_KEY_FILE_NAME, MAIN_KEY_FILE_NAME} from '../init.js'
+import {checkEndpoint, emailProblem, endpointProblem, nameProblem} from '../init-answers.js'
 import {delegationText, registerWithMarketplace} from '../register.js'
 import {ensureApiAccess, type AccessStatus, type ApiAccessResult} from './api-access.js'
 import {PROXMOX_ANSWERS, type ProxmoxAnswerName, type ProxmoxAnswers} from './answers.js'
-import type {Asker} from './asker.js'
+import type {Asker} from '../../ui/asker.js'
 import {createTemplate, IMAGE_IDS, isImageId, planTemplates, type ImageId, type TemplatePlan} from './cloud-templates.js'
 import {readExistingConfig, writeConfig, type ConfigWrite} from './config-file.js'
 import {parsePvesmStatus, readHostFacts, type HostFacts} from './host-facts.js'
@@ -56,7 +57,7 @@ export interface ProxmoxSetupResult {
   bridge: string
   templates: {image: ImageId; vmid: number; name: string; status: 'created' | 'kept' | 'recreated' | 'planned'}[]
   vendor_snippet: {volume: string; status: 'created' | 'updated' | 'unchanged'}
-  api_access: {role: AccessStatus; user: AccessStatus; acl: AccessStatus; token: ApiAccessResult['token']; token_id: string}
+  api_access: {role: AccessStatus; pool: AccessStatus; user: AccessStatus; acl: AccessStatus; token: ApiAccessResult['token']; token_id: string}
   token_check?: TokenCheckResult
   agent_key: {file: string; status: 'created' | 'kept' | 'planned'; public_key?: string}
   delegation: {status: DelegationStatus; provider_pubkey?: string; text_to_sign?: string; label: string}
@@ -98,7 +99,7 @@ async function answerStaticQuestions(options: ProxmoxSetupOptions, io: ProxmoxSe
   if (!host) missing.push({name: 'host', why: 'the Proxmox VE host to set up'})
 
   let endpoint = answers.endpoint ?? existing?.marketplace.endpoint
-  if (!endpoint && ask) endpoint = await ask.input('Marketplace API URL', {validate: (value) => (/^https?:\/\/\S+$/.test(value) ? true : 'an http:// or https:// URL')})
+  if (!endpoint && ask) endpoint = checkEndpoint(await ask.input('Marketplace API URL', {validate: (value) => endpointProblem(value) ?? true}))
   if (!endpoint) missing.push({name: 'endpoint', why: 'the marketplace API URL for outpost.toml'})
 
   const auth: SshAuth = {
@@ -121,8 +122,8 @@ async function answerStaticQuestions(options: ProxmoxSetupOptions, io: ProxmoxSe
   if (keyFile && !options.dryRun && (!profile.name || !profile.contact_email)) {
     if (ask) {
       profile = {
-        name: profile.name ?? (await ask.input('Provider name (shown to renters)')),
-        contact_email: profile.contact_email ?? (await ask.input('Contact email')),
+        name: profile.name ?? (await ask.input('Provider name (shown to renters)', {validate: (value) => nameProblem(value) ?? true})),
+        contact_email: profile.contact_email ?? (await ask.input('Contact email', {validate: (value) => emailProblem(value) ?? true})),
       }
     } else {
       if (!profile.name) missing.push({name: 'name', why: 'the provider name, to register with the main key'})
@@ -306,7 +307,7 @@ async function runWizardSteps(context: StepContext): Promise<ProxmoxSetupResult>
       }),
     ),
     {
-      title: `API access (role ${answers.role}, user ${answers['api-user']}, token ${tokenId})`,
+      title: `API access (role ${answers.role} on pool ${answers.pool}, user ${answers['api-user']}, token ${tokenId})`,
       run: async () => {
         const target = {host: apiHost, port: apiPort, tokenId, tlsFingerprint: facts.tlsFingerprint, templateVmids: []}
         const knownSecretWorks = knownSecret !== undefined && (await secretStillWorks({...target, tokenSecret: knownSecret}))
@@ -317,8 +318,13 @@ async function runWizardSteps(context: StepContext): Promise<ProxmoxSetupResult>
           pveMajor: facts.pve.major,
           knownSecretWorks,
           gpuPassthrough: gpuAnswer !== undefined || (plan.existing?.gpu.passthrough.length ?? 0) > 0,
+          pool: answers.pool,
+          node: choices.node,
+          bridge: choices.bridge,
+          storage: choices.storage,
+          templateVmids: templates.map((template) => template.vmid),
         })
-        return {add: {access}, note: `role ${access.role}, user ${access.user}, ACL ${access.acl}, token ${access.token}`}
+        return {add: {access}, note: `role ${access.role}, pool ${access.pool}, user ${access.user}, ACL ${access.acl}, token ${access.token}`}
       },
     },
     {
@@ -369,6 +375,7 @@ async function runWizardSteps(context: StepContext): Promise<ProxmoxSetupResult>
             node: choices.node,
             templateVmid: primary.vmid,
             ...(gpus ? {passthrough: gpus.passthrough} : {}),
+            pool: answers.pool,
           },
           dry,
         )
@@ -407,7 +414,7 @@ async function runWizardSteps(context: StepContext): Promise<ProxmoxSetupResult>
 }
 
 function withoutSecret(access: ApiAccessResult): ProxmoxSetupResult['api_access'] {
-  return {role: access.role, user: access.user, acl: access.acl, token: access.token, token_id: access.tokenId}
+  return {role: access.role, pool: access.pool, user: access.user, acl: access.acl, token: access.token, token_id: access.tokenId}
 }
 
 async function delegate(input: {options: ProxmoxSetupOptions; plan: Plan; agentKeyFile: string; providerPubkey?: string; label: string; dry: boolean}): Promise<ProxmoxSetupResult['delegation']> {

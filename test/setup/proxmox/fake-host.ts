@@ -46,6 +46,7 @@ export interface FakePveState {
   acls: {path: string; roleid: string; type: string; ugid: string; propagate: number}[]
   tokens: Record<string, string[]>
   mappings?: Record<string, {id: string; map: string[]; description?: string}>
+  pools: Record<string, {comment: string; vms: number[]; storage: string[]}>
 }
 
 export interface FakeProxmoxHost {
@@ -58,7 +59,7 @@ export interface FakeProxmoxHost {
   stateDir: string
   imageDir: string
   configure(settings: FakePveSettings): void
-  /** Forgets every VM, role, user, token and call. */
+  /** Forgets every VM, role, user, token, pool and call. */
   reset(): void
   state(): FakePveState
   calls(): string[]
@@ -141,7 +142,7 @@ export async function startFakeProxmoxHost(certificate: string): Promise<FakePro
       rmSync(join(stateDir, 'snippets'), {recursive: true, force: true})
     },
     state() {
-      return existsSync(statePath) ? (JSON.parse(readFileSync(statePath, 'utf8')) as FakePveState) : {vms: {}, roles: {}, users: [], acls: [], tokens: {}}
+      return existsSync(statePath) ? (JSON.parse(readFileSync(statePath, 'utf8')) as FakePveState) : {vms: {}, roles: {}, users: [], acls: [], tokens: {}, pools: {}}
     },
     calls() {
       return existsSync(callsPath) ? readFileSync(callsPath, 'utf8').split('\n').filter(Boolean) : []

@@ -65,36 +65,86 @@ describe('templates', () => {
 })
 
 describe('API access', () => {
-  const settings = {role: 'OutpostAgent', user: 'outpost@pve', tokenName: 'agent', pveMajor: 8, knownSecretWorks: false}
+  const settings = {
+    role: 'OutpostAgent',
+    user: 'outpost@pve',
+    tokenName: 'agent',
+    pveMajor: 8,
+    knownSecretWorks: false,
+    pool: 'outpost',
+    node: 'pve',
+    bridge: 'vmbr0',
+    storage: 'local-lvm',
+    templateVmids: [9000],
+  }
+  const scopedAcls = JSON.stringify(
+    ['/pool/outpost', '/nodes/pve', '/sdn/zones/localnetwork/vmbr0'].map((path) => ({path, roleid: 'OutpostAgent', type: 'user', ugid: 'outpost@pve', propagate: 1})),
+  )
 
-  it('creates role, user, ACL and token, and reads the secret from the JSON answer', async () => {
+  it('creates role, pool, user, ACLs and token, and reads the secret from the JSON answer', async () => {
     const {host} = scriptedHost([
       ['pveum role list', {stdout: '[{"roleid":"Administrator","privs":"Sys.Modify","special":1}]'}],
       ['pveum user list', {stdout: '[{"userid":"root@pam","enable":1}]'}],
+      ['pveum pool list', {stdout: '[]'}],
       ['pveum acl list', {stdout: '[]'}],
       ['pveum user token add', {stdout: `{"full-tokenid":"outpost@pve!agent","info":{"privsep":"0"},"value":"${SECRET}"}`}],
     ])
-    expect(await ensureApiAccess(host, settings)).toEqual({role: 'created', user: 'created', acl: 'created', token: 'created', tokenId: 'outpost@pve!agent', secret: SECRET})
+    expect(await ensureApiAccess(host, settings)).toEqual({role: 'created', pool: 'created', user: 'created', acl: 'created', token: 'created', tokenId: 'outpost@pve!agent', secret: SECRET})
+    // The token's rights: the pool (with the template and its storage), the node's status, the bridge's zone; never /.
+    expect(host.changes).toContain("pveum pool add outpost --comment 'Outpost: the templates and the VMs the agent rents out'")
+    expect(host.changes).toContain('pveum pool modify outpost --vms 9000 --storage local-lvm')
+    expect(host.changes.filter((command) => command.startsWith('pveum acl'))).toEqual([
+      'pveum acl modify /pool/outpost --users outpost@pve --roles OutpostAgent --propagate 1',
+      'pveum acl modify /nodes/pve --users outpost@pve --roles OutpostAgent --propagate 1',
+      'pveum acl modify /sdn/zones/localnetwork/vmbr0 --users outpost@pve --roles OutpostAgent --propagate 1',
+    ])
   })
 
-  it('fixes a role whose privileges drifted, and replaces a token whose secret is lost', async () => {
+  it('PVE 7 has no SDN zone to grant on', async () => {
+    const {host} = scriptedHost([['pveum role list', {stdout: '[]'}], ['pveum user list', {stdout: '[]'}], ['pveum pool list', {stdout: '[]'}], ['pveum acl list', {stdout: '[]'}], ['pveum user token add', {stdout: `{"full-tokenid":"outpost@pve!agent","value":"${SECRET}"}`}]])
+    await ensureApiAccess(host, {...settings, pveMajor: 7})
+    expect(host.changes.filter((command) => command.startsWith('pveum acl'))).toEqual([
+      'pveum acl modify /pool/outpost --users outpost@pve --roles OutpostAgent --propagate 1',
+      'pveum acl modify /nodes/pve --users outpost@pve --roles OutpostAgent --propagate 1',
+    ])
+  })
+
+  it('fixes a role whose privileges drifted, scopes a grant on / down to the pool, and replaces a token whose secret is lost', async () => {
     const {host} = scriptedHost([
       ['pveum role list', {stdout: '[{"roleid":"OutpostAgent","privs":"VM.Audit,Sys.Modify","special":0}]'}],
       ['pveum user list', {stdout: '[{"userid":"outpost@pve"}]'}],
+      ['pveum pool list', {stdout: '[{"poolid":"outpost"}]'}],
+      ['pvesh get /pools/outpost', {stdout: '{"members":[{"id":"qemu/9000","type":"qemu","vmid":9000,"node":"pve"}]}'}],
       ['pveum acl list', {stdout: '[{"path":"/","roleid":"OutpostAgent","type":"user","ugid":"outpost@pve","propagate":1}]'}],
       ['pveum user token list', {stdout: '[{"tokenid":"agent","privsep":0}]'}],
       ['pveum user token add', {stdout: `{"full-tokenid":"outpost@pve!agent","value":"${SECRET}"}`}],
     ])
     const result = await ensureApiAccess(host, settings)
-    expect(result).toMatchObject({role: 'updated', user: 'unchanged', acl: 'unchanged', token: 'replaced', secret: SECRET})
+    expect(result).toMatchObject({role: 'updated', pool: 'updated', user: 'unchanged', acl: 'updated', token: 'replaced', secret: SECRET})
     expect(host.changes[0]).toMatch(/^pveum role modify OutpostAgent --privs Datastore\.AllocateSpace,/)
+    expect(host.changes).toContain('pveum pool modify outpost --storage local-lvm')
+    expect(host.changes).toContain('pveum acl delete / --users outpost@pve --roles OutpostAgent')
     expect(host.changes).toContain('pveum user token remove outpost@pve agent')
+  })
+
+  it('changes nothing when the pool, its members and the scoped grants are there', async () => {
+    const {host} = scriptedHost([
+      ['pveum role list', {stdout: '[]'}],
+      ['pveum user list', {stdout: '[{"userid":"outpost@pve"}]'}],
+      ['pveum pool list', {stdout: '[{"poolid":"outpost"}]'}],
+      ['pvesh get /pools/outpost', {stdout: '{"members":[{"type":"qemu","vmid":9000},{"type":"storage","storage":"local-lvm"}]}'}],
+      ['pveum acl list', {stdout: scopedAcls}],
+      ['pveum user token list', {stdout: '[{"tokenid":"agent"}]'}],
+    ])
+    expect(await ensureApiAccess(host, {...settings, knownSecretWorks: true})).toMatchObject({pool: 'unchanged', acl: 'unchanged', token: 'unchanged'})
+    expect(host.changes.filter((command) => !command.startsWith('pveum role'))).toEqual([])
   })
 
   it('a token answer without a proper secret is an error naming the field', async () => {
     const {host} = scriptedHost([
       ['pveum role list', {stdout: '[]'}],
       ['pveum user list', {stdout: '[]'}],
+      ['pveum pool list', {stdout: '[]'}],
       ['pveum acl list', {stdout: '[]'}],
       ['pveum user token add', {stdout: '{"full-tokenid":"outpost@pve!agent","value":"secret"}'}],
     ])
@@ -113,6 +163,7 @@ describe('outpost.toml', () => {
     tlsFingerprint: FINGERPRINT,
     node: 'pve',
     templateVmid: 9000,
+    pool: 'outpost',
   }
 
   it('a fresh config validates, and the wizard\'s own edit of it changes nothing', () => {

@@ -2,8 +2,8 @@ import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../../../cli/base-command.js'
 import {cancelContract, type RenterContract} from '../../../core/api/renter.js'
-import {devnetDataDir, renterFlags} from '../../../devnet/flags.js'
-import {renterClient} from '../../../devnet/renter.js'
+import {devnetTarget, renterFlags} from '../../../devnet/flags.js'
+import {onDevnet, renterClient} from '../../../devnet/renter.js'
 
 export default class DevnetContractCancel extends BaseCommand {
   static override summary = 'Cancel a contract as its renter'
@@ -12,8 +12,9 @@ export default class DevnetContractCancel extends BaseCommand {
 
   async run(): Promise<RenterContract> {
     const {args, flags} = await this.parse(DevnetContractCancel)
-    const dataDir = devnetDataDir(flags['data-dir'], this.configDirectory)
-    const contract = await cancelContract(await renterClient(dataDir, flags.endpoint), args.id)
+    const target = devnetTarget(flags, this.configDirectory)
+    const client = await renterClient(target)
+    const contract = await onDevnet(target, () => cancelContract(client, args.id))
     this.log(`contract ${contract.contract_id}: ${contract.status}; the provider's agent will terminate the machine`)
     return contract
   }

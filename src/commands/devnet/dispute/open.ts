@@ -2,8 +2,8 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../../cli/base-command.js'
 import {DISPUTE_TYPES, openDispute, type Dispute} from '../../../core/api/renter.js'
-import {devnetDataDir, renterFlags} from '../../../devnet/flags.js'
-import {renterClient} from '../../../devnet/renter.js'
+import {devnetTarget, renterFlags} from '../../../devnet/flags.js'
+import {onDevnet, renterClient} from '../../../devnet/renter.js'
 
 export default class DevnetDisputeOpen extends BaseCommand {
   static override summary = 'Open a dispute on a contract as its renter'
@@ -16,8 +16,9 @@ export default class DevnetDisputeOpen extends BaseCommand {
 
   async run(): Promise<Dispute> {
     const {args, flags} = await this.parse(DevnetDisputeOpen)
-    const dataDir = devnetDataDir(flags['data-dir'], this.configDirectory)
-    const dispute = await openDispute(await renterClient(dataDir, flags.endpoint), args.contract, {type: flags.type, description: flags.description})
+    const target = devnetTarget(flags, this.configDirectory)
+    const client = await renterClient(target)
+    const dispute = await onDevnet(target, () => openDispute(client, args.contract, {type: flags.type, description: flags.description}))
     this.log(`dispute ${dispute.dispute_id} on contract ${dispute.contract_id}: ${dispute.status}`)
     return dispute
   }

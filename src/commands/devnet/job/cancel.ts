@@ -3,8 +3,8 @@ import {Args} from '@oclif/core'
 import {BaseCommand} from '../../../cli/base-command.js'
 import type {JobDetail} from '../../../core/api/job-schemas.js'
 import {cancelJob} from '../../../core/api/renter-jobs.js'
-import {devnetDataDir, renterFlags} from '../../../devnet/flags.js'
-import {renterClient} from '../../../devnet/renter.js'
+import {devnetTarget, renterFlags} from '../../../devnet/flags.js'
+import {onDevnet, renterClient} from '../../../devnet/renter.js'
 
 export default class DevnetJobCancel extends BaseCommand {
   static override summary = 'Cancel an open job as its renter (a leased one runs to its verdict)'
@@ -13,8 +13,9 @@ export default class DevnetJobCancel extends BaseCommand {
 
   async run(): Promise<JobDetail> {
     const {args, flags} = await this.parse(DevnetJobCancel)
-    const dataDir = devnetDataDir(flags['data-dir'], this.configDirectory)
-    const job = await cancelJob(await renterClient(dataDir, flags.endpoint), args.id)
+    const target = devnetTarget(flags, this.configDirectory)
+    const client = await renterClient(target)
+    const job = await onDevnet(target, () => cancelJob(client, args.id))
     this.log(`job ${job.job_id}: ${job.status}`)
     return job
   }

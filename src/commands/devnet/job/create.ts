@@ -6,8 +6,8 @@ import {JOB_KINDS, type JobDetail} from '../../../core/api/job-schemas.js'
 import {isAmount} from '../../../core/decimal.js'
 import {UserError} from '../../../core/errors.js'
 import {JOB_EXAMPLES, submitJob} from '../../../devnet/jobs.js'
-import {devnetDataDir, renterFlags} from '../../../devnet/flags.js'
-import {renterClient} from '../../../devnet/renter.js'
+import {devnetTarget, renterFlags} from '../../../devnet/flags.js'
+import {onDevnet, renterClient} from '../../../devnet/renter.js'
 
 function amount(flag: string, value: string): string {
   if (!isAmount(value)) throw new UserError(`${flag}: "${value}" is not a decimal amount`, {code: 'usage', exit: 2, suggestion: 'write a decimal with at most 6 digits after the point, like 0.5'})
@@ -75,9 +75,9 @@ export default class DevnetJobCreate extends BaseCommand {
     const {flags} = await this.parse(DevnetJobCreate)
     if (flags.auction && !flags['max-fee']) throw new UserError('an auction needs the most the renter pays', {code: 'usage', exit: 2, suggestion: 'pass --max-fee AMOUNT'})
     if (!flags.auction && flags['max-fee']) throw new UserError('--max-fee is for auctions', {code: 'usage', exit: 2, suggestion: 'add --auction, or pass --reward for a fixed reward'})
-    const dataDir = devnetDataDir(flags['data-dir'], this.configDirectory)
-    const client = await renterClient(dataDir, flags.endpoint)
-    const job = await submitJob(client, {
+    const target = devnetTarget(flags, this.configDirectory)
+    const client = await renterClient(target)
+    const job = await onDevnet(target, () => submitJob(client, {
       kind: flags.kind,
       example: flags.example,
       programFile: flags.program,
@@ -94,7 +94,7 @@ export default class DevnetJobCreate extends BaseCommand {
       requiresAttestation: flags['requires-attestation'],
       expectPublicSignals: flags['expect-public-signals']?.split(',').map((signal) => signal.trim()),
       ...(flags.auction ? {auctionPhases: {bidSeconds: flags['bid-seconds'], revealSeconds: flags['reveal-seconds']}} : {}),
-    })
+    }))
     this.log(`job ${job.job_id}: ${job.kind}, ${job.status}, deadline ${new Date(job.deadline).toISOString()}`)
     if (job.reward.mode === 'auction') this.log(`  auction: bids until ${new Date(job.bid_closes_at ?? 0).toISOString()}, reveals until ${new Date(job.reveal_closes_at ?? 0).toISOString()}`)
     this.log(`follow it with: outpost devnet job show ${job.job_id}`)

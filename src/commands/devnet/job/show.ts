@@ -6,8 +6,8 @@ import {BaseCommand} from '../../../cli/base-command.js'
 import type {JobDetail} from '../../../core/api/job-schemas.js'
 import {getJob} from '../../../core/api/renter-jobs.js'
 import {jobOutput} from '../../../devnet/jobs.js'
-import {devnetDataDir, renterFlags} from '../../../devnet/flags.js'
-import {renterClient} from '../../../devnet/renter.js'
+import {devnetTarget, renterFlags} from '../../../devnet/flags.js'
+import {onDevnet, renterClient} from '../../../devnet/renter.js'
 
 export default class DevnetJobShow extends BaseCommand {
   static override summary = 'Show a job, its result and the devnet\'s verdict, as its renter sees them'
@@ -19,9 +19,9 @@ export default class DevnetJobShow extends BaseCommand {
 
   async run(): Promise<JobDetail & {output_file?: string}> {
     const {args, flags} = await this.parse(DevnetJobShow)
-    const dataDir = devnetDataDir(flags['data-dir'], this.configDirectory)
-    const client = await renterClient(dataDir, flags.endpoint)
-    const job = await getJob(client, args.id)
+    const target = devnetTarget(flags, this.configDirectory)
+    const client = await renterClient(target)
+    const job = await onDevnet(target, () => getJob(client, args.id))
     this.log(`job ${job.job_id}: ${job.kind}, ${job.status}${job.status_reason ? ` (${job.status_reason})` : ''}`)
     const reward = job.reward.mode === 'fixed' ? `reward ${job.reward.amount}` : `auction, max fee ${job.reward.max_fee}${job.reward.amount ? `, cleared at ${job.reward.amount}` : ''}`
     this.log(`  ${reward}, collateral ${job.collateral}, ${job.attempts_left} attempts left, deadline ${new Date(job.deadline).toISOString()}`)
@@ -32,7 +32,7 @@ export default class DevnetJobShow extends BaseCommand {
     }
     if (job.result) this.log(`  output ${job.result.output.digest} (${job.result.output.size_bytes} bytes), signed by agent ${job.result.signer}`)
     if (!flags.output) return job
-    const bytes = await jobOutput(client, job.job_id)
+    const bytes = await onDevnet(target, () => jobOutput(client, job.job_id))
     const file = resolve(flags.output)
     writeFileSync(file, bytes)
     this.log(`  output written to ${file}`)

@@ -1,11 +1,11 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../../cli/base-command.js'
-import {duration} from '../../../cli/flags.js'
+import {duration, sshPublicKey} from '../../../cli/flags.js'
 import {createOrder, type RenterOrder} from '../../../core/api/renter.js'
 import {isAmount} from '../../../core/decimal.js'
-import {devnetDataDir, renterFlags} from '../../../devnet/flags.js'
-import {renterClient} from '../../../devnet/renter.js'
+import {devnetTarget, renterFlags} from '../../../devnet/flags.js'
+import {onDevnet, renterClient} from '../../../devnet/renter.js'
 
 const amountFlag = (description: string) =>
   Flags.string({
@@ -24,8 +24,8 @@ export default class DevnetOrderCreate extends BaseCommand {
     '(which also opens the sealed credentials). Follow it with `outpost devnet order show`.'
 
   static override examples = [
-    '<%= config.bin %> devnet order create --cpu-cores 2 --memory-mb 4096 --storage-gb 40 --max-price 0.5 --closes-in 2m --ssh-pubkey "$(cat ~/.ssh/id_ed25519.pub)"',
-    '<%= config.bin %> devnet order create --cpu-cores 8 --memory-mb 65536 --storage-gb 200 --gpu-count 1 --gpu-model a100 --region eu-central --max-price 3 --duration-hours 24 --ssh-pubkey "$(cat ~/.ssh/id_ed25519.pub)" --json',
+    '<%= config.bin %> devnet order create --cpu-cores 2 --memory-mb 4096 --storage-gb 40 --max-price 0.5 --closes-in 2m --ssh-pubkey ~/.ssh/id_ed25519.pub',
+    '<%= config.bin %> devnet order create --cpu-cores 8 --memory-mb 65536 --storage-gb 200 --gpu-count 1 --gpu-model a100 --region eu-central --max-price 3 --duration-hours 24 --ssh-pubkey ~/.ssh/id_ed25519.pub --json',
   ]
 
   static override flags = {
@@ -39,14 +39,14 @@ export default class DevnetOrderCreate extends BaseCommand {
     'duration-hours': Flags.integer({description: 'how long to rent the machine', default: 1, min: 1, max: 8760}),
     region: Flags.string({description: 'region the machine must run in'}),
     'closes-in': duration({description: 'when bidding closes, like 30s, 5m, 1h (at most 7d)', default: '60s'}),
-    'ssh-pubkey': Flags.string({description: 'SSH public key to install on the machine', required: true}),
+    'ssh-pubkey': sshPublicKey({description: 'SSH public key to install on the machine: the key, or its file (like ~/.ssh/id_ed25519.pub)', required: true}),
   }
 
   async run(): Promise<RenterOrder> {
     const {flags} = await this.parse(DevnetOrderCreate)
-    const dataDir = devnetDataDir(flags['data-dir'], this.configDirectory)
-    const client = await renterClient(dataDir, flags.endpoint)
-    const order = await createOrder(client, {
+    const target = devnetTarget(flags, this.configDirectory)
+    const client = await renterClient(target)
+    const order = await onDevnet(target, () => createOrder(client, {
       requirements: {
         cpu_cores: flags['cpu-cores'],
         memory_mb: flags['memory-mb'],
@@ -59,9 +59,9 @@ export default class DevnetOrderCreate extends BaseCommand {
       ...(flags.region ? {region: flags.region} : {}),
       closes_in_seconds: Math.max(1, Math.round(flags['closes-in'] / 1000)),
       ssh_pubkey: flags['ssh-pubkey'],
-    })
+    }))
     this.log(`order ${order.order_id}: ${order.status}, bidding closes ${new Date(order.closes_at).toISOString()}`)
-    this.log(`follow it with: outpost devnet order show ${order.order_id}`)
+    this.log(`follow it with: outpost devnet order show ${[order.order_id, ...target.flags].join(' ')}`)
     return order
   }
 }

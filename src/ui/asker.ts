@@ -1,4 +1,4 @@
-/** The questions the wizard may ask a person; only made when there is a terminal (see canPrompt). */
+/** The questions a wizard may ask a person; only made when there is a terminal (see canPrompt). */
 export interface Asker {
   input(message: string, options?: {default?: string; validate?: (value: string) => string | true}): Promise<string>
   password(message: string): Promise<string>
