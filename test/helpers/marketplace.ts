@@ -216,10 +216,16 @@ process.once('exit', () => {
   for (const child of runningAgents) child.kill('SIGKILL')
 })
 
+/** With OUTPOST_PROFILE_DIR set (`npm run bench` to find where the time goes), each child writes a V8 CPU profile there. */
+export function profileArgs(): string[] {
+  const dir = process.env.OUTPOST_PROFILE_DIR
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : []
+}
+
 /** `outpost run` from the built CLI, its JSON log appended to `logFile`. */
 export function startAgent(env: Record<string, string>, logFile: string, args: string[] = []): AgentProcess {
   const log = openSync(logFile, 'a')
-  const child = spawn(process.execPath, [BIN, 'run', ...args], {env: {...process.env, NO_COLOR: '1', CI: 'true', ...env}, stdio: ['ignore', log, log]})
+  const child = spawn(process.execPath, [...profileArgs(), BIN, 'run', ...args], {env: {...process.env, NO_COLOR: '1', CI: 'true', ...env}, stdio: ['ignore', log, log]})
   closeSync(log)
   runningAgents.add(child)
   child.once('exit', () => runningAgents.delete(child))

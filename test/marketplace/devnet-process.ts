@@ -2,6 +2,7 @@ import {spawn, type ChildProcess} from 'node:child_process'
 import {createInterface} from 'node:readline'
 
 import {BIN, REPO_ROOT} from '../helpers/cli.js'
+import {profileArgs} from '../helpers/marketplace.js'
 import {systemClock} from '../../src/marketplace/clock.js'
 
 export interface DevnetProcess {
@@ -18,7 +19,7 @@ export interface DevnetProcess {
  * itself for the renter commands) is `configDir`, else the data dir: never the user's own.
  */
 export async function startDevnetProcess(dataDir: string, extraArgs: string[] = [], configDir = dataDir): Promise<DevnetProcess> {
-  const child = spawn(process.execPath, [BIN, 'devnet', 'start', '--port', '0', '--json', '--data-dir', dataDir, ...extraArgs], {
+  const child = spawn(process.execPath, [...profileArgs(), BIN, 'devnet', 'start', '--port', '0', '--json', '--data-dir', dataDir, ...extraArgs], {
     cwd: REPO_ROOT,
     env: {...process.env, NO_COLOR: '1', CI: 'true', OUTPOST_CONFIG_DIR: configDir},
     stdio: ['ignore', 'pipe', 'pipe'],
