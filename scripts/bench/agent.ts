@@ -14,7 +14,7 @@ import {
   type AgentProcess,
   type Devnet,
   type ProviderSetup,
-} from '../../test/helpers/marketplace.js'
+} from '../../test/support/marketplace.js'
 import type {BenchRow, BenchSection} from './types.js'
 
 /**

@@ -4,10 +4,10 @@ import {join} from 'node:path'
 
 import Database from 'better-sqlite3'
 
-import {fastAgentEnv, initProvider, killInstances, metricsUrl, renter, startAgent, waitFor, type AgentProcess} from '../../test/helpers/marketplace.js'
+import {fastAgentEnv, initProvider, killInstances, metricsUrl, renter, startAgent, waitFor, type AgentProcess} from '../../test/support/marketplace.js'
 import {DATABASE_FILE_NAME} from '../../src/marketplace/database.js'
-import {startDevnetProcess} from '../../test/marketplace/devnet-process.js'
 import type {BenchRow, BenchSection} from './types.js'
+import {startDevnet} from '../../test/support/devnet.js'
 
 /**
  * Where the time of a whole contract goes: the agent's and the devnet's own CPU per contract over a full lifecycle
@@ -69,7 +69,7 @@ interface Cpu {
 export const lifecycleBench: BenchSection = async () => {
   const group = 'lifecycle'
   const dataDir = mkdtempSync(join(tmpdir(), 'outpost-bench-lifecycle-'))
-  const devnet = await startDevnetProcess(dataDir, ['--rate-limit', '1000000', '--address-rate-limit', '1000000'])
+  const devnet = await startDevnet({dataDir, process: {args: ['--rate-limit', '1000000', '--address-rate-limit', '1000000']}})
   const ids: string[] = []
   let agent: AgentProcess | undefined
   let configDir: string | undefined

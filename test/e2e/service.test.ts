@@ -3,7 +3,7 @@ import {join} from 'node:path'
 import {execa} from 'execa'
 import {describe, expect, it} from 'vitest'
 
-import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
+import {parseJson, runCli, tempConfigDir} from '../support/cli.js'
 
 async function verify(unitFile: string): Promise<{exitCode: number; output: string}> {
   const result = await execa('systemd-analyze', ['verify', unitFile], {reject: false})

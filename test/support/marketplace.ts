@@ -1,5 +1,5 @@
 import {spawn, type ChildProcess} from 'node:child_process'
-import {closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync} from 'node:fs'
+import {closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {z} from 'zod'
@@ -10,48 +10,15 @@ import {AGENT_PERMISSIONS, signDelegation} from '../../src/core/delegation.js'
 import {toHex} from '../../src/core/hex.js'
 import {createKeyFile, readKeyFile} from '../../src/core/keys.js'
 import {generateKeyPair, type KeyPair} from '../../src/core/signing.js'
-import {startMarketplace, type MarketplaceOptions, type MarketplaceServer} from '../../src/marketplace/server.js'
 import {BIN, runCli, TEST_PASSPHRASE} from './cli.js'
+import {profileArgs} from './devnet.js'
 
 /**
  * A real devnet marketplace on a free loopback port, and the signed calls a provider and a renter make, for the agent's
  * end-to-end tests. The server can be stopped and started again on the same port and data (an outage, for real).
  */
 
-export interface Devnet {
-  endpoint: string
-  port: number
-  dataDir: string
-  /** Stops serving (connections refused) and keeps the data. */
-  pause(): Promise<void>
-  /** Serves again on the same port with the same data. */
-  resume(): Promise<void>
-  stop(): Promise<void>
-}
-
-/** `options`: the devnet's limits and settings where a test or a benchmark measures something else (its defaults otherwise). */
-export async function startDevnet(options: Partial<MarketplaceOptions> = {}): Promise<Devnet> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'outpost-devnet-'))
-  let server: MarketplaceServer | undefined = await startMarketplace({...options, dataDir, port: 0, host: '127.0.0.1', logError: () => undefined})
-  const port = Number(new URL(server.endpoint).port)
-  return {
-    endpoint: server.endpoint,
-    port,
-    dataDir,
-    async pause() {
-      await server?.stop()
-      server = undefined
-    },
-    async resume() {
-      server = await startMarketplace({...options, dataDir, port, host: '127.0.0.1', logError: () => undefined})
-    },
-    async stop() {
-      await server?.stop()
-      server = undefined
-      rmSync(dataDir, {recursive: true, force: true})
-    },
-  }
-}
+export {startDevnet, type Devnet} from './devnet.js'
 
 const Anything = z.unknown()
 const Offering = z.object({offering_id: z.string()})
@@ -215,12 +182,6 @@ const runningAgents = new Set<ChildProcess>()
 process.once('exit', () => {
   for (const child of runningAgents) child.kill('SIGKILL')
 })
-
-/** With OUTPOST_PROFILE_DIR set (`npm run bench` to find where the time goes), each child writes a V8 CPU profile there. */
-export function profileArgs(): string[] {
-  const dir = process.env.OUTPOST_PROFILE_DIR
-  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : []
-}
 
 /** `outpost run` from the built CLI, its JSON log appended to `logFile`. */
 export function startAgent(env: Record<string, string>, logFile: string, args: string[] = []): AgentProcess {
