@@ -6,7 +6,8 @@ import {z} from 'zod'
 
 import {ApiClient} from '../../src/core/api/client.js'
 import {Contract} from '../../src/core/api/schemas.js'
-import {AGENT_PERMISSIONS, signDelegation} from '../../src/core/delegation.js'
+import {createDelegation} from '../../src/core/api/main-key.js'
+import {AGENT_PERMISSIONS, signDelegation, type DelegationTerms} from '../../src/core/delegation.js'
 import {toHex} from '../../src/core/hex.js'
 import {createKeyFile, readKeyFile} from '../../src/core/keys.js'
 import {generateKeyPair, type KeyPair} from '../../src/core/signing.js'
@@ -28,6 +29,12 @@ export function client(endpoint: string, key: KeyPair): ApiClient {
   return new ApiClient({endpoint, key, retry: FAST_RETRY, timeoutMs: 10_000})
 }
 
+/** What `outpost register` sends for an agent key: every permission, no expiry, signed by the main key (§3). */
+async function delegateEverything(endpoint: string, mainKey: KeyPair, agentKey: KeyPair, label: string): Promise<void> {
+  const terms: DelegationTerms = {agentPubkey: toHex(agentKey.publicKey), providerPubkey: toHex(mainKey.publicKey), permissions: AGENT_PERMISSIONS, expiresAt: null, label}
+  await createDelegation(client(endpoint, mainKey), terms, signDelegation(mainKey, terms))
+}
+
 export interface RegisteredProvider {
   providerPubkey: string
   offeringId: string
@@ -38,13 +45,7 @@ export async function registerProvider(endpoint: string, mainKey: KeyPair, agent
   const main = client(endpoint, mainKey)
   const pk = toHex(mainKey.publicKey)
   await main.post('/providers', {schema: Anything, body: {name: 'E2E Compute', contact_email: 'ops@e2e.example'}})
-  for (const [index, agentKey] of agentKeys.entries()) {
-    const terms = {agentPubkey: toHex(agentKey.publicKey), permissions: [...AGENT_PERMISSIONS], expiresAt: null, label: `agent-${index}`}
-    await main.post(`/providers/${pk}/agent-delegations`, {
-      schema: Anything,
-      body: {agent_pubkey: terms.agentPubkey, permissions: terms.permissions, expires_at: null, label: terms.label, signature: signDelegation(mainKey, terms)},
-    })
-  }
+  for (const [index, agentKey] of agentKeys.entries()) await delegateEverything(endpoint, mainKey, agentKey, `agent-${index}`)
   const offering = await main.post(`/providers/${pk}/offerings`, {
     schema: Offering,
     body: {name: 'small', product_type: 'compute', cpu_cores: 1, memory_mb: 512, storage_gb: 5, price_per_hour: '0.05'},
@@ -94,11 +95,7 @@ export async function addAgent(endpoint: string, provider: ProviderSetup, option
   const configDir = mkdtempSync(join(tmpdir(), 'outpost-agent-e2e-'))
   copyFileSync(join(provider.configDir, 'outpost.toml'), join(configDir, 'outpost.toml'))
   const {key: agentKey} = createKeyFile(join(configDir, 'agent.key'), 'agent', {passphrase: options.passphrase})
-  const terms = {agentPubkey: toHex(agentKey.publicKey), permissions: [...AGENT_PERMISSIONS], expiresAt: null, label: options.label}
-  await client(endpoint, provider.mainKey).post(`/providers/${provider.providerPubkey}/agent-delegations`, {
-    schema: Anything,
-    body: {agent_pubkey: terms.agentPubkey, permissions: terms.permissions, expires_at: null, label: terms.label, signature: signDelegation(provider.mainKey, terms)},
-  })
+  await delegateEverything(endpoint, provider.mainKey, agentKey, options.label)
   return {configDir, agentKey}
 }
 
