@@ -58,9 +58,9 @@ function waitForSignal(log: AgentLog): Promise<string> {
 }
 
 /** The probes on `[metrics] listen`; an address another process holds is a configuration error that says what to set. */
-async function startProbes(listen: string, metrics: AgentMetrics, isReady: () => boolean): Promise<ProbeServer> {
+async function startProbes(listen: string, metrics: AgentMetrics, readiness: () => {ready: boolean}): Promise<ProbeServer> {
   try {
-    return await startProbeServer(listen, metrics, isReady)
+    return await startProbeServer(listen, metrics, readiness)
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
@@ -117,7 +117,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
     }
     if (config.metrics.enabled && !options.once) {
       await watchGpuMetrics(metrics.registry, config.gpu, () => agent.gpuHolders())
-      probes = await startProbes(config.metrics.listen, metrics, () => agent.ready)
+      probes = await startProbes(config.metrics.listen, metrics, () => agent.readiness())
     }
     log.info(
       {
@@ -148,6 +148,8 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
 
     await agent.start()
     const stoppedBy = await stopSignal
+    // A stop is a drain (§5): the marketplace hears `draining`, no new work is taken, what runs is finished.
+    await agent.drain()
     const {interrupted, outboxLeft} = await agent.stop(options.shutdownTimeoutMs)
     return {mode: 'daemon', stopped_by: stoppedBy, contracts: {...agent.outcomes}, interrupted, outbox_left: outboxLeft}
   } finally {
