@@ -13,6 +13,7 @@ import {pricingScript} from './bidding/script-pricing.js'
 import {watchGpuMetrics} from './gpus.js'
 import {createLogger, type AgentLog} from './logger.js'
 import {createMetrics, startProbeServer, type AgentMetrics, type ContractResult, type ProbeServer} from './metrics.js'
+import {recordProbeUrl} from './probe-url.js'
 import {claimStateDir, removeTempFiles} from './state-dir.js'
 
 export interface AgentServiceOptions {
@@ -98,6 +99,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
   const provisioner = options.createProvisioner(log)
   const client = configuredClient(loaded, 'daemon', {key, userAgent: `outpost-agent/${options.version}`})
   let probes: ProbeServer | undefined
+  let forgetProbeUrl: () => void = () => undefined
   try {
     const agent = new Agent({
       api: new ProviderApi(client, providerPubkey),
@@ -118,6 +120,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
     if (config.metrics.enabled && !options.once) {
       await watchGpuMetrics(metrics.registry, config.gpu, () => agent.gpuHolders())
       probes = await startProbes(config.metrics.listen, metrics, () => agent.readiness())
+      forgetProbeUrl = recordProbeUrl(loaded.paths.stateDir, probes.url)
     }
     log.info(
       {
@@ -154,6 +157,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
     return {mode: 'daemon', stopped_by: stoppedBy, contracts: {...agent.outcomes}, interrupted, outbox_left: outboxLeft}
   } finally {
     await probes?.close()
+    forgetProbeUrl()
     claim.release()
   }
 }
