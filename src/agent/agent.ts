@@ -84,8 +84,8 @@ const QUICK_RETRY = {retries: 1, baseDelayMs: 100, maxDelayMs: 500}
 const HEARTBEAT_SECONDS = {min: 10, max: 3600}
 /** While the state disk is full, what waits is written again this often. */
 const DISK_RETRY_MS = 2000
-/** How long the heartbeat that announces a drain may take. */
-const DRAIN_HEARTBEAT_MS = 5000
+/** How long the heartbeat that announces a drain may take (at most). */
+export const DRAIN_HEARTBEAT_MS = 5000
 /** §3–4: the marketplace refuses the agent key itself (not one request): the agent can't work until that changes. */
 const KEY_REFUSALS = new Set(['delegation_expired', 'delegation_revoked', 'unknown_key', 'wrong_provider'])
 
@@ -245,12 +245,12 @@ export class Agent {
    * heartbeat (best effort: a marketplace that can't be reached learns it from the heartbeats stopping). stop() then
    * finishes what runs.
    */
-  async drain(): Promise<void> {
+  async drain(heartbeatTimeoutMs = DRAIN_HEARTBEAT_MS): Promise<void> {
     if (this.draining) return
     this.draining = true
     this.log.info({in_flight: this.queue.runningCount + this.terminations.size}, 'draining: no new work is taken; what runs is finished, then the agent stops')
     try {
-      await this.heartbeat(AbortSignal.any([this.interrupting.signal, AbortSignal.timeout(DRAIN_HEARTBEAT_MS)]))
+      await this.heartbeat(AbortSignal.any([this.interrupting.signal, AbortSignal.timeout(heartbeatTimeoutMs)]))
     } catch (error) {
       this.noteApiError(error)
       this.log.warn({err: describeError(error)}, 'the marketplace was not told of the drain (the draining heartbeat failed)')

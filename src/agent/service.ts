@@ -8,7 +8,7 @@ import {toHex} from '../core/hex.js'
 import {waitForStopSignal} from '../core/signals.js'
 import type {KeyPair} from '../core/signing.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
-import {Agent, type AgentSettings} from './agent.js'
+import {Agent, DRAIN_HEARTBEAT_MS, type AgentSettings} from './agent.js'
 import {pricingScript} from './bidding/script-pricing.js'
 import {watchGpuMetrics} from './gpus.js'
 import {createLogger, type AgentLog} from './logger.js'
@@ -151,9 +151,11 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
 
     await agent.start()
     const stoppedBy = await stopSignal
-    // A stop is a drain (§5): the marketplace hears `draining`, no new work is taken, what runs is finished.
-    await agent.drain()
-    const {interrupted, outboxLeft} = await agent.stop(options.shutdownTimeoutMs)
+    // A stop is a drain (§5): the marketplace hears `draining`, no new work is taken, what runs is finished. The
+    // draining heartbeat is part of the shutdown budget, so a stop still ends within --shutdown-timeout (or 1 s).
+    const drainStarted = Date.now()
+    await agent.drain(Math.min(DRAIN_HEARTBEAT_MS, Math.max(1000, options.shutdownTimeoutMs)))
+    const {interrupted, outboxLeft} = await agent.stop(Math.max(0, options.shutdownTimeoutMs - (Date.now() - drainStarted)))
     return {mode: 'daemon', stopped_by: stoppedBy, contracts: {...agent.outcomes}, interrupted, outbox_left: outboxLeft}
   } finally {
     await probes?.close()
