@@ -113,11 +113,19 @@ describe('readiness, status, pause and resume (built CLI, real devnet)', () => {
         expect(shown.exitCode, shown.output).toBe(0)
         expect(shown.output).toContain('Agent (this host)')
         expect(shown.output).toContain('Needs attention')
+        // --watch on a terminal redraws the whole view until Ctrl-C, then exits 0.
+        const watched = await runInTerminal(['status', '--watch', '1'], {env: env(provider.configDir), steps: [{waitFor: /refreshing every 1 s[\s\S]*refreshing every 1 s/, send: '\u0003'}]})
+        expect(watched.exitCode, watched.output).toBe(0)
+        expect(watched.output.match(/Agent \(this host\)/g)?.length).toBeGreaterThanOrEqual(2)
       }
       const watchLines = await watchOffTerminal(provider.configDir, 2)
       expect(watchLines.code).toBe(0)
       expect(watchLines.lines.length).toBeGreaterThanOrEqual(2)
       for (const line of watchLines.lines) expect(line).toMatch(/agent=running .*tier_limited=1 attention=.*tier_limit/)
+      // With --json: one JSON object per refresh.
+      const watchJson = await watchOffTerminal(provider.configDir, 2, ['--json'])
+      expect(watchJson.code).toBe(0)
+      for (const line of watchJson.lines) expect((JSON.parse(line) as StatusJson).marketplace.tier_limited_contracts).toBe(1)
 
       // The marketplace goes away: not ready, with the reason; status says so and still answers.
       await devnet.pause()
@@ -252,8 +260,8 @@ function heartbeatStatus(dataDir: string): string | null {
 }
 
 /** `outpost status --watch 1` off a terminal until `count` lines came, then SIGTERM. */
-async function watchOffTerminal(configDir: string, count: number): Promise<{code: number | null; lines: string[]}> {
-  const child = spawn(process.execPath, [BIN, 'status', '--watch', '1'], {env: {...process.env, ...env(configDir), NO_COLOR: '1', CI: 'true'}, stdio: ['ignore', 'pipe', 'pipe']})
+async function watchOffTerminal(configDir: string, count: number, args: string[] = []): Promise<{code: number | null; lines: string[]}> {
+  const child = spawn(process.execPath, [BIN, 'status', '--watch', '1', ...args], {env: {...process.env, ...env(configDir), NO_COLOR: '1', CI: 'true'}, stdio: ['ignore', 'pipe', 'pipe']})
   let output = ''
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
