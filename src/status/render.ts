@@ -27,7 +27,9 @@ export function renderStatus(report: StatusReport): string[] {
   lines.push(`  outbox           ${agent.outbox_depth} report${agent.outbox_depth === 1 ? '' : 's'} waiting`)
   lines.push(`  in flight        ${agent.in_flight} contract${agent.in_flight === 1 ? '' : 's'}${agent.running ? '' : ' (resumed by the next run)'}`)
   lines.push('Marketplace')
-  if (!marketplace.reachable) {
+  if (report.provider_pubkey === null) {
+    lines.push('  not registered   nothing to ask the marketplace yet')
+  } else if (!marketplace.reachable) {
     lines.push(`  unreachable      ${marketplace.error ?? ''}`)
   } else {
     lines.push(`  provider         ${marketplace.provider_status}${marketplace.status_reason ? ` (${marketplace.status_reason})` : ''}`)

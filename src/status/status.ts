@@ -6,7 +6,7 @@ import {journalPath, journalState, readJournal} from '../agent/journal.js'
 import {readOutbox} from '../agent/outbox.js'
 import {PROBE_URL_FILE} from '../agent/probe-url.js'
 import type {NotReadyReason, Readiness} from '../agent/readiness.js'
-import type {ApiClient} from '../core/api/client.js'
+import {ApiError, type ApiClient} from '../core/api/client.js'
 import {configuredClient} from '../core/api/factory.js'
 import {LEASE_STATUSES} from '../core/api/job-schemas.js'
 import {JobsApi} from '../core/api/jobs.js'
@@ -25,6 +25,8 @@ import {runningAgentPid} from './drain.js'
 /** A delegation expiring sooner than this is worth rotating now (the same bound as `doctor`'s warning). */
 export const DELEGATION_WARN_MS = 7 * 24 * 3_600_000
 const DAY_MS = 24 * 3_600_000
+/** §3–4: the marketplace refuses the agent key itself. */
+const KEY_REFUSALS = new Set(['delegation_expired', 'delegation_revoked', 'unknown_key'])
 
 export interface AttentionItem {
   code: string
@@ -64,6 +66,8 @@ export interface MarketplaceView {
   /** Leases by status, when the marketplace has the job routes (§12). */
   leases_by_status: Record<string, number> | null
   delegation: {agent_pubkey: string; expires_at: number | null; revoked_at: number | null} | null
+  /** The marketplace refused the agent key's own reads (§4 code: delegation_expired, delegation_revoked, unknown_key), else null. */
+  agent_key_refused: string | null
 }
 
 export interface MoneyView {
@@ -205,6 +209,7 @@ function unknownMarketplace(error: string): MarketplaceView {
     health: null,
     leases_by_status: null,
     delegation: null,
+    agent_key_refused: null,
   }
 }
 
@@ -250,6 +255,8 @@ async function marketplaceView(client: ApiClient, providerPubkey: string, agentK
     view.delegation = own ? {agent_pubkey: agentPubkey, expires_at: own.expires_at, revoked_at: own.revoked_at} : null
   }
   if (leases.status === 'fulfilled') view.leases_by_status = countBy(leases.value.map((lease) => lease.status), LEASE_STATUSES)
+  const refusal = [active, pending, delegations].find((answer) => answer.status === 'rejected' && answer.reason instanceof ApiError && KEY_REFUSALS.has(answer.reason.apiCode))
+  if (refusal?.status === 'rejected') view.agent_key_refused = (refusal.reason as ApiError).apiCode
   return {marketplace: view, stake}
 }
 
@@ -328,6 +335,9 @@ function attentionItems(report: StatusReport, stake: StakeInfo | undefined, now:
     items.push({code: 'provider_paused', message: `the provider is paused${marketplace.status_reason ? ` (${marketplace.status_reason})` : ''}: no new contracts`, command: `outpost provider resume ${MAIN_KEY}`})
   }
   const delegation = marketplace.delegation
+  if (marketplace.agent_key_refused && !agent.not_ready_reasons.some((reason) => reason.code === 'key_refused')) {
+    items.push({code: 'agent_key_refused', message: `the marketplace refuses the agent key (${marketplace.agent_key_refused})`, command: `outpost keys rotate ${MAIN_KEY}`})
+  }
   if (delegation?.revoked_at != null) {
     items.push({code: 'delegation_revoked', message: 'the agent key’s delegation is revoked', command: `outpost keys rotate ${MAIN_KEY}`})
   } else if (delegation?.expires_at != null && delegation.expires_at - now < DELEGATION_WARN_MS) {

@@ -201,6 +201,9 @@ describe('readiness, status, pause and resume (built CLI, real devnet)', () => {
       agent.kill('SIGTERM')
       await agent.exited
     }
+    // With the agent stopped, status learns it from the marketplace's refusal of the key's own reads.
+    const stopped = parseJson<StatusJson>(await runCli(['status', '--json'], {env: env(configDir)}))
+    expect(stopped.attention).toContainEqual(expect.objectContaining({code: 'agent_key_refused', message: expect.stringContaining('delegation_expired')}))
   })
 })
 
