@@ -69,7 +69,7 @@ describe('outpost keys list', () => {
     expect(human.stdout).toContain(`${agentPubkey.slice(0, 16)}… (this host)`)
     expect(human.stdout).toMatch(/expiring .*\(in 3\.0 days\)/)
     expect(human.stdout).toContain('never') // the second key signed no heartbeat yet
-  })
+  }, 180_000)
 })
 
 describe('outpost keys revoke', () => {
