@@ -28,6 +28,7 @@ import {Reporter, type Confirmation, type ReportApi} from './reporter.js'
 import {Siblings} from './siblings.js'
 import {outOfSpaceCause, StateDisk} from './state-disk.js'
 import {completedPeriods, periodsUntilEnd, usageRecord, type UsagePeriod} from './usage.js'
+import {HealthArchive} from './health-archive.js'
 import {UsageArchive} from './usage-archive.js'
 import {WorkQueue} from './work-queue.js'
 
@@ -150,6 +151,7 @@ export class Agent {
   private readonly firstSync: Promise<void>
   private markSynced: () => void = () => undefined
   private readonly archive: UsageArchive
+  private readonly healthArchive: HealthArchive
   /** The state disk: when it is full the agent takes no new work (see StateDisk). */
   readonly disk: StateDisk
 
@@ -171,6 +173,7 @@ export class Agent {
     this.state = journalState(entries)
     this.journal = new Journal(journalFile, this.disk)
     this.archive = new UsageArchive(options.stateDir, this.disk)
+    this.healthArchive = new HealthArchive(options.stateDir, this.disk)
     const onApiError = (error: unknown) => this.noteApiError(error)
     this.reporter = new Reporter({
       outbox: new Outbox(options.stateDir),
@@ -871,7 +874,10 @@ export class Agent {
       const slice = contracts.slice(start, start + HEALTH_PARALLEL)
       checks.push(...(await Promise.all(slice.map((contract) => this.checkHealth(contract)))))
     }
-    if (checks.length > 0) await this.api.reportHealth(checks, {signal: this.stopping.signal, retry: QUICK_RETRY})
+    if (checks.length === 0) return
+    // Kept before it is sent: the provider's own record of uptime, for a dispute (PROTOCOL §10).
+    this.healthArchive.add(checks)
+    await this.api.reportHealth(checks, {signal: this.stopping.signal, retry: QUICK_RETRY})
   }
 
   private async checkHealth(contract: Contract): Promise<HealthCheck> {

@@ -55,6 +55,8 @@ export interface DelegationView {
   label: string
   created_at: number
   revoked_at: number | null
+  /** Devnet addition: the last heartbeat this key signed (null: none yet). */
+  last_seen_at: number | null
 }
 
 function providerView(row: ProviderRow): ProviderView {
@@ -80,6 +82,7 @@ export function delegationView(row: DelegationRow): DelegationView {
     label: row.label,
     created_at: row.created_at,
     revoked_at: row.revoked_at,
+    last_seen_at: row.last_seen_at,
   }
 }
 
@@ -95,6 +98,7 @@ export class ProviderRegistry {
   private readonly revoke
   private readonly recordHeartbeat
   private readonly recordAgentHeartbeat
+  private readonly recordKeySeen
   private readonly agentHeartbeats
 
   constructor(
@@ -126,6 +130,7 @@ export class ProviderRegistry {
       `INSERT INTO agent_heartbeats (provider_pubkey, agent_id, agent_pubkey, heartbeat_at) VALUES (?, ?, ?, ?)
        ON CONFLICT (provider_pubkey, agent_id) DO UPDATE SET agent_pubkey = excluded.agent_pubkey, heartbeat_at = excluded.heartbeat_at`,
     )
+    this.recordKeySeen = db.prepare('UPDATE delegations SET last_seen_at = ? WHERE agent_pubkey = ?')
     this.agentHeartbeats = db.prepare<[string], {agent_id: string; heartbeat_at: number}>(
       'SELECT agent_id, heartbeat_at FROM agent_heartbeats WHERE provider_pubkey = ? ORDER BY agent_id',
     )
@@ -226,6 +231,7 @@ export class ProviderRegistry {
       providerPubkey,
     ).changes
     if (changes === 0) throw notFound('provider')
+    this.recordKeySeen.run(now, agentPubkey)
     // New capabilities, capacity or the end of draining may open jobs to this provider's waiting long poll.
     this.context.jobs.notify(providerPubkey)
     // The end of a drain opens pending contracts to the agent's waiting long poll.

@@ -11,7 +11,7 @@ import {AGENT_PERMISSIONS, signDelegation} from '../../src/core/delegation.js'
 import {createKeyFile} from '../../src/core/keys.js'
 import {DATABASE_FILE_NAME} from '../../src/marketplace/database.js'
 import {BANNER_SERVICE} from '../../src/provisioners/local/local-provisioner.js'
-import {BIN, parseJson, runCli, TEST_PASSPHRASE} from '../helpers/cli.js'
+import {BIN, parseJson, runCli, TEST_PASSPHRASE} from '../support/cli.js'
 import {
   client,
   fastAgentEnv,
@@ -25,8 +25,8 @@ import {
   type Devnet,
   type ProviderSetup,
   type Renter,
-} from '../helpers/marketplace.js'
-import {HAVE_SCRIPT, runInTerminal} from '../helpers/terminal.js'
+} from '../support/marketplace.js'
+import {HAVE_SCRIPT, runInTerminal} from '../support/terminal.js'
 
 /**
  * The operator's every day, run as a user would against a real devnet: /readyz says whether the agent can work now,

@@ -2,14 +2,15 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {ContractList} from '../../src/core/api/schemas.js'
 import {generateKeyPair} from '../../src/core/signing.js'
-import {createContract, createOffering, errorOf, registerProvider, send, startTestMarketplace, type Marketplace, type Provider} from './harness.js'
+import {createContract, createOffering, errorOf, registerProvider, send, type Provider} from '../support/harness.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
 /** PROTOCOL §5 as the devnet keeps it: a paused provider gets no new contracts; a draining agent is handed none. */
 
-let market: Marketplace
+let market: Devnet
 
 beforeAll(async () => {
-  market = await startTestMarketplace()
+  market = await startDevnet()
 })
 afterAll(() => market.stop())
 
