@@ -3,6 +3,7 @@ import {Command, Errors, Flags} from '@oclif/core'
 import {configDir, configFilePath} from '../core/config/paths.js'
 import {loadConfig, type LoadedConfig} from '../core/config/load.js'
 import {BugError, ExitCode, UserError} from '../core/errors.js'
+import {printable} from '../core/printable.js'
 import {closestMatch} from '../core/suggest.js'
 import {readKeyFile, type StoredKey} from '../core/keys.js'
 import {paint} from '../ui/colors.js'
@@ -100,7 +101,7 @@ export abstract class BaseCommand extends Command {
 
   /** A warning on stderr, on one line however long (oclif's warn wraps it); with --json it is in the JSON instead. */
   protected warning(text: string): void {
-    if (!this.jsonEnabled()) process.stderr.write(`${paint.yellow('Warning:', process.stderr)} ${text}\n`)
+    if (!this.jsonEnabled()) process.stderr.write(`${paint.yellow('Warning:', process.stderr)} ${printable(text)}\n`)
   }
 
   protected renderError(error: unknown): RenderedError {
@@ -146,8 +147,9 @@ export abstract class BaseCommand extends Command {
       if (body.code === 'internal') body.message = body.message.split('\n')[0] ?? body.message
       this.logJson({error: body})
     } else {
-      process.stderr.write(`${paint.red('Error:')} ${rendered.message}\n`)
-      if (rendered.suggestion) process.stderr.write(`${paint.dim('→')} ${rendered.suggestion}\n`)
+      // A message may quote what a remote party wrote: its control characters are shown, not acted on.
+      process.stderr.write(`${paint.red('Error:')} ${printable(rendered.message, {multiline: true})}\n`)
+      if (rendered.suggestion) process.stderr.write(`${paint.dim('→')} ${printable(rendered.suggestion, {multiline: true})}\n`)
     }
     this.exit(rendered.exit)
     return undefined
