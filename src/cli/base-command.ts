@@ -1,4 +1,4 @@
-import {Command, Errors, Flags} from '@oclif/core'
+import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
 
 import {configDir, configFilePath} from '../core/config/paths.js'
 import {loadConfig, type LoadedConfig} from '../core/config/load.js'
@@ -10,6 +10,9 @@ import {paint} from '../ui/colors.js'
 import {explainApiError, isApiError} from './api-errors.js'
 import {getPassphrase, passphraseAvailable, type PassphraseReader} from '../ui/passphrase.js'
 import type {MainKeyFile} from './flags.js'
+
+/** What oclif parses flags and args into. */
+type ParsedValues = Record<string, unknown>
 
 interface RenderedError {
   code: string
@@ -66,11 +69,29 @@ export abstract class BaseCommand extends Command {
   }
 
   private readonly loadedConfigs = new Map<string, LoadedConfig>()
+  /** --allow-insecure-http was given (see marketplaceFlags): it applies to every config this command loads. */
+  private insecureHttpAllowed = false
 
-  /** The config, loaded once per command however many parts of it ask. */
+  /** oclif's parse, noting the flags that change how the config is read. */
+  protected override async parse<F extends ParsedValues, B extends ParsedValues, A extends ParsedValues>(
+    options?: Interfaces.Input<F, B, A>,
+    argv?: string[],
+  ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    const parsed = await super.parse(options, argv)
+    if ((parsed.flags as Record<string, unknown>)['allow-insecure-http'] === true) this.insecureHttpAllowed = true
+    return parsed
+  }
+
+  /** Whether this run allows an http:// endpoint off loopback (--allow-insecure-http, OUTPOST_ALLOW_INSECURE_HTTP). */
+  protected get allowsInsecureHttp(): boolean {
+    return this.insecureHttpAllowed
+  }
+
+  /** The config, loaded once per command however many parts of it ask, with --allow-insecure-http applied. */
   protected loadConfig(flag: string | undefined): LoadedConfig {
     const file = this.configFile(flag)
     const loaded = this.loadedConfigs.get(file) ?? loadConfig(file)
+    if (this.insecureHttpAllowed) loaded.config.marketplace.allow_insecure_http = true
     this.loadedConfigs.set(file, loaded)
     return loaded
   }

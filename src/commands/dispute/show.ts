@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {mainKeyFlags} from '../../cli/flags.js'
+import {mainKeyFlags, marketplaceFlags} from '../../cli/flags.js'
 import {getDispute, type ProviderDispute} from '../../core/api/disputes.js'
 import {printable} from '../../core/printable.js'
 import {renderTable} from '../../ui/table.js'
@@ -11,7 +11,7 @@ import {mainKeySession} from '../../core/api/session.js'
 export default class DisputeShow extends BaseCommand {
   static override summary = 'Show a dispute with its evidence'
   static override args = {id: Args.string({description: 'dispute id', required: true})}
-  static override flags = {...mainKeyFlags}
+  static override flags = {...marketplaceFlags, ...mainKeyFlags}
 
   async run(): Promise<ProviderDispute> {
     const {args, flags} = await this.parse(DisputeShow)
