@@ -545,6 +545,8 @@ export class Agent {
    */
   private async asRenterAsked(contract: Contract, signal: AbortSignal): Promise<boolean> {
     const id = contract.contract_id
+    // The request's host is not compared with this agent's: a renter and an agent may reach one marketplace by
+    // different names (a proxy, an internal address), and the signature, offering and date already tie it to this contract.
     let check = verifyContractRequest(contract)
     if (!check.ok && check.reason === 'unknown_offering') {
       try {
