@@ -4,9 +4,11 @@ import {join} from 'node:path'
 import {ApiError} from '../core/api/client.js'
 import type {HealthCheck, HeartbeatBody, ProviderApi} from '../core/api/provider.js'
 import type {Contract, Instance} from '../core/api/schemas.js'
-import type {BiddingConfig} from '../core/config/schema.js'
+import type {BiddingConfig, Offering} from '../core/config/schema.js'
+import {verifyContractRequest, type ContractRequestRefusal} from '../core/contract-request.js'
 import {formatAmount, parseAmount} from '../core/decimal.js'
 import {describeError} from '../core/errors.js'
+import {failureText, publicHealthDetails, type FailureCategory} from '../core/failure.js'
 import {writeFileAtomic} from '../core/files.js'
 import {fromHex} from '../core/hex.js'
 import {sealCredentials} from '../core/sealing.js'
@@ -20,6 +22,7 @@ import type {PricingScript} from './bidding/script-pricing.js'
 import {ContractLocks, type LockApi} from './contract-lock.js'
 import {allocateForContract, freeCapacity, openGpuAllocator} from './gpus.js'
 import {Journal, journalPath, journalState, noteReady, readJournal, type JournalState} from './journal.js'
+import {OfferingBook} from './offerings.js'
 import type {AgentLog} from './logger.js'
 import type {AgentMetrics, ContractResult} from './metrics.js'
 import {judgeReadiness, type Readiness} from './readiness.js'
@@ -48,7 +51,7 @@ export interface AgentSettings {
 }
 
 /** The marketplace routes the agent calls (ProviderApi has them all). */
-export type AgentApi = Pick<ProviderApi, 'heartbeat' | 'pendingProvision' | 'pendingWork' | 'activeContracts' | 'reportHealth' | 'reconcile' | 'stake'> &
+export type AgentApi = Pick<ProviderApi, 'heartbeat' | 'pendingProvision' | 'pendingWork' | 'activeContracts' | 'reportHealth' | 'reconcile' | 'stake' | 'offerings'> &
   LockApi &
   ReportApi &
   BiddingApi
@@ -66,6 +69,8 @@ export interface AgentOptions {
   pruneOrphans: boolean
   /** [bidding] when enabled: the daemon bids on open orders (§11); won ones arrive as accepted contracts. */
   bidding?: {config: BiddingConfig; script: PricingScript | undefined}
+  /** The config's [[offerings]]: a contract for one of them gets at most its resources (PROTOCOL §6). */
+  offerings: readonly Offering[]
 }
 
 /** Where a contract stands on the marketplace, as the agent can read it: on its active list, pending, or neither. */
@@ -111,6 +116,7 @@ export class Agent {
   private readonly queue: WorkQueue<Contract>
   private readonly locks: ContractLocks
   private readonly bidEngine: BidEngine | undefined
+  private readonly offerings: OfferingBook
 
   /** Stops the loops and the taking of new work. */
   private readonly stopping = new AbortController()
@@ -192,6 +198,7 @@ export class Agent {
       onUnexpected: (id, error) => this.log.error({contract_id: id, err: describeError(error)}, 'unexpected error while handling the contract'),
       retryDelayMs: () => new Backoff().next() + DECLINE_MS.retry,
     })
+    this.offerings = new OfferingBook({offerings: options.offerings, published: (signal) => options.api.offerings({signal, retry: QUICK_RETRY})})
     this.locks = new ContractLocks({api: options.api, ttlSeconds: options.settings.lockTtlSeconds, log: options.log, onApiError, retry: QUICK_RETRY})
     this.bidEngine = options.bidding
       ? new BidEngine({
@@ -545,6 +552,7 @@ export class Agent {
 
   private async provisionLocked(contract: Contract, signal: AbortSignal): Promise<void> {
     if (!(await this.reportStarting(contract, signal))) return
+    if (!(await this.asRenterAsked(contract, signal))) return
     const gpus = await this.allocateGpus(contract)
     if (gpus === false) return
     const made = await this.findOrCreate(contract, signal, gpus)
@@ -606,6 +614,43 @@ export class Agent {
   }
 
   /**
+   * PROTOCOL §6, before anything is made or sealed: the contract is what its renter signed for (the key that gets the
+   * credentials, the SSH key, the offering, the instance config), and asks no more than the offering it names sells
+   * here (this agent's own [[offerings]], or the order's requirements). False when it is not (refused for good, and
+   * reported) or when the offerings could not be read (it is tried again later).
+   */
+  private async asRenterAsked(contract: Contract, signal: AbortSignal): Promise<boolean> {
+    const id = contract.contract_id
+    // The request's host is not compared with this agent's: a renter and an agent may reach one marketplace by
+    // different names (a proxy, an internal address), and the signature, offering and date already tie it to this contract.
+    let check = verifyContractRequest(contract)
+    if (!check.ok && check.reason === 'unknown_offering') {
+      try {
+        const offering = await this.offerings.lookup(contract.offering_id, signal)
+        if (offering.kind === 'found') check = verifyContractRequest(contract, offering.terms)
+      } catch (error) {
+        this.noteApiError(error)
+        if (signal.aborted) {
+          await this.interrupted(id, 'interrupted while reading the offerings')
+        } else {
+          this.log.warn({contract_id: id, err: describeError(error)}, "not started: could not read the marketplace's offerings to bound the contract by; will try again")
+          this.queue.retryLater(contract, true)
+        }
+        return false
+      }
+    }
+    if (check.ok) return true
+    this.log.error(
+      {contract_id: id, refusal: check.reason, detail: check.detail, offering_id: contract.offering_id, requester_pubkey: contract.requester_pubkey, offerings_configured: !this.offerings.empty},
+      "refused: the contract is not what its renter signed for, or asks more than this provider sells; nothing was made or sealed",
+    )
+    const category = refusalCategory(check.reason)
+    const reason = category === 'request_refused' ? `${check.reason}: ${check.detail}` : check.detail
+    await this.failed(contract, {detail: `${check.reason}: ${check.detail}`, category, reason, retryPossible: false})
+    return false
+  }
+
+  /**
    * The contract's devices, journalled before the instance is made (a resumed contract gets its own again); false
    * when they can't be had, and the contract has failed: permanently when this host could never give them.
    */
@@ -615,7 +660,7 @@ export class Agent {
       return allocateForContract(this.gpus, contract)
     } catch (error) {
       if (!(error instanceof GpuShortageError)) throw error
-      await this.failed(contract, error.message, !error.permanent)
+      await this.failed(contract, {detail: error.message, category: 'gpu_unavailable', retryPossible: !error.permanent})
       return false
     }
   }
@@ -641,7 +686,8 @@ export class Agent {
         await this.interrupted(id, describeError(error))
         this.queue.retryLater(contract, true)
       } else {
-        await this.failed(contract, describeError(error), error instanceof ProvisionError ? error.retryPossible : true)
+        const known = error instanceof ProvisionError
+        await this.failed(contract, {detail: describeError(error), category: known ? error.category : 'backend_error', retryPossible: known ? error.retryPossible : true})
       }
       return undefined
     }
@@ -659,7 +705,7 @@ export class Agent {
     } catch (error) {
       // The renter key can't be sealed to: nobody could ever use this machine.
       await this.terminateInstance(instance, 'its credentials cannot be sealed to the renter key')
-      return this.failed(contract, describeError(error), false)
+      return this.failed(contract, {detail: describeError(error), category: 'credentials_unsealable', retryPossible: false})
     }
     const settlement = await unlessAborted(this.reporter.send({kind: 'provisioning', contract_id: id, status: 'provisioned', instance: wireInstance, unlock: true}), signal)
     if (settlement === undefined) return this.interrupted(id, 'the provisioned report is kept in the outbox', false)
@@ -756,13 +802,19 @@ export class Agent {
     }
   }
 
-  private async failed(contract: Contract, reason: string, retryPossible: boolean): Promise<void> {
+  /**
+   * Reports the failure: the marketplace (and so the renter) gets the category and the agent's own one-line reason;
+   * the detail (what the backend said) stays in the local log and journal.
+   */
+  private async failed(contract: Contract, failure: ProvisioningFailure): Promise<void> {
     const id = contract.contract_id
-    this.log.warn({contract_id: id, reason, retry_possible: retryPossible}, 'provisioning failed')
-    this.done(id, 'failed', reason)
+    const {detail, category, retryPossible} = failure
+    const reported = failureText(category, failure.reason)
+    this.log.warn({contract_id: id, reason: detail, reported, retry_possible: retryPossible}, 'provisioning failed')
+    this.done(id, 'failed', detail)
     if (retryPossible) this.queue.decline(id, DECLINE_MS.retry)
     const settlement = await unlessAborted(
-      this.reporter.send({kind: 'provisioning', contract_id: id, status: 'provisioning_failed', error: reason.slice(0, 4000), retry_possible: retryPossible, unlock: true}),
+      this.reporter.send({kind: 'provisioning', contract_id: id, status: 'provisioning_failed', error: reported, retry_possible: retryPossible, unlock: true}),
       this.interrupting.signal,
     )
     if (settlement && !settlement.delivered) this.log.warn({contract_id: id, reason: settlement.reason}, 'the failure report was refused')
@@ -889,10 +941,14 @@ export class Agent {
         status: health.status,
         ...(health.uptimeSeconds !== undefined ? {uptime_seconds: health.uptimeSeconds} : {}),
         checked_at: Date.now(),
-        ...(health.details ? {details: health.details} : {}),
+        // The renter reads them: the backend's own words (node names, errors) stay in the line above.
+        ...(health.details ? {details: publicHealthDetails(health.details)} : {}),
       }
     } catch (error) {
-      if (!(error instanceof InstanceMismatchError)) return {contract_id: contract.contract_id, status: 'unknown', checked_at: Date.now(), details: {error: describeError(error)}}
+      if (!(error instanceof InstanceMismatchError)) {
+        this.log.warn({contract_id: contract.contract_id, err: describeError(error)}, 'could not check the health of the instance')
+        return {contract_id: contract.contract_id, status: 'unknown', checked_at: Date.now(), details: publicHealthDetails({error: describeError(error)})}
+      }
       this.refuseClaim(error)
       return {contract_id: contract.contract_id, status: 'unknown', checked_at: Date.now(), details: {error: 'the instance named for this contract is not its instance here'}}
     }
@@ -994,6 +1050,20 @@ function isLongPollFailure(error: unknown): boolean {
 export function heartbeatInterval(named: number | undefined, configuredSeconds: number): number {
   const usable = named !== undefined && Number.isInteger(named) && named >= HEARTBEAT_SECONDS.min && named <= HEARTBEAT_SECONDS.max
   return usable ? named : configuredSeconds
+}
+
+/** A provisioning failure: `detail` for the local log, `category` and `reason` (the agent's own words) for the marketplace. */
+interface ProvisioningFailure {
+  detail: string
+  category: FailureCategory
+  reason?: string
+  retryPossible: boolean
+}
+
+/** How a refused contract request is reported. */
+function refusalCategory(reason: ContractRequestRefusal): FailureCategory {
+  if (reason === 'unknown_offering' || reason === 'exceeds_offering') return reason
+  return 'request_refused'
 }
 
 /** The contract's instance as the marketplace names it: the backend checks the name against its own. */

@@ -1,5 +1,7 @@
 import {pino, type DestinationStream, type Level} from 'pino'
 
+import {printable} from '../core/printable.js'
+
 /** The agent's logger: pino's (details, message) call shape, as the provisioners' logger uses it. */
 export interface AgentLog {
   debug(details: Record<string, unknown>, message: string): void
@@ -22,9 +24,10 @@ export interface LoggerOptions {
 const LEVEL_NAMES: Record<number, string> = {10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL'}
 const OMITTED = new Set(['level', 'time', 'msg', 'pid', 'hostname'])
 
+/** A value as `key=value` shows it; what a remote party wrote can't reach the terminal as control characters. */
 function formatValue(value: unknown): string {
-  if (typeof value === 'string') return /[\s"=]/.test(value) ? JSON.stringify(value) : value
-  return JSON.stringify(value)
+  if (typeof value === 'string') return printable(/[\s"=]/.test(value) ? JSON.stringify(value) : value)
+  return printable(JSON.stringify(value) ?? 'undefined')
 }
 
 /** One pino JSON line as a short human line: `20:35:53.123 INFO  message key=value ...`. */
@@ -40,7 +43,7 @@ export function prettyLine(jsonLine: string): string {
   const fields = Object.entries(record)
     .filter(([key]) => !OMITTED.has(key))
     .map(([key, value]) => `${key}=${formatValue(value)}`)
-  return `${time} ${level.padEnd(5)} ${String(record.msg ?? '')}${fields.length > 0 ? '  ' + fields.join(' ') : ''}\n`
+  return `${time} ${level.padEnd(5)} ${printable(String(record.msg ?? ''))}${fields.length > 0 ? '  ' + fields.join(' ') : ''}\n`
 }
 
 export function createLogger(options: LoggerOptions): AgentLog {

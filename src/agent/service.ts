@@ -157,6 +157,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
       settings: agentSettings(loaded),
       version: options.version,
       pruneOrphans: options.pruneOrphans,
+      offerings: config.offerings,
       ...(config.bidding.enabled ? {bidding: {config: config.bidding, script: pricingScript(loaded)}} : {}),
     })
     if (claim.unwritten) {
@@ -183,6 +184,9 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
       },
       'agent starting',
     )
+    if (config.offerings.length === 0) {
+      log.warn({config: loaded.path}, 'no [[offerings]] in the config: every contract for an offering is refused, since none can be bounded (add the offerings `outpost register` published)')
+    }
 
     // No signal handlers with --once (stopSignal is undefined): a signal ends the round the usual way.
     if (stopSignal === undefined) {

@@ -1,14 +1,18 @@
-import {Command, Errors, Flags} from '@oclif/core'
+import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
 
 import {configDir, configFilePath} from '../core/config/paths.js'
 import {loadConfig, type LoadedConfig} from '../core/config/load.js'
 import {BugError, ExitCode, UserError} from '../core/errors.js'
+import {printable} from '../core/printable.js'
 import {closestMatch} from '../core/suggest.js'
 import {readKeyFile, type StoredKey} from '../core/keys.js'
 import {paint} from '../ui/colors.js'
 import {explainApiError, isApiError} from './api-errors.js'
 import {getPassphrase, passphraseAvailable, type PassphraseReader} from '../ui/passphrase.js'
 import type {MainKeyFile} from './flags.js'
+
+/** What oclif parses flags and args into. */
+type ParsedValues = Record<string, unknown>
 
 interface RenderedError {
   code: string
@@ -65,11 +69,29 @@ export abstract class BaseCommand extends Command {
   }
 
   private readonly loadedConfigs = new Map<string, LoadedConfig>()
+  /** --allow-insecure-http was given (see marketplaceFlags): it applies to every config this command loads. */
+  private insecureHttpAllowed = false
 
-  /** The config, loaded once per command however many parts of it ask. */
+  /** oclif's parse, noting the flags that change how the config is read. */
+  protected override async parse<F extends ParsedValues, B extends ParsedValues, A extends ParsedValues>(
+    options?: Interfaces.Input<F, B, A>,
+    argv?: string[],
+  ): Promise<Interfaces.ParserOutput<F, B, A>> {
+    const parsed = await super.parse(options, argv)
+    if ((parsed.flags as Record<string, unknown>)['allow-insecure-http'] === true) this.insecureHttpAllowed = true
+    return parsed
+  }
+
+  /** Whether this run allows an http:// endpoint off loopback (--allow-insecure-http, OUTPOST_ALLOW_INSECURE_HTTP). */
+  protected get allowsInsecureHttp(): boolean {
+    return this.insecureHttpAllowed
+  }
+
+  /** The config, loaded once per command however many parts of it ask, with --allow-insecure-http applied. */
   protected loadConfig(flag: string | undefined): LoadedConfig {
     const file = this.configFile(flag)
     const loaded = this.loadedConfigs.get(file) ?? loadConfig(file)
+    if (this.insecureHttpAllowed) loaded.config.marketplace.allow_insecure_http = true
     this.loadedConfigs.set(file, loaded)
     return loaded
   }
@@ -100,7 +122,7 @@ export abstract class BaseCommand extends Command {
 
   /** A warning on stderr, on one line however long (oclif's warn wraps it); with --json it is in the JSON instead. */
   protected warning(text: string): void {
-    if (!this.jsonEnabled()) process.stderr.write(`${paint.yellow('Warning:', process.stderr)} ${text}\n`)
+    if (!this.jsonEnabled()) process.stderr.write(`${paint.yellow('Warning:', process.stderr)} ${printable(text)}\n`)
   }
 
   protected renderError(error: unknown): RenderedError {
@@ -146,8 +168,9 @@ export abstract class BaseCommand extends Command {
       if (body.code === 'internal') body.message = body.message.split('\n')[0] ?? body.message
       this.logJson({error: body})
     } else {
-      process.stderr.write(`${paint.red('Error:')} ${rendered.message}\n`)
-      if (rendered.suggestion) process.stderr.write(`${paint.dim('→')} ${rendered.suggestion}\n`)
+      // A message may quote what a remote party wrote: its control characters are shown, not acted on.
+      process.stderr.write(`${paint.red('Error:')} ${printable(rendered.message, {multiline: true})}\n`)
+      if (rendered.suggestion) process.stderr.write(`${paint.dim('→')} ${printable(rendered.suggestion, {multiline: true})}\n`)
     }
     this.exit(rendered.exit)
     return undefined

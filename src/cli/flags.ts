@@ -41,6 +41,19 @@ export const mainKeyFlags = {
   'passphrase-file': passphraseFile,
 }
 
+/**
+ * The flags of every command that talks to a marketplace. `--allow-insecure-http` is [marketplace]
+ * allow_insecure_http for one run: without it an http:// endpoint that is not loopback is refused, since signed
+ * requests and their answers would cross the network in clear.
+ */
+export const marketplaceFlags = {
+  'allow-insecure-http': Flags.boolean({
+    description: 'allow an http:// marketplace endpoint that is not loopback (signed requests and answers cross the network in clear)',
+    env: 'OUTPOST_ALLOW_INSECURE_HTTP',
+    helpGroup: 'MARKETPLACE',
+  }),
+}
+
 export const yesFlag = {
   yes: Flags.boolean({char: 'y', description: 'confirm without asking (needed with no terminal, in CI, and with --json)'}),
 }

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {passphraseFile} from '../cli/flags.js'
+import {marketplaceFlags, passphraseFile} from '../cli/flags.js'
 import {runDoctor, type CheckResult} from '../setup/doctor.js'
 import {paint} from '../ui/colors.js'
 
@@ -17,6 +17,7 @@ export default class Doctor extends BaseCommand {
   static override description = 'One line per check, with the remedy for each failure. Exits 0 only when every check passes; 3 when the config is missing or invalid, 6 when another check fails.'
 
   static override flags = {
+    ...marketplaceFlags,
     'passphrase-file': passphraseFile,
     'verify-api': Flags.boolean({description: 'also check the marketplace: reachability, clock skew, delegation and permissions'}),
   }
@@ -27,6 +28,7 @@ export default class Doctor extends BaseCommand {
       configFile: this.configFile(flags.config),
       passphrase: this.passphrase(flags),
       verifyApi: flags['verify-api'],
+      allowInsecureHttp: flags['allow-insecure-http'],
     })
     for (const check of checks) {
       this.log(`${MARKS[check.status](process.stdout)} ${check.name}: ${check.message}`)

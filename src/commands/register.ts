@@ -2,7 +2,7 @@ import {hostname} from 'node:os'
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {lifetime, mainKeyFlags} from '../cli/flags.js'
+import {lifetime, mainKeyFlags, marketplaceFlags} from '../cli/flags.js'
 import {AGENT_PERMISSIONS, isAgentPermission, type AgentPermission} from '../core/delegation.js'
 import {ExitCode, UserError} from '../core/errors.js'
 import {fromHex} from '../core/hex.js'
@@ -49,6 +49,7 @@ export default class Register extends BaseCommand {
   ]
 
   static override flags = {
+    ...marketplaceFlags,
     ...mainKeyFlags,
     name: Flags.string({description: 'provider name (default: [provider] name)', env: 'OUTPOST_PROVIDER_NAME'}),
     'contact-email': Flags.string({description: 'contact email (default: [provider] contact_email)', env: 'OUTPOST_PROVIDER_CONTACT_EMAIL'}),

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {passphraseFile} from '../cli/flags.js'
+import {marketplaceFlags, passphraseFile} from '../cli/flags.js'
 
 export default class Run extends BaseCommand {
   static override summary = 'Run the provider agent: provision accepted contracts, report health and usage, end what has ended'
@@ -13,6 +13,7 @@ export default class Run extends BaseCommand {
   static override examples = ['<%= config.bin %> run', '<%= config.bin %> run --once', '<%= config.bin %> run --prune-orphans --shutdown-timeout 60']
 
   static override flags = {
+    ...marketplaceFlags,
     once: Flags.boolean({description: 'run one round (heartbeat, reconcile, pending contracts, health, usage) and exit'}),
     'prune-orphans': Flags.boolean({description: 'destroy outpost-* instances the marketplace knows no contract for'}),
     'shutdown-timeout': Flags.integer({description: 'seconds to finish work in progress after SIGTERM/SIGINT', default: 30, min: 0, max: 3600}),

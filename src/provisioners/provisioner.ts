@@ -1,5 +1,6 @@
 import type {Contract} from '../core/api/schemas.js'
 import {describeError} from '../core/errors.js'
+import type {FailureCategory} from '../core/failure.js'
 import type {GpuUnit} from '../gpu/allocator.js'
 
 /** What a backend made for a contract. `credentials` are sealed to the renter by the agent, never sent in clear. */
@@ -74,14 +75,19 @@ export function isManaged(labels: Readonly<Record<string, string>> | undefined):
   return labels?.[MANAGED_LABEL] === 'true'
 }
 
-/** A provisioning failure; `retryPossible` tells the marketplace whether another attempt may succeed. */
+/**
+ * A provisioning failure; `retryPossible` tells the marketplace whether another attempt may succeed. The message is
+ * for the local log only; the marketplace gets `category` (default `backend_error`) in the agent's own words.
+ */
 export class ProvisionError extends Error {
   readonly retryPossible: boolean
+  readonly category: FailureCategory
 
-  constructor(message: string, options: {retryPossible: boolean; cause?: unknown}) {
+  constructor(message: string, options: {retryPossible: boolean; cause?: unknown; category?: FailureCategory}) {
     super(message, {cause: options.cause})
     this.name = 'ProvisionError'
     this.retryPossible = options.retryPossible
+    this.category = options.category ?? 'backend_error'
   }
 }
 

@@ -1,5 +1,6 @@
 import {readFileSync, statSync} from 'node:fs'
 
+import {isLoopbackHost} from '../core/api/client.js'
 import {ENV_KEYS} from '../core/config/env.js'
 import {loadConfig, parseToml, type LoadedConfig} from '../core/config/load.js'
 import {secretFields} from '../core/config/schema.js'
@@ -27,6 +28,8 @@ export interface DoctorOptions {
   passphrase?: () => Promise<string>
   /** Also make a signed request to the marketplace (`--verify-api`). */
   verifyApi?: boolean
+  /** `--allow-insecure-http`: as [marketplace] allow_insecure_http for this run. */
+  allowInsecureHttp?: boolean
 }
 
 export interface DoctorReport {
@@ -98,6 +101,28 @@ function sellingChecks(loaded: LoadedConfig): CheckResult[] {
   ]
 }
 
+/**
+ * An http:// endpoint off this host: every command refuses it unless plain HTTP is allowed, and when it is, signed
+ * requests and what answers them (contracts, renters' keys) cross the network in clear. Nothing to say otherwise.
+ */
+function endpointCheck(loaded: LoadedConfig): CheckResult[] {
+  const {endpoint, allow_insecure_http: allowed} = loaded.config.marketplace
+  const url = new URL(endpoint)
+  if (url.protocol !== 'http:' || isLoopbackHost(url.hostname)) return []
+  const https = `set [marketplace] endpoint to the marketplace's https:// URL`
+  if (allowed) {
+    return [{name: 'endpoint', status: 'warn', message: `${url.origin} is plain HTTP off this host (allowed): signed requests and the marketplace's answers cross the network in clear`, remedy: https}]
+  }
+  return [
+    {
+      name: 'endpoint',
+      status: 'fail',
+      message: `${url.origin} is plain HTTP off this host: every command refuses to send it signed requests`,
+      remedy: `${https}, or on a network you trust set [marketplace] allow_insecure_http = true (--allow-insecure-http, OUTPOST_ALLOW_INSECURE_HTTP)`,
+    },
+  ]
+}
+
 /** Runs the local checks in order; a check whose input failed is skipped, not failed twice. */
 export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const checks: CheckResult[] = []
@@ -105,7 +130,8 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   let configInvalid = false
   try {
     loaded = loadConfig(options.configFile)
-    checks.push(configCheck(options.configFile), ...sellingChecks(loaded))
+    if (options.allowInsecureHttp) loaded.config.marketplace.allow_insecure_http = true
+    checks.push(configCheck(options.configFile), ...endpointCheck(loaded), ...sellingChecks(loaded))
   } catch (error) {
     checks.push(failure('config', error))
     configInvalid = isUserError(error) && error.exit === ExitCode.config

@@ -8,7 +8,7 @@ import type {Contract} from '../../src/core/api/schemas.js'
 import {openSealedCredentials} from '../../src/core/sealing.js'
 import {generateKeyPair} from '../../src/core/signing.js'
 import {ProvisionError} from '../../src/provisioners/provisioner.js'
-import {contract, FakeMarketplace, FakeProvisioner, RecordingLog, refusal, renterKey, tempStateDir, unreachable, unreadable} from './fakes.js'
+import {contract, FakeMarketplace, OFFERINGS, FakeProvisioner, RecordingLog, refusal, renterKey, tempStateDir, unreachable, unreadable} from './fakes.js'
 
 /**
  * The agent's provisioning steps, one round (`runOnce`) at a time, against a fake marketplace and a fake backend. The
@@ -47,6 +47,7 @@ function newAgent(api: FakeMarketplace, provisioner: FakeProvisioner, log = new 
     settings: SETTINGS,
     version: 'test',
     pruneOrphans: false,
+    offerings: OFFERINGS,
   })
 }
 
@@ -143,16 +144,18 @@ describe('Agent: provisioning a contract', () => {
     expect(ready).toMatchObject({adopted: true, external_id: `fake-${started.contract_id}`})
   })
 
-  it('reports a backend failure as provisioning_failed, saying whether a retry may help', async () => {
+  it('reports a backend failure as provisioning_failed with a category, saying whether a retry may help; the detail stays in the log', async () => {
     const api = new FakeMarketplace()
     const provisioner = new FakeProvisioner()
     const accepted = contract()
     api.pending = [accepted]
-    provisioner.provisionFailures.push(new ProvisionError('the template is missing', {retryPossible: false}))
-    expect(await oneRound(newAgent(api, provisioner))).toMatchObject({provisioned: 0, failed: 1})
+    const log = new RecordingLog()
+    const backendSaid = 'clone of template 9000 failed on node pve-internal-3: TASK ERROR: /var/lib/vz/images/9000/base.qcow2: \x1b[31mno such file\nlast lines of the task log'
+    provisioner.provisionFailures.push(new ProvisionError(backendSaid, {retryPossible: false}))
+    expect(await oneRound(newAgent(api, provisioner, log))).toMatchObject({provisioned: 0, failed: 1})
     const failure = api.provisioningReports.find((report) => report.report.status === 'provisioning_failed')
-    expect(failure?.report).toMatchObject({retry_possible: false})
-    expect(failure?.report.error).toContain('the template is missing')
+    expect(failure?.report).toMatchObject({retry_possible: false, error: "backend_error: the provider's platform could not make the machine"})
+    expect(log.lines.find((line) => line.message === 'provisioning failed')?.details).toMatchObject({reason: backendSaid})
     expect(callsFor(api, accepted.contract_id)).toEqual(['lock', 'provisioning:provisioning', 'provisioning:provisioning_failed', 'unlock'])
   })
 
@@ -287,7 +290,7 @@ describe('Agent: the stake tier limit', () => {
     const metrics = createMetrics({bidding: false})
     api.tierLimited = 3
     api.stakeInfo = {staked: '1000', tier: 'consumer', max_concurrent_contracts: 4, unbonding: [], rewards_pending: '0'}
-    const agent = new Agent({api, key: generateKeyPair(), provisioner: new FakeProvisioner(), stateDir: state.dir, log, metrics, settings: SETTINGS, version: 'test', pruneOrphans: false})
+    const agent = new Agent({api, key: generateKeyPair(), provisioner: new FakeProvisioner(), stateDir: state.dir, log, metrics, settings: SETTINGS, version: 'test', pruneOrphans: false, offerings: OFFERINGS})
     await agent.runOnce()
     await agent.runOnce()
     const lines = log.lines.filter((line) => line.message.includes('stake tier limit'))

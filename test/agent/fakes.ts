@@ -6,10 +6,13 @@ import type {AgentApi} from '../../src/agent/agent.js'
 import type {AgentLog} from '../../src/agent/logger.js'
 import {ApiError} from '../../src/core/api/client.js'
 import type {Bid, CallOptions, HealthCheck, HeartbeatBody, OpenOrdersPage, ProvisioningReport, ReportedInstance} from '../../src/core/api/provider.js'
-import type {Contract, HeartbeatResponse, LockResponse, ReconcileResponse, UsageResponse} from '../../src/core/api/schemas.js'
+import type {PublishedOffering} from '../../src/core/api/main-key.js'
+import type {Contract, HeartbeatResponse, LockResponse, ReconcileResponse, SignedRequest, UsageResponse} from '../../src/core/api/schemas.js'
+import type {Offering} from '../../src/core/config/schema.js'
+import {CONTRACTS_PATH} from '../../src/core/contract-request.js'
 import type {StakeInfo} from '../../src/core/api/stake.js'
 import {toHex} from '../../src/core/hex.js'
-import {generateKeyPair, randomHex, type KeyPair, type SignedUsageRecord} from '../../src/core/signing.js'
+import {generateKeyPair, randomHex, requestSigningMessage, signBytes, type KeyPair, type SignedUsageRecord} from '../../src/core/signing.js'
 import {checkClaim, healthOfClaim, type Capacity, type InstanceClaim, type InstanceHealth, type ListedInstance, type ProvisionedInstance, type Provisioner, type SetupCheck} from '../../src/provisioners/provisioner.js'
 
 /**
@@ -19,10 +22,28 @@ import {checkClaim, healthOfClaim, type Capacity, type InstanceClaim, type Insta
 
 export const renterKey: KeyPair = generateKeyPair()
 
+/** What the fake marketplace publishes for the provider, and the agent's [[offerings]] of the same names. */
+export const OFFERINGS: Offering[] = [
+  {name: 'standard', product_type: 'compute', cpu_cores: 8, memory_mb: 16_384, storage_gb: 200, gpu_count: 4, price_per_hour: '0.5'},
+  {name: 'gpu', product_type: 'gpu', cpu_cores: 8, memory_mb: 16_384, storage_gb: 200, gpu_count: 4, price_per_hour: '2'},
+]
+export const OFFERING_IDS: Record<string, string> = {standard: 'offering-1', gpu: 'offering-gpu'}
+
+const MARKET_HOST = 'market.test'
+
+/** The renter's signed POST /contracts (PROTOCOL §6) for these fields, dated `timestamp`. */
+export function signedContractRequest(fields: {offering_id: string; ssh_pubkey: string; instance_config?: Contract['instance_config']}, timestamp: number, key = renterKey): SignedRequest {
+  const body = Buffer.from(JSON.stringify({...fields, duration_hours: 1}))
+  const nonce = randomHex(16)
+  const message = requestSigningMessage({method: 'POST', host: MARKET_HOST, pathAndQuery: CONTRACTS_PATH, body, timestamp, nonce})
+  return {host: MARKET_HOST, timestamp, nonce, body_b64: body.toString('base64'), signature: toHex(signBytes(message, key.seed))}
+}
+
+/** A contract as the renter asked for it: its request is signed by `renterKey` for the fields it ends up with. */
 export function contract(overrides: Partial<Contract> = {}): Contract {
-  return {
+  const fields: Contract = {
     contract_id: randomHex(16),
-    offering_id: 'offering-1',
+    offering_id: overrides.product_type === 'gpu' ? (OFFERING_IDS.gpu ?? '') : (OFFERING_IDS.standard ?? ''),
     product_type: 'compute',
     cpu_cores: 2,
     memory_mb: 2048,
@@ -34,6 +55,7 @@ export function contract(overrides: Partial<Contract> = {}): Contract {
     status: 'accepted',
     ...overrides,
   }
+  return {request: signedContractRequest(fields, fields.created_at), ...fields}
 }
 
 /** An answer the marketplace gives for good (a 4xx): retrying can't change it. */
@@ -120,6 +142,14 @@ export class FakeMarketplace implements AgentApi {
 
   async pendingWork(): Promise<{contracts: Contract[]; tierLimited: number | undefined}> {
     return {contracts: await this.pendingProvision(), tierLimited: this.tierLimited}
+  }
+
+  /** GET /offerings: what the provider publishes (a test may change it). */
+  published: PublishedOffering[] = OFFERINGS.map((offering) => ({...offering, offering_id: OFFERING_IDS[offering.name] ?? offering.name}))
+
+  async offerings(): Promise<PublishedOffering[]> {
+    this.calls.push('offerings')
+    return this.published
   }
 
   async stake(): Promise<StakeInfo> {

@@ -7,7 +7,7 @@ import type {Contract} from '../../src/core/api/schemas.js'
 import {generateKeyPair} from '../../src/core/signing.js'
 import type {GpuUnit} from '../../src/gpu/allocator.js'
 import type {Capacity, ProvisionedInstance} from '../../src/provisioners/provisioner.js'
-import {contract, FakeMarketplace, FakeProvisioner, RecordingLog, tempStateDir} from './fakes.js'
+import {contract, FakeMarketplace, OFFERINGS, FakeProvisioner, RecordingLog, tempStateDir} from './fakes.js'
 
 /** GPU contracts through the agent: devices allocated (journalled) before the instance, freed when it ends. */
 
@@ -56,7 +56,7 @@ beforeEach(() => {
 afterEach(() => state.remove())
 
 async function oneRound(api: FakeMarketplace, provisioner: FakeProvisioner) {
-  const agent = new Agent({api, key: generateKeyPair(), provisioner, stateDir: state.dir, log: new RecordingLog(), metrics: createMetrics({bidding: false}), settings: SETTINGS, version: 'test', pruneOrphans: false})
+  const agent = new Agent({api, key: generateKeyPair(), provisioner, stateDir: state.dir, log: new RecordingLog(), metrics: createMetrics({bidding: false}), settings: SETTINGS, version: 'test', pruneOrphans: false, offerings: OFFERINGS})
   try {
     return await agent.runOnce()
   } finally {
@@ -99,8 +99,12 @@ describe('Agent: GPU contracts', () => {
     api.pending = [busy, tooMany]
     expect(await oneRound(api, provisioner)).toMatchObject({provisioned: 0, failed: 2})
     const report = (id: string) => api.provisioningReports.find((item) => item.contractId === id && item.report.status === 'provisioning_failed')?.report
-    expect(report(busy.contract_id)).toMatchObject({retry_possible: true, error: expect.stringMatching(/^1 GPU asked for: 0 of 2 free, the others held by contract:/)})
-    expect(report(tooMany.contract_id)).toMatchObject({retry_possible: false, error: '3 GPUs asked for: this host has 2 (2 × h100)'})
+    // The renter reads a category; which contracts hold the devices stays in this host's journal and log.
+    expect(report(busy.contract_id)).toMatchObject({retry_possible: true, error: 'gpu_unavailable: the GPUs this contract asks for are not available'})
+    expect(report(tooMany.contract_id)).toMatchObject({retry_possible: false, error: 'gpu_unavailable: the GPUs this contract asks for are not available'})
+    const reasons = new Map(readJournal(journalPath(state.dir)).entries.flatMap((entry) => (entry.event === 'contract_done' ? [[entry.contract_id, entry.reason]] : [])))
+    expect(reasons.get(busy.contract_id)).toMatch(/^1 GPU asked for: 0 of 2 free, the others held by contract:/)
+    expect(reasons.get(tooMany.contract_id)).toBe('3 GPUs asked for: this host has 2 (2 × h100)')
     expect(provisioner.calls.filter((call) => call.startsWith('provision'))).toHaveLength(1)
   })
 

@@ -6,7 +6,7 @@ import type {Contract} from '../../src/core/api/schemas.js'
 import {generateKeyPair} from '../../src/core/signing.js'
 import {LocalProvisioner} from '../../src/provisioners/local/local-provisioner.js'
 import type {ProvisionedInstance} from '../../src/provisioners/provisioner.js'
-import {contract, FakeMarketplace, RecordingLog, tempStateDir} from './fakes.js'
+import {contract, FakeMarketplace, OFFERINGS, RecordingLog, tempStateDir} from './fakes.js'
 
 /**
  * The agent against a marketplace that names the wrong instance (PROTOCOL §6 `instance.external_id` is the marketplace's
@@ -52,7 +52,7 @@ function listed(base: Contract, externalId: string | undefined, overrides: Parti
 }
 
 async function oneRound(api: FakeMarketplace, log: RecordingLog) {
-  const agent = new Agent({api, key: generateKeyPair(), provisioner: backend, stateDir: state.dir, log, metrics: createMetrics({bidding: false}), settings: SETTINGS, version: 'test', pruneOrphans: false})
+  const agent = new Agent({api, key: generateKeyPair(), provisioner: backend, stateDir: state.dir, log, metrics: createMetrics({bidding: false}), settings: SETTINGS, version: 'test', pruneOrphans: false, offerings: OFFERINGS})
   try {
     return await agent.runOnce()
   } finally {

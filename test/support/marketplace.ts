@@ -1,5 +1,5 @@
 import {spawn, type ChildProcess} from 'node:child_process'
-import {closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync} from 'node:fs'
+import {appendFileSync, closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {z} from 'zod'
@@ -35,6 +35,20 @@ async function delegateEverything(endpoint: string, mainKey: KeyPair, agentKey: 
   await createDelegation(client(endpoint, mainKey), terms, signDelegation(mainKey, terms))
 }
 
+/** The one offering registerProvider publishes, and initProvider writes into the agent's [[offerings]]. */
+export const SMALL_OFFERING = {name: 'small', product_type: 'compute', cpu_cores: 1, memory_mb: 512, storage_gb: 5, price_per_hour: '0.05'} as const
+
+/** SMALL_OFFERING as a config's [[offerings]] entry: the agent provisions only what its config sells (PROTOCOL §6). */
+export const SMALL_OFFERING_TOML = `
+[[offerings]]
+name = "small"
+product_type = "compute"
+cpu_cores = 1
+memory_mb = 512
+storage_gb = 5
+price_per_hour = "0.05"
+`
+
 export interface RegisteredProvider {
   providerPubkey: string
   offeringId: string
@@ -46,10 +60,7 @@ export async function registerProvider(endpoint: string, mainKey: KeyPair, agent
   const pk = toHex(mainKey.publicKey)
   await main.post('/providers', {schema: Anything, body: {name: 'E2E Compute', contact_email: 'ops@e2e.example'}})
   for (const [index, agentKey] of agentKeys.entries()) await delegateEverything(endpoint, mainKey, agentKey, `agent-${index}`)
-  const offering = await main.post(`/providers/${pk}/offerings`, {
-    schema: Offering,
-    body: {name: 'small', product_type: 'compute', cpu_cores: 1, memory_mb: 512, storage_gb: 5, price_per_hour: '0.05'},
-  })
+  const offering = await main.post(`/providers/${pk}/offerings`, {schema: Offering, body: SMALL_OFFERING})
   // The frontier tier: no cap on concurrent contracts, so the tests measure the agent and not the tier.
   await main.post(`/providers/${pk}/stake`, {schema: Anything, body: {amount: options.stake ?? '25000'}})
   return {providerPubkey: pk, offeringId: offering.offering_id}
@@ -87,6 +98,7 @@ export async function initProvider(endpoint: string, options: {stake?: string} =
   const mainKey = await readKeyFile(join(configDir, 'provider-main.key'), {passphrase: () => TEST_PASSPHRASE})
   const agentKey = await readKeyFile(join(configDir, 'agent.key'))
   const registered = await registerProvider(endpoint, mainKey, [agentKey], options)
+  appendFileSync(join(configDir, 'outpost.toml'), SMALL_OFFERING_TOML)
   return {configDir, mainKey, agentKey, ...registered}
 }
 

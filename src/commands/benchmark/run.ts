@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {duration, mainKeyFlags} from '../../cli/flags.js'
+import {duration, mainKeyFlags, marketplaceFlags} from '../../cli/flags.js'
 import {agentKeySession, mainKeySession} from '../../core/api/session.js'
 import {BENCHMARK_TYPES, planBenchmark, resultRows, type BenchmarkOutcome} from '../../bench/run.js'
 import {renderTable} from '../../ui/table.js'
@@ -21,6 +21,7 @@ export default class BenchmarkRun extends BaseCommand {
   ]
 
   static override flags = {
+    ...marketplaceFlags,
     ...mainKeyFlags,
     type: Flags.option({description: 'what to measure (repeat for several; default: all)', options: BENCHMARK_TYPES, multiple: true})(),
     submit: Flags.boolean({description: 'submit the signed report to the marketplace'}),

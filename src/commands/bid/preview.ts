@@ -1,5 +1,5 @@
 import {BaseCommand} from '../../cli/base-command.js'
-import {passphraseFile} from '../../cli/flags.js'
+import {marketplaceFlags, passphraseFile} from '../../cli/flags.js'
 import {renderTable} from '../../ui/table.js'
 import type {BidPreview} from '../../agent/bidding/preview.js'
 
@@ -13,6 +13,7 @@ export default class BidPreviewCommand extends BaseCommand {
   static override examples = ['<%= config.bin %> bid preview', '<%= config.bin %> bid preview --json']
 
   static override flags = {
+    ...marketplaceFlags,
     'passphrase-file': passphraseFile,
   }
 

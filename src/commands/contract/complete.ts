@@ -3,6 +3,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {ExitCode, UserError} from '../../core/errors.js'
 import {ManualRequestStore, type ManualRequest} from '../../provisioners/manual/requests.js'
+import {instanceName} from '../../provisioners/provisioner.js'
 import {BaseCommand} from '../../cli/base-command.js'
 
 export default class ContractComplete extends BaseCommand {
@@ -34,7 +35,7 @@ export default class ContractComplete extends BaseCommand {
     }
     const store = new ManualRequestStore(loaded.paths.stateDir)
     const request = store.complete(args.id, {
-      external_id: flags['external-id'] ?? `outpost-${args.id}`,
+      external_id: flags['external-id'] ?? instanceName(args.id),
       ip_address: flags.ip,
       ...(flags.ipv6 ? {ipv6_address: flags.ipv6} : {}),
       ssh_port: flags['ssh-port'],

@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {mainKeyFlags, yesFlag} from '../../cli/flags.js'
+import {mainKeyFlags, marketplaceFlags, yesFlag} from '../../cli/flags.js'
 import {acceptDispute, type ProviderDispute} from '../../core/api/disputes.js'
 import {answerableDispute} from '../../dispute/disputes.js'
 import {mainKeySession} from '../../core/api/session.js'
@@ -10,7 +10,7 @@ import {confirmOrRefuse} from '../../ui/confirm.js'
 export default class DisputeAccept extends BaseCommand {
   static override summary = "Accept the renter's claim (signed with the provider main key; cannot be undone)"
   static override args = {id: Args.string({description: 'dispute id', required: true})}
-  static override flags = {...mainKeyFlags, ...yesFlag}
+  static override flags = {...marketplaceFlags, ...mainKeyFlags, ...yesFlag}
 
   async run(): Promise<ProviderDispute> {
     const {args, flags} = await this.parse(DisputeAccept)

@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {mainKeyFlags, yesFlag} from '../../cli/flags.js'
+import {mainKeyFlags, marketplaceFlags, yesFlag} from '../../cli/flags.js'
 import type {ProviderDispute} from '../../core/api/disputes.js'
 import {mainKeySession} from '../../core/api/session.js'
 import {ExitCode, UserError} from '../../core/errors.js'
@@ -27,6 +27,7 @@ export default class DisputeEvidence extends BaseCommand {
 
   static override args = {id: Args.string({description: 'dispute id', required: true})}
   static override flags = {
+    ...marketplaceFlags,
     ...mainKeyFlags,
     ...yesFlag,
     file: Flags.string({description: 'evidence JSON file'}),

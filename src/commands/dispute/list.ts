@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {mainKeyFlags} from '../../cli/flags.js'
+import {mainKeyFlags, marketplaceFlags} from '../../cli/flags.js'
 import {DISPUTE_STATUSES, listDisputes, type ProviderDispute} from '../../core/api/disputes.js'
 import {renderTable} from '../../ui/table.js'
 import {DISPUTE_HEADER, disputeRow} from '../../dispute/disputes.js'
@@ -12,6 +12,7 @@ export default class DisputeList extends BaseCommand {
   static override examples = ['<%= config.bin %> dispute list --status open']
 
   static override flags = {
+    ...marketplaceFlags,
     ...mainKeyFlags,
     status: Flags.option({description: 'only disputes in this state', options: DISPUTE_STATUSES})(),
   }

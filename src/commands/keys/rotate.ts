@@ -1,5 +1,5 @@
 import {BaseCommand} from '../../cli/base-command.js'
-import {duration, mainKeyFlags} from '../../cli/flags.js'
+import {duration, mainKeyFlags, marketplaceFlags} from '../../cli/flags.js'
 import {readKeyFileContent} from '../../core/keys.js'
 import {rotateAgentKey, type RotateResult} from '../../setup/keys.js'
 import {getPassphrase} from '../../ui/passphrase.js'
@@ -13,6 +13,7 @@ export default class KeysRotate extends BaseCommand {
   static override examples = ['<%= config.bin %> keys rotate --main-key-file ~/provider-main.key --grace 24h']
 
   static override flags = {
+    ...marketplaceFlags,
     ...mainKeyFlags,
     grace: duration({description: 'how long the old key keeps working, like 24h, or 0', default: '24h'}),
   }

@@ -1,5 +1,5 @@
 import {BaseCommand} from '../../cli/base-command.js'
-import {mainKeyFlags, yesFlag} from '../../cli/flags.js'
+import {mainKeyFlags, marketplaceFlags, yesFlag} from '../../cli/flags.js'
 import {mainKeySession} from '../../core/api/session.js'
 import {claimPendingRewards, stakeInfo, type ClaimOutcome} from '../../stake/stake.js'
 import {confirmOrRefuse} from '../../ui/confirm.js'
@@ -8,7 +8,7 @@ export default class StakeClaim extends BaseCommand {
   static override summary = 'Claim the pending rewards (signed with the provider main key)'
   static override examples = ['<%= config.bin %> stake claim', '<%= config.bin %> stake claim --yes --json']
 
-  static override flags = {...mainKeyFlags, ...yesFlag}
+  static override flags = {...marketplaceFlags, ...mainKeyFlags, ...yesFlag}
 
   async run(): Promise<ClaimOutcome> {
     const {flags} = await this.parse(StakeClaim)

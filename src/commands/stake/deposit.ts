@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {mainKeyFlags} from '../../cli/flags.js'
+import {mainKeyFlags, marketplaceFlags} from '../../cli/flags.js'
 import {mainKeySession} from '../../core/api/session.js'
 import {depositToStake, type StakeChange} from '../../stake/stake.js'
 
@@ -11,7 +11,7 @@ export default class StakeDeposit extends BaseCommand {
   static override examples = ['<%= config.bin %> stake deposit 1000 --main-key-file ~/provider-main.key', '<%= config.bin %> stake deposit 12.5']
 
   static override args = {amount: Args.string({description: 'amount to stake, like 1000 or 12.5', required: true})}
-  static override flags = {...mainKeyFlags}
+  static override flags = {...marketplaceFlags, ...mainKeyFlags}
 
   async run(): Promise<StakeChange> {
     const {args, flags} = await this.parse(StakeDeposit)

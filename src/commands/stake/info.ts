@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {mainKeyFile} from '../../cli/flags.js'
+import {mainKeyFile, marketplaceFlags} from '../../cli/flags.js'
 import {configuredClient} from '../../core/api/factory.js'
 import {configuredProvider} from '../../core/api/session.js'
 import {stakeInfo, type StakeSummary} from '../../stake/stake.js'
@@ -13,6 +13,7 @@ export default class StakeInfo extends BaseCommand {
   static override examples = ['<%= config.bin %> stake info', '<%= config.bin %> stake info --json']
 
   static override flags = {
+    ...marketplaceFlags,
     'main-key-file': mainKeyFile(),
     'provider-pubkey': Flags.string({description: 'provider public key (default: [marketplace] provider_pubkey)'}),
   }

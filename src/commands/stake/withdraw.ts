@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {mainKeyFlags, yesFlag} from '../../cli/flags.js'
+import {mainKeyFlags, marketplaceFlags, yesFlag} from '../../cli/flags.js'
 import {mainKeySession} from '../../core/api/session.js'
 import {planWithdrawal, withdrawFromStake, type StakeChange} from '../../stake/stake.js'
 import {confirmOrRefuse} from '../../ui/confirm.js'
@@ -12,7 +12,7 @@ export default class StakeWithdraw extends BaseCommand {
   static override examples = ['<%= config.bin %> stake withdraw 500', '<%= config.bin %> stake withdraw 0.5 --yes --json']
 
   static override args = {amount: Args.string({description: 'amount to unstake, like 500 or 0.25', required: true})}
-  static override flags = {...mainKeyFlags, ...yesFlag}
+  static override flags = {...marketplaceFlags, ...mainKeyFlags, ...yesFlag}
 
   async run(): Promise<StakeChange> {
     const {args, flags} = await this.parse(StakeWithdraw)

@@ -2,6 +2,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import type {z} from 'zod'
 
 import {ExitCode, UserError, type ExitCodeValue} from '../errors.js'
+import {printable} from '../printable.js'
 import {hostHeaderOf, signRequest, type KeyPair} from '../signing.js'
 import {ApiErrorBody} from './schemas.js'
 
@@ -165,15 +166,6 @@ export function checkEndpoint(endpoint: string, allowInsecureHttp = false): URL 
   })
 }
 
-/** C0 and C1 control characters, DEL included: what a terminal acts on instead of printing. */
-const isControl = (code: number) => code < 0x20 || (code >= 0x7f && code <= 0x9f)
-
-/** What a peer wrote, made safe to print in one line: no control characters, bounded length. */
-function printable(text: string, max = 200): string {
-  const clean = [...text].map((character) => (isControl(character.charCodeAt(0)) ? '?' : character)).join('')
-  return clean.length > max ? `${clean.slice(0, max)}…` : clean
-}
-
 /** Reads at most `limit` bytes of a body; undefined when it is larger (the rest is not read). */
 async function readBounded(response: Response, limit: number): Promise<Buffer | undefined> {
   const declared = Number(response.headers.get('content-length') ?? Number.NaN)
@@ -316,7 +308,7 @@ export class ApiClient {
       throw new ApiError({
         status: response.status,
         apiCode: 'redirected',
-        message: `${method} ${path}: the marketplace answered ${response.status}, a redirect to ${location === null ? '(no Location)' : printable(location)}; signed requests are never sent on`,
+        message: `${method} ${path}: the marketplace answered ${response.status}, a redirect to ${location === null ? '(no Location)' : printable(location, {max: 200})}; signed requests are never sent on`,
         suggestion: 'set [marketplace] endpoint to the URL the marketplace documents (https://, without /api/v1)',
       })
     }
@@ -364,17 +356,17 @@ export class ApiClient {
       throw new ApiError({
         status,
         apiCode: 'unexpected_response',
-        message: `${method} ${path}: the marketplace answered ${status} with a body that could not be read (${printable(issue?.path.join('.') || 'body')}: ${printable(issue?.message ?? 'invalid')}); whether it took effect is unknown`,
+        message: `${method} ${path}: the marketplace answered ${status} with a body that could not be read (${printable(issue?.path.join('.') || 'body', {max: 200})}: ${printable(issue?.message ?? 'invalid', {max: 200})}); whether it took effect is unknown`,
         suggestion: 'check that [marketplace] endpoint points at an Outpost protocol v1 API',
         unknown: true,
       })
     }
     const error = ApiErrorBody.safeParse(json)
-    const apiCode = error.success ? printable(error.data.error.code, 64) : status >= 500 ? 'internal' : `http_${status}`
+    const apiCode = error.success ? printable(error.data.error.code, {max: 64}) : status >= 500 ? 'internal' : `http_${status}`
     throw new ApiError({
       status,
       apiCode,
-      message: `${method} ${path}: ${status} ${apiCode}${error.success ? `: ${printable(error.data.error.message, 500)}` : ''}`,
+      message: `${method} ${path}: ${status} ${apiCode}${error.success ? `: ${printable(error.data.error.message, {max: 500})}` : ''}`,
       details: error.success ? error.data.error.details : undefined,
       retryAfterMs: status === 429 || status === 503 ? parseRetryAfter(headers.get('retry-after')) : undefined,
       suggestion: suggestionFor(status, apiCode),

@@ -2,6 +2,7 @@ import {z} from 'zod'
 
 import type {SignedUsageRecord} from '../signing.js'
 import {RESPONSE_LIMITS, type ApiClient, type RetryPolicy} from './client.js'
+import {PublishedOffering} from './main-key.js'
 import {
   Amount,
   Contract,
@@ -122,6 +123,7 @@ export const Bid = z.object({
 export type Bid = z.infer<typeof Bid>
 
 const OwnBids = z.object({bids: z.array(Bid)})
+const OfferingList = z.object({offerings: z.array(PublishedOffering)})
 
 export class ProviderApi {
   readonly providerPubkey: string
@@ -161,6 +163,12 @@ export class ProviderApi {
       ...options,
     })
     return {contracts: answer.contracts, tierLimited: answer.tier_limited}
+  }
+
+  /** §6, public: this provider's offerings as the marketplace publishes them (the agent maps their ids to its [[offerings]]). */
+  async offerings(options: CallOptions = {}): Promise<PublishedOffering[]> {
+    const {offerings} = await this.client.get('/offerings', {schema: OfferingList, public: true, maxResponseBytes: RESPONSE_LIMITS.list, ...options})
+    return offerings.filter((offering) => offering.provider_pubkey === undefined || offering.provider_pubkey === this.providerPubkey)
   }
 
   /** §8, public: the provider's stake and tier. */

@@ -260,7 +260,7 @@ export class HetznerProvisioner implements Provisioner {
     } catch (error) {
       if (!(error instanceof HetznerApiError && error.code === 'uniqueness_error')) {
         if (error instanceof HetznerApiError && error.code === 'invalid_input') {
-          throw new ProvisionError(`the renter's SSH key was refused: ${error.message}`, {retryPossible: false, cause: error})
+          throw new ProvisionError(`the renter's SSH key was refused: ${error.message}`, {retryPossible: false, cause: error, category: 'ssh_key_refused'})
         }
         throw error
       }
@@ -311,7 +311,7 @@ export class HetznerProvisioner implements Provisioner {
         throw error
       }
     }
-    throw new ProvisionError(`no capacity for ${name}: ${lastUnavailable?.message ?? 'Hetzner made no server'}`, {retryPossible: true, cause: lastUnavailable})
+    throw new ProvisionError(`no capacity for ${name}: ${lastUnavailable?.message ?? 'Hetzner made no server'}`, {retryPossible: true, cause: lastUnavailable, category: 'no_capacity'})
   }
 
   /** Polls an action with adaptive backoff; a failed action's error code and message go into the error. */

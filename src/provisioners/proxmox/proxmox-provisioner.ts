@@ -467,7 +467,7 @@ export class ProxmoxProvisioner implements Provisioner {
         // The renter's key is the one value here that Outpost doesn't make. PVE checks each line with `ssh-keygen -l` and
         // dies "SSH public key validation error" (pve-common Tools.pm validate_ssh_public_keys): a 500 no retry changes.
         if (error instanceof ProxmoxApiError && error.reason === 'SSH public key validation error') {
-          throw new ProvisionError(`the renter's SSH key was refused by Proxmox: ${error.reason}`, {retryPossible: false, cause: error})
+          throw new ProvisionError(`the renter's SSH key was refused by Proxmox: ${error.reason}`, {retryPossible: false, cause: error, category: 'ssh_key_refused'})
         }
         throw error
       })
@@ -477,7 +477,7 @@ export class ProxmoxProvisioner implements Provisioner {
     if (pool) {
       address = await this.turns.run('address', async () => {
         const free = usedAddress(config.ipconfig0) ?? allocateAddress(pool, await this.addressesInUse(vm.vmid, signal))
-        if (!free) throw new ProvisionError(`no free address left in ip_pool ${pool.first}–${pool.last}`, {retryPossible: true})
+        if (!free) throw new ProvisionError(`no free address left in ip_pool ${pool.first}–${pool.last}`, {retryPossible: true, category: 'no_capacity'})
         await settings(free)
         return free
       })

@@ -277,7 +277,7 @@ export class SlurmProvisioner implements Provisioner {
           if (job.state === 'RUNNING') return job
           if (WAITING_STATES.has(job.state)) {
             if (HOPELESS_REASONS.has(job.reason)) {
-              throw new ProvisionError(`job ${id} (${name}) can never start: pending with reason ${job.reason} (the contract asks for more than the partition allows)`, {retryPossible: false})
+              throw new ProvisionError(`job ${id} (${name}) can never start: pending with reason ${job.reason} (the contract asks for more than the partition allows)`, {retryPossible: false, category: 'no_capacity'})
             }
             return undefined
           }
