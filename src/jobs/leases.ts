@@ -1,5 +1,5 @@
 import {ApiError, type ApiClient} from '../core/api/client.js'
-import type {JobKind, JobDetail, Lease, LeaseStatus, SlaSummary, Verdict} from '../core/api/job-schemas.js'
+import {LEASE_STATUSES, type JobKind, type JobDetail, type Lease, type LeaseStatus, type SlaSummary, type Verdict} from '../core/api/job-schemas.js'
 import type {JobsApi} from '../core/api/jobs.js'
 import {getJob} from '../core/api/renter-jobs.js'
 import {formatAmount, parseAmount} from '../core/decimal.js'
@@ -40,13 +40,17 @@ export async function listLeases(api: JobsApi, filters: LeaseFilters): Promise<L
 }
 
 export function leaseTotals(leases: readonly Lease[]): LeaseTotals {
-  const byStatus: Partial<Record<LeaseStatus, number>> = {}
   let rewards = 0n
   let forfeited = 0n
   for (const lease of leases) {
-    byStatus[lease.status] = (byStatus[lease.status] ?? 0) + 1
     if (lease.status === 'accepted' && lease.reward) rewards += parseAmount(lease.reward)
     if (lease.forfeited) forfeited += parseAmount(lease.forfeited)
+  }
+  // In the order of the lease's life (active first), so the summary line reads the same every time.
+  const byStatus: Partial<Record<LeaseStatus, number>> = {}
+  for (const status of LEASE_STATUSES) {
+    const count = leases.filter((lease) => lease.status === status).length
+    if (count > 0) byStatus[status] = count
   }
   return {leases: leases.length, by_status: byStatus, rewards: formatAmount(rewards), forfeited: formatAmount(forfeited)}
 }
