@@ -201,7 +201,7 @@ function explainExecutorError(error: ExecutorError, executor: Executor, options:
   const remedies: Partial<Record<ExecutorError['code'], string>> = {
     bad_program: 'the program is not valid for its kind: check the file (or --kind)',
     bad_input: 'the input is not valid for this program: check the input file',
-    aborted: `the run took longer than ${seconds(options.timeoutMs)}: pass a longer --timeout`,
+    aborted: options.signal?.aborted ? 'the run was interrupted: nothing was kept' : `the run took longer than ${seconds(options.timeoutMs)}: pass a longer --timeout`,
     too_large: 'the job is over this executor\'s limits: raise them in [jobs] or run a smaller job',
     unsupported: 'this executor can\'t run this job here: see `outpost doctor`',
   }

@@ -67,5 +67,8 @@ describe('outpost jobs run-local / test-provision --jobs (built CLI)', () => {
     const refused = await runCli(['jobs', 'run-local', circuit, badInput, '--json'], {env})
     expect(refused.exitCode).toBe(1)
     expect(parseJson(refused)).toMatchObject({error: {code: 'executor_bad_input', suggestion: expect.stringContaining('input')}})
+    const late = await runCli(['jobs', 'run-local', '--example', 'multiplier', '--timeout', '50ms', '--json'], {env})
+    expect(late.exitCode).toBe(1)
+    expect(parseJson(late)).toMatchObject({error: {code: 'executor_aborted', suggestion: expect.stringContaining('--timeout')}})
   })
 })
