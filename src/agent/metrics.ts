@@ -99,8 +99,11 @@ export interface ProbeServer {
   close(): Promise<void>
 }
 
-/** /metrics, /healthz (the process answers) and /readyz (the agent has reached the marketplace and resumed its work). */
-export async function startProbeServer(listen: string, metrics: AgentMetrics, isReady: () => boolean): Promise<ProbeServer> {
+/**
+ * /metrics, /healthz (liveness: the process answers) and /readyz (readiness: the agent can do its job now; JSON with
+ * the reasons when it can't, 503).
+ */
+export async function startProbeServer(listen: string, metrics: AgentMetrics, readiness: () => {ready: boolean}): Promise<ProbeServer> {
   const separator = listen.lastIndexOf(':')
   const host = listen.slice(0, separator)
   const port = Number(listen.slice(separator + 1))
@@ -116,8 +119,8 @@ export async function startProbeServer(listen: string, metrics: AgentMetrics, is
     } else if (path === '/healthz') {
       response.writeHead(200, {'content-type': 'text/plain'}).end('ok\n')
     } else if (path === '/readyz') {
-      const ready = isReady()
-      response.writeHead(ready ? 200 : 503, {'content-type': 'text/plain'}).end(ready ? 'ready\n' : 'not ready\n')
+      const answer = readiness()
+      response.writeHead(answer.ready ? 200 : 503, {'content-type': 'application/json', 'cache-control': 'no-store'}).end(JSON.stringify(answer) + '\n')
     } else {
       response.writeHead(404).end()
     }

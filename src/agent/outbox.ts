@@ -3,7 +3,7 @@ import {join} from 'node:path'
 import {z} from 'zod'
 
 import {Instance, SignedUsageRecordSchema} from '../core/api/schemas.js'
-import {fsyncDirectory, writeFileAtomic} from '../core/files.js'
+import {writeFileAtomic} from '../core/files.js'
 
 /**
  * Reports to the marketplace, each written to its own file before it is sent and removed after a 2xx, so nothing the
@@ -124,9 +124,9 @@ export class Outbox {
     return {entries, quarantined}
   }
 
+  /** Not fsynced: a removal a crash undoes only sends an accepted report again, and every report is idempotent (§6, §8). */
   remove(entry: OutboxEntry): void {
     rmSync(this.path(entry), {force: true})
-    fsyncDirectory(this.dir)
   }
 
   depth(): number {

@@ -8,11 +8,12 @@ import {toHex} from '../core/hex.js'
 import {waitForStopSignal} from '../core/signals.js'
 import type {KeyPair} from '../core/signing.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
-import {Agent, type AgentSettings} from './agent.js'
+import {Agent, DRAIN_HEARTBEAT_MS, type AgentSettings} from './agent.js'
 import {pricingScript} from './bidding/script-pricing.js'
 import {watchGpuMetrics} from './gpus.js'
 import {createLogger, type AgentLog} from './logger.js'
 import {createMetrics, startProbeServer, type AgentMetrics, type ContractResult, type ProbeServer} from './metrics.js'
+import {recordProbeUrl} from './probe-url.js'
 import {claimStateDir, removeTempFiles} from './state-dir.js'
 
 export interface AgentServiceOptions {
@@ -58,9 +59,9 @@ function waitForSignal(log: AgentLog): Promise<string> {
 }
 
 /** The probes on `[metrics] listen`; an address another process holds is a configuration error that says what to set. */
-async function startProbes(listen: string, metrics: AgentMetrics, isReady: () => boolean): Promise<ProbeServer> {
+async function startProbes(listen: string, metrics: AgentMetrics, readiness: () => {ready: boolean}): Promise<ProbeServer> {
   try {
-    return await startProbeServer(listen, metrics, isReady)
+    return await startProbeServer(listen, metrics, readiness)
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
@@ -98,6 +99,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
   const provisioner = options.createProvisioner(log)
   const client = configuredClient(loaded, 'daemon', {key, userAgent: `outpost-agent/${options.version}`})
   let probes: ProbeServer | undefined
+  let forgetProbeUrl: () => void = () => undefined
   try {
     const agent = new Agent({
       api: new ProviderApi(client, providerPubkey),
@@ -117,7 +119,8 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
     }
     if (config.metrics.enabled && !options.once) {
       await watchGpuMetrics(metrics.registry, config.gpu, () => agent.gpuHolders())
-      probes = await startProbes(config.metrics.listen, metrics, () => agent.ready)
+      probes = await startProbes(config.metrics.listen, metrics, () => agent.readiness())
+      forgetProbeUrl = recordProbeUrl(loaded.paths.stateDir, probes.url)
     }
     log.info(
       {
@@ -148,10 +151,15 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
 
     await agent.start()
     const stoppedBy = await stopSignal
-    const {interrupted, outboxLeft} = await agent.stop(options.shutdownTimeoutMs)
+    // A stop is a drain (§5): the marketplace hears `draining`, no new work is taken, what runs is finished. The
+    // draining heartbeat is part of the shutdown budget, so a stop still ends within --shutdown-timeout (or 1 s).
+    const drainStarted = Date.now()
+    await agent.drain(Math.min(DRAIN_HEARTBEAT_MS, Math.max(1000, options.shutdownTimeoutMs)))
+    const {interrupted, outboxLeft} = await agent.stop(Math.max(0, options.shutdownTimeoutMs - (Date.now() - drainStarted)))
     return {mode: 'daemon', stopped_by: stoppedBy, contracts: {...agent.outcomes}, interrupted, outbox_left: outboxLeft}
   } finally {
     await probes?.close()
+    forgetProbeUrl()
     claim.release()
   }
 }

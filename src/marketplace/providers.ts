@@ -24,6 +24,7 @@ interface ProviderRow {
   agent_version: string | null
   provisioner_type: string | null
   active_contracts: number | null
+  heartbeat_status: 'active' | 'draining' | null
 }
 
 export interface ProviderView {
@@ -211,6 +212,7 @@ export class ProviderRegistry {
     body: z.infer<typeof HeartbeatBody>,
   ): {acknowledged: true; next_heartbeat_seconds: number; agents: {agent_id: string; last_heartbeat_age_ms: number}[]} {
     const now = this.context.clock.now()
+    const wasDraining = this.byPubkey.get(providerPubkey)?.heartbeat_status === 'draining'
     const changes = this.recordHeartbeat.run(
       now,
       body.version,
@@ -226,6 +228,8 @@ export class ProviderRegistry {
     if (changes === 0) throw notFound('provider')
     // New capabilities, capacity or the end of draining may open jobs to this provider's waiting long poll.
     this.context.jobs.notify(providerPubkey)
+    // The end of a drain opens pending contracts to the agent's waiting long poll.
+    if (wasDraining && body.status !== 'draining') this.context.pending.notify(providerPubkey)
     if (body.agent_id !== undefined) this.recordAgentHeartbeat.run(providerPubkey, body.agent_id, agentPubkey, now)
     const agents = this.agentHeartbeats.all(providerPubkey).map((row) => ({agent_id: row.agent_id, last_heartbeat_age_ms: Math.max(0, now - row.heartbeat_at)}))
     return {acknowledged: true, next_heartbeat_seconds: this.context.settings.heartbeatSeconds, agents}

@@ -9,10 +9,10 @@ import {toHex} from '../../src/core/hex.js'
 import {readKeyFile} from '../../src/core/keys.js'
 import {canonicalJson, sha256Hex, verifyUsageRecord, type SignedUsageRecord} from '../../src/core/signing.js'
 import {renterKeyPath} from '../../src/devnet/renter.js'
-import {parseJson, runCli, TEST_PASSPHRASE} from '../helpers/cli.js'
-import {RENTER_SSH_KEY} from '../helpers/ssh-keys.js'
-import {HAVE_SCRIPT, runInTerminal} from '../helpers/terminal.js'
-import {fastAgentEnv, initProvider, killInstances, startAgent, startDevnet, waitFor, type Devnet, type ProviderSetup} from '../helpers/marketplace.js'
+import {parseJson, runCli, TEST_PASSPHRASE} from '../support/cli.js'
+import {RENTER_SSH_KEY} from '../support/ssh-keys.js'
+import {HAVE_SCRIPT, runInTerminal} from '../support/terminal.js'
+import {fastAgentEnv, initProvider, killInstances, startAgent, startDevnet, waitFor, type Devnet, type ProviderSetup} from '../support/marketplace.js'
 
 interface ErrorJson {
   error: {code: string; message: string; suggestion?: string}
