@@ -10,8 +10,8 @@ import {JobsApi} from '../../src/core/api/jobs.js'
 import type {Lease} from '../../src/core/api/job-schemas.js'
 import {archiveResultEnvelope} from '../../src/core/result-archive.js'
 import {sha256Hex, signResultEnvelope, verifyResultEnvelope, type SignedResultEnvelope} from '../../src/core/signing.js'
-import {parseJson, runCli, TEST_PASSPHRASE} from '../helpers/cli.js'
-import {client, initProvider, renter, startDevnet, type Devnet, type ProviderSetup} from '../helpers/marketplace.js'
+import {parseJson, runCli, TEST_PASSPHRASE} from '../support/cli.js'
+import {client, initProvider, renter, startDevnet, type Devnet, type ProviderSetup} from '../support/marketplace.js'
 
 /**
  * The operator's job commands (the built CLI) against a real devnet on loopback: jobs a renter opened with `devnet

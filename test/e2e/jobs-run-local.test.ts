@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {parseJson, runCli} from '../helpers/cli.js'
+import {parseJson, runCli} from '../support/cli.js'
 
 /** `jobs run-local` and `test-provision --jobs` (the built CLI): the configured executors, no marketplace at all. */
 
