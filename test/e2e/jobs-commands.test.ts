@@ -102,7 +102,7 @@ beforeAll(async () => {
   const tampered = JSON.parse(proof.output.toString('utf8')) as {proof: unknown; public_signals: string[]}
   tampered.public_signals[0] = '12345'
   forgedAnswer = await answer(forged, Buffer.from(JSON.stringify(tampered)))
-}, 120_000)
+}, 180_000)
 
 afterAll(async () => {
   await devnet?.stop()
