@@ -7,6 +7,7 @@ import {mainKeySession} from '../../core/api/session.js'
 import {ExitCode, UserError} from '../../core/errors.js'
 import {answerableDispute, EVIDENCE_HEADER, evidenceRows, planEvidence, sendEvidence, type EvidencePlan} from '../../dispute/disputes.js'
 import {evidenceFromAgentState, evidenceFromFile, mergeDrafts, type EvidenceDraft} from '../../dispute/evidence.js'
+import {evidenceFromJobs} from '../../dispute/job-evidence.js'
 import {confirmOrRefuse} from '../../ui/confirm.js'
 import {renderTable} from '../../ui/table.js'
 
@@ -17,12 +18,14 @@ export default class DisputeEvidence extends BaseCommand {
     '(SHA-256) here. --auto reads the agent state dir for the contract: its signed usage records and journal entries. ' +
     'What will be submitted is shown first, then confirmed: asked in a terminal, --yes otherwise (evidence cannot be ' +
     'taken back). Evidence is kept by its hash: items the dispute holds already are left out, so running it twice adds ' +
-    'nothing the second time.'
+    'nothing the second time. With --auto, each --job adds the signed result envelopes of that job (PROTOCOL §12): ' +
+    "those the agent kept in its state dir and the result the marketplace settled, with its verdict."
 
   static override examples = [
     '<%= config.bin %> dispute evidence 5c1e... --auto',
     '<%= config.bin %> dispute evidence 5c1e... --file evidence.json --yes',
     '<%= config.bin %> dispute evidence 5c1e... --auto --dry-run --json',
+    '<%= config.bin %> dispute evidence 5c1e... --auto --job 9f2c... --yes',
   ]
 
   static override args = {id: Args.string({description: 'dispute id', required: true})}
@@ -32,6 +35,7 @@ export default class DisputeEvidence extends BaseCommand {
     ...yesFlag,
     file: Flags.string({description: 'evidence JSON file'}),
     auto: Flags.boolean({description: "build the evidence from the agent's state dir for the dispute's contract"}),
+    job: Flags.string({description: 'with --auto: also the signed result envelopes of this job (repeatable)', multiple: true, dependsOn: ['auto']}),
     response: Flags.string({description: "the provider's account (default: from the file, or a summary of the --auto evidence)"}),
     'dry-run': Flags.boolean({description: 'show what would be submitted, and stop'}),
   }
@@ -45,9 +49,11 @@ export default class DisputeEvidence extends BaseCommand {
     const mainKey = await this.mainKey(flags, 'answering a dispute')
     const session = mainKeySession(loaded, mainKey)
     const dispute = await answerableDispute(session, args.id)
+    const jobIds = flags.job ?? []
     const draft = mergeDrafts([
       ...(flags.file ? [evidenceFromFile(flags.file)] : []),
-      ...(flags.auto ? [evidenceFromAgentState(loaded.paths.stateDir, dispute.contract_id)] : []),
+      ...(flags.auto ? [contractEvidence(loaded.paths.stateDir, dispute.contract_id, jobIds.length > 0)] : []),
+      ...(jobIds.length > 0 ? [await evidenceFromJobs({client: session.client, stateDir: loaded.paths.stateDir, jobIds})] : []),
     ])
     const plan = planEvidence(dispute, draft, flags.response)
     this.log(`dispute ${dispute.dispute_id} on contract ${dispute.contract_id} (${dispute.type}): ${dispute.description}`)
@@ -65,5 +71,15 @@ export default class DisputeEvidence extends BaseCommand {
     const answered = await sendEvidence(session, args.id, plan)
     this.log(`submitted: dispute ${answered.dispute_id} is ${answered.status}, ${answered.evidence.length} evidence items in all`)
     return {dispute: answered, draft, plan, submitted: true}
+  }
+}
+
+/** The agent's records of the contract; with jobs named too, a contract it holds nothing about is a note, not a failure. */
+function contractEvidence(stateDir: string, contractId: string, jobsNamed: boolean): EvidenceDraft {
+  try {
+    return evidenceFromAgentState(stateDir, contractId)
+  } catch (error) {
+    if (!jobsNamed || !(error instanceof UserError) || error.code !== 'no_evidence') throw error
+    return {evidence: [], notes: [`the agent's state dir holds nothing about contract ${contractId}: only the jobs' evidence is included`]}
   }
 }

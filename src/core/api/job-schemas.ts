@@ -67,6 +67,8 @@ export const Lease = z.object({
   job: Job.optional(),
   reason: z.string().optional(),
   reward: Amount.optional(),
+  /** Devnet addition: the collateral a rejected or expired lease lost. */
+  forfeited: Amount.optional(),
 })
 export type Lease = z.infer<typeof Lease>
 export const LeaseList = z.object({leases: z.array(Lease)})
