@@ -1,8 +1,9 @@
-import {lstatSync, readdirSync, readFileSync, rmSync} from 'node:fs'
+import {linkSync, lstatSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {ExitCode, UserError} from '../core/errors.js'
 import {writeFileAtomic} from '../core/files.js'
+import {randomHex} from '../core/signing.js'
 import {isOutOfSpace} from './state-disk.js'
 
 /** A pid file the disk had no room for: the claim holds in this process, and `write` is tried again later. */
@@ -20,12 +21,63 @@ export interface StateDirClaim {
 /** One agent per state dir: two would each think the other's work was left unfinished by a crash. */
 export function claimStateDir(stateDir: string): StateDirClaim {
   const path = join(stateDir, 'agent.pid')
-  let holder: number | undefined
-  try {
-    holder = Number(readFileSync(path, 'utf8').trim())
-  } catch {
-    holder = undefined
+  const text = `${process.pid}\n`
+  // Only this agent's own file is removed: after a stale file was taken over, it may be another agent's.
+  const release = () => {
+    if (holderOf(path) === process.pid) rmSync(path, {force: true})
   }
+  const write = () => writeFileAtomic(path, text, 0o600)
+  // Twice: a first attempt may find the file of an agent that is gone (it is removed, and the claim tried again).
+  for (let attempt = 0; attempt < 2; attempt++) {
+    let created: boolean
+    try {
+      created = createExclusive(path, text)
+    } catch (error) {
+      // A full disk is an operating condition, not a reason to stop what runs: the agent writes the file once it can.
+      if (!isOutOfSpace(error)) throw error
+      refuseIfHeld(stateDir, holderOf(path))
+      return {release, unwritten: {path, error, write}}
+    }
+    if (created) return {release}
+    const holder = holderOf(path)
+    if (holder === process.pid) return {release}
+    refuseIfHeld(stateDir, holder)
+    rmSync(path, {force: true})
+  }
+  // Another agent took the file between the removal of a stale one and this claim.
+  refuseIfHeld(stateDir, holderOf(path))
+  return {release}
+}
+
+/**
+ * Creates `path` holding `text` only when it does not exist, atomically (a hard link of a complete temporary file),
+ * so two agents started together can't both believe they hold the state dir. False when it exists.
+ */
+function createExclusive(path: string, text: string): boolean {
+  const temporary = `${path}.${process.pid}.${randomHex(6)}.claim`
+  writeFileSync(temporary, text, {mode: 0o600})
+  try {
+    linkSync(temporary, path)
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false
+    throw error
+  } finally {
+    rmSync(temporary, {force: true})
+  }
+}
+
+/** The pid a pid file names; undefined when there is none or it can't be read. */
+function holderOf(path: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(path, 'utf8').trim())
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function refuseIfHeld(stateDir: string, holder: number | undefined): void {
   if (holder && holder !== process.pid && processAlive(holder)) {
     throw new UserError(`another agent (pid ${holder}) runs with the state dir ${stateDir}`, {
       code: 'agent_running',
@@ -33,16 +85,6 @@ export function claimStateDir(stateDir: string): StateDirClaim {
       suggestion: 'stop it first, or give this agent its own [agent] state_dir',
     })
   }
-  const release = () => rmSync(path, {force: true})
-  const write = () => writeFileAtomic(path, `${process.pid}\n`, 0o600)
-  try {
-    write()
-  } catch (error) {
-    // A full disk is an operating condition, not a reason to stop what runs: the agent writes the file once it can.
-    if (!isOutOfSpace(error)) throw error
-    return {release, unwritten: {path, error, write}}
-  }
-  return {release}
 }
 
 function processAlive(pid: number): boolean {
