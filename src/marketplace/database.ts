@@ -316,6 +316,15 @@ const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE delegations ADD COLUMN last_seen_at INTEGER;
   `,
+  // §5: the agent keys whose last heartbeat said `draining`: such an agent is handed no new contracts, while its
+  // siblings (other agent keys of the provider) still are.
+  `
+  CREATE TABLE draining_agents (
+    agent_pubkey TEXT PRIMARY KEY,
+    provider_pubkey TEXT NOT NULL REFERENCES providers(pubkey),
+    since INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -24,7 +24,6 @@ interface ProviderRow {
   agent_version: string | null
   provisioner_type: string | null
   active_contracts: number | null
-  heartbeat_status: 'active' | 'draining' | null
 }
 
 export interface ProviderView {
@@ -100,6 +99,8 @@ export class ProviderRegistry {
   private readonly recordAgentHeartbeat
   private readonly recordKeySeen
   private readonly agentHeartbeats
+  private readonly markDraining
+  private readonly unmarkDraining
 
   constructor(
     private readonly context: MarketplaceContext,
@@ -131,6 +132,8 @@ export class ProviderRegistry {
        ON CONFLICT (provider_pubkey, agent_id) DO UPDATE SET agent_pubkey = excluded.agent_pubkey, heartbeat_at = excluded.heartbeat_at`,
     )
     this.recordKeySeen = db.prepare('UPDATE delegations SET last_seen_at = ? WHERE agent_pubkey = ?')
+    this.markDraining = db.prepare('INSERT INTO draining_agents (agent_pubkey, provider_pubkey, since) VALUES (?, ?, ?) ON CONFLICT (agent_pubkey) DO NOTHING')
+    this.unmarkDraining = db.prepare('DELETE FROM draining_agents WHERE agent_pubkey = ?')
     this.agentHeartbeats = db.prepare<[string], {agent_id: string; heartbeat_at: number}>(
       'SELECT agent_id, heartbeat_at FROM agent_heartbeats WHERE provider_pubkey = ? ORDER BY agent_id',
     )
@@ -217,7 +220,6 @@ export class ProviderRegistry {
     body: z.infer<typeof HeartbeatBody>,
   ): {acknowledged: true; next_heartbeat_seconds: number; agents: {agent_id: string; last_heartbeat_age_ms: number}[]} {
     const now = this.context.clock.now()
-    const wasDraining = this.byPubkey.get(providerPubkey)?.heartbeat_status === 'draining'
     const changes = this.recordHeartbeat.run(
       now,
       body.version,
@@ -234,8 +236,9 @@ export class ProviderRegistry {
     this.recordKeySeen.run(now, agentPubkey)
     // New capabilities, capacity or the end of draining may open jobs to this provider's waiting long poll.
     this.context.jobs.notify(providerPubkey)
-    // The end of a drain opens pending contracts to the agent's waiting long poll.
-    if (wasDraining && body.status !== 'draining') this.context.pending.notify(providerPubkey)
+    if (body.status === 'draining') this.markDraining.run(agentPubkey, providerPubkey, now)
+    // The end of this agent's drain opens pending contracts to its waiting long poll.
+    else if (this.unmarkDraining.run(agentPubkey).changes > 0) this.context.pending.notify(providerPubkey)
     if (body.agent_id !== undefined) this.recordAgentHeartbeat.run(providerPubkey, body.agent_id, agentPubkey, now)
     const agents = this.agentHeartbeats.all(providerPubkey).map((row) => ({agent_id: row.agent_id, last_heartbeat_age_ms: Math.max(0, now - row.heartbeat_at)}))
     return {acknowledged: true, next_heartbeat_seconds: this.context.settings.heartbeatSeconds, agents}

@@ -258,7 +258,7 @@ export function buildRoutes(context: MarketplaceContext): Route[] {
         (wake) => context.pending.subscribe(providerPubkey, wake),
         wait * 1000,
         request,
-        () => contracts.pendingProvision(providerPubkey),
+        () => contracts.pendingProvision(providerPubkey, signer(request).pubkey),
       )
       // Devnet addition to §7: how many accepted contracts the stake tier holds back, so the agent can say so.
       return ok({contracts: found, tier_limited: contracts.tierLimited(providerPubkey)})

@@ -6,7 +6,7 @@ import {afterEach, beforeEach, describe, expect, it} from 'vitest'
 
 import {claimStateDir, removeTempFiles} from '../../src/agent/state-dir.js'
 import {RecordingLog, tempStateDir} from './fakes.js'
-import {REPO_ROOT} from '../helpers/cli.js'
+import {REPO_ROOT} from '../support/cli.js'
 import {StateDisk} from '../../src/agent/state-disk.js'
 
 let state: ReturnType<typeof tempStateDir>

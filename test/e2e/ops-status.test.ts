@@ -77,7 +77,7 @@ function logDir(): string {
 const env = (configDir: string) => ({...fastAgentEnv(configDir), OUTPOST_KEY_PASSPHRASE: TEST_PASSPHRASE})
 
 describe('readiness, status, pause and resume (built CLI, real devnet)', () => {
-  it('readiness flips to 503 while the devnet is down and back to 200 when it returns; status shows the tier-limited contract; pause stops new contracts and resume restores them', {timeout: 120_000}, async () => {
+  it('readiness flips to 503 while the devnet is down and back to 200 when it returns; status shows the tier-limited contract; pause stops new contracts and resume restores them', {timeout: 240_000}, async () => {
     const agent = startAgent(fastAgentEnv(provider.configDir), join(logDir(), 'agent.log'))
     try {
       const metrics = await metricsUrl(agent)

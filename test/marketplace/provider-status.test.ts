@@ -2,7 +2,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {ContractList} from '../../src/core/api/schemas.js'
 import {generateKeyPair} from '../../src/core/signing.js'
-import {createContract, createOffering, errorOf, registerProvider, send, type Provider} from '../support/harness.js'
+import {createContract, createOffering, delegate, errorOf, registerProvider, send, type Provider} from '../support/harness.js'
 import {startDevnet, type Devnet} from '../support/devnet.js'
 
 /** PROTOCOL §5 as the devnet keeps it: a paused provider gets no new contracts; a draining agent is handed none. */
@@ -16,8 +16,8 @@ afterAll(() => market.stop())
 
 const heartbeat = {version: '0.1.0', provisioner_type: 'local', capabilities: [], active_contracts: 0}
 
-async function pendingIds(provider: Provider, wait = 0): Promise<string[]> {
-  const answer = await send(market, 'GET', `/providers/${provider.pk}/contracts/pending-provision?wait=${wait}`, {key: provider.agent})
+async function pendingIds(provider: Provider, wait = 0, key = provider.agent): Promise<string[]> {
+  const answer = await send(market, 'GET', `/providers/${provider.pk}/contracts/pending-provision?wait=${wait}`, {key})
   return ContractList.parse(answer.body).contracts.map((contract) => contract.contract_id)
 }
 
@@ -44,6 +44,10 @@ describe('§5 provider status and draining', () => {
     const draining = await send(market, 'POST', `/providers/${provider.pk}/heartbeat`, {key: provider.agent, body: {...heartbeat, status: 'draining'}})
     expect(draining.body).toMatchObject({acknowledged: true})
     expect(await pendingIds(provider)).toEqual([])
+    // The drain is that agent's: a sibling (another agent key of the provider) is still handed the contract.
+    const sibling = generateKeyPair()
+    await delegate(market, provider.main, sibling, ['fetch_contracts', 'heartbeat'], null, 'sibling')
+    expect(await pendingIds(provider, 0, sibling)).toEqual([id])
 
     const waiting = pendingIds(provider, 10)
     await send(market, 'POST', `/providers/${provider.pk}/heartbeat`, {key: provider.agent, body: {...heartbeat, status: 'active'}})
