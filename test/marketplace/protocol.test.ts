@@ -59,6 +59,8 @@ describe('§5 providers, delegations, heartbeat', () => {
         label: 'test agent',
         created_at: expect.any(Number),
         revoked_at: null,
+        // A devnet addition to §3: when the key last signed a heartbeat (none yet).
+        last_seen_at: null,
       },
     ])
     const unknown = await send(market, 'DELETE', `/providers/${provider.pk}/agent-delegations/${'ab'.repeat(32)}`, {key: provider.main})
