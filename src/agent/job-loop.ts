@@ -408,7 +408,8 @@ export class JobLoop {
     const {log} = this.options
     const executor = this.options.executors.get(job.kind)
     if (!executor) return this.failLease(lease, job.job_id, {reason: `${job.kind} jobs are not served here any more`, retryable: true})
-    const renewal = this.keepRenewed(lease, job)
+    // A lease taken up after a restart is renewed at once: the previous run's last renewal may be long ago.
+    const renewal = this.keepRenewed(lease, job, resumed)
     const deadlineTimer = new AbortController()
     // Clamped: setTimeout fires at once for a delay over 2^31 - 1 ms (a deadline weeks away).
     const timer = setTimeout(() => deadlineTimer.abort(new Error('deadline')), Math.min(2 ** 31 - 1, Math.max(0, job.deadline - SUBMIT_MARGIN_MS - Date.now())))
@@ -495,7 +496,7 @@ export class JobLoop {
 
   /** Sends the signed result through the outbox and records the verdict. */
   private async submit(lease: Lease, job: Job, envelope: SignedResultEnvelope, outputFile: string | undefined, interrupt: AbortSignal, renewal?: Renewal): Promise<void> {
-    const keeping = renewal ?? this.keepRenewed(lease, job)
+    const keeping = renewal ?? this.keepRenewed(lease, job, true)
     try {
       if (envelope.output.data_b64 === undefined) {
         if (!outputFile || !existsSync(outputFile)) return await this.failLease(lease, job.job_id, {reason: 'the output of the signed result is lost', retryable: true})
@@ -613,14 +614,16 @@ export class JobLoop {
    * Renews the lease every third of `lease_seconds` until stopped. `lost` fires when the marketplace says it expired
    * (410): the run stops, since its result would be refused.
    */
-  private keepRenewed(lease: Lease, job: Job): Renewal {
+  private keepRenewed(lease: Lease, job: Job, atOnce: boolean): Renewal {
     const lost = new AbortController()
     const stop = new AbortController()
     const everyMs = Math.min(MAX_RENEW_MS, Math.max(1000, (job.lease_seconds * 1000) / 3))
     const signal = AbortSignal.any([stop.signal, this.options.interrupting])
     const loop = async () => {
+      let first = atOnce
       while (!signal.aborted) {
-        await pause(everyMs, signal)
+        if (!first) await pause(everyMs, signal)
+        first = false
         if (signal.aborted) return
         try {
           await this.options.api.renew(lease.lease_id, {signal: follow(signal), retry: QUICK_RETRY})

@@ -204,16 +204,19 @@ describe('outpost run serving a job market (PROTOCOL §12)', () => {
     const {process: market, dataDir} = await devnet('crash')
     const setup = await provider(market.endpoint)
     const renter = renterClient(market.endpoint, generateKeyPair())
-    const zk = Math.max(1, Math.floor(CRASH_JOBS / 4))
-    await openExampleJobs(renter, 'multiplier', zk)
-    await openExampleJobs(renter, 'ghz', CRASH_JOBS - zk)
+    // Mostly circuits (a tenth of a second each once the simulator is up), so the kills land at every step: leasing,
+    // running, signing, submitting; two proofs (seconds each) are killed mid-run.
+    await openExampleJobs(renter, 'ghz', CRASH_JOBS - 2)
+    await openExampleJobs(renter, 'multiplier', 2)
     const stateDir = join(setup.configDir, 'state')
     for (let round = 0; round < KILLS; round++) {
       const running = agent(setup, 'crash')
-      const before = logged(running, 'running the job')
-      // At work: a run started (under load the agent's start alone can take longer than any fixed delay).
-      await waitFor(() => logged(running, 'running the job') > before, 60_000, 50)
-      await new Promise((resolve) => setTimeout(resolve, Math.floor(Math.random() * 1500)))
+      // At work (under load the agent's start alone can take longer than any fixed delay): a run started, or, every
+      // other round, a result accepted, so later kills land in a steady stream of leasing, running and submitting.
+      const trigger = round % 2 === 0 ? 'running the job' : 'result accepted'
+      const before = logged(running, trigger)
+      await waitFor(() => logged(running, trigger) > before, 60_000, 50)
+      await new Promise((resolve) => setTimeout(resolve, Math.floor(Math.random() * 600)))
       running.kill('SIGKILL')
       await running.exited
     }
