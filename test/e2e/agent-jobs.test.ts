@@ -1,4 +1,4 @@
-import {chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, afterEach, describe, expect, it} from 'vitest'
@@ -8,6 +8,8 @@ import {JobsApi} from '../../src/core/api/jobs.js'
 import {ProviderApi} from '../../src/core/api/provider.js'
 import {toHex} from '../../src/core/hex.js'
 import {canonicalJson, generateKeyPair, sha256Hex, signResultEnvelope} from '../../src/core/signing.js'
+import {templatePath} from '../../src/core/templates.js'
+import {submitJob} from '../../src/devnet/jobs.js'
 import {client, initProvider, metricsUrl, startAgent, waitFor, type AgentProcess, type ProviderSetup} from '../helpers/marketplace.js'
 import {startDevnetProcess, type DevnetProcess} from '../marketplace/devnet-process.js'
 import {outboxEntries} from '../support/agent-run.js'
@@ -270,5 +272,58 @@ describe('outpost run serving a job market (PROTOCOL §12)', () => {
     // Half the collateral of an expired lease is forfeited (§12).
     expect(balances(first.providerPubkey)).toMatchObject({staked_micro: String(25_000_000_000 - 1_000_000), locked_micro: '0'})
     expect(balances(second.providerPubkey)).toMatchObject({staked_micro: '25000000000', rewards_pending_micro: '1500000'})
+  })
+
+  it('declines a job under the price floor or one it cannot finish in time, and fails early (retryable) a run that outlives its deadline', {timeout: 120_000}, async () => {
+    const {process: market, dataDir} = await devnet('deadlines', '0')
+    const setup = await provider(market.endpoint)
+    const stateDir = join(setup.configDir, 'state')
+    const ghz = readFileSync(templatePath('jobs/ghz/ghz.qasm'))
+    // This machine's speed book says the GHZ program takes 10 minutes with this executor.
+    mkdirSync(stateDir, {recursive: true, mode: 0o700})
+    writeFileSync(
+      join(stateDir, 'executor-speed.json'),
+      JSON.stringify({version: 1, machine: {}, programs: {[`script:${sha256Hex(ghz)}`]: {ms: 600_000, samples: 3, updated_at: Date.now()}}}),
+    )
+    const script = join(temp, 'slow.sh')
+    writeFileSync(script, '#!/bin/sh\nexec sleep 60\n')
+    chmodSync(script, 0o755)
+    const otherCircuit = join(temp, 'other.qasm')
+    writeFileSync(otherCircuit, `// another program, never run here\n${ghz.toString('utf8')}`)
+    const renter = renterClient(market.endpoint, generateKeyPair())
+    const [cheap] = await openExampleJobs(renter, 'ghz', 1, {reward: '0.5'})
+    const [slow] = await openExampleJobs(renter, 'ghz', 1, {reward: '1.5', deadlineSeconds: 120})
+    const running = agent(setup, 'deadlines', {
+      OUTPOST_JOBS_KINDS: '["quantum_circuit"]',
+      OUTPOST_JOBS_EXECUTOR_QUANTUM_CIRCUIT: 'script',
+      OUTPOST_JOBS_SCRIPT_COMMAND: script,
+      OUTPOST_JOBS_SCRIPT_KILL_GRACE_SECONDS: '1',
+      OUTPOST_JOBS_MIN_REWARD_QUANTUM_CIRCUIT: '1',
+    })
+    await waitFor(() => logged(running, 'job declined') >= 2, 60_000, 100)
+    const declined = running.logLines().filter((line) => line.msg === 'job declined')
+    expect(declined.find((line) => line.job_id === cheap)?.reason).toContain('under the floor of 1')
+    expect(declined.find((line) => line.job_id === slow)?.reason).toContain("can't finish before its deadline")
+
+    const late = await submitJob(renter, {
+      programFile: otherCircuit,
+      kind: 'quantum_circuit',
+      shots: 256,
+      reward: {mode: 'fixed', amount: '1.5'},
+      collateral: '2',
+      deadlineSeconds: 8,
+      leaseSeconds: 60,
+      maxAttempts: 3,
+      resources: {cpu_cores: 1, memory_mb: 256, gpu_count: 0},
+      requiresAttestation: false,
+    })
+    const failed = await waitFor(() => readJobMarket(dataDir).leases.some((lease) => lease.job_id === late.job_id && lease.status === 'failed'), 60_000, 200)
+    expect(failed, readFileSync(running.logFile, 'utf8').slice(-3000)).toBe(true)
+    await stopAgent(running)
+    const {jobs, leases, balances} = readJobMarket(dataDir)
+    expect(leases.map((lease) => [lease.job_id, lease.status, lease.reason])).toEqual([[late.job_id, 'failed', 'the run did not finish before the deadline']])
+    expect(jobs.filter((job) => job.job_id !== late.job_id).map((job) => job.status)).toEqual(['open', 'open'])
+    // A failed lease forfeits nothing: another provider may still take the job while time remains.
+    expect(balances(setup.providerPubkey)).toMatchObject({staked_micro: '25000000000', locked_micro: '0'})
   })
 })
