@@ -10,6 +10,7 @@ import {toHex} from '../../src/core/hex.js'
 import {canonicalJson, generateKeyPair, sha256Hex, signResultEnvelope} from '../../src/core/signing.js'
 import {templatePath} from '../../src/core/templates.js'
 import {submitJob} from '../../src/devnet/jobs.js'
+import {testDocker} from '../helpers/dockerd.js'
 import {client, initProvider, metricsUrl, startAgent, waitFor, type AgentProcess, type ProviderSetup} from '../helpers/marketplace.js'
 import {startDevnetProcess, type DevnetProcess} from '../marketplace/devnet-process.js'
 import {outboxEntries} from '../support/agent-run.js'
@@ -116,6 +117,42 @@ describe('outpost run serving a job market (PROTOCOL §12)', () => {
     expect(text).toMatch(/^outpost_agent_job_time_to_result_seconds_count\{kind="quantum_circuit"\} [1-9]/m)
     await stopAgent(running)
     expect(outboxEntries(join(setup.configDir, 'state'))).toEqual([])
+  })
+
+  it(`runs ${JOBS} container jobs on a Docker engine with traps: every result accepted, rewards paid, collateral back`, {timeout: 240_000}, async (context) => {
+    const docker = await testDocker()
+    if (!docker.available) {
+      context.skip(docker.reason)
+      return
+    }
+    const {process: market, dataDir} = await devnet('containers')
+    const setup = await provider(market.endpoint)
+    const running = agent(setup, 'containers', {OUTPOST_JOBS_KINDS: '["container"]', OUTPOST_JOBS_DOCKER_SOCKET: docker.socket})
+    const renter = renterClient(market.endpoint, generateKeyPair())
+    for (let index = 0; index < JOBS; index++) {
+      await submitJob(renter, {
+        kind: 'container',
+        image: docker.image,
+        command: ['sh', '-c', 'wc -c < /input > /output'],
+        shots: 0,
+        reward: {mode: 'fixed', amount: '1.5'},
+        collateral: '2',
+        deadlineSeconds: 600,
+        leaseSeconds: 60,
+        maxAttempts: 3,
+        resources: {cpu_cores: 1, memory_mb: 256, gpu_count: 0},
+        requiresAttestation: false,
+      })
+    }
+    await settled(dataDir, 200_000, running.logFile)
+    await stopAgent(running)
+    const {jobs, leases, balances} = readJobMarket(dataDir)
+    expect(jobs.filter((job) => job.trap === 1)).toHaveLength(Math.floor(JOBS / 10))
+    expect(jobs.every((job) => job.status === 'completed')).toBe(true)
+    expect(leases.filter((lease) => lease.status !== 'accepted')).toEqual([])
+    const stake = balances(setup.providerPubkey)
+    expect(BigInt(stake.rewards_pending_micro)).toBe(sumMicro(leases.map((lease) => lease.reward_micro)))
+    expect(stake).toMatchObject({locked_micro: '0', staked_micro: '25000000000'})
   })
 
   it('a provider whose executor returns a wrong answer (a script) gets the traps rejected and their collateral forfeited', {timeout: 180_000}, async () => {
