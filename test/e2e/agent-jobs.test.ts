@@ -91,6 +91,14 @@ describe('outpost run serving a job market (PROTOCOL §12)', () => {
     const setup = await provider(market.endpoint)
     const running = agent(setup, 'honest')
     const metrics = await metricsUrl(running)
+    // The heartbeat offers the kinds served, with the capacity and what is free of it (§§5, 12).
+    await waitFor(() => readJobMarket(dataDir).balances(setup.providerPubkey).capabilities !== null, 30_000, 100)
+    const heartbeat = readJobMarket(dataDir).balances(setup.providerPubkey)
+    expect(JSON.parse(heartbeat.capabilities ?? '[]')).toEqual(expect.arrayContaining(['job:zk_proof', 'job:quantum_circuit']))
+    expect(JSON.parse(heartbeat.capabilities ?? '[]')).not.toContain('job:container')
+    expect(JSON.parse(heartbeat.capacity ?? '{}')).toMatchObject({cpu_cores: expect.any(Number), memory_mb: expect.any(Number)})
+    expect(JSON.parse(heartbeat.free_capacity ?? '{}')).toMatchObject({cpu_cores: expect.any(Number), memory_mb: expect.any(Number)})
+    expect(heartbeat.active_leases).toBe(0)
     const renter = renterClient(market.endpoint, generateKeyPair())
     const ids = [...(await openExampleJobs(renter, 'multiplier', JOBS)), ...(await openExampleJobs(renter, 'ghz', JOBS))]
     await settled(dataDir, 200_000, running.logFile)
