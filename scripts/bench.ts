@@ -3,6 +3,8 @@ import {cpus, totalmem} from 'node:os'
 import {abuseBench} from './bench/abuse.js'
 import {agentBench} from './bench/agent.js'
 import {hardwareBench} from './bench/hardware.js'
+import {jobsBench} from './bench/jobs.js'
+import {lifecycleBench} from './bench/lifecycle.js'
 import {proxmoxBench} from './bench/proxmox.js'
 import {serverBench} from './bench/server.js'
 import {startupBench} from './bench/startup.js'
@@ -13,6 +15,8 @@ const sections: [string, BenchSection][] = [
   ['server', serverBench],
   ['abuse', abuseBench],
   ['agent', agentBench],
+  ['lifecycle', lifecycleBench],
+  ['jobs', jobsBench],
   ['proxmox', proxmoxBench],
   ['hardware', hardwareBench],
 ]

@@ -40,7 +40,7 @@ if (!['local', 'docker'].includes(provisionerType)) {
 /** The agent's environment for the chosen backend: docker gets an engine and its image from the test helper. */
 async function provisionerEnv(): Promise<Record<string, string>> {
   if (provisionerType !== 'docker') return {}
-  const {testDocker} = await import('../test/helpers/dockerd.js')
+  const {testDocker} = await import('../test/support/dockerd.js')
   const docker = await testDocker()
   if (!docker.available) throw new Error(`--provisioner docker: ${docker.reason}`)
   return {

@@ -3,7 +3,7 @@ import {createHash} from 'node:crypto'
 import {writeFileSync} from 'node:fs'
 import {fileURLToPath} from 'node:url'
 
-import {Swtpm, swtpmAvailability, type AttestationKey} from '../test/helpers/swtpm.js'
+import {Swtpm, swtpmAvailability, type AttestationKey} from '../test/support/swtpm.js'
 
 /**
  * Records real TPM 2.0 quotes from a software TPM as fixtures for test/core/tpm-quote.test.ts: an ECDSA and an RSA

@@ -14,7 +14,7 @@ import {
   type AgentProcess,
   type Devnet,
   type ProviderSetup,
-} from '../../test/helpers/marketplace.js'
+} from '../../test/support/marketplace.js'
 import type {BenchRow, BenchSection} from './types.js'
 
 /**
@@ -29,6 +29,10 @@ const LONG_POLL_SAMPLES = Number(process.env.OUTPOST_BENCH_LONG_POLL_SAMPLES ?? 
 const POLLING_SAMPLES = Number(process.env.OUTPOST_BENCH_POLLING_SAMPLES ?? 8)
 const THROUGHPUT_CONTRACTS = Number(process.env.OUTPOST_BENCH_THROUGHPUT_CONTRACTS ?? 100)
 const ACTIVE_CONTRACTS = Number(process.env.OUTPOST_BENCH_ACTIVE_CONTRACTS ?? 1000)
+const REACTION_P50_GOAL_MS = 25
+const REACTION_P99_GOAL_MS = 150
+const RSS_IDLE_GOAL_MIB = 60
+const RSS_ACTIVE_GOAL_MIB = 120
 
 const PERL_LISTENER = [
   'perl',
@@ -110,8 +114,8 @@ export const agentBench: BenchSection = async () => {
     const base = fastAgentEnv(run.provider.configDir, {OUTPOST_AGENT_LONG_POLL_WAIT_SECONDS: '25', OUTPOST_AGENT_MAX_CONCURRENT_PROVISIONS: '16'})
     const longPoll = await reactionTimes(run, base, LONG_POLL_SAMPLES, 150)
     rows.push(
-      {group: 'agent', name: 'reaction p50, long poll', value: percentile(longPoll, 50), unit: 'ms', note: `target < 250 ms; ${longPoll.length} contracts`},
-      {group: 'agent', name: 'reaction p99, long poll', value: percentile(longPoll, 99), unit: 'ms'},
+      {group: 'agent', name: 'reaction p50, long poll', value: percentile(longPoll, 50), unit: 'ms', ratio: percentile(longPoll, 50) / REACTION_P50_GOAL_MS, note: `goal ≤ ${REACTION_P50_GOAL_MS} ms; ${longPoll.length} contracts`},
+      {group: 'agent', name: 'reaction p99, long poll', value: percentile(longPoll, 99), unit: 'ms', ratio: percentile(longPoll, 99) / REACTION_P99_GOAL_MS, note: `goal ≤ ${REACTION_P99_GOAL_MS} ms`},
     )
     const polling = await reactionTimes(run, {...base, OUTPOST_AGENT_LONG_POLL_WAIT_SECONDS: '0', OUTPOST_AGENT_POLL_INTERVAL_SECONDS: String(POLLING_SECONDS)}, POLLING_SAMPLES, (POLLING_SECONDS * 1000) / 4)
     const p50 = percentile(polling, 50)
@@ -126,7 +130,8 @@ export const agentBench: BenchSection = async () => {
     try {
       await metricsUrl(agent)
       await sleep(1500)
-      rows.push({group: 'agent', name: 'agent RSS, idle', value: rssMb(agent.pid), unit: 'MiB'})
+      const idle = rssMb(agent.pid)
+      rows.push({group: 'agent', name: 'agent RSS, idle', value: idle, unit: 'MiB', ratio: idle / RSS_IDLE_GOAL_MIB, note: `goal ≤ ${RSS_IDLE_GOAL_MIB} MiB`})
       const buyer = renter(run.devnet.endpoint)
       const started = Date.now()
       const created = await Promise.all(Array.from({length: THROUGHPUT_CONTRACTS}, () => buyer.create(run.provider.offeringId)))
@@ -164,7 +169,8 @@ export const agentBench: BenchSection = async () => {
       }, 600_000, 1000)
       // Let a health round and a usage round over all of them happen before measuring.
       await sleep(12_000)
-      rows.push({group: 'agent', name: `agent RSS, ${ACTIVE_CONTRACTS} active contracts`, value: rssMb(agent.pid), unit: 'MiB', note: 'health and usage rounds included'})
+      const active = rssMb(agent.pid)
+      rows.push({group: 'agent', name: `agent RSS, ${ACTIVE_CONTRACTS} active contracts`, value: active, unit: 'MiB', ratio: active / RSS_ACTIVE_GOAL_MIB, note: `goal ≤ ${RSS_ACTIVE_GOAL_MIB} MiB; health and usage rounds included`})
     } finally {
       await stop(agent)
     }

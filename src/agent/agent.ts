@@ -27,11 +27,13 @@ import {JobLoop, type JobLoopApi, type JobLoopSettings} from './job-loop.js'
 import {Journal, journalPath, journalState, noteReady, readJournal, type JournalState} from './journal.js'
 import type {AgentLog} from './logger.js'
 import type {AgentMetrics, ContractResult} from './metrics.js'
+import {judgeReadiness, type Readiness} from './readiness.js'
 import {Outbox, type Report} from './outbox.js'
 import {Reporter, type Confirmation, type ReportApi} from './reporter.js'
 import {Siblings} from './siblings.js'
 import {outOfSpaceCause, StateDisk} from './state-disk.js'
 import {completedPeriods, periodsUntilEnd, usageRecord, type UsagePeriod} from './usage.js'
+import {HealthArchive} from './health-archive.js'
 import {UsageArchive} from './usage-archive.js'
 import {WorkQueue} from './work-queue.js'
 
@@ -88,8 +90,14 @@ const CAPABILITIES = ['long-poll', 'sealed-credentials', 'usage-v1', 'reconcile'
 const QUICK_RETRY = {retries: 1, baseDelayMs: 100, maxDelayMs: 500}
 /** PROTOCOL §5: the interval a heartbeat's answer may name. */
 const HEARTBEAT_SECONDS = {min: 10, max: 3600}
+/** Between checks of the job loop while the agent drains. */
+const DRAIN_IDLE_MS = 1000
 /** While the state disk is full, what waits is written again this often. */
 const DISK_RETRY_MS = 2000
+/** How long the heartbeat that announces a drain may take (at most). */
+export const DRAIN_HEARTBEAT_MS = 5000
+/** §3–4: the marketplace refuses the agent key itself (not one request): the agent can't work until that changes. */
+const KEY_REFUSALS = new Set(['delegation_expired', 'delegation_revoked', 'unknown_key', 'wrong_provider'])
 
 /**
  * The provider agent: turns accepted contracts into instances exactly once, reports what it did through a durable
@@ -133,6 +141,16 @@ export class Agent {
   private longPollRetryAt = 0
   private heartbeatOk = false
   private resumed = false
+  /** When the marketplace last acknowledged a heartbeat. */
+  private lastAcknowledgedAt: number | undefined
+  /** Since when requests get no answer (or a server error); cleared by a heartbeat or a contract poll that works. */
+  private unreachable: {since: number; message: string} | undefined
+  /** The marketplace's refusal of the agent key, until a heartbeat is acknowledged again. */
+  private refusal: {code: string; message: string} | undefined
+  /** Asked to stop: heartbeats say `draining`, no new work is taken, what runs is finished. */
+  private draining = false
+  /** The tier-limited count the marketplace last gave. */
+  private tierLimited: number | undefined
   private capacity: HeartbeatBody['capacity']
   /** The GPUs of a backend whose devices Outpost hands out, with who holds each (journalled). */
   private gpus: GpuAllocator | undefined
@@ -147,6 +165,7 @@ export class Agent {
   private readonly firstSync: Promise<void>
   private markSynced: () => void = () => undefined
   private readonly archive: UsageArchive
+  private readonly healthArchive: HealthArchive
   /** The state disk: when it is full the agent takes no new work (see StateDisk). */
   readonly disk: StateDisk
 
@@ -169,6 +188,7 @@ export class Agent {
     this.state = journalState(entries)
     this.journal = new Journal(journalFile, this.disk)
     this.archive = new UsageArchive(options.stateDir, this.disk)
+    this.healthArchive = new HealthArchive(options.stateDir, this.disk)
     const onApiError = (error: unknown) => this.noteApiError(error)
     this.reporter = new Reporter({
       outbox: new Outbox(options.stateDir),
@@ -229,9 +249,51 @@ export class Agent {
     return this.gpus?.holdings() ?? new Map()
   }
 
-  /** Ready: the marketplace acknowledged a heartbeat and the previous run's work was taken up. */
-  get ready(): boolean {
-    return this.heartbeatOk && this.resumed && (this.jobLoop?.ready ?? true)
+  /**
+   * Ready: the agent can do its job now. The previous run's work was taken up, the marketplace answers, accepts the
+   * agent key and acknowledged a heartbeat lately, and the agent takes new work (it is not draining, its disk has room).
+   */
+  readiness(now = Date.now()): Readiness {
+    const verdict = judgeReadiness({
+      now,
+      resumed: this.resumed && (this.jobLoop?.ready ?? true),
+      lastAcknowledgedAt: this.lastAcknowledgedAt,
+      heartbeatIntervalMs: this.heartbeatIntervalMs,
+      unreachable: this.unreachable,
+      refusal: this.refusal,
+      draining: this.draining,
+      diskFull: this.disk.full,
+    })
+    return {
+      ...verdict,
+      status: this.draining ? 'draining' : 'active',
+      version: this.options.version,
+      agent_id: this.agentId,
+      pid: process.pid,
+      last_heartbeat_acknowledged_at: this.lastAcknowledgedAt ?? null,
+      heartbeat_interval_seconds: this.heartbeatIntervalMs / 1000,
+      outbox_depth: this.reporter.depth,
+      in_flight: this.queue.runningCount + this.terminations.size + (this.jobLoop?.activeLeases ?? 0),
+      active_contracts: this.active.length,
+      tier_limited_contracts: this.tierLimited ?? null,
+    }
+  }
+
+  /**
+   * The start of a drain (PROTOCOL §5): no new work from now on, and the marketplace is told at once with a `draining`
+   * heartbeat (best effort: a marketplace that can't be reached learns it from the heartbeats stopping). stop() then
+   * finishes what runs.
+   */
+  async drain(heartbeatTimeoutMs = DRAIN_HEARTBEAT_MS): Promise<void> {
+    if (this.draining) return
+    this.draining = true
+    this.log.info({in_flight: this.queue.runningCount + this.terminations.size}, 'draining: no new work is taken; what runs is finished, then the agent stops')
+    try {
+      await this.heartbeat(AbortSignal.any([this.interrupting.signal, AbortSignal.timeout(heartbeatTimeoutMs)]))
+    } catch (error) {
+      this.noteApiError(error)
+      this.log.warn({err: describeError(error)}, 'the marketplace was not told of the drain (the draining heartbeat failed)')
+    }
   }
 
   /** Starts every loop and returns at once; stop() ends them. */
@@ -251,7 +313,8 @@ export class Agent {
     const engine = this.bidEngine
     if (engine) this.loops.push(this.loop('bidding', () => engine.round(this.stopping.signal)))
     const jobs = this.jobLoop
-    if (jobs) this.loops.push(this.loop('jobs', async () => (await unlessAborted(this.firstHeartbeat, this.stopping.signal), await jobs.round())))
+    // A draining agent leases nothing new; the leases it holds run on (stop() waits for them).
+    if (jobs) this.loops.push(this.loop('jobs', async () => (await unlessAborted(this.firstHeartbeat, this.stopping.signal), this.draining ? DRAIN_IDLE_MS : await jobs.round())))
   }
 
   /** One round of everything, then returns: for cron and CI. Throws when the marketplace could not be reached. */
@@ -369,12 +432,22 @@ export class Agent {
   }
 
   private noteApiError(error: unknown): void {
-    if (error instanceof ApiError) this.metrics.apiErrors.inc({code: error.apiCode})
+    if (!(error instanceof ApiError)) return
+    this.metrics.apiErrors.inc({code: error.apiCode})
+    if (error.status === 0 || error.status >= 500) this.unreachable ??= {since: Date.now(), message: error.message}
+    if (KEY_REFUSALS.has(error.apiCode)) this.refusal = {code: error.apiCode, message: error.message}
   }
 
-  private async heartbeat(): Promise<number> {
+  /** The marketplace answered a heartbeat or a contract poll. */
+  private noteReachable(): void {
+    if (this.unreachable) this.log.info({down_seconds: Math.round((Date.now() - this.unreachable.since) / 1000)}, 'the marketplace answers again')
+    this.unreachable = undefined
+  }
+
+  private async heartbeat(signal: AbortSignal = this.stopping.signal): Promise<number> {
     const answer = await this.api.heartbeat(
       {
+        status: this.draining ? 'draining' : 'active',
         version: this.options.version,
         provisioner_type: this.provisioner.type,
         capabilities: [...CAPABILITIES, ...(this.jobLoop?.capabilities() ?? [])],
@@ -383,7 +456,7 @@ export class Agent {
         ...(this.capacity ? {capacity: this.capacity, free: this.free(this.capacity)} : {}),
         agent_id: this.agentId,
       },
-      {signal: this.stopping.signal, retry: QUICK_RETRY},
+      {signal, retry: QUICK_RETRY},
     )
     const intervalSeconds = heartbeatInterval(answer.next_heartbeat_seconds, this.settings.heartbeatSeconds)
     this.heartbeatIntervalMs = intervalSeconds * 1000
@@ -398,7 +471,10 @@ export class Agent {
     }
     this.heartbeatOk = true
     this.markHeartbeat()
-    this.metrics.lastHeartbeat.set(Date.now() / 1000)
+    this.lastAcknowledgedAt = Date.now()
+    this.refusal = undefined
+    this.noteReachable()
+    this.metrics.lastHeartbeat.set(this.lastAcknowledgedAt / 1000)
     return intervalSeconds * 1000
   }
 
@@ -432,6 +508,7 @@ export class Agent {
     let contracts: Contract[]
     try {
       const pending = await this.api.pendingWork(wait, {signal: this.stopping.signal, retry: QUICK_RETRY})
+      this.noteReachable()
       contracts = pending.contracts
       await this.noteTierLimit(pending.tierLimited)
     } catch (error) {
@@ -444,7 +521,8 @@ export class Agent {
       }
       throw error
     }
-    const fresh = contracts.filter((contract) => this.accepts(contract))
+    // A drain that began during the poll takes none of what it brought.
+    const fresh = this.draining ? [] : contracts.filter((contract) => this.accepts(contract))
     for (const contract of fresh) this.queue.enqueue(contract, false)
     if (!this.longPoll) return this.settings.pollIntervalSeconds * 1000
     return fresh.length === 0 && contracts.length > 0 ? IDLE_POLL_MS : 0
@@ -456,6 +534,7 @@ export class Agent {
    */
   private async noteTierLimit(count: number | undefined): Promise<void> {
     if (count === undefined) return
+    this.tierLimited = count
     this.metrics.tierLimitedContracts.set(count)
     if (count === this.tierLimitLogged) return
     this.tierLimitLogged = count
@@ -859,7 +938,10 @@ export class Agent {
       const slice = contracts.slice(start, start + HEALTH_PARALLEL)
       checks.push(...(await Promise.all(slice.map((contract) => this.checkHealth(contract)))))
     }
-    if (checks.length > 0) await this.api.reportHealth(checks, {signal: this.stopping.signal, retry: QUICK_RETRY})
+    if (checks.length === 0) return
+    // Kept before it is sent: the provider's own record of uptime, for a dispute (PROTOCOL §10).
+    this.healthArchive.add(checks)
+    await this.api.reportHealth(checks, {signal: this.stopping.signal, retry: QUICK_RETRY})
   }
 
   private async checkHealth(contract: Contract): Promise<HealthCheck> {

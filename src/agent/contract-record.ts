@@ -1,4 +1,6 @@
+import type {HealthCheck} from '../core/api/provider.js'
 import type {SignedUsageRecord} from '../core/signing.js'
+import {readArchivedHealthChecks} from './health-archive.js'
 import {journalPath, readJournal, type JournalEntry} from './journal.js'
 import {readOutbox} from './outbox.js'
 import {readArchivedUsageRecords} from './usage-archive.js'
@@ -11,9 +13,12 @@ export interface ContractRecord {
   events: JournalEntry[]
   /** Every signed usage record queued for it (the archive, then the outbox's unsent ones), once per record_id; signatures unchecked. */
   usageRecords: SignedUsageRecord[]
+  /** The health checks the agent made of its instance (the health archive), oldest first. */
+  healthChecks: HealthCheck[]
   /** Journal lines and archived usage lines that did not parse, left out. */
   skippedJournalLines: number
   skippedUsageLines: number
+  skippedHealthLines: number
 }
 
 /**
@@ -27,5 +32,13 @@ export function readContractRecord(stateDir: string, contractId: string): Contra
   const pending = readOutbox(stateDir).flatMap(({report}) => (report.kind === 'usage' ? report.records.filter((record) => record.contract_id === contractId) : []))
   const byId = new Map<string, SignedUsageRecord>()
   for (const record of [...archived.records, ...pending]) byId.set(record.record_id, record)
-  return {events, usageRecords: [...byId.values()], skippedJournalLines: journal.skipped, skippedUsageLines: archived.skipped}
+  const health = readArchivedHealthChecks(stateDir, contractId)
+  return {
+    events,
+    usageRecords: [...byId.values()],
+    healthChecks: health.checks,
+    skippedJournalLines: journal.skipped,
+    skippedUsageLines: archived.skipped,
+    skippedHealthLines: health.skipped,
+  }
 }

@@ -3,6 +3,7 @@ import type {AddressInfo} from 'node:net'
 import {collectDefaultMetrics, Counter, Gauge, Histogram, Registry} from 'prom-client'
 
 import type {GpuReading} from '../gpu/metrics.js'
+import {freeBytes} from './state-disk.js'
 
 export type ContractResult = 'provisioned' | 'failed' | 'skipped' | 'interrupted' | 'terminated'
 
@@ -23,6 +24,12 @@ export interface AgentMetrics {
   adoptedContracts: Gauge
   /** 1 while the state disk is full (no new work is taken). */
   stateDiskFull: Gauge
+  /** When the agent key's delegation ends (+Inf: never); unset until the agent first read it. */
+  delegationExpiry: Gauge
+  /** Bytes this user may still write on the state disk, read at each scrape. */
+  stateDiskFree: Gauge
+  /** Scheduled chores ([agent] auto_claim, benchmark_every, archive pruning), by chore and result. */
+  chores: Counter<'chore' | 'result'>
   /** §11 bidding: one count per order decided, by decision (bid, declined) and reason (the strategy, or why not). */
   bidDecisions: Counter<'decision' | 'reason'>
   bidPrice: Histogram
@@ -55,8 +62,12 @@ function collectDefaults(registry: Registry): void {
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(`${PREFIX}${name}`)
 }
 
-/** The bidding metrics are exported only when bidding is on; with it off they would only ever read zero. */
-export function createMetrics(options: {bidding: boolean; jobs?: boolean}): AgentMetrics {
+/**
+ * The bidding metrics are exported only when bidding is on; with it off they would only ever read zero. The state
+ * disk's free bytes are read from `stateDir` when a scrape asks.
+ */
+export function createMetrics(options: {bidding: boolean; jobs?: boolean; stateDir?: string}): AgentMetrics {
+  const {stateDir} = options
   const registry = new Registry()
   collectDefaults(registry)
   const registers = [registry]
@@ -90,6 +101,26 @@ export function createMetrics(options: {bidding: boolean; jobs?: boolean}): Agen
     }),
     adoptedContracts: new Gauge({name: 'outpost_agent_adopted_contracts', help: 'Contracts of dead sibling agents looked after by this agent', registers}),
     stateDiskFull: new Gauge({name: 'outpost_agent_state_disk_full', help: '1 while the state disk is full: no new contracts are taken', registers}),
+    delegationExpiry: new Gauge({
+      name: 'outpost_agent_delegation_expiry_timestamp_seconds',
+      help: "When the agent key's delegation expires (+Inf: never), as the marketplace last said",
+      registers,
+    }),
+    stateDiskFree: new Gauge({
+      name: 'outpost_agent_state_disk_free_bytes',
+      help: 'Bytes the agent may still write on the disk of its state_dir',
+      registers,
+      collect() {
+        const free = stateDir === undefined ? undefined : freeBytes(stateDir)
+        if (free !== undefined) this.set(free)
+      },
+    }),
+    chores: new Counter({
+      name: 'outpost_agent_chores_total',
+      help: 'Scheduled chores run (auto_claim, benchmark, archive_prune, delegation_check), by result (ok, failed)',
+      labelNames: ['chore', 'result'],
+      registers,
+    }),
     bidDecisions: new Counter({
       name: 'outpost_agent_bid_decisions_total',
       help: 'Open orders decided: bid (reason: the pricing strategy) or declined (reason: why)',
@@ -132,8 +163,11 @@ export interface ProbeServer {
   close(): Promise<void>
 }
 
-/** /metrics, /healthz (the process answers) and /readyz (the agent has reached the marketplace and resumed its work). */
-export async function startProbeServer(listen: string, metrics: AgentMetrics, isReady: () => boolean): Promise<ProbeServer> {
+/**
+ * /metrics, /healthz (liveness: the process answers) and /readyz (readiness: the agent can do its job now; JSON with
+ * the reasons when it can't, 503).
+ */
+export async function startProbeServer(listen: string, metrics: AgentMetrics, readiness: () => {ready: boolean}): Promise<ProbeServer> {
   const separator = listen.lastIndexOf(':')
   const host = listen.slice(0, separator)
   const port = Number(listen.slice(separator + 1))
@@ -149,8 +183,8 @@ export async function startProbeServer(listen: string, metrics: AgentMetrics, is
     } else if (path === '/healthz') {
       response.writeHead(200, {'content-type': 'text/plain'}).end('ok\n')
     } else if (path === '/readyz') {
-      const ready = isReady()
-      response.writeHead(ready ? 200 : 503, {'content-type': 'text/plain'}).end(ready ? 'ready\n' : 'not ready\n')
+      const answer = readiness()
+      response.writeHead(answer.ready ? 200 : 503, {'content-type': 'application/json', 'cache-control': 'no-store'}).end(JSON.stringify(answer) + '\n')
     } else {
       response.writeHead(404).end()
     }

@@ -4,7 +4,7 @@ import {z} from 'zod'
 
 import {ResultEnvelope} from '../core/api/job-schemas.js'
 import {Instance, SignedUsageRecordSchema} from '../core/api/schemas.js'
-import {fsyncDirectory, writeFileAtomic} from '../core/files.js'
+import {writeFileAtomic} from '../core/files.js'
 
 /**
  * Reports to the marketplace, each written to its own file before it is sent and removed after a 2xx, so nothing the
@@ -127,9 +127,9 @@ export class Outbox {
     return {entries, quarantined}
   }
 
+  /** Not fsynced: a removal a crash undoes only sends an accepted report again, and every report is idempotent (§6, §8). */
   remove(entry: OutboxEntry): void {
     rmSync(this.path(entry), {force: true})
-    fsyncDirectory(this.dir)
   }
 
   depth(): number {

@@ -1,20 +1,28 @@
 import {mkdirSync} from 'node:fs'
 
+import {BENCHMARK_TYPES} from '../bench/run.js'
+
 import {configuredClient} from '../core/api/factory.js'
 import {JobsApi} from '../core/api/jobs.js'
 import {ProviderApi} from '../core/api/provider.js'
+import {mainKeySession} from '../core/api/session.js'
 import type {LoadedConfig} from '../core/config/load.js'
 import {ExitCode, UserError} from '../core/errors.js'
+import {parseDuration} from '../core/duration.js'
 import {toHex} from '../core/hex.js'
+import {readKeyFile} from '../core/keys.js'
+import {resolveFrom} from '../core/config/paths.js'
 import {waitForStopSignal} from '../core/signals.js'
 import type {KeyPair} from '../core/signing.js'
 import {createExecutors} from '../executors/index.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
-import {Agent, type AgentSettings} from './agent.js'
+import {Agent, DRAIN_HEARTBEAT_MS, type AgentSettings} from './agent.js'
+import {Chores, type ChoreSettings} from './chores.js'
 import {pricingScript} from './bidding/script-pricing.js'
 import {watchGpuMetrics} from './gpus.js'
 import {createLogger, type AgentLog} from './logger.js'
 import {createMetrics, startProbeServer, type AgentMetrics, type ContractResult, type ProbeServer} from './metrics.js'
+import {recordProbeUrl} from './probe-url.js'
 import {claimStateDir, removeTempFiles} from './state-dir.js'
 
 export interface AgentServiceOptions {
@@ -28,6 +36,8 @@ export interface AgentServiceOptions {
   shutdownTimeoutMs: number
   /** Where log lines go (standard output unless --json needs it). */
   logStream?: NodeJS.WritableStream & {isTTY?: boolean}
+  /** Opens an encrypted `[agent] main_key_file` (auto_claim). */
+  passphrase?: () => Promise<string>
 }
 
 export interface AgentRunSummary {
@@ -54,15 +64,50 @@ export function agentSettings(loaded: LoadedConfig): AgentSettings {
   }
 }
 
+/** `off` or a duration, as the schema let it through; a schedule below one second is refused. */
+function scheduleMs(loaded: LoadedConfig, key: 'auto_claim' | 'benchmark_every'): number | undefined {
+  const text = loaded.config.agent[key]
+  if (text === 'off') return undefined
+  const ms = parseDuration(text, `[agent] ${key}`)
+  if (ms < 1000) {
+    throw new UserError(`${loaded.path}: [agent] ${key} = "${text}" is shorter than a second`, {code: 'config_invalid', exit: ExitCode.config, suggestion: `write "off" or a duration like 24h`})
+  }
+  return ms
+}
+
+/** The daemon's chores from `[agent]`; the main key for auto_claim is opened here, so a wrong one stops the start. */
+export async function choreSettings(loaded: LoadedConfig, passphrase: (() => Promise<string>) | undefined): Promise<ChoreSettings> {
+  const {agent, gpu} = loaded.config
+  const claimEvery = scheduleMs(loaded, 'auto_claim')
+  const benchmarkEvery = scheduleMs(loaded, 'benchmark_every')
+  let autoClaim: ChoreSettings['autoClaim']
+  if (claimEvery !== undefined) {
+    if (!agent.main_key_file) {
+      throw new UserError(`${loaded.path}: [agent] auto_claim needs [agent] main_key_file`, {
+        code: 'config_invalid',
+        exit: ExitCode.config,
+        suggestion: 'claiming rewards is signed with the provider main key (PROTOCOL §8): set main_key_file, or auto_claim = "off" and run `outpost stake claim` yourself',
+      })
+    }
+    const mainKey = await readKeyFile(resolveFrom(loaded.path, agent.main_key_file), {mainKey: true, passphrase})
+    autoClaim = {everyMs: claimEvery, session: mainKeySession(loaded, mainKey)}
+  }
+  const benchmark: ChoreSettings['benchmark'] =
+    benchmarkEvery === undefined
+      ? undefined
+      : {everyMs: benchmarkEvery, settings: {types: BENCHMARK_TYPES, durationMs: 3000, quick: false, storageDir: loaded.paths.stateDir, submit: true, nvidiaSmi: gpu.nvidia_smi}}
+  return {archiveDays: agent.archive_days, ...(autoClaim ? {autoClaim} : {}), ...(benchmark ? {benchmark} : {})}
+}
+
 function waitForSignal(log: AgentLog): Promise<string> {
   // A second signal means "now": the journal and the outbox are consistent at every step, so that is safe.
   return waitForStopSignal({secondSignalExits: true, onStop: (signal) => log.info({signal}, 'stopping: no new work; finishing or checkpointing what is in progress')})
 }
 
 /** The probes on `[metrics] listen`; an address another process holds is a configuration error that says what to set. */
-async function startProbes(listen: string, metrics: AgentMetrics, isReady: () => boolean): Promise<ProbeServer> {
+async function startProbes(listen: string, metrics: AgentMetrics, readiness: () => {ready: boolean}): Promise<ProbeServer> {
   try {
-    return await startProbeServer(listen, metrics, isReady)
+    return await startProbeServer(listen, metrics, readiness)
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
@@ -90,16 +135,19 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
       suggestion: 'run `outpost register` first',
     })
   }
+  // Before anything is claimed or started: a main key that does not open stops the start here.
+  const chores = options.once ? undefined : await choreSettings(loaded, options.passphrase)
   const log = createLogger({level: config.logging.level, format: config.logging.format, stream: options.logStream})
   // At once: a stop asked for while the agent starts is a clean stop, not the default action of the signal.
   const stopSignal = options.once ? undefined : waitForSignal(log)
   mkdirSync(loaded.paths.stateDir, {recursive: true, mode: 0o700})
   const claim = claimStateDir(loaded.paths.stateDir)
   for (const path of removeTempFiles(loaded.paths.stateDir, Date.now())) log.info({path}, 'removed a temporary file left by a write that was cut short')
-  const metrics = createMetrics({bidding: config.bidding.enabled, jobs: config.jobs.enabled})
+  const metrics = createMetrics({bidding: config.bidding.enabled, jobs: config.jobs.enabled, stateDir: loaded.paths.stateDir})
   const provisioner = options.createProvisioner(log)
   const client = configuredClient(loaded, 'daemon', {key, userAgent: `outpost-agent/${options.version}`})
   let probes: ProbeServer | undefined
+  let forgetProbeUrl: () => void = () => undefined
   try {
     const agent = new Agent({
       api: new ProviderApi(client, providerPubkey),
@@ -128,7 +176,8 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
     }
     if (config.metrics.enabled && !options.once) {
       await watchGpuMetrics(metrics.registry, config.gpu, () => agent.gpuHolders())
-      probes = await startProbes(config.metrics.listen, metrics, () => agent.ready)
+      probes = await startProbes(config.metrics.listen, metrics, () => agent.readiness())
+      forgetProbeUrl = recordProbeUrl(loaded.paths.stateDir, probes.url)
     }
     log.info(
       {
@@ -159,11 +208,19 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
     }
 
     await agent.start()
+    const chored = chores && new Chores({session: {client, providerPubkey}, agentPubkey: toHex(key.publicKey), stateDir: loaded.paths.stateDir, log, metrics, settings: chores})
+    chored?.start()
     const stoppedBy = await stopSignal
-    const {interrupted, outboxLeft} = await agent.stop(options.shutdownTimeoutMs)
+    // A stop is a drain (§5): the marketplace hears `draining`, no new work is taken, what runs is finished. The
+    // draining heartbeat is part of the shutdown budget, so a stop still ends within --shutdown-timeout (or 1 s).
+    const drainStarted = Date.now()
+    await chored?.stop()
+    await agent.drain(Math.min(DRAIN_HEARTBEAT_MS, Math.max(1000, options.shutdownTimeoutMs)))
+    const {interrupted, outboxLeft} = await agent.stop(Math.max(0, options.shutdownTimeoutMs - (Date.now() - drainStarted)))
     return {mode: 'daemon', stopped_by: stoppedBy, contracts: {...agent.outcomes}, interrupted, outbox_left: outboxLeft}
   } finally {
     await probes?.close()
+    forgetProbeUrl()
     claim.release()
   }
 }

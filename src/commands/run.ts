@@ -34,6 +34,7 @@ export default class Run extends BaseCommand {
       pruneOrphans: flags['prune-orphans'],
       shutdownTimeoutMs: flags['shutdown-timeout'] * 1000,
       logStream: this.jsonEnabled() ? process.stderr : process.stdout,
+      passphrase: this.passphrase(flags),
     })
   }
 }

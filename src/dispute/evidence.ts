@@ -5,6 +5,7 @@ import {z} from 'zod'
 import {readContractRecord, type JournalEntry} from '../agent/contract-record.js'
 import type {EvidenceItem} from '../core/api/disputes.js'
 import {ExitCode, UserError} from '../core/errors.js'
+import type {HealthCheck} from '../core/api/provider.js'
 import {canonicalJson, sha256Hex, verifyUsageRecord, type SignedUsageRecord} from '../core/signing.js'
 
 /** The reference marketplace takes at most this many evidence items in one submission (PROTOCOL §10 names no limit). */
@@ -122,13 +123,14 @@ function usageDescription(records: readonly SignedUsageRecord[]): string {
  * reports, termination). Each item's hash is the SHA-256 of the canonical JSON of its data.
  */
 export function evidenceFromAgentState(stateDir: string, contractId: string): EvidenceDraft {
-  const notes: string[] = ['health checks: the agent sends them to the marketplace and keeps no copy, so none are included']
-  const {events, usageRecords, skippedJournalLines, skippedUsageLines} = readContractRecord(stateDir, contractId)
+  const notes: string[] = []
+  const {events, usageRecords, healthChecks, skippedJournalLines, skippedUsageLines, skippedHealthLines} = readContractRecord(stateDir, contractId)
   if (skippedJournalLines > 0) notes.push(`${skippedJournalLines} journal line(s) did not parse and were left out`)
   if (skippedUsageLines > 0) notes.push(`${skippedUsageLines} archived usage line(s) did not parse and were left out`)
+  if (skippedHealthLines > 0) notes.push(`${skippedHealthLines} archived health line(s) did not parse and were left out`)
   const verified = usageRecords.filter(verifyUsageRecord).sort((a, b) => a.period_start - b.period_start)
   if (verified.length < usageRecords.length) notes.push(`${usageRecords.length - verified.length} usage record(s) whose signature does not verify were left out`)
-  if (events.length === 0 && verified.length === 0) {
+  if (events.length === 0 && verified.length === 0 && healthChecks.length === 0) {
     throw new UserError(`the agent's state dir ${stateDir} holds nothing about contract ${contractId}`, {
       code: 'no_evidence',
       suggestion: 'run this on the host whose agent served the contract (its [agent] state_dir), or use --file',
@@ -141,6 +143,12 @@ export function evidenceFromAgentState(stateDir: string, contractId: string): Ev
   for (const event of eventItems) {
     evidence.push({type: 'agent_journal_entry', description: describeEvent(event), hash: sha256Hex(canonicalJson(event)), data: event})
   }
+  if (healthChecks.length > 0) {
+    const data = healthSummary(contractId, healthChecks)
+    evidence.push({type: 'health_checks', description: healthDescription(data), hash: sha256Hex(canonicalJson(data)), data})
+  } else {
+    notes.push('no health checks for this contract in the state dir (archived since this version, and pruned after [agent] archive_days)')
+  }
   // One item per record while they fit in the item limit, else consecutive records grouped evenly.
   const perItem = Math.max(1, Math.ceil(verified.length / (MAX_EVIDENCE_ITEMS - evidence.length)))
   for (let start = 0; start < verified.length; start += perItem) {
@@ -149,8 +157,64 @@ export function evidenceFromAgentState(stateDir: string, contractId: string): Ev
     evidence.push({type: perItem === 1 ? 'usage_record' : 'usage_records', description: usageDescription(group), hash: sha256Hex(canonicalJson(data)), data})
   }
   if (verified.length === 0) notes.push('no signed usage records for this contract in the state dir')
-  const response = `Evidence from the provider agent's own records for contract ${contractId}: ${verified.length} signed usage record(s) and ${eventItems.length} journal entries.`
+  const uptime = healthChecks.length > 0 ? `, ${healthChecks.length} health check(s)` : ''
+  const response = `Evidence from the provider agent's own records for contract ${contractId}: ${verified.length} signed usage record(s)${uptime} and ${eventItems.length} journal entries.`
   return {provider_response: response, evidence, notes}
+}
+
+/** Checks listed one by one in the summary: those that were not healthy, the most recent first to be cut. */
+const MAX_LISTED_CHECKS = 200
+
+export interface HealthSummary {
+  contract_id: string
+  checks: number
+  first_checked_at: number
+  last_checked_at: number
+  by_status: Record<HealthCheck['status'], number>
+  /** Healthy checks over all checks, 0–1. */
+  healthy_ratio: number
+  /** The longest time between two checks: the span the checks say nothing about. */
+  longest_gap_seconds: number
+  days: {day: string; checks: number; healthy: number}[]
+  not_healthy: HealthCheck[]
+  /** SHA-256 of the canonical JSON of every check, in order: the archive file proves the summary later. */
+  checks_sha256: string
+}
+
+/** One evidence item for a contract's health archive: a summary of uptime, every check's hash, the checks that failed. */
+export function healthSummary(contractId: string, checks: readonly HealthCheck[]): HealthSummary {
+  const byStatus = {healthy: 0, unhealthy: 0, unknown: 0}
+  const days = new Map<string, {checks: number; healthy: number}>()
+  let longestGap = 0
+  checks.forEach((check, index) => {
+    byStatus[check.status]++
+    const day = new Date(check.checked_at).toISOString().slice(0, 10)
+    const entry = days.get(day) ?? {checks: 0, healthy: 0}
+    entry.checks++
+    if (check.status === 'healthy') entry.healthy++
+    days.set(day, entry)
+    const previous = checks[index - 1]
+    if (previous) longestGap = Math.max(longestGap, check.checked_at - previous.checked_at)
+  })
+  const notHealthy = checks.filter((check) => check.status !== 'healthy')
+  return {
+    contract_id: contractId,
+    checks: checks.length,
+    first_checked_at: checks[0]?.checked_at ?? 0,
+    last_checked_at: checks.at(-1)?.checked_at ?? 0,
+    by_status: byStatus,
+    healthy_ratio: checks.length === 0 ? 0 : Math.round((byStatus.healthy / checks.length) * 10_000) / 10_000,
+    longest_gap_seconds: Math.round(longestGap / 1000),
+    days: [...days].map(([day, entry]) => ({day, ...entry})),
+    not_healthy: notHealthy.slice(0, MAX_LISTED_CHECKS),
+    checks_sha256: sha256Hex(canonicalJson(checks)),
+  }
+}
+
+function healthDescription(summary: HealthSummary): string {
+  const span = `${new Date(summary.first_checked_at).toISOString()} to ${new Date(summary.last_checked_at).toISOString()}`
+  const percent = (summary.healthy_ratio * 100).toFixed(2)
+  return `${summary.checks} health checks of the instance by the agent, ${span}: ${percent}% healthy (${summary.by_status.unhealthy} unhealthy, ${summary.by_status.unknown} unknown), longest gap between checks ${summary.longest_gap_seconds} s; checks_sha256 hashes every check in the agent's archive`
 }
 
 /** Both sources at once: file items first, then the agent's. */

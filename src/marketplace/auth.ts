@@ -135,6 +135,7 @@ export interface DelegationRow {
   signature: string
   created_at: number
   revoked_at: number | null
+  last_seen_at: number | null
 }
 
 /** Who signed a request, as far as the marketplace knows the key. */

@@ -208,6 +208,7 @@ export class ContractBook {
       earliestEnd: db
         .prepare<[], number | null>("SELECT min(ends_at) FROM contracts WHERE status IN ('accepted', 'provisioning', 'provisioned', 'active')")
         .pluck(),
+      heartbeatStatus: db.prepare<[string], string | null>('SELECT heartbeat_status FROM providers WHERE pubkey = ?').pluck(),
       staleProvisioning: db.prepare<[string, number], ContractRow>(
         `SELECT * FROM contracts WHERE provider_pubkey = ? AND status = 'provisioning' AND (lock_expires_at IS NULL OR lock_expires_at <= ?)
          ORDER BY created_at, contract_id`,
@@ -350,10 +351,12 @@ export class ContractBook {
 
   /**
    * §7 pending-provision: `accepted` contracts, as many as the tier leaves room for, and `provisioning` ones whose
-   * lock expired (those already count against the tier, so they are always handed back).
+   * lock expired (those already count against the tier, so they are always handed back). Nothing while the provider's
+   * agent is draining (§5: it gets no new contracts).
    */
   pendingProvision(providerPubkey: string): ContractView[] {
     this.expireDue()
+    if (this.statements.heartbeatStatus.get(providerPubkey) === 'draining') return []
     const stale = this.statements.staleProvisioning.all(providerPubkey, this.now())
     const max = this.stake.maxConcurrent(providerPubkey)
     const room = max === null ? -1 : Math.max(0, max - this.tierLoad(providerPubkey))

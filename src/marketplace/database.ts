@@ -312,6 +312,10 @@ const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (provider_pubkey, agent_id)
   ) WITHOUT ROWID;
   `,
+  // Devnet addition to §5: when each agent key last signed a heartbeat, listed with its delegation (`keys list`).
+  `
+  ALTER TABLE delegations ADD COLUMN last_seen_at INTEGER;
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

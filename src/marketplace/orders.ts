@@ -179,6 +179,7 @@ export class OrderBook {
       ),
       settleBids: db.prepare("UPDATE bids SET status = CASE WHEN bid_id = ? THEN 'won' ELSE 'lost' END WHERE order_id = ?"),
       providerStatus: db.prepare<[string], string>('SELECT status FROM providers WHERE pubkey = ?').pluck(),
+      heartbeatStatus: db.prepare<[string], string | null>('SELECT heartbeat_status FROM providers WHERE pubkey = ?').pluck(),
       // Every contract the provider holds or has been handed and not yet started counts against its tier here:
       // an award it could not start would wait indefinitely.
       holding: db
@@ -342,9 +343,10 @@ export class OrderBook {
     this.statements.close.run('awarded', now, winner.bid_id, contract.contract_id, order.order_id)
   }
 
-  /** Active (not paused) and below its stake tier's limit, counting contracts handed to it and not yet started. */
+  /** Active (not paused, its agent not draining) and below its stake tier's limit, counting contracts handed to it and not yet started. */
   private canTakeAnother(providerPubkey: string): boolean {
     if (this.statements.providerStatus.get(providerPubkey) !== 'active') return false
+    if (this.statements.heartbeatStatus.get(providerPubkey) === 'draining') return false
     const max = this.stake.maxConcurrent(providerPubkey)
     return max === null || (this.statements.holding.get(providerPubkey) ?? 0) < max
   }

@@ -24,6 +24,7 @@ interface ProviderRow {
   agent_version: string | null
   provisioner_type: string | null
   active_contracts: number | null
+  heartbeat_status: 'active' | 'draining' | null
 }
 
 export interface ProviderView {
@@ -54,6 +55,8 @@ export interface DelegationView {
   label: string
   created_at: number
   revoked_at: number | null
+  /** Devnet addition: the last heartbeat this key signed (null: none yet). */
+  last_seen_at: number | null
 }
 
 function providerView(row: ProviderRow): ProviderView {
@@ -79,6 +82,7 @@ export function delegationView(row: DelegationRow): DelegationView {
     label: row.label,
     created_at: row.created_at,
     revoked_at: row.revoked_at,
+    last_seen_at: row.last_seen_at,
   }
 }
 
@@ -94,6 +98,7 @@ export class ProviderRegistry {
   private readonly revoke
   private readonly recordHeartbeat
   private readonly recordAgentHeartbeat
+  private readonly recordKeySeen
   private readonly agentHeartbeats
 
   constructor(
@@ -125,6 +130,7 @@ export class ProviderRegistry {
       `INSERT INTO agent_heartbeats (provider_pubkey, agent_id, agent_pubkey, heartbeat_at) VALUES (?, ?, ?, ?)
        ON CONFLICT (provider_pubkey, agent_id) DO UPDATE SET agent_pubkey = excluded.agent_pubkey, heartbeat_at = excluded.heartbeat_at`,
     )
+    this.recordKeySeen = db.prepare('UPDATE delegations SET last_seen_at = ? WHERE agent_pubkey = ?')
     this.agentHeartbeats = db.prepare<[string], {agent_id: string; heartbeat_at: number}>(
       'SELECT agent_id, heartbeat_at FROM agent_heartbeats WHERE provider_pubkey = ? ORDER BY agent_id',
     )
@@ -211,6 +217,7 @@ export class ProviderRegistry {
     body: z.infer<typeof HeartbeatBody>,
   ): {acknowledged: true; next_heartbeat_seconds: number; agents: {agent_id: string; last_heartbeat_age_ms: number}[]} {
     const now = this.context.clock.now()
+    const wasDraining = this.byPubkey.get(providerPubkey)?.heartbeat_status === 'draining'
     const changes = this.recordHeartbeat.run(
       now,
       body.version,
@@ -224,8 +231,11 @@ export class ProviderRegistry {
       providerPubkey,
     ).changes
     if (changes === 0) throw notFound('provider')
+    this.recordKeySeen.run(now, agentPubkey)
     // New capabilities, capacity or the end of draining may open jobs to this provider's waiting long poll.
     this.context.jobs.notify(providerPubkey)
+    // The end of a drain opens pending contracts to the agent's waiting long poll.
+    if (wasDraining && body.status !== 'draining') this.context.pending.notify(providerPubkey)
     if (body.agent_id !== undefined) this.recordAgentHeartbeat.run(providerPubkey, body.agent_id, agentPubkey, now)
     const agents = this.agentHeartbeats.all(providerPubkey).map((row) => ({agent_id: row.agent_id, last_heartbeat_age_ms: Math.max(0, now - row.heartbeat_at)}))
     return {acknowledged: true, next_heartbeat_seconds: this.context.settings.heartbeatSeconds, agents}

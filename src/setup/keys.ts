@@ -1,8 +1,8 @@
 import {rmSync} from 'node:fs'
 import {dirname, isAbsolute, join, relative} from 'node:path'
 
-import {createDelegation, listDelegations, revokeDelegation} from '../core/api/main-key.js'
-import {mainKeySession} from '../core/api/session.js'
+import {createDelegation, listDelegations, revokeDelegation, type Delegation} from '../core/api/main-key.js'
+import {mainKeySession, type ProviderSession} from '../core/api/session.js'
 import type {LoadedConfig} from '../core/config/load.js'
 import {setConfigValues} from '../core/config/save.js'
 import {isAgentPermission, signDelegation, type AgentPermission} from '../core/delegation.js'
@@ -11,6 +11,7 @@ import {timestampSlug} from '../core/files.js'
 import {toHex} from '../core/hex.js'
 import {createKeyFile, describeKey, readKeyFileContent} from '../core/keys.js'
 import type {KeyPair} from '../core/signing.js'
+import {DELEGATION_RENEW_WITHIN_MS} from './register.js'
 
 export interface RotateOptions {
   loaded: LoadedConfig
@@ -81,4 +82,49 @@ export async function rotateAgentKey(options: RotateOptions): Promise<RotateResu
     old_delegation: oldDelegation,
     config_file: path,
   }
+}
+
+/** Where a delegation stands now: `expiring` is still valid but ends within DELEGATION_RENEW_WITHIN_MS. */
+export type DelegationState = 'active' | 'expiring' | 'expired' | 'revoked'
+
+export interface ListedDelegation extends Delegation {
+  state: DelegationState
+  /** The agent key of this config (the one `outpost run` on this host signs with). */
+  this_host: boolean
+}
+
+export function delegationState(delegation: Delegation, now: number): DelegationState {
+  if (delegation.revoked_at !== null) return 'revoked'
+  if (delegation.expires_at === null) return 'active'
+  if (delegation.expires_at <= now) return 'expired'
+  return delegation.expires_at - now <= DELEGATION_RENEW_WITHIN_MS ? 'expiring' : 'active'
+}
+
+/** `outpost keys list`: the provider's delegations, read with the main key or this host's agent key (§5 allows both). */
+export async function listKeys(session: ProviderSession, thisAgent: string, now = Date.now()): Promise<{provider_pubkey: string; delegations: ListedDelegation[]}> {
+  const delegations = await listDelegations(session.client, session.providerPubkey)
+  return {
+    provider_pubkey: session.providerPubkey,
+    delegations: delegations.map((delegation) => ({...delegation, state: delegationState(delegation, now), this_host: delegation.agent_pubkey === thisAgent})),
+  }
+}
+
+/** The delegation of one agent key, or a not-found error that says where to look. */
+export async function findDelegation(session: ProviderSession, agentPubkey: string): Promise<Delegation> {
+  const found = (await listDelegations(session.client, session.providerPubkey)).find((delegation) => delegation.agent_pubkey === agentPubkey)
+  if (!found) {
+    throw new UserError(`provider ${session.providerPubkey} never delegated agent key ${agentPubkey}`, {
+      code: 'no_delegation',
+      suggestion: 'see the delegated keys with `outpost keys list`',
+    })
+  }
+  return found
+}
+
+/** `outpost keys revoke`: ends a delegation now (PROTOCOL §3: the key's very next request is refused). */
+export async function revokeKey(session: ProviderSession, existing: Delegation, now = Date.now()): Promise<{agent_pubkey: string; revoked_at: number; already_revoked: boolean}> {
+  const agentPubkey = existing.agent_pubkey
+  if (existing.revoked_at !== null) return {agent_pubkey: agentPubkey, revoked_at: existing.revoked_at, already_revoked: true}
+  await revokeDelegation(session.client, session.providerPubkey, agentPubkey)
+  return {agent_pubkey: agentPubkey, revoked_at: now, already_revoked: false}
 }

@@ -56,6 +56,8 @@ export function renderService(loaded: LoadedConfig, options: ServiceOptions): Re
     group: options.group,
     config_dir: quote(options.configDir),
     exec_start: [options.nodePath, options.binPath, 'run', '--config', loaded.path].map(quote).join(' '),
+    // Within TimeoutStopSec (45 s): the agent's own --shutdown-timeout (30 s) plus its outbox flush.
+    exec_stop: [options.nodePath, options.binPath, 'drain', '--config', loaded.path, '--timeout', '40s'].map(quote).join(' '),
     log_output: options.logFile ? `StandardOutput=append:${options.logFile}\nStandardError=append:${options.logFile}` : 'StandardOutput=journal\nStandardError=journal',
     read_write_paths: [...new Set(readWrite)].map(quote).join(' '),
   })

@@ -343,7 +343,7 @@ describe('Agent: heartbeat interval', () => {
     await agent.start()
     await vi.advanceTimersByTimeAsync(60_000)
     expect(api.heartbeats).toHaveLength(heartbeatsIn60s)
-    expect(agent.ready).toBe(true)
+    expect(agent.readiness().ready).toBe(true)
     const stopped = agent.stop(0)
     await vi.advanceTimersByTimeAsync(0)
     await stopped

@@ -44,6 +44,6 @@ describe('readContractRecord', () => {
   })
 
   it('reads an empty or missing state dir as nothing', () => {
-    expect(readContractRecord(join(state.dir, 'missing'), contract().contract_id)).toEqual({events: [], usageRecords: [], skippedJournalLines: 0, skippedUsageLines: 0})
+    expect(readContractRecord(join(state.dir, 'missing'), contract().contract_id)).toEqual({events: [], usageRecords: [], healthChecks: [], skippedJournalLines: 0, skippedUsageLines: 0, skippedHealthLines: 0})
   })
 })

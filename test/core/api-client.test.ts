@@ -9,7 +9,8 @@ import {HeartbeatResponse} from '../../src/core/api/schemas.js'
 import {applyEnvOverrides} from '../../src/core/config/env.js'
 import {MarketplaceSection} from '../../src/core/config/schema.js'
 import {generateKeyPair} from '../../src/core/signing.js'
-import {registerProvider, startTestMarketplace, type Marketplace} from '../marketplace/harness.js'
+import {registerProvider} from '../support/harness.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
 /** A marketplace that misbehaves on purpose: each path answers one way, and every request is counted. */
 class LyingMarketplace {
@@ -185,10 +186,10 @@ describe('ApiClient: answers are read within bounds', () => {
 })
 
 describe('ApiClient against the devnet: §2 v2 signs the Host it sends', () => {
-  let market: Marketplace
+  let market: Devnet
 
   beforeAll(async () => {
-    market = await startTestMarketplace({heartbeatSeconds: 1})
+    market = await startDevnet({heartbeatSeconds: 1})
   })
   afterAll(() => market.stop())
 
@@ -198,7 +199,7 @@ describe('ApiClient against the devnet: §2 v2 signs the Host it sends', () => {
       const api = new ProviderApi(new ApiClient({endpoint, key: provider.agent, retry: FAST}), provider.pk)
       const answer = await api.heartbeat({version: 'test', provisioner_type: 'local', capabilities: [], active_contracts: 0})
       // The devnet asked for 1 s (the agent keeps its own interval for a value outside 10-3600).
-      expect(answer).toEqual({acknowledged: true, next_heartbeat_seconds: 1})
+      expect(answer).toEqual({acknowledged: true, next_heartbeat_seconds: 1, agents: []})
     }
   })
 })

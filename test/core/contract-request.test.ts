@@ -4,20 +4,21 @@ import {Contract, ContractList} from '../../src/core/api/schemas.js'
 import {orderIdOf, verifyContractRequest, type OfferingTerms} from '../../src/core/contract-request.js'
 import {generateKeyPair, hostHeaderOf, signBytes, type KeyPair} from '../../src/core/signing.js'
 import {toHex} from '../../src/core/hex.js'
-import {createOffering, OFFERING, pub, registerProvider, send, startTestMarketplace, type Marketplace, type Provider} from '../marketplace/harness.js'
+import {createOffering, OFFERING, pub, registerProvider, send, type Provider} from '../support/harness.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
 /**
  * PROTOCOL §6: the devnet keeps the renter's signed POST /contracts (and POST /orders) exactly as received and sends
  * it in every contract an agent sees; verifyContractRequest is the check the agent runs before sealing anything.
  */
 
-let market: Marketplace
+let market: Devnet
 let provider: Provider
 let offeringId: string
 let host: string
 
 beforeAll(async () => {
-  market = await startTestMarketplace()
+  market = await startDevnet()
   provider = await registerProvider(market)
   offeringId = await createOffering(market, provider)
   host = hostHeaderOf(market.endpoint)

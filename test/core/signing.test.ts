@@ -209,6 +209,28 @@ describe('sealed credentials (PROTOCOL §7)', () => {
     expect(opened && JSON.parse(Buffer.from(opened).toString('utf8'))).toEqual({k: 'v'})
   })
 
+  it('seals to many keys that an independent ed2curve reader opens, and refuses what is no curve point', async () => {
+    const {default: ed2curve} = await import('ed2curve')
+    for (let round = 0; round < 50; round++) {
+      const renter = nacl.sign.keyPair()
+      const sealed = Buffer.from(sealCredentials({round}, renter.publicKey), 'base64')
+      const opened = nacl.box.open(sealed.subarray(56), sealed.subarray(32, 56), sealed.subarray(0, 32), ed2curve.convertSecretKey(renter.secretKey))
+      expect(opened && JSON.parse(Buffer.from(opened).toString('utf8'))).toEqual({round})
+    }
+    let notOnCurve = 0
+    for (let candidate = 2; candidate < 40; candidate++) {
+      const key = new Uint8Array(32)
+      key[0] = candidate
+      if (ed2curve.convertPublicKey(key)) continue
+      notOnCurve++
+      expect(() => sealCredentials({k: 'v'}, key)).toThrow(/not a valid Ed25519 point/)
+    }
+    expect(notOnCurve).toBeGreaterThan(5)
+    // y = 1 and y = 0 are small-order points: no shared key to seal with.
+    expect(() => sealCredentials({k: 'v'}, Uint8Array.from({length: 32}, (_, index) => (index === 0 ? 1 : 0)))).toThrow(/not a valid Ed25519 point/)
+    expect(() => sealCredentials({k: 'v'}, new Uint8Array(32))).toThrow(/not a valid Ed25519 point/)
+  })
+
   it('refuses a truncated box with a clear error', () => {
     expect(() => openSealedCredentials('AAAA', generateKeyPair().seed)).toThrow(/too short/)
   })

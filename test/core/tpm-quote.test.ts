@@ -12,7 +12,7 @@ import {
   verifyQuote,
   type QuoteCheck,
 } from '../../src/core/tpm-quote.js'
-import {Swtpm, swtpmAvailability} from '../helpers/swtpm.js'
+import {Swtpm, swtpmAvailability} from '../support/swtpm.js'
 
 /**
  * The TPMS_ATTEST parser and the quote check (PROTOCOL §14) against real quotes: fixtures recorded from swtpm by

@@ -3,6 +3,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 
+import {HealthArchive} from '../../src/agent/health-archive.js'
 import {Journal} from '../../src/agent/journal.js'
 import {Outbox} from '../../src/agent/outbox.js'
 import {archiveUsageRecords} from '../../src/agent/usage-archive.js'
@@ -76,7 +77,7 @@ describe('--auto evidence from the agent state dir', () => {
     for (const item of draft.evidence) expect(item.hash).toBe(sha256Hex(canonicalJson(item.data)))
     for (const item of usageItems) expect(verifyUsageRecord(item.data as SignedUsageRecord)).toBe(true)
     expect(draft.provider_response).toContain('4 signed usage record(s)')
-    expect(draft.notes.join('\n')).toMatch(/health checks/)
+    expect(draft.notes.join('\n')).toMatch(/no health checks for this contract/)
   })
 
   it('leaves out a record whose signature does not verify, and says so', () => {
@@ -141,5 +142,47 @@ describe('--file evidence', () => {
     const item = {type: 'x', description: 'x', hash: 'aa'.repeat(32)}
     const half = {evidence: Array.from({length: 60}, () => item), notes: []}
     expect(() => mergeDrafts([half, half])).toThrow(/at most 100/)
+  })
+})
+
+describe('--auto evidence of uptime from the health archive', () => {
+  const disputed = contract('cd'.repeat(16))
+
+  it('summarises the archived checks in one item: counts, ratio, longest gap, the checks that failed, a hash of them all', () => {
+    const stateDir = agentStateDir(disputed, records(disputed, 1), [])
+    const day = Date.UTC(2026, 10, 30, 23, 58)
+    const checks = [0, 60, 120, 300, 360].map((seconds, index) => ({
+      contract_id: disputed.contract_id,
+      status: index === 3 ? ('unhealthy' as const) : ('healthy' as const),
+      checked_at: day + seconds * 1000,
+      ...(index === 3 ? {details: {reason: 'port closed'}} : {}),
+    }))
+    // Written in two batches with one check twice (a crash between the write and the send): read once.
+    new HealthArchive(stateDir).add(checks.slice(0, 3))
+    new HealthArchive(stateDir).add(checks.slice(2))
+    const draft = evidenceFromAgentState(stateDir, disputed.contract_id)
+    const item = draft.evidence.find((entry) => entry.type === 'health_checks')
+    expect(item?.data).toMatchObject({
+      contract_id: disputed.contract_id,
+      checks: 5,
+      by_status: {healthy: 4, unhealthy: 1, unknown: 0},
+      healthy_ratio: 0.8,
+      longest_gap_seconds: 180,
+      days: [
+        {day: '2026-11-30', checks: 2, healthy: 2},
+        {day: '2026-12-01', checks: 3, healthy: 2},
+      ],
+      not_healthy: [checks[3]],
+      checks_sha256: sha256Hex(canonicalJson(checks)),
+    })
+    expect(item?.hash).toBe(sha256Hex(canonicalJson(item?.data)))
+    expect(item?.description).toContain('80.00% healthy (1 unhealthy, 0 unknown), longest gap between checks 180 s')
+    expect(draft.provider_response).toContain('5 health check(s)')
+    expect(draft.notes.join('\n')).not.toMatch(/health checks/)
+  })
+
+  it('says when there are none', () => {
+    const stateDir = agentStateDir(disputed, records(disputed, 1), [])
+    expect(evidenceFromAgentState(stateDir, disputed.contract_id).notes.join('\n')).toMatch(/no health checks for this contract/)
   })
 })

@@ -18,7 +18,7 @@ import {
   type AgentProcess,
   type Devnet,
   type ProviderSetup,
-} from '../helpers/marketplace.js'
+} from '../support/marketplace.js'
 import {billing, readMarketplace} from '../support/agent-run.js'
 
 /**

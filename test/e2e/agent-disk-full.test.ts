@@ -16,7 +16,7 @@ import {
   type AgentProcess,
   type Devnet,
   type ProviderSetup,
-} from '../helpers/marketplace.js'
+} from '../support/marketplace.js'
 import {billing, outboxEntries, readMarketplace, settleRunning} from '../support/agent-run.js'
 
 /**

@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 
-import {fastAgentEnv, initProvider, killInstances, renter, startAgent, waitFor, startDevnet, type AgentProcess, type Devnet, type ProviderSetup} from '../helpers/marketplace.js'
+import {fastAgentEnv, initProvider, killInstances, renter, startAgent, waitFor, startDevnet, type AgentProcess, type Devnet, type ProviderSetup} from '../support/marketplace.js'
 import {billing, outboxEntries, settleRunning} from '../support/agent-run.js'
 import {startFaultProxy, type FaultProxy, type FaultRule} from '../support/fault-proxy.js'
 

@@ -10,9 +10,9 @@ import {toHex} from '../../src/core/hex.js'
 import {canonicalJson, generateKeyPair, sha256Hex, signResultEnvelope} from '../../src/core/signing.js'
 import {templatePath} from '../../src/core/templates.js'
 import {submitJob} from '../../src/devnet/jobs.js'
-import {testDocker} from '../helpers/dockerd.js'
-import {client, initProvider, metricsUrl, startAgent, waitFor, type AgentProcess, type ProviderSetup} from '../helpers/marketplace.js'
-import {startDevnetProcess, type DevnetProcess} from '../marketplace/devnet-process.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
+import {testDocker} from '../support/dockerd.js'
+import {client, initProvider, metricsUrl, startAgent, waitFor, type AgentProcess, type ProviderSetup} from '../support/marketplace.js'
 import {outboxEntries} from '../support/agent-run.js'
 import {jobAgentEnv, openExampleJobs, readJobMarket, renterClient, signedEnvelopes, sumMicro} from '../support/job-run.js'
 
@@ -25,13 +25,14 @@ import {jobAgentEnv, openExampleJobs, readJobMarket, renterClient, signedEnvelop
 const JOBS = Number(process.env.OUTPOST_E2E_JOBS ?? 10)
 
 const temp = mkdtempSync(join(tmpdir(), 'outpost-agent-jobs-'))
-const devnets: DevnetProcess[] = []
+const devnets: Devnet[] = []
 const agents: AgentProcess[] = []
 const configDirs: string[] = []
 
-async function devnet(name: string, trapRatio = '0.1'): Promise<{process: DevnetProcess; dataDir: string}> {
+/** `outpost devnet start --trap-ratio R` (the built CLI) in a child process. */
+async function devnet(name: string, trapRatio = '0.1'): Promise<{process: Devnet; dataDir: string}> {
   const dataDir = join(temp, name)
-  const started = await startDevnetProcess(dataDir, ['--trap-ratio', trapRatio])
+  const started = await startDevnet({dataDir, process: {args: ['--trap-ratio', trapRatio]}})
   devnets.push(started)
   return {process: started, dataDir}
 }
@@ -77,10 +78,7 @@ afterEach(() => {
   for (const running of agents.splice(0)) running.kill('SIGKILL')
 })
 afterAll(async () => {
-  for (const running of devnets) {
-    running.child.kill('SIGTERM')
-    await running.exited
-  }
+  for (const running of devnets) await running.stop()
   for (const dir of configDirs) rmSync(dir, {recursive: true, force: true})
   if (!process.env.KEEPTMP) rmSync(temp, {recursive: true, force: true})
 })

@@ -16,7 +16,7 @@ import {
   waitFor,
   type AgentProcess,
   type Devnet,
-} from '../helpers/marketplace.js'
+} from '../support/marketplace.js'
 import {metricValue, readMarketplace} from '../support/agent-run.js'
 
 /** What an operator runs into at the edges: a second agent on one host, the stake tier's limit, leftovers of killed writes. */

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {BANNER_SERVICE, LocalProvisioner} from '../../src/provisioners/local/local-provisioner.js'
-import {runCli} from '../helpers/cli.js'
+import {runCli} from '../support/cli.js'
 import {
   addAgent,
   fastAgentEnv,
@@ -17,7 +17,7 @@ import {
   waitFor,
   type Devnet,
   type ProviderSetup,
-} from '../helpers/marketplace.js'
+} from '../support/marketplace.js'
 import {contractFixture} from '../provisioners/contract-suite.js'
 
 /** `outpost run --once` (cron, CI) and reconciliation: unknown instances are kept unless --prune-orphans says otherwise. */

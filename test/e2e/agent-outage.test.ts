@@ -15,7 +15,7 @@ import {
   waitFor,
   type Devnet,
   type ProviderSetup,
-} from '../helpers/marketplace.js'
+} from '../support/marketplace.js'
 
 /** The marketplace goes away for 20 s (its port refuses connections) and comes back with its data: the agent recovers on its own. */
 const OUTAGE_MS = Number(process.env.OUTPOST_E2E_OUTAGE_MS ?? 20_000)

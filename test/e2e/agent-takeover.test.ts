@@ -15,7 +15,7 @@ import {
   type AgentProcess,
   type Devnet,
   type ProviderSetup,
-} from '../helpers/marketplace.js'
+} from '../support/marketplace.js'
 import {billing, outboxEntries, settleRunning} from '../support/agent-run.js'
 
 /**

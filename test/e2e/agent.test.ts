@@ -21,7 +21,7 @@ import {
   waitFor,
   type Devnet,
   type ProviderSetup,
-} from '../helpers/marketplace.js'
+} from '../support/marketplace.js'
 
 /** The agent's main job, end to end: the built CLI against a real devnet on loopback, real local workloads. */
 

@@ -9,8 +9,8 @@ import {requestChallenge, submitReport} from '../../src/core/api/benchmarks.js'
 import {computeWorkDigest} from '../../src/core/benchmark-workload.js'
 import {readKeyFile} from '../../src/core/keys.js'
 import {startMarketplace, type MarketplaceServer} from '../../src/marketplace/server.js'
-import {BIN, parseJson, REPO_ROOT, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
-import {waitFor} from '../helpers/marketplace.js'
+import {BIN, parseJson, REPO_ROOT, runCli, tempConfigDir, TEST_PASSPHRASE} from '../support/cli.js'
+import {waitFor} from '../support/marketplace.js'
 
 interface RunJson {
   provider_pubkey: string

@@ -8,9 +8,9 @@ import type {BidPreview} from '../../src/agent/bidding/preview.js'
 import {cancelContract, createOrder, getContract, getOrder, type NewOrder, type RenterOrder} from '../../src/core/api/renter.js'
 import {readKeyFile} from '../../src/core/keys.js'
 import {generateKeyPair} from '../../src/core/signing.js'
-import {parseJson, runCli} from '../helpers/cli.js'
-import {RENTER_SSH_KEY} from '../helpers/ssh-keys.js'
-import {client, fastAgentEnv, initProvider, killInstances, metricsUrl, startAgent, startDevnet, waitFor, type Devnet, type ProviderSetup} from '../helpers/marketplace.js'
+import {parseJson, runCli} from '../support/cli.js'
+import {RENTER_SSH_KEY} from '../support/ssh-keys.js'
+import {client, fastAgentEnv, initProvider, killInstances, metricsUrl, startAgent, startDevnet, waitFor, type Devnet, type ProviderSetup} from '../support/marketplace.js'
 
 /** §11 end to end: the built CLI's agent bids on a real devnet's orders, wins, and provisions what it won. */
 

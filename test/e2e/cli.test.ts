@@ -2,10 +2,10 @@ import {copyFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
-import {parseJson, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
-import {RENTER_SSH_KEY} from '../helpers/ssh-keys.js'
-import {HAVE_SCRIPT, runInTerminal} from '../helpers/terminal.js'
-import {startDevnetProcess} from '../marketplace/devnet-process.js'
+import {parseJson, runCli, tempConfigDir, TEST_PASSPHRASE} from '../support/cli.js'
+import {RENTER_SSH_KEY} from '../support/ssh-keys.js'
+import {HAVE_SCRIPT, runInTerminal} from '../support/terminal.js'
+import {startDevnet} from '../support/devnet.js'
 
 interface ErrorJson {
   error: {code: string; message: string; suggestion?: string}
@@ -48,7 +48,7 @@ describe('the shared CLI parts (built CLI)', () => {
   })
 
   it('devnet start takes weeks like every other duration flag', async () => {
-    const devnet = await startDevnetProcess(join(tempConfigDir('outpost-cli-devnet-'), 'data'), ['--unbonding-period', '2w'])
+    const devnet = await startDevnet({dataDir: join(tempConfigDir('outpost-cli-devnet-'), 'data'), process: {args: ['--unbonding-period', '2w']}})
     expect(devnet.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
     devnet.child.kill('SIGTERM')
     expect(await devnet.exited).toEqual({code: 0, signal: null})

@@ -4,7 +4,7 @@ import {afterAll, describe, expect, it} from 'vitest'
 
 import {createKeyFile} from '../../src/core/keys.js'
 import {mutationCase, type MutationCase} from '../core/config/config-mutations.js'
-import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
+import {parseJson, runCli, tempConfigDir} from '../support/cli.js'
 
 interface DoctorJson {
   ok: boolean

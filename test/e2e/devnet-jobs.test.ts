@@ -3,22 +3,22 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {parseJson, runCli} from '../helpers/cli.js'
-import {waitFor} from '../helpers/marketplace.js'
-import {startDevnetProcess, type DevnetProcess} from '../marketplace/devnet-process.js'
-import {send, type Provider} from '../marketplace/harness.js'
+import {parseJson, runCli} from '../support/cli.js'
+import {waitFor} from '../support/marketplace.js'
+import {send, type Provider} from '../support/harness.js'
 import {envelope, jobProvider, proveMultiplier, stopSnarkjs, submit, type JobAnswer, type LeaseAnswer} from '../marketplace/job-fixtures.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
 /** `outpost devnet job ...` (the built CLI) against `outpost devnet start --trap-ratio 1` in a child process. */
 
 let dataDir: string
-let devnet: DevnetProcess
+let devnet: Devnet
 let provider: Provider
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'outpost-devnet-jobs-e2e-'))
   // Ratio 1: every renter job brings one trap of its kind.
-  devnet = await startDevnetProcess(join(dataDir, 'devnet'), ['--trap-ratio', '1'])
+  devnet = await startDevnet({dataDir: join(dataDir, 'devnet'), process: {args: ['--trap-ratio', '1']}})
   provider = await jobProvider(devnet)
 })
 afterAll(async () => {

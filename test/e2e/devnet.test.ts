@@ -7,10 +7,10 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {readKeyFile} from '../../src/core/keys.js'
 import {sealCredentials} from '../../src/core/sealing.js'
-import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
-import {RENTER_SSH_KEY} from '../helpers/ssh-keys.js'
-import {startDevnetProcess, type DevnetProcess} from '../marketplace/devnet-process.js'
-import {OFFERING, registerProvider, send, type Provider} from '../marketplace/harness.js'
+import {parseJson, runCli, tempConfigDir} from '../support/cli.js'
+import {RENTER_SSH_KEY} from '../support/ssh-keys.js'
+import {OFFERING, registerProvider, send, type Provider} from '../support/harness.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
 interface ContractJson {
   contract_id: string
@@ -26,13 +26,13 @@ interface ErrorJson {
 }
 
 let dataDir: string
-let devnet: DevnetProcess
+let devnet: Devnet
 let provider: Provider
 let offeringId: string
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'outpost-devnet-e2e-'))
-  devnet = await startDevnetProcess(join(dataDir, 'devnet'))
+  devnet = await startDevnet({dataDir: join(dataDir, 'devnet'), process: true})
   // The provider side, as an agent would do it: signed API calls.
   provider = await registerProvider(devnet)
   const offering = await send<{offering_id: string}>(devnet, 'POST', `/providers/${provider.pk}/offerings`, {key: provider.main, body: OFFERING})
@@ -97,7 +97,7 @@ describe('outpost devnet (built CLI)', () => {
   it('the renter commands use the devnet just started: no --endpoint, no --data-dir, and the printed follow-up works', async () => {
     const configDir = tempConfigDir('outpost-devnet-config-')
     const ownData = join(dataDir, 'recorded')
-    const own = await startDevnetProcess(ownData, [], configDir)
+    const own = await startDevnet({dataDir: ownData, process: {args: [], configDir: configDir}})
     try {
       const owner = await registerProvider(own)
       const offering = await send<{offering_id: string}>(own, 'POST', `/providers/${owner.pk}/offerings`, {key: owner.main, body: OFFERING})
@@ -172,7 +172,7 @@ describe('outpost devnet (built CLI)', () => {
     expect(bad.exitCode).toBe(2)
     expect(parseJson(bad)).toMatchObject({error: {code: 'invalid_duration'}})
 
-    const own = await startDevnetProcess(join(dataDir, 'short'), ['--unbonding-period', '30s'])
+    const own = await startDevnet({dataDir: join(dataDir, 'short'), process: {args: ['--unbonding-period', '30s']}})
     const staker = await registerProvider(own)
     await send(own, 'POST', `/providers/${staker.pk}/stake`, {key: staker.main, body: {amount: '10'}})
     const unstaked = await send<{unbonding: {release_at: number}[]}>(own, 'POST', `/providers/${staker.pk}/unstake`, {key: staker.main, body: {amount: '10'}})

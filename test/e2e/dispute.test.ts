@@ -9,10 +9,10 @@ import {toHex} from '../../src/core/hex.js'
 import {readKeyFile} from '../../src/core/keys.js'
 import {canonicalJson, sha256Hex, verifyUsageRecord, type SignedUsageRecord} from '../../src/core/signing.js'
 import {renterKeyPath} from '../../src/devnet/renter.js'
-import {parseJson, runCli, TEST_PASSPHRASE} from '../helpers/cli.js'
-import {RENTER_SSH_KEY} from '../helpers/ssh-keys.js'
-import {HAVE_SCRIPT, runInTerminal} from '../helpers/terminal.js'
-import {fastAgentEnv, initProvider, killInstances, startAgent, startDevnet, waitFor, type Devnet, type ProviderSetup} from '../helpers/marketplace.js'
+import {parseJson, runCli, TEST_PASSPHRASE} from '../support/cli.js'
+import {RENTER_SSH_KEY} from '../support/ssh-keys.js'
+import {HAVE_SCRIPT, runInTerminal} from '../support/terminal.js'
+import {fastAgentEnv, initProvider, killInstances, startAgent, startDevnet, waitFor, type Devnet, type ProviderSetup} from '../support/marketplace.js'
 
 interface ErrorJson {
   error: {code: string; message: string; suggestion?: string}
@@ -49,7 +49,8 @@ beforeAll(async () => {
     expect(created.exitCode, created.stderr).toBe(0)
     contractId = parseJson<{contract_id: string}>(created).contract_id
     const archive = join(provider.configDir, 'state', 'usage', `${contractId}.jsonl`)
-    const served = await waitFor(() => existsSync(archive) && readFileSync(archive, 'utf8').trim().split('\n').length >= 2, 30_000)
+    const health = join(provider.configDir, 'state', 'health', `${contractId}.jsonl`)
+    const served = await waitFor(() => existsSync(archive) && readFileSync(archive, 'utf8').trim().split('\n').length >= 2 && existsSync(health), 30_000)
     expect(served, readFileSync(agent.logFile, 'utf8')).toBe(true)
   } finally {
     agent.kill('SIGTERM')
@@ -83,7 +84,8 @@ describe('outpost dispute (built CLI, real agent, real devnet)', () => {
     const preview = await runCli(['dispute', 'evidence', disputeId, '--auto', '--dry-run'], {env})
     expect(preview.exitCode, preview.stderr).toBe(0)
     expect(preview.stdout).toMatch(/usage_record\s+[0-9a-f]{16}…\s+signed usage record/)
-    expect(preview.stdout).toContain('note: health checks')
+    // The agent's archived health checks, summarised: the uptime the renter disputes.
+    expect(preview.stdout).toMatch(/health_checks\s+[0-9a-f]{16}…\s+[1-9]\d* health checks of the instance by the agent/)
     expect(parseJson<DisputeJson>(await runCli(['dispute', 'show', disputeId, '--json'], {env})).status).toBe('open')
 
     // Evidence can't be taken back: like accept, it needs --yes off a terminal (and with --json), and asks in one.

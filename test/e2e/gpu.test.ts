@@ -3,7 +3,7 @@ import {delimiter, dirname, join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
 import {FAKE_NVIDIA_SMI} from '../gpu/fake-nvidia-smi.js'
-import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
+import {parseJson, runCli, tempConfigDir} from '../support/cli.js'
 
 /** init and doctor with GPUs (built CLI; the fake nvidia-smi first on the PATH, playing the machine named). */
 

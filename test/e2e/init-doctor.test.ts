@@ -2,7 +2,7 @@ import {chmodSync, readFileSync, readdirSync, statSync, writeFileSync} from 'nod
 import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
-import {parseJson, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
+import {parseJson, runCli, tempConfigDir, TEST_PASSPHRASE} from '../support/cli.js'
 
 interface DoctorJson {
   ok: boolean

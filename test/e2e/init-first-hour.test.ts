@@ -3,8 +3,8 @@ import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 
 import {parseToml} from '../../src/core/config/load.js'
-import {parseJson, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
-import {HAVE_SCRIPT, runInTerminal} from '../helpers/terminal.js'
+import {parseJson, runCli, tempConfigDir, TEST_PASSPHRASE} from '../support/cli.js'
+import {HAVE_SCRIPT, runInTerminal} from '../support/terminal.js'
 
 interface ErrorJson {
   error: {code: string; message: string; suggestion?: string}

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {execa} from 'execa'
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {REPO_ROOT} from '../helpers/cli.js'
+import {REPO_ROOT} from '../support/cli.js'
 
 const INSTALLER = join(REPO_ROOT, 'templates', 'install.sh')
 const isRoot = process.getuid?.() === 0

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {execa} from 'execa'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {fastAgentEnv, initProvider, killInstances, metricsUrl, renter, startAgent, startDevnet, waitFor, type AgentProcess, type Devnet, type ProviderSetup} from '../helpers/marketplace.js'
+import {fastAgentEnv, initProvider, killInstances, metricsUrl, renter, startAgent, startDevnet, waitFor, type AgentProcess, type Devnet, type ProviderSetup} from '../support/marketplace.js'
 
 /** The agent's /metrics, read by Prometheus' own linter (promtool, from Debian's prometheus) on a live agent. */
 

@@ -11,7 +11,7 @@ import {fromHex} from '../../src/core/hex.js'
 import {signBytes} from '../../src/core/signing.js'
 import {readKeyFile} from '../../src/core/keys.js'
 import {startMarketplace, type MarketplaceServer} from '../../src/marketplace/server.js'
-import {parseJson, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
+import {parseJson, runCli, tempConfigDir, TEST_PASSPHRASE} from '../support/cli.js'
 
 const OFFERING = `
 [provider]

@@ -2,7 +2,7 @@ import {mkdirSync, mkdtempSync, rmSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {parseJson, REPO_ROOT, runCli, tempConfigDir} from '../helpers/cli.js'
+import {parseJson, REPO_ROOT, runCli, tempConfigDir} from '../support/cli.js'
 
 /**
  * `outpost service install` writes a unit with PrivateTmp=yes: the service gets an empty /tmp and /var/tmp of its own,

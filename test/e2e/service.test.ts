@@ -3,7 +3,7 @@ import {join} from 'node:path'
 import {execa} from 'execa'
 import {describe, expect, it} from 'vitest'
 
-import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
+import {parseJson, runCli, tempConfigDir} from '../support/cli.js'
 
 async function verify(unitFile: string): Promise<{exitCode: number; output: string}> {
   const result = await execa('systemd-analyze', ['verify', unitFile], {reject: false})
@@ -36,6 +36,9 @@ describe('outpost service (built CLI)', () => {
       expect(unit.split('\n')).toContain(line)
     }
     expect(unit).toMatch(new RegExp(`^ExecStart=${process.execPath} \\S+/bin/run\\.js run --config ${join(dir, 'outpost.toml')}$`, 'm'))
+    // A stop drains, within the unit's stop timeout (45 s): drain waits 40 s at most.
+    expect(unit).toMatch(new RegExp(`^ExecStop=${process.execPath} \\S+/bin/run\\.js drain --config ${join(dir, 'outpost.toml')} --timeout 40s$`, 'm'))
+    expect(unit.split('\n')).toContain('TimeoutStopSec=45')
     const verified = await verify(installed.unit_file)
     expect(verified.exitCode, verified.output).toBe(0)
     expect(readFileSync(installed.logrotate_file, 'utf8')).toContain(`${logFile} {`)

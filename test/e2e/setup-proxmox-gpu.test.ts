@@ -5,7 +5,7 @@ import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {startMarketplace, type MarketplaceServer} from '../../src/marketplace/server.js'
 import {ProxmoxEmulator} from '../emulators/proxmox/emulator.js'
-import {parseJson, runCli, tempConfigDir} from '../helpers/cli.js'
+import {parseJson, runCli, tempConfigDir} from '../support/cli.js'
 import {SSHD, startFakeProxmoxHost, type FakePciDevice, type FakeProxmoxHost} from '../setup/proxmox/fake-host.js'
 
 /**

@@ -6,7 +6,7 @@ import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {startMarketplace, type MarketplaceServer} from '../../src/marketplace/server.js'
 import {ProxmoxEmulator} from '../emulators/proxmox/emulator.js'
-import {BIN, parseJson, REPO_ROOT, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
+import {BIN, parseJson, REPO_ROOT, runCli, tempConfigDir, TEST_PASSPHRASE} from '../support/cli.js'
 import {SSHD, startFakeProxmoxHost, type FakeProxmoxHost} from '../setup/proxmox/fake-host.js'
 
 const TOKEN_SECRET = '5e1f0c2a-9b3d-4e6f-8a7b-0c1d2e3f4a5b'

@@ -11,8 +11,8 @@ import {Contract} from '../../src/core/api/schemas.js'
 import {formatAmount, parseAmount} from '../../src/core/decimal.js'
 import {readKeyFile} from '../../src/core/keys.js'
 import {startMarketplace, type MarketplaceServer} from '../../src/marketplace/server.js'
-import {BIN, parseJson, REPO_ROOT, runCli, tempConfigDir, TEST_PASSPHRASE} from '../helpers/cli.js'
-import {renter, waitFor} from '../helpers/marketplace.js'
+import {BIN, parseJson, REPO_ROOT, runCli, tempConfigDir, TEST_PASSPHRASE} from '../support/cli.js'
+import {renter, waitFor} from '../support/marketplace.js'
 
 /** 10 tokens a second: a contract served for a moment earns a reward worth claiming. */
 const OFFERING = `

@@ -3,7 +3,7 @@ import {join} from 'node:path'
 import {execa} from 'execa'
 import {describe, expect, it} from 'vitest'
 
-import {BIN, REPO_ROOT, tempConfigDir} from '../helpers/cli.js'
+import {BIN, REPO_ROOT, tempConfigDir} from '../support/cli.js'
 
 // chalk, ora and execa too: light, but nothing --version or --help needs.
 const HEAVY = ['ssh2', 'proxmox-api', 'better-sqlite3', '@inquirer', 'listr2', 'pino', 'prom-client', 'zod', 'chalk', 'ora', 'execa']

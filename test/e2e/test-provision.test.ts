@@ -7,7 +7,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {ManualRequestStore} from '../../src/provisioners/manual/requests.js'
 import {ProxmoxEmulator} from '../emulators/proxmox/emulator.js'
 import {makeSelfSignedCertificate} from '../emulators/tls.js'
-import {parseJson, REPO_ROOT, runCli, tempConfigDir} from '../helpers/cli.js'
+import {parseJson, REPO_ROOT, runCli, tempConfigDir} from '../support/cli.js'
 
 interface TestProvisionJson {
   provisioner: string

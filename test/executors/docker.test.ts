@@ -4,7 +4,7 @@ import {describe, expect, it} from 'vitest'
 import {containerName, DockerExecutor} from '../../src/executors/docker/docker-executor.js'
 import {ExecutorAbortedError, type ExecutorJob} from '../../src/executors/executor.js'
 import {SpeedBook} from '../../src/executors/speed-book.js'
-import {testDocker} from '../helpers/dockerd.js'
+import {testDocker} from '../support/dockerd.js'
 import {failure, jobFor, never, tempDir} from './helpers.js'
 
 const docker = await testDocker()

@@ -8,8 +8,8 @@ import {containerName, DockerExecutor} from '../../src/executors/docker/docker-e
 import {gresRequest, SlurmExecutor} from '../../src/executors/slurm/slurm-executor.js'
 import {SpeedBook} from '../../src/executors/speed-book.js'
 import {findNvidiaHook} from '../../src/gpu/container-runtime.js'
-import {testDocker} from '../helpers/dockerd.js'
-import {testSlurm} from '../helpers/slurm.js'
+import {testDocker} from '../support/dockerd.js'
+import {testSlurm} from '../support/slurm.js'
 import {failure, jobFor, never, tempDir} from './helpers.js'
 
 /**

@@ -8,7 +8,7 @@ import {describe, expect, it} from 'vitest'
 import {ExecutorAbortedError} from '../../src/executors/executor.js'
 import {SlurmExecutor} from '../../src/executors/slurm/slurm-executor.js'
 import {SpeedBook} from '../../src/executors/speed-book.js'
-import {testSlurm} from '../helpers/slurm.js'
+import {testSlurm} from '../support/slurm.js'
 import {failure, jobFor, never, tempDir} from './helpers.js'
 
 const RUNNER = fileURLToPath(new URL('../fixtures/jobs/runner.mjs', import.meta.url))

@@ -3,12 +3,13 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {Contract, ContractList, Instance} from '../../src/core/api/schemas.js'
 import {openSealedCredentials, sealCredentials} from '../../src/core/sealing.js'
 import {generateKeyPair, randomHex, signUsageRecord} from '../../src/core/signing.js'
-import {createContract, createOffering, delegate, errorOf, registerProvider, send, startTestMarketplace, type Marketplace, type Provider} from './harness.js'
+import {createContract, createOffering, delegate, errorOf, registerProvider, send, type Provider} from '../support/harness.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
-let market: Marketplace
+let market: Devnet
 
 beforeAll(async () => {
-  market = await startTestMarketplace()
+  market = await startDevnet()
 })
 afterAll(() => market.stop())
 
@@ -201,7 +202,7 @@ describe('§7 long poll', () => {
   })
 
   it('ends waiting requests promptly when the server stops', async () => {
-    const own = await startTestMarketplace()
+    const own = await startDevnet()
     const provider = await registerProvider(own)
     const waiting = send(own, 'GET', `/providers/${provider.pk}/contracts/pending-provision?wait=30`, {key: provider.agent})
     await new Promise((resolve) => setTimeout(resolve, 100))

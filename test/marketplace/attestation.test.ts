@@ -3,9 +3,10 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {toHex} from '../../src/core/hex.js'
 import {generateKeyPair, resultAttestationData, sha256Hex, signResultEnvelope, type KeyPair, type SignedResultEnvelope} from '../../src/core/signing.js'
 import {parseQuoteAttest} from '../../src/core/tpm-quote.js'
-import {Swtpm, swtpmAvailability, type AttestationKey} from '../helpers/swtpm.js'
-import {errorOf, send, startTestMarketplace, type Marketplace, type Provider} from './harness.js'
+import {Swtpm, swtpmAvailability, type AttestationKey} from '../support/swtpm.js'
+import {errorOf, send, type Provider} from '../support/harness.js'
 import {createJob, GHZ_3, jobBody, jobProvider, lease, openJobIds, simulate, submit, uploadProgram, type LeaseAnswer} from './job-fixtures.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
 /**
  * PROTOCOL §14 on the reference marketplace, with real TPM 2.0 quotes from a software TPM: enrolment, offers of jobs
@@ -16,14 +17,14 @@ const SELECTION = 'sha256:0,1,2,3,4,5,6,7'
 const availability = swtpmAvailability()
 
 describe.skipIf(!availability.available)(`§14 attestation with swtpm${availability.available ? '' : ` (skipped: ${availability.reason})`}`, () => {
-  let market: Marketplace
+  let market: Devnet
   let digest: string
   let tpm: Swtpm
   let otherTpm: Swtpm
   let ak: AttestationKey
 
   beforeAll(async () => {
-    market = await startTestMarketplace()
+    market = await startDevnet()
     digest = await uploadProgram(market, generateKeyPair(), Buffer.from(GHZ_3))
     tpm = await Swtpm.start()
     otherTpm = await Swtpm.start()

@@ -2,18 +2,19 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {bidCommitment, newBidSalt} from '../../src/core/auction.js'
 import {generateKeyPair} from '../../src/core/signing.js'
-import {errorOf, pub, send, startTestMarketplace, type Marketplace, type Provider} from './harness.js'
+import {errorOf, pub, send, type Provider} from '../support/harness.js'
 import {createJob, envelope, GHZ_3, jobBody, jobProvider, jobsApi, lease, openJobIds, simulate, stakeOf, submit, uploadProgram, type JobAnswer} from './job-fixtures.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
 /** PROTOCOL §13 sealed-bid auctions on the reference marketplace: commit, reveal, the Vickrey outcome, the winner's lease. */
 
 const INPUT = '{"shots": 100, "seed": 5}'
 
-let market: Marketplace
+let market: Devnet
 let digest: string
 
 beforeAll(async () => {
-  market = await startTestMarketplace()
+  market = await startDevnet()
   digest = await uploadProgram(market, generateKeyPair(), Buffer.from(GHZ_3))
 })
 afterAll(() => market.stop())
@@ -142,11 +143,11 @@ describe('§13 sealed-bid auctions', () => {
 })
 
 describe('§13 by the timer (real clock), through the client calls', () => {
-  let live: Marketplace
+  let live: Devnet
   let liveDigest: string
 
   beforeAll(async () => {
-    live = await startTestMarketplace()
+    live = await startDevnet()
     liveDigest = await uploadProgram(live, generateKeyPair(), Buffer.from(GHZ_3))
   })
   afterAll(() => live.stop())

@@ -2,25 +2,14 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {signDelegation} from '../../src/core/delegation.js'
 import {generateKeyPair, randomHex, sha256Hex} from '../../src/core/signing.js'
-import {
-  createContract,
-  createOffering,
-  delegate,
-  errorOf,
-  pub,
-  registerProvider,
-  send,
-  signedHeaders,
-  startTestMarketplace,
-  type Marketplace,
-  type Provider,
-} from './harness.js'
+import {createContract, createOffering, delegate, errorOf, pub, registerProvider, send, signedHeaders, type Provider} from '../support/harness.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
-let market: Marketplace
+let market: Devnet
 let provider: Provider
 
 beforeAll(async () => {
-  market = await startTestMarketplace()
+  market = await startDevnet()
   provider = await registerProvider(market)
 })
 afterAll(() => market.stop())
@@ -105,14 +94,14 @@ describe('PROTOCOL §2 request signing', () => {
   })
 
   it('keeps nonces across a restart inside the window', async () => {
-    const own = await startTestMarketplace()
+    const own = await startDevnet()
     const {dataDir} = own
     const holder = await registerProvider(own)
     const nonce = randomHex(16)
     const timestamp = own.clock.now()
     expect((await send(own, 'POST', `/providers/${holder.pk}/heartbeat`, {key: holder.agent, body: heartbeat, nonce, timestamp})).status).toBe(200)
     await own.server.stop()
-    const again = await startTestMarketplace({dataDir})
+    const again = await startDevnet({dataDir})
     const replay = await send(again, 'POST', `/providers/${holder.pk}/heartbeat`, {key: holder.agent, body: heartbeat, nonce, timestamp})
     expect(errorOf(replay)).toEqual({status: 401, code: 'replayed_nonce'})
     await again.stop()
@@ -121,7 +110,7 @@ describe('PROTOCOL §2 request signing', () => {
 
 describe('a signed request replays on no other marketplace (§2 v2)', () => {
   it('the same signed unstake accepted by one devnet is 401 bad_signature on a second one on another port', async () => {
-    const second = await startTestMarketplace()
+    const second = await startDevnet()
     try {
       const main = generateKeyPair()
       for (const target of [market, second]) {

@@ -7,15 +7,15 @@ import {afterAll, describe, expect, it} from 'vitest'
 import {Contract} from '../../src/core/api/schemas.js'
 import {generateKeyPair, randomHex} from '../../src/core/signing.js'
 import {DATABASE_FILE_NAME} from '../../src/marketplace/database.js'
-import {startDevnetProcess} from './devnet-process.js'
-import {errorOf, OFFERING, pub, send} from './harness.js'
+import {errorOf, OFFERING, pub, send} from '../support/harness.js'
+import {startDevnet} from '../support/devnet.js'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'outpost-durability-'))
 afterAll(() => rmSync(dataDir, {recursive: true, force: true}))
 
 describe('kill -9 between writes', () => {
   it('loses no committed write and leaves no half-written row', async () => {
-    const first = await startDevnetProcess(dataDir)
+    const first = await startDevnet({dataDir: dataDir, process: true})
     const main = generateKeyPair()
     const requester = generateKeyPair()
     expect((await send(first, 'POST', '/providers', {key: main, body: {name: 'durable', contact_email: 'd@example.net'}})).status).toBe(201)
@@ -39,7 +39,7 @@ describe('kill -9 between writes', () => {
     expect((await first.exited).signal).toBe('SIGKILL')
     const answeredBeforeKill = (await Promise.all(inFlight)).flatMap((answer) => (answer?.status === 201 ? [(answer.body as {contract_id: string}).contract_id] : []))
 
-    const second = await startDevnetProcess(dataDir)
+    const second = await startDevnet({dataDir: dataDir, process: true})
     try {
       for (const id of [...committed, ...answeredBeforeKill]) {
         const answer = await send(second, 'GET', `/contracts/${id}`, {key: requester})

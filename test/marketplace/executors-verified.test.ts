@@ -10,9 +10,10 @@ import {QasmSimulatorExecutor} from '../../src/executors/qasm/qasm-simulator-exe
 import {multiplierExample} from '../../src/executors/snarkjs/program.js'
 import {SnarkjsExecutor} from '../../src/executors/snarkjs/snarkjs-executor.js'
 import {SpeedBook} from '../../src/executors/speed-book.js'
-import {waitFor} from '../helpers/marketplace.js'
-import {send, startTestMarketplace, type Marketplace} from './harness.js'
+import {waitFor} from '../support/marketplace.js'
+import {send} from '../support/harness.js'
 import {createJob, envelope, jobBody, jobProvider, jobsApi, lease, uploadProgram, type JobAnswer} from './job-fixtures.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
 /**
  * The agent's built-in executors as honest providers against the devnet with a trap for every renter job: each
@@ -20,13 +21,13 @@ import {createJob, envelope, jobBody, jobProvider, jobsApi, lease, uploadProgram
  * the basis-state traps' bit order).
  */
 
-let market: Marketplace
+let market: Devnet
 let workDir: string
 const qasm = new QasmSimulatorExecutor({max_width: 16, max_shots: 1_000_000, max_gates: 100_000, heap_mb: 1024}, new SpeedBook())
 const snarkjs = new SnarkjsExecutor(new SpeedBook())
 
 beforeAll(async () => {
-  market = await startTestMarketplace({trapRatio: 1})
+  market = await startDevnet({trapRatio: 1})
   workDir = mkdtempSync(join(tmpdir(), 'outpost-executors-verified-'))
 })
 afterAll(async () => {

@@ -6,7 +6,7 @@ import {ApiClient} from '../../src/core/api/client.js'
 import {JobsApi} from '../../src/core/api/jobs.js'
 import {sha256Hex, signResultEnvelope, type KeyPair, type SignedResultEnvelope} from '../../src/core/signing.js'
 import {templatePath} from '../../src/core/templates.js'
-import {pub, registerProvider, send, type Provider, type Target} from './harness.js'
+import {pub, registerProvider, send, type Provider, type Target} from '../support/harness.js'
 
 /**
  * What the §§12–14 tests share: the committed zk example as a program, real Groth16 proofs of it, a real quantum

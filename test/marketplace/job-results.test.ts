@@ -1,8 +1,8 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {generateKeyPair, sha256Hex} from '../../src/core/signing.js'
-import {waitFor} from '../helpers/marketplace.js'
-import {errorOf, send, startTestMarketplace, type Marketplace, type Provider} from './harness.js'
+import {waitFor} from '../support/marketplace.js'
+import {errorOf, send, type Provider} from '../support/harness.js'
 import {
   createJob,
   envelope,
@@ -24,17 +24,18 @@ import {
   type LeaseAnswer,
   type ZkOutput,
 } from './job-fixtures.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
 /** PROTOCOL §12 results: the envelope's checks, real Groth16 verification, quantum shapes, uploaded outputs, traps. */
 
-let market: Marketplace
+let market: Devnet
 let zkDigest: string
 let ghzDigest: string
 let containerDigest: string
 let proof: ZkOutput
 
 beforeAll(async () => {
-  market = await startTestMarketplace()
+  market = await startDevnet()
   const renter = generateKeyPair()
   zkDigest = await uploadProgram(market, renter, multiplierProgram())
   ghzDigest = await uploadProgram(market, renter, Buffer.from(GHZ_3))
@@ -165,12 +166,12 @@ describe('§12 quantum_circuit results: the shape', () => {
 })
 
 describe('§12 traps (devnet start --trap-ratio)', () => {
-  let trapMarket: Marketplace
+  let trapMarket: Devnet
   let digests: {zk: string; ghz: string; container: string}
 
   beforeAll(async () => {
     // Ratio 1: every renter job brings one trap of its kind, so each test meets one.
-    trapMarket = await startTestMarketplace({trapRatio: 1})
+    trapMarket = await startDevnet({trapRatio: 1})
     const renter = generateKeyPair()
     digests = {
       zk: await uploadProgram(trapMarket, renter, multiplierProgram()),

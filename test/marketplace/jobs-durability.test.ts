@@ -4,9 +4,10 @@ import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 
 import {canonicalJson, generateKeyPair} from '../../src/core/signing.js'
-import {waitFor} from '../helpers/marketplace.js'
-import {send, startTestMarketplace, type Marketplace} from './harness.js'
+import {waitFor} from '../support/marketplace.js'
+import {send} from '../support/harness.js'
 import {createJob, envelope, GHZ_3, jobBody, jobProvider, lease, simulate, stakeOf, submit, uploadProgram, type LeaseAnswer} from './job-fixtures.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
 /** §12 across a restart: a result whose verification the server didn't finish is verified when it starts again. */
 
@@ -15,7 +16,7 @@ afterAll(() => rmSync(dataDir, {recursive: true, force: true}))
 
 describe('§12 results across a restart', () => {
   it('a lease left submitted (the server stopped mid-verification) is verified and paid after the restart; the same envelope gets that verdict', async () => {
-    let market: Marketplace = await startTestMarketplace({dataDir})
+    let market: Devnet = await startDevnet({dataDir})
     const provider = await jobProvider(market, {stake: '100'})
     const job = await createJob(market, generateKeyPair(), jobBody('quantum_circuit', await uploadProgram(market, generateKeyPair(), Buffer.from(GHZ_3)), '{"shots": 50, "seed": 2}'))
     const leased = await lease(market, provider, job.job_id)
@@ -24,7 +25,7 @@ describe('§12 results across a restart', () => {
     market.server.db.prepare("UPDATE leases SET status = 'submitted', envelope = ?, submitted_at = ? WHERE lease_id = ?").run(canonicalJson(signed), Date.now(), leased.lease_id)
     await market.server.stop()
 
-    market = await startTestMarketplace({dataDir})
+    market = await startDevnet({dataDir})
     try {
       const settled = await waitFor(async () => {
         const leases = (await send<{leases: LeaseAnswer[]}>(market, 'GET', `/providers/${provider.pk}/leases`, {key: provider.agent})).body.leases

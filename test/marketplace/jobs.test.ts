@@ -1,7 +1,7 @@
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 
 import {sha256Hex, generateKeyPair} from '../../src/core/signing.js'
-import {createContract, createOffering, errorOf, send, startTestMarketplace, type Marketplace} from './harness.js'
+import {createContract, createOffering, errorOf, send} from '../support/harness.js'
 import {
   createJob,
   envelope,
@@ -19,16 +19,17 @@ import {
   type JobAnswer,
   type LeaseAnswer,
 } from './job-fixtures.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
 /** PROTOCOL §12 on the reference marketplace: programs, jobs, who is offered what, leases and their collateral, expiry. */
 
 const QUANTUM_INPUT = JSON.stringify({shots: 200, seed: 7})
 
-let market: Marketplace
+let market: Devnet
 let ghzDigest: string
 
 beforeAll(async () => {
-  market = await startTestMarketplace()
+  market = await startDevnet()
   ghzDigest = await uploadProgram(market, generateKeyPair(), Buffer.from(GHZ_3))
 })
 afterAll(() => market.stop())
@@ -270,11 +271,11 @@ describe('§12 leases and collateral', () => {
 })
 
 describe('§12 time: renewals, expiry by timer and on access, deadlines', () => {
-  let timeMarket: Marketplace
+  let timeMarket: Devnet
   let digest: string
 
   beforeAll(async () => {
-    timeMarket = await startTestMarketplace()
+    timeMarket = await startDevnet()
     digest = await uploadProgram(timeMarket, generateKeyPair(), Buffer.from(GHZ_3))
   })
   afterAll(() => timeMarket.stop())
@@ -320,12 +321,12 @@ describe('§12 time: renewals, expiry by timer and on access, deadlines', () => 
 })
 
 describe('§12 long poll and expiry by timer (real clock)', () => {
-  let liveMarket: Marketplace
+  let liveMarket: Devnet
   let digest: string
   const polls: Promise<unknown>[] = []
 
   beforeAll(async () => {
-    liveMarket = await startTestMarketplace()
+    liveMarket = await startDevnet()
     digest = await uploadProgram(liveMarket, generateKeyPair(), Buffer.from(GHZ_3))
   })
   afterEach(async () => {
@@ -357,7 +358,7 @@ describe('§12 long poll and expiry by timer (real clock)', () => {
 
 describe('§12 SLA', () => {
   it('sums a provider\'s leases: accepted, rejected, expired, failed, on time, latency', async () => {
-    const slaMarket = await startTestMarketplace()
+    const slaMarket = await startDevnet()
     try {
       const digest = await uploadProgram(slaMarket, generateKeyPair(), Buffer.from(GHZ_3))
       const provider = await jobProvider(slaMarket)

@@ -5,14 +5,14 @@ import {afterEach, describe, expect, it} from 'vitest'
 
 import {computeWorkDigest} from '../../src/core/benchmark-workload.js'
 import {generateKeyPair, randomHex} from '../../src/core/signing.js'
-import {startDevnetProcess} from './devnet-process.js'
-import {createContract, createOffering, errorOf, registerProvider, send, signedHeaders, startTestMarketplace, type Marketplace, type Provider} from './harness.js'
+import {createContract, createOffering, errorOf, registerProvider, send, signedHeaders, type Provider} from '../support/harness.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
 /** The devnet under abuse (issue 15, items 10 and 11): every limit refuses with 429 and Retry-After, or bounds storage. */
 
-const markets: Marketplace[] = []
-async function market(options: Parameters<typeof startTestMarketplace>[0] = {}): Promise<Marketplace> {
-  const started = await startTestMarketplace(options)
+const markets: Devnet[] = []
+async function market(options: Parameters<typeof startDevnet>[0] = {}): Promise<Devnet> {
+  const started = await startDevnet(options)
   markets.push(started)
   return started
 }
@@ -22,7 +22,7 @@ afterEach(async () => {
 
 const heartbeat = {version: '0.1.0', provisioner_type: 'local', capabilities: [], active_contracts: 0}
 const retryAfter = (answer: {headers: Headers}) => Number(answer.headers.get('retry-after'))
-const nonceRows = (target: Marketplace) => target.server.db.prepare<[], number>('SELECT count(*) FROM nonces').pluck().get() ?? 0
+const nonceRows = (target: Devnet) => target.server.db.prepare<[], number>('SELECT count(*) FROM nonces').pluck().get() ?? 0
 
 describe('rate limits', () => {
   it('per address, before any signature: a flood signed by many fresh keys is refused with 429 and Retry-After', async () => {
@@ -74,13 +74,13 @@ describe('rate limits', () => {
 
 describe('held long polls', () => {
   /** A held GET /orders?wait=30 that can be ended from here (its client goes away). */
-  function hold(target: Marketplace, provider: Provider): {answer: Promise<{status: number}>; end: () => void} {
+  function hold(target: Devnet, provider: Provider): {answer: Promise<{status: number}>; end: () => void} {
     const ended = new AbortController()
     const answer = send(target, 'GET', '/orders?wait=30', {key: provider.agent, signal: ended.signal}).catch(() => ({status: 0}))
     return {answer, end: () => ended.abort()}
   }
 
-  async function heldCount(target: Marketplace, count: number): Promise<void> {
+  async function heldCount(target: Devnet, count: number): Promise<void> {
     for (let tries = 0; tries < 200 && target.server.heldLongPolls !== count; tries++) await new Promise((resolve) => setTimeout(resolve, 10))
     expect(target.server.heldLongPolls).toBe(count)
   }
@@ -115,7 +115,7 @@ describe('held long polls', () => {
 describe('outpost devnet start (built CLI) takes the limits as flags', () => {
   it('--max-long-polls-per-key', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'outpost-devnet-limits-'))
-    const devnet = await startDevnetProcess(dataDir, ['--max-long-polls-per-key', '1'])
+    const devnet = await startDevnet({dataDir: dataDir, process: {args: ['--max-long-polls-per-key', '1']}})
     try {
       const provider = await registerProvider(devnet)
       // Two polls at once by one key: one is held, the other refused at once.

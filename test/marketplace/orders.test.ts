@@ -1,14 +1,15 @@
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {generateKeyPair, type KeyPair} from '../../src/core/signing.js'
-import {createContract, createOffering, delegate, errorOf, pub, registerProvider, send, startTestMarketplace, type Marketplace, type Provider} from './harness.js'
+import {createContract, createOffering, delegate, errorOf, pub, registerProvider, send, type Provider} from '../support/harness.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
 /** PROTOCOL §11 on the reference marketplace: the order book, bids, closing by the clock, lowest bid wins. */
 
-let market: Marketplace
+let market: Devnet
 
 beforeAll(async () => {
-  market = await startTestMarketplace()
+  market = await startDevnet()
 })
 afterAll(() => market.stop())
 
@@ -275,7 +276,7 @@ describe('§11 closing', () => {
 
 describe('§11 long poll', () => {
   it('a waiting GET /orders answers within milliseconds of an order being opened', async () => {
-    const own = await startTestMarketplace()
+    const own = await startDevnet()
     try {
       const provider = await registerProvider(own)
       const waiting = send<{orders: {order_id: string}[]}>(own, 'GET', '/orders?status=open&wait=10', {key: provider.agent})

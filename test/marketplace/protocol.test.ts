@@ -4,13 +4,14 @@ import {Contract, ContractList} from '../../src/core/api/schemas.js'
 import {computeWorkDigest} from '../../src/core/benchmark-workload.js'
 import {generateKeyPair, sha256Hex} from '../../src/core/signing.js'
 import {MAX_BODY_BYTES} from '../../src/marketplace/server.js'
-import {createContract, createOffering, errorOf, OFFERING, pub, registerProvider, send, startTestMarketplace, type Marketplace, type Provider} from './harness.js'
+import {createContract, createOffering, errorOf, OFFERING, pub, registerProvider, send, type Provider} from '../support/harness.js'
+import {startDevnet, type Devnet} from '../support/devnet.js'
 
-let market: Marketplace
+let market: Devnet
 let provider: Provider
 
 beforeAll(async () => {
-  market = await startTestMarketplace({unbondingPeriodMs: 30_000})
+  market = await startDevnet({unbondingPeriodMs: 30_000})
   provider = await registerProvider(market)
 })
 afterAll(() => market.stop())
@@ -241,7 +242,7 @@ describe('§4 errors and limits', () => {
   })
 
   it('rate limits per key with 429 rate_limited and Retry-After', async () => {
-    const limited = await startTestMarketplace({rateLimitPerSecond: 5})
+    const limited = await startDevnet({rateLimitPerSecond: 5})
     const holder = await registerProvider(limited)
     const answers = await Promise.all(Array.from({length: 12}, () => send(limited, 'POST', `/providers/${holder.pk}/heartbeat`, {key: holder.agent, body: heartbeat})))
     const refused = answers.filter((answer) => answer.status === 429)
@@ -254,7 +255,7 @@ describe('§4 errors and limits', () => {
   })
 
   it('answers an unexpected failure with 500 internal', async () => {
-    const broken = await startTestMarketplace()
+    const broken = await startDevnet()
     broken.server.db.exec('DROP TABLE offerings')
     const answer = await send(broken, 'GET', '/offerings')
     expect(errorOf(answer)).toEqual({status: 500, code: 'internal'})

@@ -12,7 +12,7 @@ import {DockerEngine} from '../../src/provisioners/docker/engine.js'
 import {ContainerList} from '../../src/provisioners/docker/schemas.js'
 import {MANAGED_LABEL} from '../../src/provisioners/provisioner.js'
 import {asMachine, FAKE_NVIDIA_SMI} from '../gpu/fake-nvidia-smi.js'
-import {testDocker} from '../helpers/dockerd.js'
+import {testDocker} from '../support/dockerd.js'
 import {failure, settingsFrom} from '../support/provisioners.js'
 import {contractFixture} from './contract-suite.js'
 

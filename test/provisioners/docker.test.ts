@@ -11,7 +11,7 @@ import {DockerEngine} from '../../src/provisioners/docker/engine.js'
 import {DockerProvisioner, PIDS_LIMIT, RENTER_CAPABILITIES} from '../../src/provisioners/docker/docker-provisioner.js'
 import {ContainerCreated, ContainerInspect, ContainerList, NetworkList} from '../../src/provisioners/docker/schemas.js'
 import {CONTRACT_LABEL, MANAGED_LABEL} from '../../src/provisioners/provisioner.js'
-import {testDocker} from '../helpers/dockerd.js'
+import {testDocker} from '../support/dockerd.js'
 import {failure, settingsFrom} from '../support/provisioners.js'
 import {contractFixture, provisionerContractSuite} from './contract-suite.js'
 

@@ -9,7 +9,7 @@ import type {Contract} from '../../src/core/api/schemas.js'
 import {runDoctor} from '../../src/setup/doctor.js'
 import {elapsedSeconds, gresGpus} from '../../src/provisioners/slurm/commands.js'
 import {DEFAULT_TEMPLATE, jobUserProblem, renderTemplate, SlurmProvisioner} from '../../src/provisioners/slurm/slurm-provisioner.js'
-import {testJobUser, testSlurm} from '../helpers/slurm.js'
+import {testJobUser, testSlurm} from '../support/slurm.js'
 import {failure, settingsFrom} from '../support/provisioners.js'
 import {contractFixture, provisionerContractSuite} from './contract-suite.js'
 

@@ -3,7 +3,7 @@ import {existsSync, readdirSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {DATABASE_FILE_NAME} from '../../src/marketplace/database.js'
-import {instanceProcesses, waitFor} from '../helpers/marketplace.js'
+import {instanceProcesses, waitFor} from './marketplace.js'
 
 /**
  * What an end-to-end run of the agent must leave, read from the devnet's own database (the marketplace's truth) and

@@ -6,7 +6,7 @@ import type {ApiClient} from '../../src/core/api/client.js'
 import {canonicalJson, type KeyPair} from '../../src/core/signing.js'
 import {submitJob, type JobExample} from '../../src/devnet/jobs.js'
 import {DATABASE_FILE_NAME} from '../../src/marketplace/database.js'
-import {client, fastAgentEnv} from '../helpers/marketplace.js'
+import {client, fastAgentEnv} from './marketplace.js'
 
 /**
  * What an end-to-end run of the job loop must leave, read from the devnet's own database (the marketplace's truth)

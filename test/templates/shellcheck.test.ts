@@ -3,7 +3,7 @@ import {join, relative} from 'node:path'
 import {execa} from 'execa'
 import {describe, expect, it} from 'vitest'
 
-import {REPO_ROOT} from '../helpers/cli.js'
+import {REPO_ROOT} from '../support/cli.js'
 
 /** Every shell script Outpost ships (templates/, in the npm package), its CI script and the GPU check, read by shellcheck. */
 

@@ -23,6 +23,8 @@ export const Delegation = z.object({
   label: z.string(),
   created_at: UnixMs,
   revoked_at: UnixMs.nullable(),
+  /** Not in PROTOCOL §5's list: the reference marketplace's last heartbeat signed by the key; absent elsewhere. */
+  last_seen_at: UnixMs.nullish(),
 })
 export type Delegation = z.infer<typeof Delegation>
 export const DelegationList = z.object({delegations: z.array(Delegation)})

@@ -33,6 +33,8 @@ export interface HeartbeatBody {
   free?: HeartbeatCapacity
   /** §5: the §12 leases this agent holds. */
   active_leases?: number
+  /** §5: `draining` while the agent finishes its work and takes no new work. */
+  status?: 'active' | 'draining'
 }
 
 export interface HeartbeatCapacity {

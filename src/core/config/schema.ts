@@ -61,6 +61,12 @@ export const ProviderSection = z.strictObject({
   regions: z.array(oneLine(64)).default([]).describe('Regions you serve, like ["eu-central"]'),
 })
 
+/** A schedule: `off`, or a duration with its unit, as every duration flag takes it (`24h`, `7d`). */
+const schedule = z
+  .string()
+  .refine((text) => text === 'off' || /^\d+(?:\.\d+)?(ms|s|m|h|d|w)$/.test(text.trim()), 'expected "off" or a duration with its unit, like 24h or 7d (ms, s, m, h, d, w)')
+  .default('off')
+
 export const AgentSection = z.strictObject({
   key_file: filePath.default('agent.key').describe('Agent key file, relative to this config file'),
   state_dir: filePath.default('state').describe('Journal, outbox and pid files, relative to this config file'),
@@ -81,6 +87,18 @@ export const AgentSection = z.strictObject({
     .refine((value) => value === 0 || value >= 20, 'expected 0 (3 × the heartbeat interval) or at least 20 seconds')
     .default(0)
     .describe("Another agent of this provider whose last heartbeat is older than this is dead, and its contracts are taken over (0: 3 × the heartbeat interval)"),
+  archive_days: z
+    .number()
+    .int()
+    .min(0)
+    .max(3650)
+    .default(180)
+    .describe("Days the usage and health archives (dispute evidence) keep a contract's records after its last one (0: forever)"),
+  auto_claim: schedule.describe('How often the daemon claims pending stake rewards, like 24h ("off": never); needs main_key_file'),
+  main_key_file: filePath
+    .optional()
+    .describe('The provider main key, for auto_claim only, relative to this config file; an encrypted one opens with OUTPOST_KEY_PASSPHRASE or run --passphrase-file'),
+  benchmark_every: schedule.describe('How often the daemon runs `benchmark run --submit` with the agent key, like 7d ("off": never)'),
 })
 
 export const LocalProvisionerSection = z.strictObject({

@@ -1,57 +1,25 @@
 import {spawn, type ChildProcess} from 'node:child_process'
-import {closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync} from 'node:fs'
+import {closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {z} from 'zod'
 
 import {ApiClient} from '../../src/core/api/client.js'
 import {Contract} from '../../src/core/api/schemas.js'
-import {AGENT_PERMISSIONS, signDelegation} from '../../src/core/delegation.js'
+import {createDelegation} from '../../src/core/api/main-key.js'
+import {AGENT_PERMISSIONS, signDelegation, type DelegationTerms} from '../../src/core/delegation.js'
 import {toHex} from '../../src/core/hex.js'
 import {createKeyFile, readKeyFile} from '../../src/core/keys.js'
 import {generateKeyPair, type KeyPair} from '../../src/core/signing.js'
-import {startMarketplace, type MarketplaceOptions, type MarketplaceServer} from '../../src/marketplace/server.js'
 import {BIN, runCli, TEST_PASSPHRASE} from './cli.js'
+import {profileArgs} from './devnet.js'
 
 /**
  * A real devnet marketplace on a free loopback port, and the signed calls a provider and a renter make, for the agent's
  * end-to-end tests. The server can be stopped and started again on the same port and data (an outage, for real).
  */
 
-export interface Devnet {
-  endpoint: string
-  port: number
-  dataDir: string
-  /** Stops serving (connections refused) and keeps the data. */
-  pause(): Promise<void>
-  /** Serves again on the same port with the same data. */
-  resume(): Promise<void>
-  stop(): Promise<void>
-}
-
-/** `options`: the devnet's limits and settings where a test or a benchmark measures something else (its defaults otherwise). */
-export async function startDevnet(options: Partial<MarketplaceOptions> = {}): Promise<Devnet> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'outpost-devnet-'))
-  let server: MarketplaceServer | undefined = await startMarketplace({...options, dataDir, port: 0, host: '127.0.0.1', logError: () => undefined})
-  const port = Number(new URL(server.endpoint).port)
-  return {
-    endpoint: server.endpoint,
-    port,
-    dataDir,
-    async pause() {
-      await server?.stop()
-      server = undefined
-    },
-    async resume() {
-      server = await startMarketplace({...options, dataDir, port, host: '127.0.0.1', logError: () => undefined})
-    },
-    async stop() {
-      await server?.stop()
-      server = undefined
-      rmSync(dataDir, {recursive: true, force: true})
-    },
-  }
-}
+export {startDevnet, type Devnet} from './devnet.js'
 
 const Anything = z.unknown()
 const Offering = z.object({offering_id: z.string()})
@@ -59,6 +27,12 @@ const FAST_RETRY = {retries: 3, baseDelayMs: 100, maxDelayMs: 1000}
 
 export function client(endpoint: string, key: KeyPair): ApiClient {
   return new ApiClient({endpoint, key, retry: FAST_RETRY, timeoutMs: 10_000})
+}
+
+/** What `outpost register` sends for an agent key: every permission, no expiry, signed by the main key (§3). */
+async function delegateEverything(endpoint: string, mainKey: KeyPair, agentKey: KeyPair, label: string): Promise<void> {
+  const terms: DelegationTerms = {agentPubkey: toHex(agentKey.publicKey), providerPubkey: toHex(mainKey.publicKey), permissions: AGENT_PERMISSIONS, expiresAt: null, label}
+  await createDelegation(client(endpoint, mainKey), terms, signDelegation(mainKey, terms))
 }
 
 export interface RegisteredProvider {
@@ -71,13 +45,7 @@ export async function registerProvider(endpoint: string, mainKey: KeyPair, agent
   const main = client(endpoint, mainKey)
   const pk = toHex(mainKey.publicKey)
   await main.post('/providers', {schema: Anything, body: {name: 'E2E Compute', contact_email: 'ops@e2e.example'}})
-  for (const [index, agentKey] of agentKeys.entries()) {
-    const terms = {agentPubkey: toHex(agentKey.publicKey), permissions: [...AGENT_PERMISSIONS], expiresAt: null, label: `agent-${index}`}
-    await main.post(`/providers/${pk}/agent-delegations`, {
-      schema: Anything,
-      body: {agent_pubkey: terms.agentPubkey, permissions: terms.permissions, expires_at: null, label: terms.label, signature: signDelegation(mainKey, terms)},
-    })
-  }
+  for (const [index, agentKey] of agentKeys.entries()) await delegateEverything(endpoint, mainKey, agentKey, `agent-${index}`)
   const offering = await main.post(`/providers/${pk}/offerings`, {
     schema: Offering,
     body: {name: 'small', product_type: 'compute', cpu_cores: 1, memory_mb: 512, storage_gb: 5, price_per_hour: '0.05'},
@@ -127,11 +95,7 @@ export async function addAgent(endpoint: string, provider: ProviderSetup, option
   const configDir = mkdtempSync(join(tmpdir(), 'outpost-agent-e2e-'))
   copyFileSync(join(provider.configDir, 'outpost.toml'), join(configDir, 'outpost.toml'))
   const {key: agentKey} = createKeyFile(join(configDir, 'agent.key'), 'agent', {passphrase: options.passphrase})
-  const terms = {agentPubkey: toHex(agentKey.publicKey), permissions: [...AGENT_PERMISSIONS], expiresAt: null, label: options.label}
-  await client(endpoint, provider.mainKey).post(`/providers/${provider.providerPubkey}/agent-delegations`, {
-    schema: Anything,
-    body: {agent_pubkey: terms.agentPubkey, permissions: terms.permissions, expires_at: null, label: terms.label, signature: signDelegation(provider.mainKey, terms)},
-  })
+  await delegateEverything(endpoint, provider.mainKey, agentKey, options.label)
   return {configDir, agentKey}
 }
 
@@ -219,7 +183,7 @@ process.once('exit', () => {
 /** `outpost run` from the built CLI, its JSON log appended to `logFile`. */
 export function startAgent(env: Record<string, string>, logFile: string, args: string[] = []): AgentProcess {
   const log = openSync(logFile, 'a')
-  const child = spawn(process.execPath, [BIN, 'run', ...args], {env: {...process.env, NO_COLOR: '1', CI: 'true', ...env}, stdio: ['ignore', log, log]})
+  const child = spawn(process.execPath, [...profileArgs(), BIN, 'run', ...args], {env: {...process.env, NO_COLOR: '1', CI: 'true', ...env}, stdio: ['ignore', log, log]})
   closeSync(log)
   runningAgents.add(child)
   child.once('exit', () => runningAgents.delete(child))

@@ -1,49 +1,7 @@
-import {mkdtempSync, rmSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-
 import {signDelegation, AGENT_PERMISSIONS, type AgentPermission} from '../../src/core/delegation.js'
 import {toHex} from '../../src/core/hex.js'
 import {generateKeyPair, hostHeaderOf, randomHex, requestSigningMessage, signBytes, type KeyPair} from '../../src/core/signing.js'
 import type {Clock} from '../../src/marketplace/clock.js'
-import {startMarketplace, type MarketplaceOptions, type MarketplaceServer} from '../../src/marketplace/server.js'
-
-/** A clock the test moves forward; signed requests use it too, so they stay inside the timestamp window. */
-export class TestClock implements Clock {
-  private offset = 0
-
-  now(): number {
-    return Date.now() + this.offset
-  }
-
-  advance(ms: number): void {
-    this.offset += ms
-  }
-}
-
-export interface Marketplace {
-  server: MarketplaceServer
-  endpoint: string
-  dataDir: string
-  clock: TestClock
-  stop(): Promise<void>
-}
-
-export async function startTestMarketplace(options: Partial<MarketplaceOptions> = {}): Promise<Marketplace> {
-  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'outpost-marketplace-'))
-  const clock = new TestClock()
-  const server = await startMarketplace({dataDir, clock, port: 0, host: '127.0.0.1', logError: () => undefined, ...options})
-  return {
-    server,
-    endpoint: server.endpoint,
-    dataDir,
-    clock,
-    async stop() {
-      await server.stop()
-      rmSync(dataDir, {recursive: true, force: true})
-    },
-  }
-}
 
 export interface Answer<T = Record<string, unknown>> {
   status: number
