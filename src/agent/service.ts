@@ -3,6 +3,7 @@ import {mkdirSync} from 'node:fs'
 import {BENCHMARK_TYPES} from '../bench/run.js'
 
 import {configuredClient} from '../core/api/factory.js'
+import {JobsApi} from '../core/api/jobs.js'
 import {ProviderApi} from '../core/api/provider.js'
 import {mainKeySession} from '../core/api/session.js'
 import type {LoadedConfig} from '../core/config/load.js'
@@ -13,6 +14,7 @@ import {readKeyFile} from '../core/keys.js'
 import {resolveFrom} from '../core/config/paths.js'
 import {waitForStopSignal} from '../core/signals.js'
 import type {KeyPair} from '../core/signing.js'
+import {createExecutors} from '../executors/index.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
 import {Agent, DRAIN_HEARTBEAT_MS, type AgentSettings} from './agent.js'
 import {Chores, type ChoreSettings} from './chores.js'
@@ -141,7 +143,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
   mkdirSync(loaded.paths.stateDir, {recursive: true, mode: 0o700})
   const claim = claimStateDir(loaded.paths.stateDir)
   for (const path of removeTempFiles(loaded.paths.stateDir, Date.now())) log.info({path}, 'removed a temporary file left by a write that was cut short')
-  const metrics = createMetrics({bidding: config.bidding.enabled, stateDir: loaded.paths.stateDir})
+  const metrics = createMetrics({bidding: config.bidding.enabled, jobs: config.jobs.enabled, stateDir: loaded.paths.stateDir})
   const provisioner = options.createProvisioner(log)
   const client = configuredClient(loaded, 'daemon', {key, userAgent: `outpost-agent/${options.version}`})
   let probes: ProbeServer | undefined
@@ -159,6 +161,15 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
       pruneOrphans: options.pruneOrphans,
       offerings: config.offerings,
       ...(config.bidding.enabled ? {bidding: {config: config.bidding, script: pricingScript(loaded)}} : {}),
+      ...(config.jobs.enabled
+        ? {
+            jobs: {
+              api: new JobsApi(client, providerPubkey),
+              executors: createExecutors(config.jobs, {configPath: loaded.path, stateDir: loaded.paths.stateDir}),
+              settings: {kinds: config.jobs.kinds, maxConcurrent: config.jobs.max_concurrent, minReward: config.jobs.min_reward},
+            },
+          }
+        : {}),
     })
     if (claim.unwritten) {
       agent.disk.noteFailure(claim.unwritten.path, claim.unwritten.error)
@@ -181,6 +192,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
         metrics: probes ? `${probes.url}/metrics` : null,
         mode: options.once ? 'once' : 'daemon',
         bidding: config.bidding.enabled ? config.bidding.strategy : 'off',
+        jobs: config.jobs.enabled ? config.jobs.kinds : 'off',
       },
       'agent starting',
     )

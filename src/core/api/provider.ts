@@ -32,6 +32,8 @@ export interface HeartbeatBody {
   agent_id?: string
   /** §5: the same fields, what is not in use now. */
   free?: HeartbeatCapacity
+  /** §5: the §12 leases this agent holds. */
+  active_leases?: number
   /** §5: `draining` while the agent finishes its work and takes no new work. */
   status?: 'active' | 'draining'
 }

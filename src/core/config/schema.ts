@@ -1,7 +1,7 @@
 import {z} from 'zod'
 
-import {isAmount} from '../decimal.js'
 import {JobsSection} from '../../executors/config.js'
+import {isAmount} from '../decimal.js'
 
 /**
  * The one description of outpost.toml. Every section is strict (an unknown key is an error, with a suggestion),
@@ -393,7 +393,7 @@ export const ConfigSchema = z.strictObject({
   logging: LoggingSection.default(LoggingSection.parse({})),
   bidding: BiddingSection.default(BiddingSection.parse({})),
   gpu: GpuSection.default(GpuSection.parse({})).describe('GPUs: which are handed out, under which names, and how'),
-  jobs: JobsSection.default(JobsSection.parse({})).describe('Job markets (PROTOCOL §12): the kinds served and the executor of each'),
+  jobs: JobsSection.default(JobsSection.parse({})).describe('Job markets (PROTOCOL §12): which kinds are served, and the executor of each'),
 })
 
 export type OutpostConfig = z.infer<typeof ConfigSchema>
@@ -401,3 +401,4 @@ export type Offering = z.infer<typeof OfferingSection>
 export type ProviderProfile = z.infer<typeof ProviderSection>
 export type BiddingConfig = z.infer<typeof BiddingSection>
 export type GpuConfig = z.infer<typeof GpuSection>
+export type JobsConfig = z.infer<typeof JobsSection>
