@@ -181,17 +181,17 @@ function samePem(a: string, b: string): boolean {
 }
 
 /**
- * What the job loop holds to attest results: the TPM and the AK this host recorded. `ResultAttester.open` refuses
+ * What the job loop holds to attest results: the TPM and the AK this host recorded. `TpmResultAttester.open` refuses
  * when nothing was enrolled here, with the command that fixes it.
  */
-export class ResultAttester {
+export class TpmResultAttester {
   constructor(
     private readonly tpm: Tpm,
     private readonly akPublicPem: string,
     private readonly selection: string,
   ) {}
 
-  static open(loaded: LoadedConfig): ResultAttester {
+  static open(loaded: LoadedConfig): TpmResultAttester {
     const config = loaded.config.attestation
     const recorded = readAkRecord(loaded)
     if (!recorded || recorded.handle !== config.ak_handle) {
@@ -201,7 +201,7 @@ export class ResultAttester {
         suggestion: 'run `outpost attest enroll --main-key-file FILE`, or set [attestation] enabled = false',
       })
     }
-    return new ResultAttester(openTpm(config), recorded.ak_public_pem, formatPcrSelection(parsePcrSelection(config.pcrs)))
+    return new TpmResultAttester(openTpm(config), recorded.ak_public_pem, formatPcrSelection(parsePcrSelection(config.pcrs)))
   }
 
   /** §14: a quote by the AK whose qualifying data is the sha256 of the envelope without `attestation` and `signature`. */
@@ -215,7 +215,7 @@ export class ResultAttester {
  * The signed result envelope, attested when `attester` is given: the signer is set first (it is part of what the
  * quote binds), then the quote, then the agent key's signature over everything, the attestation included.
  */
-export async function signAttestedResult(agentKey: KeyPair, attester: ResultAttester | undefined, envelope: Omit<ResultEnvelopeFields, 'signer' | 'attestation'>): Promise<SignedResultEnvelope> {
+export async function signAttestedResult(agentKey: KeyPair, attester: TpmResultAttester | undefined, envelope: Omit<ResultEnvelopeFields, 'signer' | 'attestation'>): Promise<SignedResultEnvelope> {
   if (!attester) return signResultEnvelope(agentKey, envelope)
   const attestation = await attester.attest({...envelope, signer: toHex(agentKey.publicKey)})
   return signResultEnvelope(agentKey, {...envelope, attestation})

@@ -6,7 +6,7 @@ import {X509Certificate} from 'node:crypto'
 import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {ResultAttester, signAttestedResult} from '../../src/attest/attest.js'
+import {TpmResultAttester, signAttestedResult} from '../../src/attest/attest.js'
 import {ApiClient} from '../../src/core/api/client.js'
 import {JobsApi} from '../../src/core/api/jobs.js'
 import type {Lease} from '../../src/core/api/job-schemas.js'
@@ -168,7 +168,7 @@ describe.skipIf(!availability.available)(`outpost attest with swtpm${availabilit
     const job = await attestedJob()
     expect((await jobs.openJobs(0)).map((open) => open.job_id)).toContain(job.job_id)
     const leased = await jobs.lease(job.job_id)
-    const attester = ResultAttester.open(loaded())
+    const attester = TpmResultAttester.open(loaded())
     const envelope = await signAttestedResult(agent, attester, fieldsFor(leased))
     expect(await jobs.submitResult(leased.lease_id, envelope)).toMatchObject({verdict: 'accepted'})
 
@@ -193,7 +193,7 @@ describe.skipIf(!availability.available)(`outpost attest with swtpm${availabilit
   })
 
   it('rejects with bad_attestation a quote over another envelope, by another TPM\'s AK, and a replayed one', async () => {
-    const attester = ResultAttester.open(loaded())
+    const attester = TpmResultAttester.open(loaded())
 
     const overOther = await leaseOne()
     const fields = fieldsFor(overOther)
@@ -218,7 +218,7 @@ describe.skipIf(!availability.available)(`outpost attest with swtpm${availabilit
   it('with --pin-pcrs, a quote after a PCR was extended is rejected with bad_attestation, and status says the PCRs differ', async () => {
     const pinned = parseJson<EnrollJson>(await attest(['enroll', '--pin-pcrs', '--json']))
     expect(pinned.expected_pcr_digest).toMatch(/^[0-9a-f]{64}$/)
-    const attester = ResultAttester.open(loaded())
+    const attester = TpmResultAttester.open(loaded())
     const before = await leaseOne()
     expect(await jobs.submitResult(before.lease_id, await signAttestedResult(agent, attester, fieldsFor(before)))).toMatchObject({verdict: 'accepted'})
 
