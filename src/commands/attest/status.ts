@@ -32,8 +32,16 @@ export default class AttestStatus extends BaseCommand {
     } else {
       this.log(`enrolled        unknown: ${marketplace.error}`)
     }
-    this.log(`ready           ${status.ready ? 'yes' : 'no: run `outpost attest enroll --main-key-file FILE`'}`)
+    this.log(`ready           ${status.ready ? 'yes' : `no: ${nextStep(status)}`}`)
     if (!status.ready) process.exitCode = ExitCode.checksFailed
     return status
   }
+}
+
+/** What to do first when results can't be attested yet. */
+function nextStep(status: AttestationStatus): string {
+  if (!status.tpm.answers) return status.tpm.remedy ?? 'make the TPM answer at [attestation] tcti'
+  if (!status.marketplace.reachable) return 'reach the marketplace (see the line above), then run this again'
+  if (status.marketplace.pcrs_match_pinned === false) return 'the boot state changed since the enrolment: if the change was yours (a firmware or kernel update), run `outpost attest enroll --pin-pcrs --main-key-file FILE` again'
+  return 'run `outpost attest enroll --main-key-file FILE`'
 }
