@@ -24,7 +24,7 @@ export default class AttestStatus extends BaseCommand {
     const status = await attestationStatus(loaded, agentPubkey, providerPubkey)
     const {tpm, ak, marketplace} = status
     this.log(`attestation     ${status.enabled ? 'enabled' : 'disabled'} ([attestation] enabled)`)
-    this.log(`TPM             ${tpm.answers ? `answers at ${status.tcti}: ${tpm.identity.manufacturer} ${tpm.identity.vendor}` : `does not answer at ${status.tcti}: ${tpm.error}${tpm.remedy ? `\n                → ${tpm.remedy}` : ''}`}`)
+    this.log(`TPM             ${tpm.answers ? `answers at ${status.tcti}: ${tpm.identity.manufacturer} ${tpm.identity.vendor}` : `${tpm.error}${tpm.remedy ? `\n                → ${tpm.remedy}` : ''}`}`)
     this.log(`AK              ${ak.handle}: ${ak.in_tpm === null ? 'unknown' : ak.in_tpm ? 'in the TPM' : 'not in the TPM'}${ak.recorded ? (ak.matches_record === false ? ', NOT the key recorded here' : ', recorded here') : ', not recorded here'}`)
     if (marketplace.reachable) {
       const pins = marketplace.pinned ? `, pinned${marketplace.pcrs_match_pinned === null ? '' : marketplace.pcrs_match_pinned ? ' (PCRs match)' : ' (PCRs DIFFER: quotes will be refused)'}` : ''
