@@ -1,5 +1,6 @@
 import {z} from 'zod'
 
+import {JobsSection} from '../../executors/config.js'
 import {isAmount} from '../decimal.js'
 
 /**
@@ -393,6 +394,7 @@ export const ConfigSchema = z.strictObject({
   logging: LoggingSection.default(LoggingSection.parse({})),
   bidding: BiddingSection.default(BiddingSection.parse({})),
   gpu: GpuSection.default(GpuSection.parse({})).describe('GPUs: which are handed out, under which names, and how'),
+  jobs: JobsSection.default(JobsSection.parse({})).describe('Job markets (PROTOCOL §12): which kinds are served, and the executor of each'),
   attestation: AttestationSection.default(AttestationSection.parse({})).describe('TPM 2.0 attestation of job results (PROTOCOL §14)'),
 })
 
@@ -401,4 +403,5 @@ export type Offering = z.infer<typeof OfferingSection>
 export type ProviderProfile = z.infer<typeof ProviderSection>
 export type BiddingConfig = z.infer<typeof BiddingSection>
 export type GpuConfig = z.infer<typeof GpuSection>
+export type JobsConfig = z.infer<typeof JobsSection>
 export type AttestationConfig = z.infer<typeof AttestationSection>
