@@ -24,6 +24,7 @@ import type {PricingScript} from './bidding/script-pricing.js'
 import {ContractLocks, type LockApi} from './contract-lock.js'
 import {allocateForContract, freeCapacity, openGpuAllocator} from './gpus.js'
 import {JobLoop, type JobLoopApi, type JobLoopSettings} from './job-loop.js'
+import type {ResultAttester} from './result-envelope.js'
 import {Journal, journalPath, journalState, noteReady, readJournal, type JournalState} from './journal.js'
 import type {AgentLog} from './logger.js'
 import type {AgentMetrics, ContractResult} from './metrics.js'
@@ -70,7 +71,13 @@ export interface AgentOptions {
   /** [bidding] when enabled: the daemon bids on open orders (§11); won ones arrive as accepted contracts. */
   bidding?: {config: BiddingConfig; script: PricingScript | undefined}
   /** [jobs] when enabled: the daemon serves job markets (§12) beside the contracts. */
-  jobs?: {api: JobLoopApi & Pick<JobsApi, 'submitResult'>; executors: ReadonlyMap<JobKind, Executor>; settings: Omit<JobLoopSettings, 'longPollWaitSeconds' | 'pollIntervalSeconds'>}
+  jobs?: {
+    api: JobLoopApi & Pick<JobsApi, 'submitResult'>
+    executors: ReadonlyMap<JobKind, Executor>
+    settings: Omit<JobLoopSettings, 'longPollWaitSeconds' | 'pollIntervalSeconds'>
+    /** [attestation] when enabled: a TPM quote on every result, and jobs that require attestation taken (§14). */
+    attest?: ResultAttester
+  }
 }
 
 /** Where a contract stands on the marketplace, as the agent can read it: on its active list, pending, or neither. */
@@ -199,6 +206,7 @@ export class Agent {
           onApiError,
           stopping: this.stopping.signal,
           interrupting: this.interrupting.signal,
+          ...(options.jobs.attest ? {attest: options.jobs.attest} : {}),
         })
       : undefined
     this.queue = new WorkQueue<Contract>({

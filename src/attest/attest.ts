@@ -1,3 +1,4 @@
+import {randomBytes} from 'node:crypto'
 import {existsSync, mkdirSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {z} from 'zod'
@@ -202,6 +203,13 @@ export class TpmResultAttester {
       })
     }
     return new TpmResultAttester(openTpm(config), recorded.ak_public_pem, formatPcrSelection(parsePcrSelection(config.pcrs)))
+  }
+
+  /** Opens the attester and checks, with a quote over a random nonce, that the TPM answers with the recorded AK. */
+  static async ready(loaded: LoadedConfig): Promise<TpmResultAttester> {
+    const attester = TpmResultAttester.open(loaded)
+    await attester.tpm.quote(randomBytes(32), attester.selection, attester.akPublicPem)
+    return attester
   }
 
   /** §14: a quote by the AK whose qualifying data is the sha256 of the envelope without `attestation` and `signature`. */
