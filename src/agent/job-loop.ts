@@ -302,10 +302,10 @@ export class JobLoop {
   /**
    * Leases the job and starts it when this host should: a kind served here, a fixed reward at the kind's floor or
    * above, resources that fit what is free, and a deadline the executor's estimate can meet. Public: a won auction
-   * (§13) is leased and run the same way.
+   * (§13) is leased and run the same way, with `won` (its fee was settled by the auction, not by the price floor).
    */
-  async take(job: Job): Promise<boolean> {
-    const program = await this.consider(job)
+  async take(job: Job, options: {won?: boolean} = {}): Promise<boolean> {
+    const program = await this.consider(job, options.won ?? false)
     if (!program) return false
     let lease: Lease
     try {
@@ -329,15 +329,15 @@ export class JobLoop {
   }
 
   /** The program when the job is one to lease; undefined (and the job declined for a while) when it is not. */
-  private async consider(job: Job): Promise<Buffer | undefined> {
+  private async consider(job: Job, won: boolean): Promise<Buffer | undefined> {
     const {settings} = this.options
     const untilDeadline = job.deadline
     const executor = this.options.executors.get(job.kind)
     if (!executor || !settings.kinds.includes(job.kind)) return this.declined(job, `${job.kind} jobs are not served here`, untilDeadline)
-    if (job.reward.mode !== 'fixed' || job.reward.amount === undefined) return this.declined(job, 'an auction: leased only when won (§13)', untilDeadline)
+    if (!won && (job.reward.mode !== 'fixed' || job.reward.amount === undefined)) return this.declined(job, 'an auction: leased only when won (§13)', untilDeadline)
     if (job.requires_attestation && !this.options.attest) return this.declined(job, 'it requires attestation, which this host does not give', untilDeadline)
     const floor = settings.minReward[job.kind]
-    if (floor !== undefined && parseAmount(job.reward.amount) < parseAmount(floor)) {
+    if (!won && floor !== undefined && job.reward.amount !== undefined && parseAmount(job.reward.amount) < parseAmount(floor)) {
       return this.declined(job, `its reward ${job.reward.amount} is under the floor of ${floor} for ${job.kind}`, untilDeadline)
     }
     const free = this.options.free()

@@ -1,4 +1,4 @@
-import {chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, afterEach, describe, expect, it} from 'vitest'
@@ -8,6 +8,9 @@ import {JobsApi} from '../../src/core/api/jobs.js'
 import {ProviderApi} from '../../src/core/api/provider.js'
 import {toHex} from '../../src/core/hex.js'
 import {canonicalJson, generateKeyPair, sha256Hex, signResultEnvelope} from '../../src/core/signing.js'
+import {templatePath} from '../../src/core/templates.js'
+import {submitJob} from '../../src/devnet/jobs.js'
+import {testDocker} from '../helpers/dockerd.js'
 import {client, initProvider, metricsUrl, startAgent, waitFor, type AgentProcess, type ProviderSetup} from '../helpers/marketplace.js'
 import {startDevnetProcess, type DevnetProcess} from '../marketplace/devnet-process.js'
 import {outboxEntries} from '../support/agent-run.js'
@@ -88,6 +91,14 @@ describe('outpost run serving a job market (PROTOCOL §12)', () => {
     const setup = await provider(market.endpoint)
     const running = agent(setup, 'honest')
     const metrics = await metricsUrl(running)
+    // The heartbeat offers the kinds served, with the capacity and what is free of it (§§5, 12).
+    await waitFor(() => readJobMarket(dataDir).balances(setup.providerPubkey).capabilities !== null, 30_000, 100)
+    const heartbeat = readJobMarket(dataDir).balances(setup.providerPubkey)
+    expect(JSON.parse(heartbeat.capabilities ?? '[]')).toEqual(expect.arrayContaining(['job:zk_proof', 'job:quantum_circuit']))
+    expect(JSON.parse(heartbeat.capabilities ?? '[]')).not.toContain('job:container')
+    expect(JSON.parse(heartbeat.capacity ?? '{}')).toMatchObject({cpu_cores: expect.any(Number), memory_mb: expect.any(Number)})
+    expect(JSON.parse(heartbeat.free_capacity ?? '{}')).toMatchObject({cpu_cores: expect.any(Number), memory_mb: expect.any(Number)})
+    expect(heartbeat.active_leases).toBe(0)
     const renter = renterClient(market.endpoint, generateKeyPair())
     const ids = [...(await openExampleJobs(renter, 'multiplier', JOBS)), ...(await openExampleJobs(renter, 'ghz', JOBS))]
     await settled(dataDir, 200_000, running.logFile)
@@ -114,6 +125,42 @@ describe('outpost run serving a job market (PROTOCOL §12)', () => {
     expect(text).toMatch(/^outpost_agent_job_time_to_result_seconds_count\{kind="quantum_circuit"\} [1-9]/m)
     await stopAgent(running)
     expect(outboxEntries(join(setup.configDir, 'state'))).toEqual([])
+  })
+
+  it(`runs ${JOBS} container jobs on a Docker engine with traps: every result accepted, rewards paid, collateral back`, {timeout: 240_000}, async (context) => {
+    const docker = await testDocker()
+    if (!docker.available) {
+      context.skip(docker.reason)
+      return
+    }
+    const {process: market, dataDir} = await devnet('containers')
+    const setup = await provider(market.endpoint)
+    const running = agent(setup, 'containers', {OUTPOST_JOBS_KINDS: '["container"]', OUTPOST_JOBS_DOCKER_SOCKET: docker.socket})
+    const renter = renterClient(market.endpoint, generateKeyPair())
+    for (let index = 0; index < JOBS; index++) {
+      await submitJob(renter, {
+        kind: 'container',
+        image: docker.image,
+        command: ['sh', '-c', 'wc -c < /input > /output'],
+        shots: 0,
+        reward: {mode: 'fixed', amount: '1.5'},
+        collateral: '2',
+        deadlineSeconds: 600,
+        leaseSeconds: 60,
+        maxAttempts: 3,
+        resources: {cpu_cores: 1, memory_mb: 256, gpu_count: 0},
+        requiresAttestation: false,
+      })
+    }
+    await settled(dataDir, 200_000, running.logFile)
+    await stopAgent(running)
+    const {jobs, leases, balances} = readJobMarket(dataDir)
+    expect(jobs.filter((job) => job.trap === 1)).toHaveLength(Math.floor(JOBS / 10))
+    expect(jobs.every((job) => job.status === 'completed')).toBe(true)
+    expect(leases.filter((lease) => lease.status !== 'accepted')).toEqual([])
+    const stake = balances(setup.providerPubkey)
+    expect(BigInt(stake.rewards_pending_micro)).toBe(sumMicro(leases.map((lease) => lease.reward_micro)))
+    expect(stake).toMatchObject({locked_micro: '0', staked_micro: '25000000000'})
   })
 
   it('a provider whose executor returns a wrong answer (a script) gets the traps rejected and their collateral forfeited', {timeout: 180_000}, async () => {
@@ -270,5 +317,58 @@ describe('outpost run serving a job market (PROTOCOL §12)', () => {
     // Half the collateral of an expired lease is forfeited (§12).
     expect(balances(first.providerPubkey)).toMatchObject({staked_micro: String(25_000_000_000 - 1_000_000), locked_micro: '0'})
     expect(balances(second.providerPubkey)).toMatchObject({staked_micro: '25000000000', rewards_pending_micro: '1500000'})
+  })
+
+  it('declines a job under the price floor or one it cannot finish in time, and fails early (retryable) a run that outlives its deadline', {timeout: 120_000}, async () => {
+    const {process: market, dataDir} = await devnet('deadlines', '0')
+    const setup = await provider(market.endpoint)
+    const stateDir = join(setup.configDir, 'state')
+    const ghz = readFileSync(templatePath('jobs/ghz/ghz.qasm'))
+    // This machine's speed book says the GHZ program takes 10 minutes with this executor.
+    mkdirSync(stateDir, {recursive: true, mode: 0o700})
+    writeFileSync(
+      join(stateDir, 'executor-speed.json'),
+      JSON.stringify({version: 1, machine: {}, programs: {[`script:${sha256Hex(ghz)}`]: {ms: 600_000, samples: 3, updated_at: Date.now()}}}),
+    )
+    const script = join(temp, 'slow.sh')
+    writeFileSync(script, '#!/bin/sh\nexec sleep 60\n')
+    chmodSync(script, 0o755)
+    const otherCircuit = join(temp, 'other.qasm')
+    writeFileSync(otherCircuit, `// another program, never run here\n${ghz.toString('utf8')}`)
+    const renter = renterClient(market.endpoint, generateKeyPair())
+    const [cheap] = await openExampleJobs(renter, 'ghz', 1, {reward: '0.5'})
+    const [slow] = await openExampleJobs(renter, 'ghz', 1, {reward: '1.5', deadlineSeconds: 120})
+    const running = agent(setup, 'deadlines', {
+      OUTPOST_JOBS_KINDS: '["quantum_circuit"]',
+      OUTPOST_JOBS_EXECUTOR_QUANTUM_CIRCUIT: 'script',
+      OUTPOST_JOBS_SCRIPT_COMMAND: script,
+      OUTPOST_JOBS_SCRIPT_KILL_GRACE_SECONDS: '1',
+      OUTPOST_JOBS_MIN_REWARD_QUANTUM_CIRCUIT: '1',
+    })
+    await waitFor(() => logged(running, 'job declined') >= 2, 60_000, 100)
+    const declined = running.logLines().filter((line) => line.msg === 'job declined')
+    expect(declined.find((line) => line.job_id === cheap)?.reason).toContain('under the floor of 1')
+    expect(declined.find((line) => line.job_id === slow)?.reason).toContain("can't finish before its deadline")
+
+    const late = await submitJob(renter, {
+      programFile: otherCircuit,
+      kind: 'quantum_circuit',
+      shots: 256,
+      reward: {mode: 'fixed', amount: '1.5'},
+      collateral: '2',
+      deadlineSeconds: 8,
+      leaseSeconds: 60,
+      maxAttempts: 3,
+      resources: {cpu_cores: 1, memory_mb: 256, gpu_count: 0},
+      requiresAttestation: false,
+    })
+    const failed = await waitFor(() => readJobMarket(dataDir).leases.some((lease) => lease.job_id === late.job_id && lease.status === 'failed'), 60_000, 200)
+    expect(failed, readFileSync(running.logFile, 'utf8').slice(-3000)).toBe(true)
+    await stopAgent(running)
+    const {jobs, leases, balances} = readJobMarket(dataDir)
+    expect(leases.map((lease) => [lease.job_id, lease.status, lease.reason])).toEqual([[late.job_id, 'failed', 'the run did not finish before the deadline']])
+    expect(jobs.filter((job) => job.job_id !== late.job_id).map((job) => job.status)).toEqual(['open', 'open'])
+    // A failed lease forfeits nothing: another provider may still take the job while time remains.
+    expect(balances(setup.providerPubkey)).toMatchObject({staked_micro: '25000000000', locked_micro: '0'})
   })
 })

@@ -41,6 +41,11 @@ export interface ProviderBalances {
   staked_micro: string
   locked_micro: string
   rewards_pending_micro: string
+  /** The last heartbeat's, as JSON. */
+  capabilities: string | null
+  capacity: string | null
+  free_capacity: string | null
+  active_leases: number | null
 }
 
 /** The devnet's jobs, leases and a provider's balances, read from its SQLite file beside the running server. */
@@ -52,7 +57,7 @@ export function readJobMarket(dataDir: string): {jobs: JobRow[]; leases: LeaseRo
       .prepare<[], LeaseRow>('SELECT lease_id, job_id, provider_pubkey, status, leased_at, ended_at, reason, reward_micro, forfeited_micro, envelope, trap FROM leases ORDER BY seq')
       .all()
     const providers = new Map(
-      db.prepare<[], ProviderBalances & {pubkey: string}>('SELECT pubkey, staked_micro, locked_micro, rewards_pending_micro FROM providers').all().map((row) => [row.pubkey, row]),
+      db.prepare<[], ProviderBalances & {pubkey: string}>('SELECT pubkey, staked_micro, locked_micro, rewards_pending_micro, capabilities, capacity, free_capacity, active_leases FROM providers').all().map((row) => [row.pubkey, row]),
     )
     return {
       jobs,
