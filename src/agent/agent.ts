@@ -26,6 +26,7 @@ import type {PricingScript} from './bidding/script-pricing.js'
 import {ContractLocks, type LockApi} from './contract-lock.js'
 import {allocateForContract, freeCapacity, openGpuAllocator} from './gpus.js'
 import {JobLoop, type JobLoopApi, type JobLoopSettings} from './job-loop.js'
+import type {ResultAttester} from './result-envelope.js'
 import {Journal, journalPath, journalState, noteReady, readJournal, type JournalState} from './journal.js'
 import {OfferingBook} from './offerings.js'
 import type {AgentLog} from './logger.js'
@@ -77,7 +78,13 @@ export interface AgentOptions {
   /** The config's [[offerings]]: a contract for one of them gets at most its resources (PROTOCOL §6). */
   offerings: readonly Offering[]
   /** [jobs] when enabled: the daemon serves job markets (§12) beside the contracts. */
-  jobs?: {api: JobLoopApi & Pick<JobsApi, 'submitResult'>; executors: ReadonlyMap<JobKind, Executor>; settings: Omit<JobLoopSettings, 'longPollWaitSeconds' | 'pollIntervalSeconds'>}
+  jobs?: {
+    api: JobLoopApi & Pick<JobsApi, 'submitResult'>
+    executors: ReadonlyMap<JobKind, Executor>
+    settings: Omit<JobLoopSettings, 'longPollWaitSeconds' | 'pollIntervalSeconds'>
+    /** [attestation] when enabled: a TPM quote on every result, and jobs that require attestation taken (§14). */
+    attest?: ResultAttester
+  }
 }
 
 /** Where a contract stands on the marketplace, as the agent can read it: on its active list, pending, or neither. */
@@ -225,6 +232,7 @@ export class Agent {
           onApiError,
           stopping: this.stopping.signal,
           interrupting: this.interrupting.signal,
+          ...(options.jobs.attest ? {attest: options.jobs.attest} : {}),
         })
       : undefined
     this.queue = new WorkQueue<Contract>({

@@ -450,15 +450,23 @@ export class JobLoop {
         log.warn({lease_id: lease.lease_id, job_id: job.job_id, err: describeError(error), detail: failure?.detail}, 'the job failed to run')
         return await this.failLease(lease, job.job_id, {reason: `${failure?.code ?? 'executor_failed'}: ${failure?.message ?? describeError(error)}`.slice(0, 1000), retryable: failure?.retryable ?? true})
       }
-      const envelope = await buildResultEnvelope(this.options.key, {
-        jobId: job.job_id,
-        leaseId: lease.lease_id,
-        programDigest: job.program.digest,
-        inputDigest: job.input.digest,
-        output,
-        startedAt,
-        finishedAt: Date.now(),
-      }, this.options.attest)
+      let envelope: SignedResultEnvelope
+      try {
+        envelope = await buildResultEnvelope(this.options.key, {
+          jobId: job.job_id,
+          leaseId: lease.lease_id,
+          programDigest: job.program.digest,
+          inputDigest: job.input.digest,
+          output,
+          startedAt,
+          finishedAt: Date.now(),
+        }, this.options.attest)
+      } catch (error) {
+        // Only the attester can fail here (the TPM stopped answering, or holds another AK): an unattested result
+        // would be rejected and its collateral lost, so the lease goes back while another provider has time.
+        log.error({lease_id: lease.lease_id, job_id: job.job_id, err: describeError(error)}, 'the result could not be attested')
+        return await this.failLease(lease, job.job_id, {reason: `attestation_failed: ${describeError(error)}`.slice(0, 1000), retryable: true})
+      }
       const outputFile = envelope.output.data_b64 === undefined ? this.keepOutput(lease, output) : undefined
       // Before it is submitted: a restart resubmits this very envelope, never one built again from another run.
       this.options.journal.append({event: 'result_signed', lease_id: lease.lease_id, envelope, ...(outputFile ? {output_file: outputFile} : {})})

@@ -1,7 +1,7 @@
 import {mkdirSync} from 'node:fs'
 
+import {TpmResultAttester} from '../attest/attest.js'
 import {BENCHMARK_TYPES} from '../bench/run.js'
-
 import {configuredClient} from '../core/api/factory.js'
 import {JobsApi} from '../core/api/jobs.js'
 import {ProviderApi} from '../core/api/provider.js'
@@ -18,6 +18,7 @@ import {createExecutors} from '../executors/index.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
 import {Agent, DRAIN_HEARTBEAT_MS, type AgentSettings} from './agent.js'
 import {Chores, type ChoreSettings} from './chores.js'
+import type {UnsignedResult} from './result-envelope.js'
 import {pricingScript} from './bidding/script-pricing.js'
 import {watchGpuMetrics} from './gpus.js'
 import {createLogger, type AgentLog} from './logger.js'
@@ -137,6 +138,8 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
   }
   // Before anything is claimed or started: a main key that does not open stops the start here.
   const chores = options.once ? undefined : await choreSettings(loaded, options.passphrase)
+  // Before anything starts: with [attestation] on, a TPM that can't quote with the enrolled AK is said now, not per job.
+  const attester = config.jobs.enabled && config.attestation.enabled ? await TpmResultAttester.ready(loaded) : undefined
   const log = createLogger({level: config.logging.level, format: config.logging.format, stream: options.logStream})
   // At once: a stop asked for while the agent starts is a clean stop, not the default action of the signal.
   const stopSignal = options.once ? undefined : waitForSignal(log)
@@ -167,6 +170,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
               api: new JobsApi(client, providerPubkey),
               executors: createExecutors(config.jobs, {configPath: loaded.path, stateDir: loaded.paths.stateDir}),
               settings: {kinds: config.jobs.kinds, maxConcurrent: config.jobs.max_concurrent, minReward: config.jobs.min_reward},
+              ...(attester ? {attest: (fields: UnsignedResult & {signer: string}) => attester.attest(fields)} : {}),
             },
           }
         : {}),
@@ -193,6 +197,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
         mode: options.once ? 'once' : 'daemon',
         bidding: config.bidding.enabled ? config.bidding.strategy : 'off',
         jobs: config.jobs.enabled ? config.jobs.kinds : 'off',
+        attestation: attester ? config.attestation.pcrs : 'off',
       },
       'agent starting',
     )

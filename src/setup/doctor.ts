@@ -8,6 +8,7 @@ import {describeError, ExitCode, isUserError, type ExitCodeValue} from '../core/
 import {readKeyFile, readKeyFileContent, type StoredKey} from '../core/keys.js'
 import {createProvisioner} from '../provisioners/index.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
+import {attestationCheck} from './attestation-check.js'
 import {gpuCheck} from './gpu-check.js'
 import {verifyApi} from './verify-api.js'
 
@@ -158,6 +159,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     }
     checks.push(await provisionerCheck(loaded))
     checks.push(await gpuCheck(loaded))
+    if (loaded.config.attestation.enabled) checks.push(await attestationCheck(loaded))
     if (options.verifyApi) {
       if (agentKey) checks.push(...(await verifyApi(loaded, agentKey)))
       else checks.push({name: 'api', status: 'skip', message: 'skipped: the agent key did not open'})

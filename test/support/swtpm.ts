@@ -1,5 +1,5 @@
 import {execFile, execFileSync, spawn, type ChildProcess} from 'node:child_process'
-import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {connect, createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -15,7 +15,7 @@ const run = promisify(execFile)
  * libtss2-tcti-swtpm0`.
  */
 
-const TOOLS = ['swtpm', 'tpm2_createek', 'tpm2_createak', 'tpm2_quote', 'tpm2_checkquote', 'tpm2_pcrextend', 'tpm2_pcrread', 'tpm2_print', 'tpm2_flushcontext']
+const TOOLS = ['swtpm', 'swtpm_setup', 'tpm2_getcap', 'tpm2_readpublic', 'tpm2_evictcontrol', 'tpm2_nvread', 'tpm2_createek', 'tpm2_createak', 'tpm2_quote', 'tpm2_checkquote', 'tpm2_pcrextend', 'tpm2_pcrread', 'tpm2_print', 'tpm2_flushcontext']
 
 export type SwtpmAvailability = {available: true} | {available: false; reason: string}
 
@@ -77,6 +77,26 @@ export interface Quote {
   files: {message: string; signature: string; pcrs: string}
 }
 
+export interface SwtpmOptions {
+  /**
+   * Manufacture the TPM first with `swtpm_setup`, as a vendor would: EKs (RSA 2048 and ECC) persisted, and their
+   * certificates in NV (0x01c00002, …) signed by a test CA made in the TPM's own folder (its root and issuer in
+   * `ca/`), never the machine-wide /var/lib/swtpm-localca.
+   */
+  manufactured?: boolean
+}
+
+/** swtpm_setup's configuration for a CA private to `dir`, so parallel tests never share one. */
+function writeLocalCaConfig(dir: string): string {
+  const ca = join(dir, 'ca')
+  mkdirSync(ca)
+  writeFileSync(join(dir, 'swtpm-localca.conf'), `statedir = ${ca}\nsigningkey = ${ca}/signkey.pem\nissuercert = ${ca}/issuercert.pem\ncertserial = ${ca}/certserial\n`)
+  writeFileSync(join(dir, 'swtpm-localca.options'), '--platform-manufacturer Outpost\n--platform-version 2.1\n--platform-model test\n')
+  const setup = join(dir, 'swtpm_setup.conf')
+  writeFileSync(setup, `create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = ${dir}/swtpm-localca.conf\ncreate_certs_tool_options = ${dir}/swtpm-localca.options\nactive_pcr_banks = sha256\n`)
+  return setup
+}
+
 export class Swtpm {
   private counter = 0
 
@@ -86,8 +106,12 @@ export class Swtpm {
     readonly tcti: string,
   ) {}
 
-  static async start(): Promise<Swtpm> {
+  static async start(options: SwtpmOptions = {}): Promise<Swtpm> {
     const dir = mkdtempSync(join(tmpdir(), 'outpost-swtpm-'))
+    if (options.manufactured) {
+      const config = writeLocalCaConfig(dir)
+      await run('swtpm_setup', ['--tpm2', '--tpmstate', dir, '--config', config, '--create-ek-cert', '--create-platform-cert', '--lock-nvram', '--overwrite'])
+    }
     const port = await freePortPair()
     const child = spawn(
       'swtpm',
@@ -115,6 +139,11 @@ export class Swtpm {
     } finally {
       await run('tpm2_flushcontext', ['-t'], options)
     }
+  }
+
+  /** The test CA's root and issuing certificates (PEM), for checking an EK certificate's chain; manufactured TPMs only. */
+  caCertificates(): {root: string; issuer: string} {
+    return {root: readFileSync(this.path('ca/swtpm-localca-rootca-cert.pem'), 'utf8'), issuer: readFileSync(this.path('ca/issuercert.pem'), 'utf8')}
   }
 
   path(name: string): string {

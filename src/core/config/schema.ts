@@ -373,6 +373,25 @@ export const LoggingSection = z.strictObject({
   format: z.enum(['auto', 'json', 'pretty']).default('auto').describe('auto: pretty on a terminal, JSON otherwise'),
 })
 
+const PCR_SELECTION = /^(?:sha1|sha256|sha384|sha512):(?:[0-9]|1[0-9]|2[0-3])(?:,(?:[0-9]|1[0-9]|2[0-3]))*(?:\+(?:sha1|sha256|sha384|sha512):(?:[0-9]|1[0-9]|2[0-3])(?:,(?:[0-9]|1[0-9]|2[0-3]))*)*$/
+
+export const AttestationSection = z.strictObject({
+  enabled: z.boolean().default(false).describe('Attach a TPM 2.0 quote to every job result and take jobs that require attestation (PROTOCOL §14; `outpost attest enroll` first)'),
+  tcti: oneLine(512)
+    .default('device:/dev/tpmrm0')
+    .describe('How tpm2-tools reach the TPM (TPM2TOOLS_TCTI): device:/dev/tpmrm0 (the kernel resource manager), or swtpm:host=127.0.0.1,port=2321'),
+  pcrs: z
+    .string()
+    .regex(PCR_SELECTION, 'expected a PCR selection like sha256:0,1,2,3,4,5,6,7')
+    .default('sha256:0,1,2,3,4,5,6,7')
+    .describe('The PCRs every quote covers (the boot measurements: firmware, boot loader, kernel); enrolled with the AK'),
+  ak_handle: z
+    .string()
+    .regex(/^0x81[0-9a-fA-F]{6}$/, 'expected a persistent handle like 0x81010002')
+    .default('0x81010002')
+    .describe('Persistent handle (owner hierarchy) where the attestation key is kept across reboots'),
+})
+
 /** `register` identifies an offering by its name, so two with one name would overwrite each other. */
 function uniqueOfferingNames(offerings: readonly {name: string}[], context: z.RefinementCtx): void {
   const first = new Map<string, number>()
@@ -394,6 +413,7 @@ export const ConfigSchema = z.strictObject({
   bidding: BiddingSection.default(BiddingSection.parse({})),
   gpu: GpuSection.default(GpuSection.parse({})).describe('GPUs: which are handed out, under which names, and how'),
   jobs: JobsSection.default(JobsSection.parse({})).describe('Job markets (PROTOCOL §12): which kinds are served, and the executor of each'),
+  attestation: AttestationSection.default(AttestationSection.parse({})).describe('TPM 2.0 attestation of job results (PROTOCOL §14)'),
 })
 
 export type OutpostConfig = z.infer<typeof ConfigSchema>
@@ -402,3 +422,4 @@ export type ProviderProfile = z.infer<typeof ProviderSection>
 export type BiddingConfig = z.infer<typeof BiddingSection>
 export type GpuConfig = z.infer<typeof GpuSection>
 export type JobsConfig = z.infer<typeof JobsSection>
+export type AttestationConfig = z.infer<typeof AttestationSection>
