@@ -1,5 +1,6 @@
 import {z} from 'zod'
 
+import {JobsSection} from '../../executors/config.js'
 import {isAmount} from '../decimal.js'
 
 /**
@@ -374,6 +375,7 @@ export const ConfigSchema = z.strictObject({
   logging: LoggingSection.default(LoggingSection.parse({})),
   bidding: BiddingSection.default(BiddingSection.parse({})),
   gpu: GpuSection.default(GpuSection.parse({})).describe('GPUs: which are handed out, under which names, and how'),
+  jobs: JobsSection.default(JobsSection.parse({})).describe('Job markets (PROTOCOL §12): which kinds are served, and the executor of each'),
 })
 
 export type OutpostConfig = z.infer<typeof ConfigSchema>
@@ -381,3 +383,4 @@ export type Offering = z.infer<typeof OfferingSection>
 export type ProviderProfile = z.infer<typeof ProviderSection>
 export type BiddingConfig = z.infer<typeof BiddingSection>
 export type GpuConfig = z.infer<typeof GpuSection>
+export type JobsConfig = z.infer<typeof JobsSection>
