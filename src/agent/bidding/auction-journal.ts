@@ -75,18 +75,7 @@ export class AuctionJournal {
     private readonly now: () => number = Date.now,
   ) {
     mkdirSync(dirname(path), {recursive: true})
-    if (existsSync(path)) {
-      for (const line of readFileSync(path, 'utf8').split('\n')) {
-        if (line.trim() === '') continue
-        try {
-          const parsed = AuctionJournalEntry.safeParse(JSON.parse(line))
-          // A line cut short by a crash is skipped; the entries before it stand.
-          if (parsed.success) this.apply(parsed.data)
-        } catch {
-          continue
-        }
-      }
-    }
+    for (const entry of readAuctionJournal(path)) applyEntry(this.records, entry)
     // Started afresh: only what is still open is carried over.
     this.compact()
   }
@@ -111,51 +100,9 @@ export class AuctionJournal {
       closeSync(fd)
     }
     this.lines++
-    this.apply(full)
+    applyEntry(this.records, full)
     if (this.lines > COMPACT_AFTER_LINES && this.open().length * 4 < this.records.size) this.compact()
     return this.records.get(entry.job_id)
-  }
-
-  private apply(entry: AuctionJournalEntry): void {
-    if (entry.event === 'commit_prepared') {
-      this.records.set(entry.job_id, {
-        jobId: entry.job_id,
-        kind: entry.kind,
-        fee: entry.fee,
-        salt: entry.salt,
-        commitment: entry.commitment,
-        bidClosesAt: entry.bid_closes_at,
-        revealClosesAt: entry.reveal_closes_at,
-        deadline: entry.deadline,
-        estimateSeconds: entry.estimate_seconds,
-        stage: 'prepared',
-        acknowledged: false,
-      })
-      return
-    }
-    const record = this.records.get(entry.job_id)
-    if (!record) return
-    switch (entry.event) {
-      case 'committed':
-        record.acknowledged = true
-        record.stage = 'committed'
-        break
-      case 'revealed':
-        record.stage = 'revealed'
-        break
-      case 'won':
-        record.stage = 'won'
-        record.clearingFee = entry.clearing_fee
-        break
-      case 'leased':
-        record.stage = 'leased'
-        record.leaseId = entry.lease_id
-        break
-      case 'closed':
-        record.stage = 'closed'
-        record.outcome = entry.outcome
-        break
-    }
   }
 
   /** Rewrites the file with the open records alone (atomically), and forgets the closed ones. */
@@ -165,6 +112,71 @@ export class AuctionJournal {
     writeFileAtomic(this.path, lines.length === 0 ? '' : lines.join('\n') + '\n', 0o600)
     chmodSync(this.path, 0o600)
     this.lines = lines.length
+  }
+}
+
+/** The entries of a journal file, in order; a line cut short by a crash is skipped (the entries before it stand). Reads only. */
+export function readAuctionJournal(path: string): AuctionJournalEntry[] {
+  if (!existsSync(path)) return []
+  const entries: AuctionJournalEntry[] = []
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    if (line.trim() === '') continue
+    try {
+      const parsed = AuctionJournalEntry.safeParse(JSON.parse(line))
+      if (parsed.success) entries.push(parsed.data)
+    } catch {
+      continue
+    }
+  }
+  return entries
+}
+
+/** The records a journal file tells, by job, without touching the file (for tests and tools beside a running engine). */
+export function readAuctionRecords(path: string): Map<string, AuctionRecord> {
+  const records = new Map<string, AuctionRecord>()
+  for (const entry of readAuctionJournal(path)) applyEntry(records, entry)
+  return records
+}
+
+function applyEntry(records: Map<string, AuctionRecord>, entry: AuctionJournalEntry): void {
+  if (entry.event === 'commit_prepared') {
+    records.set(entry.job_id, {
+      jobId: entry.job_id,
+      kind: entry.kind,
+      fee: entry.fee,
+      salt: entry.salt,
+      commitment: entry.commitment,
+      bidClosesAt: entry.bid_closes_at,
+      revealClosesAt: entry.reveal_closes_at,
+      deadline: entry.deadline,
+      estimateSeconds: entry.estimate_seconds,
+      stage: 'prepared',
+      acknowledged: false,
+    })
+    return
+  }
+  const record = records.get(entry.job_id)
+  if (!record) return
+  switch (entry.event) {
+    case 'committed':
+      record.acknowledged = true
+      record.stage = 'committed'
+      break
+    case 'revealed':
+      record.stage = 'revealed'
+      break
+    case 'won':
+      record.stage = 'won'
+      record.clearingFee = entry.clearing_fee
+      break
+    case 'leased':
+      record.stage = 'leased'
+      record.leaseId = entry.lease_id
+      break
+    case 'closed':
+      record.stage = 'closed'
+      record.outcome = entry.outcome
+      break
   }
 }
 
