@@ -1,7 +1,7 @@
 import {chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 
 import {auctionJournalPath, readAuctionRecords} from '../../src/agent/bidding/auction-journal.js'
 import {ApiClient, ApiError} from '../../src/core/api/client.js'
@@ -45,8 +45,12 @@ beforeAll(async () => {
   executors = await calibratedExecutors(speedFile)
 }, 120_000)
 
+// Every test's agents stop with it, passed or failed: left running, they would bid on the next test's jobs.
+afterEach(async () => {
+  await Promise.all(agents.splice(0).map((agent) => agent.stop()))
+})
+
 afterAll(async () => {
-  await Promise.all(agents.map((agent) => agent.stop()))
   if (executors) await closeExecutors(executors)
   await devnet?.stop()
   rmSync(dir, {recursive: true, force: true})
@@ -141,9 +145,9 @@ describe('auction bidding, agent side (§13)', () => {
     const jobs: {job: JobAnswer; shots: number}[] = []
     for (let index = 0; index < JOBS; index++) {
       const shots = SHOTS[index % SHOTS.length]!
-      jobs.push({job: await auctionJob(shots, {bid: 10, reveal: 5, deadline: 300}), shots})
+      jobs.push({job: await auctionJob(shots, {bid: 20, reveal: 6, deadline: 300}), shots})
     }
-    await until(async () => (await Promise.all(jobs.map(({job}) => jobOf(job.job_id)))).every((job) => job.status === 'completed'), 80_000, 'every auction job run and accepted')
+    await until(async () => (await Promise.all(jobs.map(({job}) => jobOf(job.job_id)))).every((job) => job.status === 'completed'), 100_000, 'every auction job run and accepted')
     console.log(`auctions e2e: ${JOBS} jobs × 3 bidders decided, revealed, won, run and paid in ${((Date.now() - started) / 1000).toFixed(1)} s`)
 
     const wins = new Map<string, bigint>()
@@ -175,7 +179,6 @@ describe('auction bidding, agent side (§13)', () => {
       expect(parseAmount((await stakeOf(target, of)).rewards_pending)).toBe(wins.get(of.pk) ?? 0n)
       expect(engine.engine.promisedCount()).toBe(0)
     }
-    await Promise.all([...byProvider.values()].map((engine) => engine.stop()))
   }, 150_000)
 
   it("a commitment revealed with another fee is refused (422 commitment_mismatch); the agent's own reveal after a restart is accepted", async () => {
@@ -206,12 +209,12 @@ describe('auction bidding, agent side (§13)', () => {
 
   it('an agent with max_concurrent 2 never holds more than 2 jobs committed to or won and not done', async () => {
     const of = await provider()
-    const capped = await agent('capped', of, {max_concurrent: 2, deadline_margin_seconds: 5, quantum_circuit: {price_per_unit: '0.0001', floor: '0.3'}}, {holdMs: 2500})
+    const capped = await agent('capped', of, {max_concurrent: 2, deadline_margin_seconds: 5, quantum_circuit: {price_per_unit: '0.0001', floor: '0.3'}}, {holdMs: 1000})
     const jobs: JobAnswer[] = []
     // Waves of jobs, two at a time, closer together than a job takes: more open than there is room for.
-    for (let wave = 0; wave < 4; wave++) {
-      jobs.push(await auctionJob(100, {bid: 3, reveal: 1, deadline: 60}), await auctionJob(100, {bid: 3, reveal: 1, deadline: 60}))
-      await new Promise((resolve) => setTimeout(resolve, 1500))
+    for (let wave = 0; wave < 6; wave++) {
+      jobs.push(await auctionJob(100, {bid: 6, reveal: 1, deadline: 60}), await auctionJob(100, {bid: 6, reveal: 1, deadline: 60}))
+      await new Promise((resolve) => setTimeout(resolve, 2000))
     }
     await until(async () => (await Promise.all(jobs.map((job) => jobOf(job.job_id)))).every((job) => job.status !== 'open' && job.status !== 'leased'), 60_000, 'every job settled')
     // From the marketplace's records: each job held from its commitment until its result (or its auction's end, unwon).

@@ -66,7 +66,7 @@ const SKEW_MS = 200
 /** How often something waiting (room to commit, a lease to retry) is looked at again. */
 const RECHECK_MS = 1000
 /** Decisions and auction steps in flight at once: reveals of many jobs must all fit in the reveal window. */
-const PARALLEL = 8
+const PARALLEL = 16
 const PROGRAM_CACHE = 16
 /** Errors of a lease request that a later try may get past (the tier frees up, stake is added). */
 const LEASE_RETRYABLE = new Set(['tier_limit', 'insufficient_stake', 'auction_open'])
@@ -313,7 +313,7 @@ export class AuctionEngine {
           return
         }
       }
-      const retryable = !(error instanceof ApiError) || error.status >= 500 || error.status === 429 || LEASE_RETRYABLE.has(error.apiCode)
+      const retryable = !(error instanceof ApiError) || error.status === 0 || error.status >= 500 || error.status === 429 || LEASE_RETRYABLE.has(error.apiCode)
       if (retryable && this.now() < record.deadline) {
         log.warn({job_id: record.jobId, err: describeError(error)}, 'auction: could not lease the won job yet; trying again')
         return

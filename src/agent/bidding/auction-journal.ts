@@ -89,13 +89,17 @@ export class AuctionJournal {
     return this.records.get(jobId)
   }
 
-  /** Appends and fsyncs; only then does the caller act. */
+  /**
+   * Appends; a commitment is fsynced too before the caller sends it (its salt can't be had again). The later steps
+   * are not: each one lost in a crash is done again after the restart, and the marketplace takes a repeat (the same
+   * reveal again is a no-op, a lease taken already is found among the active leases, an outcome is asked again).
+   */
   append(entry: NewEntry): AuctionRecord | undefined {
     const full = {...entry, at: this.now()} as AuctionJournalEntry
     const fd = openSync(this.path, 'a', 0o600)
     try {
       writeSync(fd, JSON.stringify(full) + '\n')
-      fsyncSync(fd)
+      if (full.event === 'commit_prepared') fsyncSync(fd)
     } finally {
       closeSync(fd)
     }
