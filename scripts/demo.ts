@@ -5,9 +5,12 @@
  * credentials and how to connect, a TCP connection to it, the cancellation, and everything cleaned up.
  * `npm run demo -- --provisioner docker` runs the machine as a container on a Docker engine instead (one that runs,
  * or a dockerd the demo starts), from a busybox image with the same banner service.
+ * `npm run demo -- --jobs` tells the job-market story instead (PROTOCOL §12): the provider stakes, the agent serves
+ * zk_proof and quantum_circuit jobs, a renter submits a zk proof job and a quantum job, and each is leased, proved or
+ * simulated, verified by the devnet and paid.
  */
 import {spawn, type ChildProcess} from 'node:child_process'
-import {mkdtempSync, rmSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
 import {createConnection} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -26,6 +29,7 @@ const devnetDir = join(work, 'devnet')
 const env = {...process.env, OUTPOST_CONFIG_DIR: configDir, OUTPOST_KEY_PASSPHRASE: 'demo passphrase', NO_COLOR: '1', CI: 'true'}
 const children: ChildProcess[] = []
 
+const jobsDemo = process.argv.includes('--jobs')
 const provisionerFlag = process.argv.indexOf('--provisioner')
 const provisionerType = provisionerFlag === -1 ? 'local' : (process.argv[provisionerFlag + 1] ?? '')
 if (!['local', 'docker'].includes(provisionerType)) {
@@ -132,6 +136,72 @@ const Instance = z.object({external_id: z.string(), ip_address: z.string(), ssh_
 const Connect = z.object({protocol: z.string(), command: z.string(), note: z.string()})
 const ContractView = z.object({contract_id: z.string(), status: z.string(), instance: Instance.nullish(), credentials: z.unknown().optional(), connect: Connect.optional()})
 const Credentials = z.object({username: z.string(), password: z.string()})
+const Staked = z.object({amount: z.string(), stake: z.object({staked: z.string()})})
+const StakeView = z.object({staked: z.string(), rewards_pending: z.string()})
+const JobView = z.object({
+  job_id: z.string(),
+  kind: z.string(),
+  status: z.string(),
+  program: z.object({digest: z.string()}),
+  reward: z.object({amount: z.string().optional()}),
+  collateral: z.string(),
+  verdict: z.object({verdict: z.string(), reason: z.string().optional(), reward: z.string().optional()}).nullish(),
+  result: z.object({signer: z.string(), output: z.object({digest: z.string(), size_bytes: z.number()}), started_at: z.number(), finished_at: z.number()}).nullish(),
+  output_file: z.string().optional(),
+})
+
+/** The agent's log lines about one job, as the demo shows them. */
+const JOB_LOG = /job leased|running the job|the job ran|result accepted|result rejected|job declined|lease failed|lease expired/
+
+/** `--jobs`: a zk proof job and a quantum job, from the renter's submission to the provider's reward. */
+async function jobsStory(started: number, mainKeyFile: string): Promise<void> {
+  step('outpost stake deposit 100: leasing a job locks its collateral out of the stake (§12)')
+  const staked = await outpost(['stake', 'deposit', '100', '--main-key-file', mainKeyFile], Staked)
+  show(`staked ${staked.amount}: ${staked.stake.staked} in all`)
+
+  step('outpost run with [jobs] enabled: the heartbeat offers job:zk_proof and job:quantum_circuit; snarkjs and the qasm simulator run them')
+  const agent = background(['run'], (line) => (JOB_LOG.test(line) ? show(`[agent] ${line}`) : undefined), {
+    OUTPOST_LOGGING_FORMAT: 'pretty',
+    OUTPOST_METRICS_LISTEN: '127.0.0.1:0',
+    OUTPOST_JOBS_ENABLED: 'true',
+    OUTPOST_JOBS_KINDS: '["zk_proof","quantum_circuit"]',
+    OUTPOST_JOBS_MAX_CONCURRENT: '2',
+  })
+
+  step('A renter submits a zk proof job: outpost devnet job create --example multiplier (a circom circuit, Groth16)')
+  const proof = await outpost(['devnet', 'job', 'create', '--example', 'multiplier', '--reward', '1.5', '--collateral', '2'], JobView)
+  show(`job ${proof.job_id}: ${proof.kind}, program ${proof.program.digest.slice(0, 16)}…, reward ${proof.reward.amount}, collateral ${proof.collateral}`)
+  step('A renter submits a quantum job: outpost devnet job create --example ghz (a 5-qubit GHZ circuit, 1024 shots)')
+  const circuit = await outpost(['devnet', 'job', 'create', '--example', 'ghz', '--shots', '1024', '--reward', '0.8', '--collateral', '1'], JobView)
+  show(`job ${circuit.job_id}: ${circuit.kind}, reward ${circuit.reward.amount}, collateral ${circuit.collateral}`)
+
+  for (const job of [proof, circuit]) {
+    const settled = await waitingFor(`the ${job.kind} job to be leased, run, verified and paid`, 120_000, async () => {
+      const view = await outpost(['devnet', 'job', 'show', job.job_id], JobView)
+      return view.status === 'completed' || view.status === 'failed' ? view : undefined
+    })
+    const outputFile = join(work, `${job.job_id}.out`)
+    const shown = await outpost(['devnet', 'job', 'show', job.job_id, '--output', outputFile], JobView)
+    step(`outpost devnet job show ${job.job_id} --output FILE: the ${job.kind} result as the renter reads it`)
+    show(`status ${settled.status}; verdict ${settled.verdict?.verdict ?? 'none'}${settled.verdict?.reward ? `, ${settled.verdict.reward} paid` : ''}${settled.verdict?.reason ? ` (${settled.verdict.reason})` : ''}`)
+    if (shown.result) {
+      show(`signed by the agent key ${shown.result.signer.slice(0, 16)}…; output ${shown.result.output.size_bytes} bytes, sha256 ${shown.result.output.digest.slice(0, 16)}…; ran ${shown.result.finished_at - shown.result.started_at} ms`)
+    }
+    const output = readFileSync(outputFile, 'utf8')
+    show(`output: ${output.length > 240 ? `${output.slice(0, 240)}…` : output}`)
+    if (settled.verdict?.verdict !== 'accepted') throw new Error(`the ${job.kind} job was not accepted: ${JSON.stringify(settled.verdict)}`)
+  }
+
+  step('outpost stake info: the rewards of the accepted results wait to be claimed, the collateral is back')
+  const stake = await outpost(['stake', 'info'], StakeView)
+  show(`staked ${stake.staked}; rewards pending ${stake.rewards_pending}`)
+
+  step('Cleaning up')
+  agent.kill('SIGTERM')
+  const agentExit = await exited(agent)
+  if (agentExit !== 0) throw new Error(`the agent exited ${agentExit} on SIGTERM`)
+  show(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+}
 
 async function main(): Promise<void> {
   const started = Date.now()
@@ -157,6 +227,16 @@ async function main(): Promise<void> {
   const offeringId = registered.offerings.find((offering) => offering.name === small.name)?.offering_id
   if (!offeringId) throw new Error('register published no offering')
   show(`offering ${small.name}: ${offeringId}`)
+
+  if (jobsDemo) {
+    try {
+      await jobsStory(started, initialised.main_key.file)
+    } finally {
+      devnet.kill('SIGTERM')
+      await exited(devnet)
+    }
+    return
+  }
 
   step(`outpost run: the agent, with the ${provisionerType} provisioner`)
   const agent = background(['run'], (line) => show(`[agent] ${line}`), {

@@ -1,7 +1,10 @@
 import {existsSync, readFileSync} from 'node:fs'
+import {cpus, totalmem} from 'node:os'
 import {join} from 'node:path'
 
 import {ApiError} from '../core/api/client.js'
+import type {JobKind} from '../core/api/job-schemas.js'
+import type {JobsApi} from '../core/api/jobs.js'
 import type {HealthCheck, HeartbeatBody, ProviderApi} from '../core/api/provider.js'
 import type {Contract, Instance} from '../core/api/schemas.js'
 import type {BiddingConfig} from '../core/config/schema.js'
@@ -11,6 +14,7 @@ import {writeFileAtomic} from '../core/files.js'
 import {fromHex} from '../core/hex.js'
 import {sealCredentials} from '../core/sealing.js'
 import {randomHex, type KeyPair, type SignedUsageRecord} from '../core/signing.js'
+import type {Executor} from '../executors/executor.js'
 import {contractHolder, GpuShortageError, type GpuAllocator, type GpuUnit} from '../gpu/allocator.js'
 import {instanceName, InstanceMismatchError, ProvisionAbortedError, ProvisionError, type InstanceClaim, type ProvisionedInstance, type Provisioner} from '../provisioners/provisioner.js'
 import {nextTier} from '../stake/tiers.js'
@@ -19,6 +23,7 @@ import {BidEngine, type BiddingApi, type HeldContracts} from './bidding/engine.j
 import type {PricingScript} from './bidding/script-pricing.js'
 import {ContractLocks, type LockApi} from './contract-lock.js'
 import {allocateForContract, freeCapacity, openGpuAllocator} from './gpus.js'
+import {JobLoop, type JobLoopApi, type JobLoopSettings} from './job-loop.js'
 import {Journal, journalPath, journalState, noteReady, readJournal, type JournalState} from './journal.js'
 import type {AgentLog} from './logger.js'
 import type {AgentMetrics, ContractResult} from './metrics.js'
@@ -64,6 +69,8 @@ export interface AgentOptions {
   pruneOrphans: boolean
   /** [bidding] when enabled: the daemon bids on open orders (§11); won ones arrive as accepted contracts. */
   bidding?: {config: BiddingConfig; script: PricingScript | undefined}
+  /** [jobs] when enabled: the daemon serves job markets (§12) beside the contracts. */
+  jobs?: {api: JobLoopApi & Pick<JobsApi, 'submitResult'>; executors: ReadonlyMap<JobKind, Executor>; settings: Omit<JobLoopSettings, 'longPollWaitSeconds' | 'pollIntervalSeconds'>}
 }
 
 /** Where a contract stands on the marketplace, as the agent can read it: on its active list, pending, or neither. */
@@ -105,6 +112,11 @@ export class Agent {
   private readonly queue: WorkQueue<Contract>
   private readonly locks: ContractLocks
   private readonly bidEngine: BidEngine | undefined
+  /** The job-market loop, when [jobs] is enabled. */
+  readonly jobLoop: JobLoop | undefined
+  /** Resolves once the marketplace acknowledged a heartbeat: jobs are offered only to its capabilities. */
+  private readonly firstHeartbeat: Promise<void>
+  private markHeartbeat: () => void = () => undefined
 
   /** Stops the loops and the taking of new work. */
   private readonly stopping = new AbortController()
@@ -150,6 +162,7 @@ export class Agent {
     this.agentId = agentIdentity(options.stateDir, this.disk)
     this.siblings = new Siblings(this.agentId)
     this.firstSync = new Promise((resolve) => (this.markSynced = resolve))
+    this.firstHeartbeat = new Promise((resolve) => (this.markHeartbeat = resolve))
     const journalFile = journalPath(options.stateDir)
     const {entries, skipped} = readJournal(journalFile)
     if (skipped > 0) this.log.warn({journal: journalFile, lines: skipped}, 'journal lines that do not parse were skipped (a write cut short by a crash or a full disk)')
@@ -166,7 +179,28 @@ export class Agent {
       onDepth: (depth) => this.metrics.outboxDepth.set(depth),
       confirm: (report) => this.confirm(report),
       disk: this.disk,
+      ...(options.jobs ? {submitResult: options.jobs.api.submitResult.bind(options.jobs.api)} : {}),
     })
+    this.jobLoop = options.jobs
+      ? new JobLoop({
+          api: options.jobs.api,
+          key: options.key,
+          stateDir: options.stateDir,
+          journal: this.journal,
+          reporter: this.reporter,
+          journalLeases: this.state.leases,
+          executors: options.jobs.executors,
+          settings: {...options.jobs.settings, longPollWaitSeconds: options.settings.longPollWaitSeconds, pollIntervalSeconds: options.settings.pollIntervalSeconds},
+          log: options.log,
+          metrics: options.metrics,
+          disk: this.disk,
+          free: () => this.jobsFree(),
+          gpus: () => this.gpus,
+          onApiError,
+          stopping: this.stopping.signal,
+          interrupting: this.interrupting.signal,
+        })
+      : undefined
     this.queue = new WorkQueue<Contract>({
       concurrency: options.settings.maxConcurrentProvisions,
       idOf: (contract) => contract.contract_id,
@@ -197,7 +231,7 @@ export class Agent {
 
   /** Ready: the marketplace acknowledged a heartbeat and the previous run's work was taken up. */
   get ready(): boolean {
-    return this.heartbeatOk && this.resumed
+    return this.heartbeatOk && this.resumed && (this.jobLoop?.ready ?? true)
   }
 
   /** Starts every loop and returns at once; stop() ends them. */
@@ -216,12 +250,15 @@ export class Agent {
     )
     const engine = this.bidEngine
     if (engine) this.loops.push(this.loop('bidding', () => engine.round(this.stopping.signal)))
+    const jobs = this.jobLoop
+    if (jobs) this.loops.push(this.loop('jobs', async () => (await unlessAborted(this.firstHeartbeat, this.stopping.signal), await jobs.round())))
   }
 
   /** One round of everything, then returns: for cron and CI. Throws when the marketplace could not be reached. */
   async runOnce(): Promise<Record<ContractResult, number> & {outboxLeft: number}> {
     await this.prepare()
     if (this.bidEngine) this.log.info({}, 'bidding is not run with --once: a bid has to be followed until its order closes')
+    if (this.jobLoop) this.log.info({}, 'jobs are not run with --once: a lease has to be renewed until its result is in')
     await this.heartbeat()
     await this.reconcile()
     const {contracts, tierLimited} = await this.api.pendingWork(0, {signal: this.stopping.signal})
@@ -261,7 +298,8 @@ export class Agent {
     const inFlight = this.queue.runningCount
     const timeLeft = () => Math.max(0, deadline - Date.now())
     const timer = setTimeout(() => this.interrupting.abort(new Error('shutdown timeout')), timeLeft())
-    await Promise.all([this.queue.idle(), ...this.terminations.values()])
+    const jobsInFlight = this.jobLoop?.stop() ?? Promise.resolve(0)
+    await Promise.all([this.queue.idle(), ...this.terminations.values(), jobsInFlight])
     // The timer interrupts at the deadline (no AbortSignal.timeout: its listener would hold the process open after stop).
     await this.reporter.flush(this.interrupting.signal)
     clearTimeout(timer)
@@ -292,6 +330,8 @@ export class Agent {
     } catch (error) {
       this.log.warn({err: describeError(error)}, 'could not read the provisioner capacity: heartbeats go without it')
     }
+    // Jobs are offered only to a heartbeat with a capacity (§12): without the provisioner's, this host's.
+    if (this.jobLoop && !this.capacity) this.capacity = {cpu_cores: cpus().length, memory_mb: Math.floor(totalmem() / 1024 / 1024), storage_gb: 0, gpu_count: 0}
     try {
       this.gpus ??= await openGpuAllocator(this.provisioner, this.state.gpus, this.journal)
     } catch (error) {
@@ -337,9 +377,10 @@ export class Agent {
       {
         version: this.options.version,
         provisioner_type: this.provisioner.type,
-        capabilities: CAPABILITIES,
+        capabilities: [...CAPABILITIES, ...(this.jobLoop?.capabilities() ?? [])],
         active_contracts: this.active.length,
-        ...(this.capacity ? {capacity: this.capacity, free: freeCapacity(this.capacity, this.heldContracts().holding, this.gpus)} : {}),
+        ...(this.jobLoop ? {active_leases: this.jobLoop.activeLeases} : {}),
+        ...(this.capacity ? {capacity: this.capacity, free: this.free(this.capacity)} : {}),
         agent_id: this.agentId,
       },
       {signal: this.stopping.signal, retry: QUICK_RETRY},
@@ -356,8 +397,27 @@ export class Agent {
       )
     }
     this.heartbeatOk = true
+    this.markHeartbeat()
     this.metrics.lastHeartbeat.set(Date.now() / 1000)
     return intervalSeconds * 1000
+  }
+
+  /** What is not in use now: the capacity less the contracts held here and the jobs running here. */
+  private free(capacity: NonNullable<HeartbeatBody['capacity']>): NonNullable<HeartbeatBody['free']> {
+    const free = freeCapacity(capacity, this.heldContracts().holding, this.gpus)
+    const jobs = this.jobLoop?.held()
+    if (!jobs) return free
+    return {
+      ...free,
+      cpu_cores: Math.max(0, free.cpu_cores - jobs.cpu_cores),
+      memory_mb: Math.max(0, free.memory_mb - jobs.memory_mb),
+      // The allocator's count already leaves out the devices jobs hold.
+      gpu_count: this.gpus ? free.gpu_count : Math.max(0, free.gpu_count - jobs.gpu_count),
+    }
+  }
+
+  private jobsFree(): {cpu_cores: number; memory_mb: number; gpu_count: number} | undefined {
+    return this.capacity ? this.free(this.capacity) : undefined
   }
 
   // ---- new contracts ----
@@ -651,6 +711,7 @@ export class Agent {
    */
   private async confirm(report: Report): Promise<Confirmation> {
     if (report.kind === 'usage') return 'not_in_effect'
+    if (report.kind === 'result') return this.jobLoop ? this.jobLoop.confirm(report) : 'unknown'
     const signal = follow(this.interrupting.signal)
     try {
       if (report.kind === 'provisioning' && report.status === 'provisioning_failed') {

@@ -2,6 +2,7 @@ import {closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, wri
 import {dirname, join} from 'node:path'
 import {z} from 'zod'
 
+import {Job, Lease, ResultEnvelope} from '../core/api/job-schemas.js'
 import {Contract} from '../core/api/schemas.js'
 import type {StateDisk} from './state-disk.js'
 
@@ -48,6 +49,22 @@ export const JournalEntry = z.discriminatedUnion('event', [
   /** Devices given to a contract (`contract:<id>`) or a job (`job:<id>`), written before the holder uses them. */
   z.object({event: z.literal('gpu_allocated'), at, holder: z.string().min(1), devices: z.array(z.string().min(1)).min(1)}),
   z.object({event: z.literal('gpu_released'), at, holder: z.string().min(1)}),
+  /** §12: a lease granted, with its job, written as soon as the answer is in (a restart also finds it in `leases?status=active`). */
+  z.object({event: z.literal('lease_taken'), at, lease_id: z.string().min(1), lease: Lease, job: Job}),
+  /**
+   * The signed result of a lease, written before it is submitted: a restart resubmits these very bytes, so a lease's
+   * result is built once. `output_file`: where an output too large to go inline is kept until it is uploaded.
+   */
+  z.object({event: z.literal('result_signed'), at, lease_id: z.string().min(1), envelope: ResultEnvelope, output_file: z.string().optional()}),
+  z.object({
+    event: z.literal('lease_done'),
+    at,
+    lease_id: z.string().min(1),
+    job_id: z.string().min(1),
+    outcome: z.enum(['accepted', 'rejected', 'failed', 'expired', 'refused']),
+    reason: z.string().optional(),
+    reward: z.string().optional(),
+  }),
 ])
 export type JournalEntry = z.infer<typeof JournalEntry>
 
@@ -161,6 +178,15 @@ export interface JournalState {
   terminatedAt: Map<string, number>
   /** The GPUs each holder has and has not released. */
   gpus: Map<string, string[]>
+  /** §12 leases taken and not done, by lease id, with their signed result once built. */
+  leases: Map<string, JournalLease>
+}
+
+export interface JournalLease {
+  lease: Lease
+  job: Job
+  envelope?: ResultEnvelope
+  outputFile?: string
 }
 
 /**
@@ -179,6 +205,7 @@ export function journalState(entries: readonly JournalEntry[]): JournalState {
   const usageReportedUntil = new Map<string, number>()
   const terminatedAt = new Map<string, number>()
   const gpus = new Map<string, string[]>()
+  const leases = new Map<string, JournalLease>()
   for (const entry of entries) {
     switch (entry.event) {
       case 'provision_started':
@@ -206,9 +233,20 @@ export function journalState(entries: readonly JournalEntry[]): JournalState {
       case 'gpu_released':
         gpus.delete(entry.holder)
         break
+      case 'lease_taken':
+        leases.set(entry.lease_id, {lease: entry.lease, job: entry.job})
+        break
+      case 'result_signed': {
+        const taken = leases.get(entry.lease_id)
+        if (taken) leases.set(entry.lease_id, {...taken, envelope: entry.envelope, ...(entry.output_file ? {outputFile: entry.output_file} : {})})
+        break
+      }
+      case 'lease_done':
+        leases.delete(entry.lease_id)
+        break
       default:
         break
     }
   }
-  return {unfinished: [...started.values()], readyAt, usageReportedUntil, terminatedAt, gpus}
+  return {unfinished: [...started.values()], readyAt, usageReportedUntil, terminatedAt, gpus, leases}
 }

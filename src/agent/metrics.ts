@@ -29,6 +29,18 @@ export interface AgentMetrics {
   bidOutcomes: Counter<'outcome'>
   openBids: Gauge
   wonUnprovisioned: Gauge
+  /** §12 job markets (exported only with [jobs] enabled). */
+  jobsLeased: Counter<'kind'>
+  /** Verdicts by kind, verdict (accepted, rejected) and the rejection's reason. */
+  jobResults: Counter<'kind' | 'verdict' | 'reason'>
+  jobsExpired: Counter<'kind'>
+  /** Leases this agent failed (the job could not run here, or not in time). */
+  jobsFailed: Counter<'kind'>
+  jobTimeToResult: Histogram<'kind'>
+  jobExecutorSeconds: Histogram<'kind'>
+  jobReactionLatency: Histogram
+  jobRewards: Counter
+  activeLeases: Gauge
 }
 
 const PREFIX = 'outpost_agent_'
@@ -44,11 +56,13 @@ function collectDefaults(registry: Registry): void {
 }
 
 /** The bidding metrics are exported only when bidding is on; with it off they would only ever read zero. */
-export function createMetrics(options: {bidding: boolean}): AgentMetrics {
+export function createMetrics(options: {bidding: boolean; jobs?: boolean}): AgentMetrics {
   const registry = new Registry()
   collectDefaults(registry)
   const registers = [registry]
   const biddingRegisters = options.bidding ? registers : []
+  const jobRegisters = options.jobs ? registers : []
+  const jobSeconds = [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600]
   return {
     registry,
     contracts: new Counter({name: 'outpost_agent_contracts_total', help: 'Contracts handled, by result', labelNames: ['result'], registers}),
@@ -91,6 +105,25 @@ export function createMetrics(options: {bidding: boolean}): AgentMetrics {
     bidOutcomes: new Counter({name: 'outpost_agent_bid_outcomes_total', help: 'Bids settled when their order closed, by outcome (won, lost)', labelNames: ['outcome'], registers: biddingRegisters}),
     openBids: new Gauge({name: 'outpost_agent_open_bids', help: 'Bids on orders still open; their capacity is promised', registers: biddingRegisters}),
     wonUnprovisioned: new Gauge({name: 'outpost_agent_won_unprovisioned_orders', help: 'Won orders whose contract is not provisioned yet; their capacity is promised', registers: biddingRegisters}),
+    jobsLeased: new Counter({name: 'outpost_agent_jobs_leased_total', help: 'Jobs leased, by kind', labelNames: ['kind'], registers: jobRegisters}),
+    jobResults: new Counter({
+      name: 'outpost_agent_job_results_total',
+      help: 'Results the marketplace gave a verdict on, by kind, verdict and (for a rejection) reason',
+      labelNames: ['kind', 'verdict', 'reason'],
+      registers: jobRegisters,
+    }),
+    jobsExpired: new Counter({name: 'outpost_agent_jobs_expired_total', help: 'Leases that expired before their result was in, by kind', labelNames: ['kind'], registers: jobRegisters}),
+    jobsFailed: new Counter({name: 'outpost_agent_jobs_failed_total', help: 'Leases failed by this agent (could not run here, or not in time), by kind', labelNames: ['kind'], registers: jobRegisters}),
+    jobTimeToResult: new Histogram({name: 'outpost_agent_job_time_to_result_seconds', help: 'From a lease to the verdict on its result', labelNames: ['kind'], buckets: jobSeconds, registers: jobRegisters}),
+    jobExecutorSeconds: new Histogram({name: 'outpost_agent_job_executor_seconds', help: "The executor's own time per job run", labelNames: ['kind'], buckets: jobSeconds, registers: jobRegisters}),
+    jobReactionLatency: new Histogram({
+      name: 'outpost_agent_job_reaction_latency_seconds',
+      help: 'From job creation to this agent holding its lease',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: jobRegisters,
+    }),
+    jobRewards: new Counter({name: 'outpost_agent_job_rewards_total', help: 'Rewards of accepted results, in tokens', registers: jobRegisters}),
+    activeLeases: new Gauge({name: 'outpost_agent_active_leases', help: 'Leases held and in progress here', registers: jobRegisters}),
   }
 }
 

@@ -2,6 +2,7 @@ import {existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync} fr
 import {join} from 'node:path'
 import {z} from 'zod'
 
+import {ResultEnvelope} from '../core/api/job-schemas.js'
 import {Instance, SignedUsageRecordSchema} from '../core/api/schemas.js'
 import {fsyncDirectory, writeFileAtomic} from '../core/files.js'
 
@@ -23,6 +24,8 @@ export const Report = z.discriminatedUnion('kind', [
   }),
   z.object({kind: z.literal('terminated'), contract_id: z.string().min(1)}),
   z.object({kind: z.literal('usage'), records: z.array(SignedUsageRecordSchema).min(1)}),
+  /** §12: a lease's signed result; posting it again gets the same verdict. */
+  z.object({kind: z.literal('result'), lease_id: z.string().min(1), job_id: z.string().min(1), envelope: ResultEnvelope}),
 ])
 export type Report = z.infer<typeof Report>
 

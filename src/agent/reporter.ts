@@ -1,5 +1,7 @@
 import {ApiError} from '../core/api/client.js'
+import type {Verdict} from '../core/api/job-schemas.js'
 import type {ProviderApi} from '../core/api/provider.js'
+import type {SignedResultEnvelope} from '../core/signing.js'
 import {describeError} from '../core/errors.js'
 import {Backoff, pause} from './backoff.js'
 import type {Journal} from './journal.js'
@@ -10,7 +12,11 @@ import type {StateDisk} from './state-disk.js'
 /** The report routes of PROTOCOL §7, and the unlock that follows an accepted `provisioning` report. */
 export type ReportApi = Pick<ProviderApi, 'reportProvisioning' | 'reportTerminated' | 'reportUsage' | 'unlock'>
 
-export type Settlement = {delivered: true} | {delivered: false; reason: string; status: number}
+/** `verdict`: the marketplace's answer to a `result` report, when it was read (not when the state confirmed it). */
+export type Settlement = {delivered: true; verdict?: Verdict} | {delivered: false; reason: string; status: number}
+
+/** §12: posts a lease's result (JobsApi.submitResult). */
+export type SubmitResult = (leaseId: string, envelope: SignedResultEnvelope) => Promise<Verdict>
 
 /**
  * Whether the marketplace's state shows a report's effect: asked when its answer could not be read, or when it was
@@ -32,6 +38,8 @@ export interface ReporterOptions {
   confirm?: (report: Report) => Promise<Confirmation>
   /** With it, a full disk keeps reports in memory (still sent) until they can be written. */
   disk?: StateDisk
+  /** Sends `result` reports (the job loop's); without it they wait in the outbox. */
+  submitResult?: SubmitResult
 }
 
 /**
@@ -106,6 +114,22 @@ export class Reporter {
     }
   }
 
+  /**
+   * The settlement of a report already waiting (one a previous run left, found by `match`); undefined when none
+   * waits. The job loop uses it to learn the verdict of a result it submitted before a restart.
+   */
+  settlementOf(match: (report: Report) => boolean): Promise<Settlement> | undefined {
+    const entry = this.queue.find((candidate) => match(candidate.report))
+    if (!entry) return undefined
+    const earlier = this.waiters.get(entry.id)
+    return new Promise<Settlement>((resolve) =>
+      this.waiters.set(entry.id, (settlement) => {
+        earlier?.(settlement)
+        resolve(settlement)
+      }),
+    )
+  }
+
   /** True while a report about this contract waits to be sent. */
   hasPending(contractId: string): boolean {
     return this.queue.some((entry) => 'contract_id' in entry.report && entry.report.contract_id === contractId)
@@ -164,13 +188,14 @@ export class Reporter {
 
   /** True when the entry left the queue (accepted or refused for good). */
   private async deliver(entry: OutboxEntry): Promise<boolean> {
+    let verdict: Verdict | undefined
     try {
-      await this.post(entry.report)
+      verdict = await this.post(entry.report)
     } catch (error) {
       this.options.onApiError(error)
       return this.afterFailure(entry, error)
     }
-    await this.delivered(entry, 'answer')
+    await this.delivered(entry, 'answer', verdict)
     return true
   }
 
@@ -199,7 +224,7 @@ export class Reporter {
     return false
   }
 
-  private async delivered(entry: OutboxEntry, confirmedBy: 'answer' | 'state'): Promise<void> {
+  private async delivered(entry: OutboxEntry, confirmedBy: 'answer' | 'state', verdict?: Verdict): Promise<void> {
     const {report} = entry
     const contractId = 'contract_id' in report ? report.contract_id : undefined
     this.options.journal.append({
@@ -210,7 +235,7 @@ export class Reporter {
       status: statusOf(report),
       ...(confirmedBy === 'state' ? {confirmed_by: 'state' as const} : {}),
     })
-    this.settle(entry, {delivered: true})
+    this.settle(entry, verdict ? {delivered: true, verdict} : {delivered: true})
     if (report.kind === 'provisioning' && report.unlock) {
       await this.options.api.unlock(report.contract_id, {retry: {retries: 1, baseDelayMs: 100, maxDelayMs: 500}}).catch((error: unknown) => {
         // The lock expires by itself; a provisioned contract is no longer pending anyway.
@@ -219,7 +244,7 @@ export class Reporter {
     }
   }
 
-  private async post(report: Report): Promise<void> {
+  private async post(report: Report): Promise<Verdict | undefined> {
     const {api} = this.options
     switch (report.kind) {
       case 'provisioning': {
@@ -233,6 +258,9 @@ export class Reporter {
       case 'usage':
         await api.reportUsage(report.records)
         return
+      case 'result':
+        if (!this.options.submitResult) throw new Error('this agent serves no job market: the result waits in the outbox for one that does')
+        return this.options.submitResult(report.lease_id, report.envelope)
     }
   }
 

@@ -1,12 +1,14 @@
 import {mkdirSync} from 'node:fs'
 
 import {configuredClient} from '../core/api/factory.js'
+import {JobsApi} from '../core/api/jobs.js'
 import {ProviderApi} from '../core/api/provider.js'
 import type {LoadedConfig} from '../core/config/load.js'
 import {ExitCode, UserError} from '../core/errors.js'
 import {toHex} from '../core/hex.js'
 import {waitForStopSignal} from '../core/signals.js'
 import type {KeyPair} from '../core/signing.js'
+import {createExecutors} from '../executors/index.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
 import {Agent, type AgentSettings} from './agent.js'
 import {pricingScript} from './bidding/script-pricing.js'
@@ -94,7 +96,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
   mkdirSync(loaded.paths.stateDir, {recursive: true, mode: 0o700})
   const claim = claimStateDir(loaded.paths.stateDir)
   for (const path of removeTempFiles(loaded.paths.stateDir, Date.now())) log.info({path}, 'removed a temporary file left by a write that was cut short')
-  const metrics = createMetrics({bidding: config.bidding.enabled})
+  const metrics = createMetrics({bidding: config.bidding.enabled, jobs: config.jobs.enabled})
   const provisioner = options.createProvisioner(log)
   const client = configuredClient(loaded, 'daemon', {key, userAgent: `outpost-agent/${options.version}`})
   let probes: ProbeServer | undefined
@@ -110,6 +112,15 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
       version: options.version,
       pruneOrphans: options.pruneOrphans,
       ...(config.bidding.enabled ? {bidding: {config: config.bidding, script: pricingScript(loaded)}} : {}),
+      ...(config.jobs.enabled
+        ? {
+            jobs: {
+              api: new JobsApi(client, providerPubkey),
+              executors: createExecutors(config.jobs, {configPath: loaded.path, stateDir: loaded.paths.stateDir}),
+              settings: {kinds: config.jobs.kinds, maxConcurrent: config.jobs.max_concurrent, minReward: config.jobs.min_reward},
+            },
+          }
+        : {}),
     })
     if (claim.unwritten) {
       agent.disk.noteFailure(claim.unwritten.path, claim.unwritten.error)
@@ -131,6 +142,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
         metrics: probes ? `${probes.url}/metrics` : null,
         mode: options.once ? 'once' : 'daemon',
         bidding: config.bidding.enabled ? config.bidding.strategy : 'off',
+        jobs: config.jobs.enabled ? config.jobs.kinds : 'off',
       },
       'agent starting',
     )

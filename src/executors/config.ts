@@ -1,5 +1,6 @@
 import {z} from 'zod'
 
+import {isAmount} from '../core/decimal.js'
 import {EXECUTOR_TYPES, JOB_KINDS, JobKind, type ExecutorType} from './executor.js'
 import {JobBiddingSection} from '../core/config/job-bidding.js'
 
@@ -54,11 +55,21 @@ const ExecutorChoice = z.strictObject({
   container: z.enum(EXECUTOR_TYPES).default('docker').describe('Executor of container jobs'),
 })
 
+const amount = z.string().refine(isAmount, 'expected a decimal string with at most 6 fractional digits, like "0.25"')
+
+/** The least reward a job of each kind must pay to be leased (a price floor); a kind not named takes any reward. */
+const MinimumReward = z.strictObject({
+  zk_proof: amount.optional().describe('Least reward of a zk_proof job, in tokens'),
+  quantum_circuit: amount.optional().describe('Least reward of a quantum_circuit job, in tokens'),
+  container: amount.optional().describe('Least reward of a container job, in tokens'),
+})
+
 export const JobsSection = z
   .strictObject({
     enabled: z.boolean().default(false).describe('Serve job markets (PROTOCOL §12): lease jobs, run them, return signed results'),
     kinds: z.array(JobKind).min(1).default(['zk_proof', 'quantum_circuit']).describe('Job kinds served'),
     max_concurrent: z.number().int().min(1).max(64).default(1).describe('Jobs run at once'),
+    min_reward: MinimumReward.default({}).describe('Price floor per kind: jobs paying less are not leased'),
     executor: ExecutorChoice.default({zk_proof: 'snarkjs', quantum_circuit: 'qasm-simulator', container: 'docker'}).describe('The executor of each kind'),
     qasm_simulator: QasmSimulatorSection.default({max_width: 16, max_shots: 1_000_000, max_gates: 100_000, heap_mb: 2048}).describe('The qasm-simulator executor'),
     docker: DockerExecutorSection.default({socket: '/var/run/docker.sock', request_timeout_seconds: 30, pids_limit: 1024}).describe('The docker executor'),

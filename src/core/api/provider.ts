@@ -31,6 +31,8 @@ export interface HeartbeatBody {
   agent_id?: string
   /** §5: the same fields, what is not in use now. */
   free?: HeartbeatCapacity
+  /** §5: the §12 leases this agent holds. */
+  active_leases?: number
 }
 
 export interface HeartbeatCapacity {
