@@ -11,6 +11,7 @@ import type {KeyPair} from '../core/signing.js'
 import {createExecutors} from '../executors/index.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
 import {Agent, type AgentSettings} from './agent.js'
+import {auctionPricingScript} from './bidding/auction-script.js'
 import {pricingScript} from './bidding/script-pricing.js'
 import {watchGpuMetrics} from './gpus.js'
 import {createLogger, type AgentLog} from './logger.js'
@@ -118,6 +119,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
               api: new JobsApi(client, providerPubkey),
               executors: createExecutors(config.jobs, {configPath: loaded.path, stateDir: loaded.paths.stateDir}),
               settings: {kinds: config.jobs.kinds, maxConcurrent: config.jobs.max_concurrent, minReward: config.jobs.min_reward},
+              ...(config.jobs.bidding ? {auctions: {config: config.jobs.bidding, script: auctionPricingScript(loaded.path, config.jobs.bidding)}} : {}),
             },
           }
         : {}),

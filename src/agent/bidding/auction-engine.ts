@@ -50,6 +50,11 @@ export interface AuctionEngineOptions {
   kinds: readonly JobKind[]
   /** This machine's expected run time of a job, from its measured speed (Executor.estimate). */
   estimate(job: Job, program: Buffer, input: Buffer | undefined): Promise<RunEstimate | undefined>
+  /**
+   * Measures this machine once for a kind with no measured speed yet (Executor.calibrate), so a fresh agent can
+   * check deadlines instead of declining everything for want of an estimate.
+   */
+  calibrate?(kind: JobKind, signal: AbortSignal): Promise<void>
   /** Jobs run at once ([jobs] max_concurrent). */
   runSlots: number
   journal: AuctionJournal
@@ -90,6 +95,7 @@ export class AuctionEngine {
   private readonly programs = new Map<string, Buffer>()
   private readonly now: () => number
   private readonly runs = new AbortController()
+  private readonly calibrations = new Map<JobKind, Promise<void>>()
 
   constructor(private readonly options: AuctionEngineOptions) {
     this.now = options.now ?? Date.now
@@ -158,7 +164,7 @@ export class AuctionEngine {
       runSlots: this.options.runSlots,
       program: (of) => this.program(of, signal),
       input: (of) => this.input(of, signal),
-      estimate: this.options.estimate,
+      estimate: (of, program, input) => this.estimate(of, program, input, signal),
       promised: () => this.promisedRuns(),
       now: this.now,
       signal,
@@ -173,6 +179,23 @@ export class AuctionEngine {
       return
     }
     this.noteDecline(job, verdict)
+  }
+
+  /** The executor's estimate; for a kind never measured here, after one calibration of it (shared by every job that waits for it). */
+  private async estimate(job: Job, program: Buffer, input: Buffer | undefined, signal: AbortSignal): Promise<RunEstimate | undefined> {
+    const first = await this.options.estimate(job, program, input)
+    const {calibrate} = this.options
+    if (first || !calibrate || this.calibrations.has(job.kind)) {
+      await this.calibrations.get(job.kind)
+      return first ?? this.options.estimate(job, program, input)
+    }
+    const calibration = calibrate(job.kind, signal).catch((error: unknown) => {
+      this.options.log.warn({kind: job.kind, err: describeError(error)}, 'auction: measuring this machine for the kind failed; its jobs are declined for want of an estimate')
+    })
+    this.calibrations.set(job.kind, calibration)
+    this.options.log.info({kind: job.kind}, `auction: no measured speed for ${job.kind} jobs yet; measuring this machine once`)
+    await calibration
+    return this.options.estimate(job, program, input)
   }
 
   private noteDecline(job: Job, verdict: AuctionVerdict): void {
