@@ -42,7 +42,7 @@ function withBidding(setup: ProviderSetup, floor: string): void {
 }
 
 function agent(setup: ProviderSetup, name: string): AgentProcess {
-  const logFile = join(temp, `${name}.log`)
+  const logFile = join(process.env.OUTPOST_TEST_LOG_DIR ?? temp, `${name}.log`)
   writeFileSync(logFile, '')
   const started = startAgent(jobAgentEnv(setup.configDir, {OUTPOST_JOBS_KINDS: '["quantum_circuit"]'}), logFile)
   agents.push(started)
