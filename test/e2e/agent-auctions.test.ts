@@ -57,6 +57,11 @@ describe('outpost run with [jobs.bidding]', () => {
     withBidding(dear, '0.7')
     const cheapAgent = agent(cheap, 'cheap')
     const dearAgent = agent(dear, 'dear')
+    // Each agent measures its speed when it starts; the auctions open once both can check deadlines.
+    for (const running of [cheapAgent, dearAgent]) {
+      const measured = await waitFor(() => parseLogLines(running.logFile).some((line) => line.msg === 'auction: measured this machine for quantum_circuit jobs'), 90_000, 250)
+      expect(measured, readFileSync(running.logFile, 'utf8').slice(-3000)).toBe(true)
+    }
     const renter = generateKeyPair()
     const digest = await uploadProgram(target, renter, Buffer.from(GHZ_3))
     const jobs: JobAnswer[] = []
@@ -68,7 +73,7 @@ describe('outpost run with [jobs.bidding]', () => {
           jobBody('quantum_circuit', digest, JSON.stringify({shots: 100 + index, seed: index}), {
             reward: {mode: 'auction', max_fee: '2'},
             collateral: '1',
-            bid_seconds: 25,
+            bid_seconds: 15,
             reveal_seconds: 8,
             deadline_seconds: 180,
             max_attempts: 1,
@@ -90,5 +95,5 @@ describe('outpost run with [jobs.bidding]', () => {
       expect(lines(dearAgent).filter((line) => line.startsWith(`auction: lost job ${job.job_id}`))).toHaveLength(1)
     }
     expect(lines(cheapAgent).filter((line) => line === 'won job leased')).toHaveLength(3)
-  }, 150_000)
+  }, 240_000)
 })

@@ -50,10 +50,7 @@ export interface AuctionEngineOptions {
   kinds: readonly JobKind[]
   /** This machine's expected run time of a job, from its measured speed (Executor.estimate). */
   estimate(job: Job, program: Buffer, input: Buffer | undefined): Promise<RunEstimate | undefined>
-  /**
-   * Measures this machine once for a kind with no measured speed yet (Executor.calibrate), so a fresh agent can
-   * check deadlines instead of declining everything for want of an estimate.
-   */
+  /** Measures this machine for a kind (Executor.calibrate): once per kind when the engine starts. */
   calibrate?(kind: JobKind, signal: AbortSignal): Promise<void>
   /** Jobs run at once ([jobs] max_concurrent). */
   runSlots: number
@@ -133,6 +130,7 @@ export class AuctionEngine {
 
   /** One round; returns how long to wait before the next (ms). */
   async round(signal: AbortSignal): Promise<number> {
+    this.measure(signal)
     const jobs = await this.options.api.openJobs(this.waitSeconds(), {signal, retry: this.options.retry})
     const auctions = jobs.filter((job) => job.reward.mode === 'auction')
     for (const job of auctions) this.seen.set(job.job_id, job)
@@ -173,6 +171,7 @@ export class AuctionEngine {
     if (verdict.kind === 'commit' && verdict.estimate) {
       // Checked again with nothing awaited before the journal entry: decisions made side by side can't both take the last place.
       const now = this.now()
+      if (now >= (job.bid_closes_at ?? 0)) return this.noteDecline(job, {kind: 'declined', reason: 'bidding_closed', detail: 'bidding closed while the job was being decided'})
       const room = screenCapacity(promisedRunOf(job, verdict.estimate, now), this.promisedRuns(), this.options.config, this.options.runSlots, now)
       if (room) return this.noteDecline(job, {...room, estimate: verdict.estimate})
       await this.commit(job, verdict, verdict.estimate, signal)
@@ -181,21 +180,31 @@ export class AuctionEngine {
     this.noteDecline(job, verdict)
   }
 
-  /** The executor's estimate; for a kind never measured here, after one calibration of it (shared by every job that waits for it). */
+  /** The executor's estimate, once the kind's measurement (started with the engine) is over. */
   private async estimate(job: Job, program: Buffer, input: Buffer | undefined, signal: AbortSignal): Promise<RunEstimate | undefined> {
-    const first = await this.options.estimate(job, program, input)
-    const {calibrate} = this.options
-    if (first || !calibrate || this.calibrations.has(job.kind)) {
-      await this.calibrations.get(job.kind)
-      return first ?? this.options.estimate(job, program, input)
-    }
-    const calibration = calibrate(job.kind, signal).catch((error: unknown) => {
-      this.options.log.warn({kind: job.kind, err: describeError(error)}, 'auction: measuring this machine for the kind failed; its jobs are declined for want of an estimate')
-    })
-    this.calibrations.set(job.kind, calibration)
-    this.options.log.info({kind: job.kind}, `auction: no measured speed for ${job.kind} jobs yet; measuring this machine once`)
-    await calibration
+    this.measure(signal)
+    await this.calibrations.get(job.kind)
     return this.options.estimate(job, program, input)
+  }
+
+  /**
+   * Measures this machine once per served kind when the engine starts (in the background: the first round doesn't
+   * wait), so deadlines are checked against this machine's speed as it is now, even on a fresh agent.
+   */
+  private measure(signal: AbortSignal): void {
+    const {calibrate, log} = this.options
+    if (!calibrate) return
+    for (const kind of this.options.kinds) {
+      if (this.calibrations.has(kind)) continue
+      const started = Date.now()
+      this.calibrations.set(
+        kind,
+        calibrate(kind, signal).then(
+          () => log.info({kind, took_ms: Date.now() - started}, `auction: measured this machine for ${kind} jobs`),
+          (error: unknown) => log.warn({kind, err: describeError(error)}, `auction: measuring this machine for ${kind} jobs failed; estimates come from past runs alone`),
+        ),
+      )
+    }
   }
 
   private noteDecline(job: Job, verdict: AuctionVerdict): void {
