@@ -3,11 +3,14 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import type {BidPreview} from '../../src/agent/bidding/preview.js'
 import {generateKeyPair} from '../../src/core/signing.js'
 import {systemClock} from '../../src/marketplace/clock.js'
+import {parseJson, runCli} from '../helpers/cli.js'
 import {initProvider, parseLogLines, startAgent, startDevnet, waitFor, type AgentProcess, type Devnet, type ProviderSetup} from '../helpers/marketplace.js'
 import {send, type Target} from '../marketplace/harness.js'
 import {createJob, GHZ_3, jobBody, uploadProgram, type JobAnswer} from '../marketplace/job-fixtures.js'
+import {heartbeatJobs} from '../support/auction-agent.js'
 import {jobAgentEnv} from '../support/job-run.js'
 
 /**
@@ -50,6 +53,34 @@ function agent(setup: ProviderSetup, name: string): AgentProcess {
 }
 
 describe('outpost run with [jobs.bidding]', () => {
+  it('`outpost bid preview` lists the open auction jobs with the decision [jobs.bidding] makes now, committing to nothing', async () => {
+    // No agent runs for this provider: its heartbeat is sent here.
+    const watcher = await initProvider(devnet.endpoint)
+    await heartbeatJobs(devnet.endpoint, watcher.providerPubkey, watcher.agentKey)
+    withBidding(watcher, '0.1')
+    const renter = generateKeyPair()
+    const digest = await uploadProgram(target, renter, Buffer.from(GHZ_3))
+    const job = await createJob(
+      target,
+      renter,
+      jobBody('quantum_circuit', digest, JSON.stringify({shots: 100, seed: 1}), {reward: {mode: 'auction', max_fee: '2'}, collateral: '1', bid_seconds: 120, reveal_seconds: 10, deadline_seconds: 300}),
+    )
+    const preview = async () => {
+      const answer = await runCli(['bid', 'preview', '--json'], {env: {...jobAgentEnv(watcher.configDir, {OUTPOST_JOBS_KINDS: '["quantum_circuit"]'}), OUTPOST_METRICS_LISTEN: undefined}})
+      expect(answer.exitCode, answer.stdout + answer.stderr).toBe(0)
+      return parseJson<BidPreview>(answer).auctions
+    }
+    // Never measured here (the agent measures when it starts): no estimate, so the deadline can't be checked.
+    const unmeasured = await preview()
+    expect(unmeasured).toMatchObject({strategy: 'builtin', promised: 0})
+    expect(unmeasured?.jobs.find((item) => item.job_id === job.job_id)).toMatchObject({decision: 'declined', reason: 'no_estimate'})
+    const config = join(watcher.configDir, 'outpost.toml')
+    writeFileSync(config, readFileSync(config, 'utf8').replace('[jobs.bidding]\n', `[jobs.bidding]\nprogram_deny = ["${digest}"]\n`))
+    expect((await preview())?.jobs.find((item) => item.job_id === job.job_id)).toMatchObject({decision: 'declined', reason: 'program_denied'})
+    // Nothing was committed.
+    expect((await send<{bids: unknown[]}>(target, 'GET', `/jobs/${job.job_id}/auction`)).body.bids).toEqual([])
+  }, 60_000)
+
   it('two agents bid on auction jobs; the cheaper wins each, runs it with its job loop and is paid the second-lowest fee', async () => {
     const cheap = await initProvider(devnet.endpoint)
     const dear = await initProvider(devnet.endpoint)
@@ -81,6 +112,7 @@ describe('outpost run with [jobs.bidding]', () => {
         ),
       )
     }
+
     const jobOf = async (id: string) => (await send<JobAnswer>(target, 'GET', `/jobs/${id}`, {key: renter})).body
     const done = await waitFor(async () => (await Promise.all(jobs.map((job) => jobOf(job.job_id)))).every((job) => job.status === 'completed'), 100_000, 500)
     expect(done, `${readFileSync(cheapAgent.logFile, 'utf8').slice(-3000)}\n${readFileSync(dearAgent.logFile, 'utf8').slice(-3000)}`).toBe(true)
