@@ -52,7 +52,7 @@ export const jobsBench: BenchSection = async () => {
       {group: 'jobs', name: `zk example: executor time (median of ${ZK_ROUNDS})`, value: Math.round(measured), unit: 'ms', note: 'process start, witness, proof, local verification'},
       {group: 'jobs', name: 'zk example: witness + proof', value: Math.round(median(proveMs)), unit: 'ms'},
       {group: 'jobs', name: 'zk example: proofs per minute, one at a time', value: Math.round(60_000 / measured), unit: '/min'},
-      {group: 'jobs', name: 'zk example: estimated run time (size model)', value: Math.round(estimate), unit: 'ms', ratio: estimate / measured, note: 'vs measured; target 0.75–1.25'},
+      {group: 'jobs', name: 'zk estimate vs measured (size model: what the auction deadline filter uses)', value: Math.round(estimate), unit: 'ms', ratio: estimate / measured, note: `measured ${Math.round(measured)} ms; goal: ratio 0.75–1.25 (within 25 %)`},
     )
 
     const simulator = new QasmSimulatorExecutor({max_width: 16, max_shots: 1_000_000, max_gates: 100_000, heap_mb: 2048}, new SpeedBook())

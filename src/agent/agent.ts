@@ -7,6 +7,7 @@ import type {JobKind} from '../core/api/job-schemas.js'
 import type {JobsApi} from '../core/api/jobs.js'
 import type {HealthCheck, HeartbeatBody, ProviderApi} from '../core/api/provider.js'
 import type {Contract, Instance} from '../core/api/schemas.js'
+import type {JobBiddingConfig} from '../core/config/job-bidding.js'
 import type {BiddingConfig, Offering} from '../core/config/schema.js'
 import {verifyContractRequest, type ContractRequestRefusal} from '../core/contract-request.js'
 import {formatAmount, parseAmount} from '../core/decimal.js'
@@ -21,6 +22,9 @@ import {contractHolder, GpuShortageError, type GpuAllocator, type GpuUnit} from 
 import {instanceName, InstanceMismatchError, ProvisionAbortedError, ProvisionError, type InstanceClaim, type ProvisionedInstance, type Provisioner} from '../provisioners/provisioner.js'
 import {nextTier} from '../stake/tiers.js'
 import {Backoff, follow, pause, unlessAborted} from './backoff.js'
+import {AuctionEngine, type AuctionApi} from './bidding/auction-engine.js'
+import {AuctionJournal, auctionJournalPath} from './bidding/auction-journal.js'
+import {createAuctionMetrics} from './bidding/auction-metrics.js'
 import {BidEngine, type BiddingApi, type HeldContracts} from './bidding/engine.js'
 import type {PricingScript} from './bidding/script-pricing.js'
 import {ContractLocks, type LockApi} from './contract-lock.js'
@@ -79,11 +83,13 @@ export interface AgentOptions {
   offerings: readonly Offering[]
   /** [jobs] when enabled: the daemon serves job markets (§12) beside the contracts. */
   jobs?: {
-    api: JobLoopApi & Pick<JobsApi, 'submitResult'>
+    api: JobLoopApi & Pick<JobsApi, 'submitResult'> & AuctionApi
     executors: ReadonlyMap<JobKind, Executor>
     settings: Omit<JobLoopSettings, 'longPollWaitSeconds' | 'pollIntervalSeconds'>
     /** [attestation] when enabled: a TPM quote on every result, and jobs that require attestation taken (§14). */
     attest?: ResultAttester
+    /** [jobs.bidding]: the daemon bids in §13 auctions; won jobs are run by the job loop. */
+    auctions?: {config: JobBiddingConfig; script: PricingScript | undefined}
   }
 }
 
@@ -135,6 +141,8 @@ export class Agent {
   private readonly offerings: OfferingBook
   /** The job-market loop, when [jobs] is enabled. */
   readonly jobLoop: JobLoop | undefined
+  /** The §13 bidder, when [jobs.bidding] is set too; the job loop runs what it wins. */
+  readonly auctionEngine: AuctionEngine | undefined
   /** Resolves once the marketplace acknowledged a heartbeat: jobs are offered only to its capabilities. */
   private readonly firstHeartbeat: Promise<void>
   private markHeartbeat: () => void = () => undefined
@@ -235,6 +243,12 @@ export class Agent {
           ...(options.jobs.attest ? {attest: options.jobs.attest} : {}),
         })
       : undefined
+    const jobLoop = this.jobLoop
+    const auctions = options.jobs?.auctions
+    this.auctionEngine =
+      jobLoop && auctions && auctions.config.enabled && options.jobs
+        ? this.auctionEngineFor(options.jobs, auctions, jobLoop)
+        : undefined
     this.queue = new WorkQueue<Contract>({
       concurrency: options.settings.maxConcurrentProvisions,
       idOf: (contract) => contract.contract_id,
@@ -330,6 +344,8 @@ export class Agent {
     const jobs = this.jobLoop
     // A draining agent leases nothing new; the leases it holds run on (stop() waits for them).
     if (jobs) this.loops.push(this.loop('jobs', async () => (await unlessAborted(this.firstHeartbeat, this.stopping.signal), this.draining ? DRAIN_IDLE_MS : await jobs.round())))
+    const auctions = this.auctionEngine
+    if (auctions) this.loops.push(this.loop('auctions', async () => (await unlessAborted(this.firstHeartbeat, this.stopping.signal), await auctions.round(this.stopping.signal))))
   }
 
   /** One round of everything, then returns: for cron and CI. Throws when the marketplace could not be reached. */
@@ -505,6 +521,25 @@ export class Agent {
       // The allocator's count already leaves out the devices jobs hold.
       gpu_count: this.gpus ? free.gpu_count : Math.max(0, free.gpu_count - jobs.gpu_count),
     }
+  }
+
+  private auctionEngineFor(jobs: NonNullable<AgentOptions['jobs']>, auctions: NonNullable<NonNullable<AgentOptions['jobs']>['auctions']>, jobLoop: JobLoop): AuctionEngine {
+    const {executors} = jobs
+    return new AuctionEngine({
+      api: jobs.api,
+      config: auctions.config,
+      script: auctions.script,
+      kinds: jobs.settings.kinds.filter((kind) => executors.has(kind)),
+      estimate: async (job, program, input) => executors.get(job.kind)?.estimate({job: {...job, resources: {...job.resources, gpu_count: job.resources.gpu_count ?? 0}}, program, input}),
+      calibrate: async (kind, signal) => executors.get(kind)?.calibrate?.(signal),
+      runSlots: jobs.settings.maxConcurrent,
+      journal: new AuctionJournal(auctionJournalPath(this.options.stateDir)),
+      log: this.log,
+      metrics: createAuctionMetrics(this.metrics.registry),
+      onWon: ({lease, job}) => jobLoop.runWon(lease, job),
+      longPollWaitSeconds: this.settings.longPollWaitSeconds,
+      retry: QUICK_RETRY,
+    })
   }
 
   private jobsFree(): {cpu_cores: number; memory_mb: number; gpu_count: number} | undefined {

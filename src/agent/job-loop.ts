@@ -328,6 +328,24 @@ export class JobLoop {
     return true
   }
 
+  /**
+   * Runs a lease taken outside this loop (a won §13 auction: the auction engine leased it) as one this loop took:
+   * journalled, renewed, run, signed, submitted. A lease this loop runs already (taken up after a restart) is not
+   * started twice. Resolves when the lease is settled or handed back.
+   */
+  async runWon(lease: Lease, job: Job): Promise<void> {
+    await (this.takingUp ??= this.takeUp())
+    const running = this.running.get(lease.lease_id)
+    if (running) return running.work
+    // Settled before a restart: the take-up found its end.
+    if (this.options.journalLeases.has(lease.lease_id)) return
+    this.options.journal.append({event: 'lease_taken', lease_id: lease.lease_id, lease, job})
+    this.options.metrics.jobsLeased.inc({kind: job.kind})
+    this.options.log.info({job_id: job.job_id, lease_id: lease.lease_id, kind: job.kind, deadline: job.deadline}, 'won job leased')
+    this.track(lease, job, (signal) => this.runLeased(lease, job, signal, false))
+    await this.running.get(lease.lease_id)?.work
+  }
+
   /** The program when the job is one to lease; undefined (and the job declined for a while) when it is not. */
   private async consider(job: Job, won: boolean): Promise<Buffer | undefined> {
     const {settings} = this.options

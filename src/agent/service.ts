@@ -17,6 +17,7 @@ import type {KeyPair} from '../core/signing.js'
 import {createExecutors} from '../executors/index.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
 import {Agent, DRAIN_HEARTBEAT_MS, type AgentSettings} from './agent.js'
+import {auctionPricingScript} from './bidding/auction-script.js'
 import {Chores, type ChoreSettings} from './chores.js'
 import type {UnsignedResult} from './result-envelope.js'
 import {pricingScript} from './bidding/script-pricing.js'
@@ -171,6 +172,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
               executors: createExecutors(config.jobs, {configPath: loaded.path, stateDir: loaded.paths.stateDir}),
               settings: {kinds: config.jobs.kinds, maxConcurrent: config.jobs.max_concurrent, minReward: config.jobs.min_reward},
               ...(attester ? {attest: (fields: UnsignedResult & {signer: string}) => attester.attest(fields)} : {}),
+              ...(config.jobs.bidding ? {auctions: {config: config.jobs.bidding, script: auctionPricingScript(loaded.path, config.jobs.bidding)}} : {}),
             },
           }
         : {}),

@@ -2,6 +2,7 @@ import {z} from 'zod'
 
 import {isAmount} from '../core/decimal.js'
 import {EXECUTOR_TYPES, JOB_KINDS, JobKind, type ExecutorType} from './executor.js'
+import {JobBiddingSection} from '../core/config/job-bidding.js'
 
 /**
  * The `[jobs]` section of outpost.toml (a fragment for src/core/config/schema.ts): which §12 job kinds the agent
@@ -74,6 +75,7 @@ export const JobsSection = z
     docker: DockerExecutorSection.default({socket: '/var/run/docker.sock', request_timeout_seconds: 30, pids_limit: 1024}).describe('The docker executor'),
     script: ScriptExecutorSection.optional().describe('The script executor (an executor = "script")'),
     slurm: SlurmExecutorSection.optional().describe('The slurm executor (an executor = "slurm")'),
+    bidding: JobBiddingSection.optional().describe('Sealed-bid auctions for jobs (PROTOCOL §13): the cost model, filters and strategy; without it, auction jobs are not bid on'),
   })
   .superRefine((jobs, context) => {
     for (const kind of new Set(jobs.kinds)) {

@@ -5,6 +5,7 @@ import type {LoadedConfig} from '../../core/config/load.js'
 import {ExitCode, UserError} from '../../core/errors.js'
 import type {KeyPair} from '../../core/signing.js'
 import {createProvisioner} from '../../provisioners/index.js'
+import {previewAuctions, type AuctionPreview} from './auction-preview.js'
 import {decideOrder} from './decide.js'
 import type {DeclineReason} from './decision.js'
 import {CapacityLedger} from './ledger.js'
@@ -26,6 +27,8 @@ export interface BidPreview {
   /** Contracts held now (active, and accepted ones waiting for the agent), counted before any order. */
   held_contracts: number
   orders: PreviewedOrder[]
+  /** Open §13 auction jobs decided with [jobs.bidding]; null when it is not set. */
+  auctions: AuctionPreview | null
 }
 
 /**
@@ -57,7 +60,8 @@ export async function previewBids(loaded: LoadedConfig, key: KeyPair): Promise<B
         previewed.push({...order, decision: 'declined', reason: decision.reason, detail: decision.detail})
       }
     }
-    return {enabled: bidding.enabled, strategy: bidding.strategy, capacity: capacity ? wireResources(capacity) : null, held_contracts: holding.size, orders: previewed}
+    const auctions = (await previewAuctions(loaded, client, providerPubkey)) ?? null
+    return {enabled: bidding.enabled, strategy: bidding.strategy, capacity: capacity ? wireResources(capacity) : null, held_contracts: holding.size, orders: previewed, auctions}
   } finally {
     await provisioner.close?.()
   }

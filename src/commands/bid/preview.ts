@@ -4,7 +4,7 @@ import {renderTable} from '../../ui/table.js'
 import type {BidPreview} from '../../agent/bidding/preview.js'
 
 export default class BidPreviewCommand extends BaseCommand {
-  static override summary = 'Price the open orders with the current [bidding] config and show the decision for each, bidding nothing'
+  static override summary = 'Price the open orders ([bidding]) and the open auction jobs ([jobs.bidding]) and show the decision for each, bidding nothing'
   static override description =
     'A dry run for tuning prices: each open order is decided as a freshly started agent would decide it now (filters, ' +
     'capacity from the provisioner minus the contracts held, the price of the strategy, the order\'s max price). Works ' +
@@ -27,6 +27,7 @@ export default class BidPreviewCommand extends BaseCommand {
     const capacity = preview.capacity
     this.log(`strategy ${preview.strategy}${preview.enabled ? '' : ' (bidding is disabled: `outpost run` bids nothing)'}`)
     this.log(capacity ? `capacity ${capacity.cpu_cores} cpu, ${capacity.memory_mb} MB, ${capacity.storage_gb} GB, ${capacity.gpu_count} GPU; ${preview.held_contracts} contracts held` : 'capacity unknown: the provisioner reports none')
+    this.renderAuctions(preview)
     if (preview.orders.length === 0) {
       this.log('no open orders')
       return preview
@@ -40,5 +41,23 @@ export default class BidPreviewCommand extends BaseCommand {
     ])
     this.log(renderTable(['order', 'cpu/MB/GB/GPU', 'max/h', 'decision', 'why'], rows))
     return preview
+  }
+
+  private renderAuctions(preview: BidPreview): void {
+    const {auctions} = preview
+    if (!auctions) return
+    this.log(`auction jobs (§13): strategy ${auctions.strategy}, ${auctions.promised} committed to or won and not done${auctions.enabled ? '' : ' (bidding is off: [jobs] or [jobs.bidding] is disabled)'}`)
+    if (auctions.jobs.length === 0) {
+      this.log('no open auction jobs')
+      return
+    }
+    const rows = auctions.jobs.map((job) => [
+      job.job_id,
+      job.kind,
+      job.max_fee ?? '',
+      job.decision === 'commit' ? `commit ${job.fee ?? ''}` : job.decision === 'declined' ? `declined: ${job.reason ?? ''}` : 'committed already',
+      (job.decision === 'commit' ? job.why : job.detail) ?? '',
+    ])
+    this.log(renderTable(['job', 'kind', 'max fee', 'decision', 'why'], rows))
   }
 }
