@@ -7,6 +7,7 @@ import type {JobsApi} from '../core/api/jobs.js'
 import {parseAmount} from '../core/decimal.js'
 import {describeError} from '../core/errors.js'
 import {writeFileAtomic} from '../core/files.js'
+import {archiveResultEnvelope} from '../core/result-archive.js'
 import {toHex} from '../core/hex.js'
 import type {KeyPair, SignedResultEnvelope} from '../core/signing.js'
 import {ExecutorError, type Executor, type ExecutorJob} from '../executors/executor.js'
@@ -483,11 +484,12 @@ export class JobLoop {
         // Only the attester can fail here (the TPM stopped answering, or holds another AK): an unattested result
         // would be rejected and its collateral lost, so the lease goes back while another provider has time.
         log.error({lease_id: lease.lease_id, job_id: job.job_id, err: describeError(error)}, 'the result could not be attested')
-        return await this.failLease(lease, job.job_id, {reason: `attestation_failed: ${describeError(error)}`.slice(0, 1000), retryable: true})
+        return await this.failLease(lease, job.job_id, {reason: 'attestation_failed: the TPM could not quote this result', retryable: true})
       }
       const outputFile = envelope.output.data_b64 === undefined ? this.keepOutput(lease, output) : undefined
       // Before it is submitted: a restart resubmits this very envelope, never one built again from another run.
       this.options.journal.append({event: 'result_signed', lease_id: lease.lease_id, envelope, ...(outputFile ? {output_file: outputFile} : {})})
+      this.keepForDisputes(envelope)
       if (this.options.disk.full) await this.options.disk.room(interrupt)
       if (interrupt.aborted) return
       await this.submit(lease, job, envelope, outputFile, interrupt, renewal)
@@ -514,6 +516,15 @@ export class JobLoop {
   }
 
   /** An output too large to go inline, kept until it is uploaded (a restart uploads it again). */
+  /** The envelope kept by job for `dispute evidence --auto --job`; evidence is no reason to hold a result back. */
+  private keepForDisputes(envelope: SignedResultEnvelope): void {
+    try {
+      archiveResultEnvelope(this.options.stateDir, envelope)
+    } catch (error) {
+      this.options.log.warn({job_id: envelope.job_id, err: describeError(error)}, 'the result envelope could not be kept for dispute evidence')
+    }
+  }
+
   private keepOutput(lease: Lease, output: Buffer): string {
     const path = join(this.options.stateDir, 'job-outputs', lease.lease_id)
     writeFileAtomic(path, output, 0o600)

@@ -28,7 +28,7 @@ export function archiveResultEnvelope(stateDir: string, envelope: SignedResultEn
   const line = canonicalJson(envelope)
   if (readArchiveLines(stateDir, envelope.job_id).includes(line)) return
   mkdirSync(resultArchiveDir(stateDir), {recursive: true, mode: 0o700})
-  appendFileSync(archiveFile(stateDir, envelope.job_id), line + '\n', {mode: 0o644})
+  appendFileSync(archiveFile(stateDir, envelope.job_id), line + '\n', {mode: 0o600})
 }
 
 function readArchiveLines(stateDir: string, jobId: string): string[] {

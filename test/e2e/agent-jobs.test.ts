@@ -15,6 +15,7 @@ import {testDocker} from '../support/dockerd.js'
 import {client, initProvider, metricsUrl, startAgent, waitFor, type AgentProcess, type ProviderSetup} from '../support/marketplace.js'
 import {outboxEntries} from '../support/agent-run.js'
 import {jobAgentEnv, openExampleJobs, readJobMarket, renterClient, signedEnvelopes, sumMicro} from '../support/job-run.js'
+import {readResultEnvelopes} from '../../src/core/result-archive.js'
 
 /**
  * `outpost run` (the built CLI) serving the job market of `outpost devnet start --trap-ratio 0.1` (the built CLI, in a
@@ -123,6 +124,8 @@ describe('outpost run serving a job market (PROTOCOL §12)', () => {
     expect(text).toMatch(/^outpost_agent_job_time_to_result_seconds_count\{kind="quantum_circuit"\} [1-9]/m)
     await stopAgent(running)
     expect(outboxEntries(join(setup.configDir, 'state'))).toEqual([])
+    // Each result is kept by job for `dispute evidence --auto --job`.
+    for (const job of jobs) expect(readResultEnvelopes(join(setup.configDir, 'state'), job.job_id).envelopes, job.job_id).toHaveLength(1)
   })
 
   it(`runs ${JOBS} container jobs on a Docker engine with traps: every result accepted, rewards paid, collateral back`, {timeout: 240_000}, async (context) => {
