@@ -1,15 +1,13 @@
 import {z} from 'zod'
 
+import {JOB_KINDS} from '../core/api/job-schemas.js'
+import type {ExecutorType} from '../core/config/jobs.js'
 import type {GpuUnit} from '../gpu/allocator.js'
 
 /** The job kinds of PROTOCOL §12. */
-export const JOB_KINDS = ['zk_proof', 'quantum_circuit', 'container'] as const
 export const JobKind = z.enum(JOB_KINDS)
 export type JobKind = z.infer<typeof JobKind>
 
-/** The executor types, each a folder of src/executors/. */
-export const EXECUTOR_TYPES = ['snarkjs', 'qasm-simulator', 'docker', 'slurm', 'script'] as const
-export type ExecutorType = (typeof EXECUTOR_TYPES)[number]
 
 /** Outputs (and container programs' outputs at /output) are at most 16 MiB (§12). */
 export const MAX_OUTPUT_BYTES = 16 * 1024 * 1024

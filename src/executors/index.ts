@@ -2,8 +2,9 @@ import {join} from 'node:path'
 
 import {resolveFrom} from '../core/config/paths.js'
 import {BugError} from '../core/errors.js'
-import {EXECUTOR_KINDS, type JobsSettings} from './config.js'
-import type {Executor, ExecutorType, JobKind} from './executor.js'
+import {EXECUTOR_KINDS, type JobsSettings} from '../core/config/jobs.js'
+import type {ExecutorType} from '../core/config/jobs.js'
+import type {Executor, JobKind} from './executor.js'
 import {SpeedBook} from './speed-book.js'
 
 /** What every executor may need from the agent around it. */

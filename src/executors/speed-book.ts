@@ -2,7 +2,8 @@ import {readFileSync} from 'node:fs'
 import {z} from 'zod'
 
 import {writeFileAtomic} from '../core/files.js'
-import type {ExecutorType, RunEstimate} from './executor.js'
+import type {ExecutorType} from '../core/config/jobs.js'
+import type {RunEstimate} from './executor.js'
 
 /**
  * A machine's speed for one executor: a run is expected to take `fixed_ms + ms_per_unit × units`, where units are

@@ -4,7 +4,7 @@ import {fileURLToPath} from 'node:url'
 import {execa} from 'execa'
 import {describe, expect, it} from 'vitest'
 
-import {JobsSection} from '../../src/executors/config.js'
+import {JobsSection} from '../../src/core/config/jobs.js'
 import {createExecutors, speedBookFile} from '../../src/executors/index.js'
 import {SpeedBook} from '../../src/executors/speed-book.js'
 import {jobFor, never, tempDir} from './helpers.js'

@@ -3,7 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {duration} from '../../cli/flags.js'
 import {ExitCode, UserError} from '../../core/errors.js'
-import {JOB_KINDS} from '../../executors/executor.js'
+import {JOB_KINDS} from '../../core/api/job-schemas.js'
 import {exampleJob, fileJob, LOCAL_EXAMPLES, runLocal, type RunLocalResult} from '../../jobs/run-local.js'
 import {progressMode} from '../../ui/tasks.js'
 

@@ -1,6 +1,6 @@
 import {z} from 'zod'
 
-import {JobsSection} from '../../executors/config.js'
+import {JobsSection} from './jobs.js'
 import {isAmount} from '../decimal.js'
 
 /**

@@ -4,7 +4,7 @@ import {z} from 'zod'
 
 import {CONTAINER_RUNTIME_REMEDY} from '../../gpu/container-runtime.js'
 import {demultiplexLogs, DockerApiError, DockerEngine} from '../../provisioners/docker/engine.js'
-import type {DockerExecutorSection} from '../config.js'
+import type {DockerExecutorSection} from '../../core/config/jobs.js'
 import {
   ExecutorAbortedError,
   ExecutorError,

@@ -5,7 +5,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import type {z} from 'zod'
 
 import {runSlurm, SlurmCommandError, SubmittedJob} from '../../provisioners/slurm/commands.js'
-import type {SlurmExecutorSection} from '../config.js'
+import type {SlurmExecutorSection} from '../../core/config/jobs.js'
 import {
   ExecutorAbortedError,
   ExecutorError,

@@ -1,13 +1,19 @@
 import {z} from 'zod'
 
-import {isAmount} from '../core/decimal.js'
-import {EXECUTOR_TYPES, JOB_KINDS, JobKind, type ExecutorType} from './executor.js'
-import {JobBiddingSection} from '../core/config/job-bidding.js'
+import {JOB_KINDS, type JobKind} from '../api/job-schemas.js'
+
+const JobKindSchema = z.enum(JOB_KINDS)
+import {isAmount} from '../decimal.js'
+import {JobBiddingSection} from './job-bidding.js'
 
 /**
  * The `[jobs]` section of outpost.toml (a fragment for src/core/config/schema.ts): which §12 job kinds the agent
  * serves, how many at once, and which executor runs each kind, with the executors' own sections.
  */
+
+/** The programs that run jobs (src/executors/ has one folder each). */
+export const EXECUTOR_TYPES = ['snarkjs', 'qasm-simulator', 'docker', 'slurm', 'script'] as const
+export type ExecutorType = (typeof EXECUTOR_TYPES)[number]
 
 const seconds = (fallback: number, min = 1, max = 86_400) => z.number().int().min(min).max(max).default(fallback)
 
@@ -67,7 +73,7 @@ const MinimumReward = z.strictObject({
 export const JobsSection = z
   .strictObject({
     enabled: z.boolean().default(false).describe('Serve job markets (PROTOCOL §12): lease jobs, run them, return signed results'),
-    kinds: z.array(JobKind).min(1).default(['zk_proof', 'quantum_circuit']).describe('Job kinds served'),
+    kinds: z.array(JobKindSchema).min(1).default(['zk_proof', 'quantum_circuit']).describe('Job kinds served'),
     max_concurrent: z.number().int().min(1).max(64).default(1).describe('Jobs run at once'),
     min_reward: MinimumReward.default({}).describe('Price floor per kind: jobs paying less are not leased'),
     executor: ExecutorChoice.default({zk_proof: 'snarkjs', quantum_circuit: 'qasm-simulator', container: 'docker'}).describe('The executor of each kind'),
