@@ -14,6 +14,7 @@ import {createExecutors, speedBookFile} from '../executors/index.js'
 import {multiplierExample} from '../executors/snarkjs/program.js'
 import {SpeedBook} from '../executors/speed-book.js'
 import {runTasks, type ProgressMode, type Task} from '../ui/tasks.js'
+import {TpmResultAttester} from '../attest/attest.js'
 
 /**
  * `outpost jobs run-local`: one job through the executor `[jobs]` names for its kind, with no marketplace, so an
@@ -93,7 +94,10 @@ export interface RunLocalState {
   estimate?: RunEstimate
   outcome?: JobOutcome
   wallMs?: number
+  startedAt?: number
   check?: string
+  /** With [attestation] enabled: the quote's PCR digest, once the quote over the result verified. */
+  attestation?: {pcr_digest: string}
 }
 
 export interface RunLocalResult {
@@ -113,6 +117,8 @@ export interface RunLocalResult {
   output: {digest: string; size_bytes: number}
   output_file: string | null
   check: string
+  /** The quote's PCR digest when [attestation] is enabled (the quote verified against the recorded AK), else null. */
+  attestation: {pcr_digest: string} | null
   measured: Record<string, number>
 }
 
@@ -167,8 +173,9 @@ export function checkOutput(kind: JobKind, output: Buffer, input: Buffer): strin
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`
 
 /** The steps of one local run, in order; a caller may add its own (an attestation of the output) before running them. */
-export function runLocalSteps(): Task<RunLocalState>[] {
-  return [
+/** The steps of a local run; with `attest` ([attestation] enabled), the result is quoted as a leased job's would be. */
+export function runLocalSteps(attest: boolean): Task<RunLocalState>[] {
+  const steps: Task<RunLocalState>[] = [
     {
       title: 'Estimate the run time',
       run: async (state) => {
@@ -183,7 +190,7 @@ export function runLocalSteps(): Task<RunLocalState>[] {
         const signal = AbortSignal.any([AbortSignal.timeout(state.options.timeoutMs), ...(state.options.signal ? [state.options.signal] : [])])
         const outcome = await state.executor.run({job: state.job, program: state.options.local.program, input: state.options.local.input, workDir: state.workDir, signal})
         const wallMs = performance.now() - started
-        return {note: `${state.executor.type}: ${seconds(outcome.executorMs)}, output ${sha256Hex(outcome.output).slice(0, 16)}… (${outcome.output.length} bytes)`, add: {outcome, wallMs}}
+        return {note: `${state.executor.type}: ${seconds(outcome.executorMs)}, output ${sha256Hex(outcome.output).slice(0, 16)}… (${outcome.output.length} bytes)`, add: {outcome, wallMs, startedAt: Date.now() - wallMs}}
       },
     },
     {
@@ -194,7 +201,26 @@ export function runLocalSteps(): Task<RunLocalState>[] {
         return {note: check, add: {check}}
       },
     },
+    {
+      title: 'Attest the result (TPM quote, PROTOCOL §14)',
+      run: async (state) => {
+        if (!state.outcome) throw new Error('the result is attested after the run')
+        // The envelope a leased job would carry, with this run's facts: the quote binds it, and is checked against the AK.
+        const attestation = await TpmResultAttester.open(state.options.loaded).attest({
+          job_id: state.job.job_id,
+          lease_id: 'local',
+          program_digest: state.job.program.digest,
+          input_digest: state.job.input.digest,
+          output: {digest: sha256Hex(state.outcome.output), size_bytes: state.outcome.output.length},
+          started_at: state.startedAt ?? Date.now(),
+          finished_at: Date.now(),
+          signer: 'local',
+        })
+        return {note: `quote by the recorded AK verified, PCR digest ${attestation.pcr_digest.slice(0, 16)}…`, add: {attestation: {pcr_digest: attestation.pcr_digest}}}
+      },
+    },
   ]
+  return attest ? steps : steps.slice(0, -1)
 }
 
 /** An executor's failure said as a cause and a remedy; the executor's detail (stderr, a log) is shown too. */
@@ -213,7 +239,7 @@ function explainExecutorError(error: ExecutorError, executor: Executor, options:
 }
 
 /** Runs one job through its executor, with the steps shown as they go; resolves with what a person checks. */
-export async function runLocal(options: RunLocalOptions, progress: {mode: ProgressMode; log: (line: string) => void}, steps = runLocalSteps()): Promise<RunLocalResult> {
+export async function runLocal(options: RunLocalOptions, progress: {mode: ProgressMode; log: (line: string) => void}, steps = runLocalSteps(options.loaded.config.attestation.enabled)): Promise<RunLocalResult> {
   const {loaded, local} = options
   const executor = executorFor(loaded, local.kind, loaded.paths.stateDir)
   const workDir = await mkdtemp(join(tmpdir(), 'outpost-run-local-'))
@@ -245,6 +271,7 @@ export async function runLocal(options: RunLocalOptions, progress: {mode: Progre
       output: {digest: sha256Hex(outcome.output), size_bytes: outcome.output.length},
       output_file: options.outputFile ?? null,
       check: state.check,
+      attestation: state.attestation ?? null,
       measured: outcome.measured,
     }
   } catch (error) {

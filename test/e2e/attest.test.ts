@@ -192,6 +192,16 @@ describe.skipIf(!availability.available)(`outpost attest with swtpm${availabilit
     }
   })
 
+  it('jobs run-local shows the attestation step: the result quoted by the enrolled AK', async () => {
+    const local = await runCli(['jobs', 'run-local', '--example', 'ghz', '--json'], {env})
+    expect(local.exitCode, local.stderr).toBe(0)
+    const result = parseJson<{attestation: {pcr_digest: string} | null}>(local)
+    expect(result.attestation?.pcr_digest).toMatch(/^[0-9a-f]{64}$/)
+    const plain = await runCli(['jobs', 'run-local', '--example', 'ghz'], {env})
+    expect(plain.stdout).toMatch(/Attest the result \(TPM quote/)
+    expect(plain.stdout).toMatch(/attested {2}TPM quote verified, PCR digest [0-9a-f]{64}/)
+  })
+
   it('rejects with bad_attestation a quote over another envelope, by another TPM\'s AK, and a replayed one', async () => {
     const attester = TpmResultAttester.open(loaded())
 

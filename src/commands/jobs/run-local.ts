@@ -64,6 +64,7 @@ export default class JobsRunLocal extends BaseCommand {
       this.log(`time      ${(result.executor_ms / 1000).toFixed(2)} s${estimate}`)
       this.log(`output    ${result.output.digest} (${result.output.size_bytes} bytes)${result.output_file ? ` written to ${result.output_file}` : ''}`)
       this.log(`check     ${result.check}`)
+      this.log(`attested  ${result.attestation ? `TPM quote verified, PCR digest ${result.attestation.pcr_digest}` : 'no ([attestation] enabled = false)'}`)
       return result
     } finally {
       process.off('SIGINT', interrupt)
