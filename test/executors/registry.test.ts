@@ -48,7 +48,7 @@ describe('executor registry', () => {
     const trace = join(tempDir(), 'imports.txt')
     const script = `
       const {createExecutors} = await import(${JSON.stringify(join(REPO, 'src/executors/index.ts'))})
-      const {JobsSection} = await import(${JSON.stringify(join(REPO, 'src/executors/config.ts'))})
+      const {JobsSection} = await import(${JSON.stringify(join(REPO, 'src/core/config/jobs.ts'))})
       const executors = createExecutors(JobsSection.parse({kinds: ['zk_proof', 'quantum_circuit', 'container']}), {configPath: '/etc/outpost/outpost.toml', stateDir: '/nonexistent'})
       if (executors.size !== 3) throw new Error('expected three executors')
     `
