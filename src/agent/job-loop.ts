@@ -450,7 +450,7 @@ export class JobLoop {
       const late = await this.lateBy(executor, job, program, input)
       if (late !== undefined) {
         log.warn({lease_id: lease.lease_id, job_id: job.job_id, resumed, reason: late}, 'failing the lease early: another provider may still make the deadline')
-        return await this.failLease(lease, job.job_id, {reason: late, retryable: true})
+        return await this.giveUpOnDeadline(lease, job, late)
       }
       gpus = this.allocateGpus(job)
       rmSync(workDir, {recursive: true, force: true})
@@ -504,7 +504,7 @@ export class JobLoop {
   /** The run stopped: the agent is shutting down (the lease waits for the next run), the lease was lost, or the deadline came. */
   private async stopped(lease: Lease, job: Job, lost: AbortSignal, deadline: AbortSignal): Promise<void> {
     if (lost.aborted) return this.record(lease, job, {outcome: 'expired', reason: 'the lease expired before the result was in'})
-    if (deadline.aborted) return this.failLease(lease, job.job_id, {reason: 'the run did not finish before the deadline', retryable: true})
+    if (deadline.aborted) return this.giveUpOnDeadline(lease, job, 'the run did not finish before the deadline')
     this.options.log.info({lease_id: lease.lease_id, job_id: job.job_id}, 'interrupted: the lease is taken up by the next run')
   }
 
@@ -605,6 +605,12 @@ export class JobLoop {
   }
 
   /** POST fail, asked again until it is answered; the lease is recorded failed (or expired, when it already was). */
+  /** A job this host can't finish in time goes back for another provider, and is not leased here again. */
+  private async giveUpOnDeadline(lease: Lease, job: Job, reason: string): Promise<void> {
+    this.declinedUntil.set(job.job_id, job.deadline)
+    return this.failLease(lease, job.job_id, {reason, retryable: true})
+  }
+
   private async failLease(lease: Lease, jobId: string, failure: {reason: string; retryable: boolean}): Promise<void> {
     const backoff = new Backoff()
     const signal = this.options.interrupting

@@ -37,7 +37,8 @@ interface SetupJson {
   next_steps: string[]
 }
 
-describe.skipIf(!haveSshd)('outpost setup proxmox --gpus (built CLI, OpenSSH, fake PVE tools, API emulator)', () => {
+// Each test is a whole wizard run over SSH (a dozen CLI and remote commands): minutes on a busy 2-core machine.
+describe.skipIf(!haveSshd)('outpost setup proxmox --gpus (built CLI, OpenSSH, fake PVE tools, API emulator)', {timeout: 240_000}, () => {
   let host: FakeProxmoxHost
   let emulator: ProxmoxEmulator
   let marketplace: MarketplaceServer

@@ -33,7 +33,8 @@ interface ErrorJson {
   error: {code: string; message: string; suggestion?: string}
 }
 
-describe.skipIf(!haveSshd)('outpost setup proxmox (built CLI, real OpenSSH server, fake PVE tools, Proxmox API emulator)', () => {
+// Each test is a whole wizard run over SSH (a dozen CLI and remote commands): minutes on a busy 2-core machine.
+describe.skipIf(!haveSshd)('outpost setup proxmox (built CLI, real OpenSSH server, fake PVE tools, Proxmox API emulator)', {timeout: 240_000}, () => {
   let host: FakeProxmoxHost
   let emulator: ProxmoxEmulator
   let marketplace: MarketplaceServer
