@@ -196,7 +196,7 @@ describe.skipIf(!haveSshd)('outpost setup proxmox (built CLI, real OpenSSH serve
     const run = await execa('script', ['-qec', command, '/dev/null'], {
       env: {...cleanEnv(dir), CI: 'false', NO_COLOR: '1', TERM: 'xterm'},
       reject: false,
-      timeout: 60_000,
+      timeout: 110_000,
     })
     const output = String(run.stdout)
     expect(run.exitCode, output).toBe(0)

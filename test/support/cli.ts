@@ -29,7 +29,8 @@ export async function runCli(args: string[], options: {env?: Record<string, stri
     env: {NO_COLOR: '1', CI: 'true', ...options.env},
     extendEnv: true,
     input: options.input ?? '',
-    timeout: options.timeout ?? 60_000,
+    // Below the test timeout (vitest.config.ts), so a hung CLI fails its test with its output, not a bare timeout.
+    timeout: options.timeout ?? 110_000,
   }
   const result = await execa('node', [BIN, ...args], execaOptions)
   return {exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr)}
