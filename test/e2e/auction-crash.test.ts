@@ -89,8 +89,10 @@ describe('an auction agent SIGKILLed between commitment and reveal', () => {
     const job = await createJob(
       target,
       renter,
-      jobBody('quantum_circuit', digest, JSON.stringify({shots: 200, seed: 3}), {reward: {mode: 'auction', max_fee: '5'}, collateral: '1', bid_seconds: 12, reveal_seconds: 10, deadline_seconds: 120, max_attempts: 1}),
+      jobBody('quantum_circuit', digest, JSON.stringify({shots: 200, seed: 3}), {reward: {mode: 'auction', max_fee: '5'}, collateral: '1', bid_seconds: 30, reveal_seconds: 60, deadline_seconds: 240, max_attempts: 1}),
     )
+    // Windows wide enough for a loaded machine: the commitment lands before bidding closes, and the restarted agent
+    // (which calibrates its executors first) is up before reveals close.
     const journal = auctionJournalPath(stateDir)
     await until(() => readAuctionRecords(journal).get(job.job_id)?.acknowledged === true, 30_000, 'the commitment sent and acknowledged')
     first.process.kill('SIGKILL')
@@ -103,12 +105,12 @@ describe('an auction agent SIGKILLed between commitment and reveal', () => {
     expect(first.lines.some((line) => typeof line.msg === 'string' && line.msg.startsWith('auction: revealed'))).toBe(false)
 
     const second = startChild(options)
-    await until(async () => (await auction()).reveals.some((reveal) => reveal.provider_pubkey === provider.pk), 30_000, 'the reveal after the restart')
+    await until(async () => (await auction()).reveals.some((reveal) => reveal.provider_pubkey === provider.pk), 90_000, 'the reveal after the restart')
     expect(second.lines.some((line) => line.msg === `auction: revealed fee 0.4 for job ${job.job_id}`)).toBe(true)
     // Alone in the auction, it is paid its own fee, and runs the job it won.
-    await until(async () => (await send<JobAnswer>(target, 'GET', `/jobs/${job.job_id}`, {key: renter})).body.status === 'completed', 40_000, 'the won job run')
+    await until(async () => (await send<JobAnswer>(target, 'GET', `/jobs/${job.job_id}`, {key: renter})).body.status === 'completed', 60_000, 'the won job run')
     expect(await auction()).toMatchObject({winner: provider.pk, clearing_fee: '0.4'})
     second.process.kill('SIGTERM')
     await second.exited
-  }, 120_000)
+  }, 300_000)
 })

@@ -42,26 +42,38 @@ export function wireResources(resources: Resources): ScriptPricingInput['capacit
 }
 
 /**
- * Runs `<command> bid` with the input as JSON on stdin (the script provisioner's runner: own process group, the
- * whole group killed at the timeout) and reads its answer. Any failure is a verdict, never an exception: an order
- * the program could not price is declined, never bid on.
+ * Runs `<command> bid` with `input` as JSON on stdin (the script provisioner's runner: own process group, the whole
+ * group killed at the timeout) and parses its one JSON answer with `schema`. Any failure is a reason, never an
+ * exception: what the program could not price is never bid on.
  */
-export async function priceByScript(script: PricingScript, input: ScriptPricingInput, signal?: AbortSignal): Promise<ScriptVerdict> {
+export async function askBidScript<S extends z.ZodType>(
+  script: PricingScript,
+  input: unknown,
+  schema: S,
+  expected: string,
+  signal?: AbortSignal,
+): Promise<{answer: z.infer<S>} | {failed: string}> {
   let result
   try {
     result = await runScript({command: script.command, action: 'bid', input, timeoutMs: script.timeoutMs, signal})
   } catch (error) {
-    return {kind: 'failed', reason: describeError(error)}
+    return {failed: describeError(error)}
   }
-  if (result.exitCode !== 0) return {kind: 'failed', reason: `exited with ${result.exitCode === null ? 'a signal' : `code ${result.exitCode}`}${stderrTail(result.stderr, 3)}`}
+  if (result.exitCode !== 0) return {failed: `exited with ${result.exitCode === null ? 'a signal' : `code ${result.exitCode}`}${stderrTail(result.stderr, 3)}`}
   let output: unknown
   try {
     output = JSON.parse(result.stdout.trim())
   } catch {
-    return {kind: 'failed', reason: `printed no JSON: ${JSON.stringify(result.stdout.trim().slice(0, 200))}`}
+    return {failed: `printed no JSON: ${JSON.stringify(result.stdout.trim().slice(0, 200))}`}
   }
-  const answer = ScriptAnswer.safeParse(output)
-  if (!answer.success) return {kind: 'failed', reason: `answered neither {"price_per_hour": "..."} nor {"decline": "..."}: ${JSON.stringify(output).slice(0, 200)}`}
-  if ('decline' in answer.data) return {kind: 'decline', reason: answer.data.decline}
-  return {kind: 'price', micro: parseAmount(answer.data.price_per_hour)}
+  const answer = schema.safeParse(output)
+  return answer.success ? {answer: answer.data} : {failed: `answered neither ${expected} nor {"decline": "..."}: ${JSON.stringify(output).slice(0, 200)}`}
+}
+
+/** The price the program answers for an order, its decline, or why it could not be had. */
+export async function priceByScript(script: PricingScript, input: ScriptPricingInput, signal?: AbortSignal): Promise<ScriptVerdict> {
+  const asked = await askBidScript(script, input, ScriptAnswer, '{"price_per_hour": "..."}', signal)
+  if ('failed' in asked) return {kind: 'failed', reason: asked.failed}
+  if ('decline' in asked.answer) return {kind: 'decline', reason: asked.answer.decline}
+  return {kind: 'price', micro: parseAmount(asked.answer.price_per_hour)}
 }
