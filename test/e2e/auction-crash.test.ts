@@ -108,7 +108,7 @@ describe('an auction agent SIGKILLed between commitment and reveal', () => {
     await until(async () => (await auction()).reveals.some((reveal) => reveal.provider_pubkey === provider.pk), 90_000, 'the reveal after the restart')
     expect(second.lines.some((line) => line.msg === `auction: revealed fee 0.4 for job ${job.job_id}`)).toBe(true)
     // Alone in the auction, it is paid its own fee, and runs the job it won.
-    await until(async () => (await send<JobAnswer>(target, 'GET', `/jobs/${job.job_id}`, {key: renter})).body.status === 'completed', 60_000, 'the won job run')
+    await until(async () => (await send<JobAnswer>(target, 'GET', `/jobs/${job.job_id}`, {key: renter})).body.status === 'completed', 150_000, 'the won job run (after reveals close)')
     expect(await auction()).toMatchObject({winner: provider.pk, clearing_fee: '0.4'})
     second.process.kill('SIGTERM')
     await second.exited
