@@ -192,7 +192,7 @@ describe.skipIf(!haveSshd)('outpost setup proxmox (built CLI, real OpenSSH serve
     const providerPubkey = 'ab'.repeat(32)
     const args = flags(['--provider-pubkey', providerPubkey, '--yes']).filter((arg) => arg !== '--json')
     // script(1) gives the CLI a pseudo-terminal on stdin and stdout, as a person's shell would.
-    const command = 'stty cols 200 rows 50; ' + ['node', BIN, ...args].map((arg) => `'${arg}'`).join(' ')
+    const command = 'stty cols 200 rows 50; exec ' + ['node', BIN, ...args].map((arg) => `'${arg}'`).join(' ')
     const run = await execa('script', ['-qec', command, '/dev/null'], {
       env: {...cleanEnv(dir), CI: 'false', NO_COLOR: '1', TERM: 'xterm'},
       reject: false,

@@ -123,7 +123,7 @@ describe('outpost stake (built CLI, real devnet)', () => {
     if (!existsSync('/usr/bin/script')) context.skip()
     // util-linux `script` gives the CLI a real terminal; the answer is typed once the prompt is up.
     const inTerminal = async (answer: string) => {
-      const child = execa('script', ['-qec', `stty cols 200; node ${BIN} stake withdraw 0.5`, '/dev/null'], {cwd: REPO_ROOT, env: {...env, CI: '', NO_COLOR: '1'}, reject: false})
+      const child = execa('script', ['-qec', `stty cols 200; exec node ${BIN} stake withdraw 0.5`, '/dev/null'], {cwd: REPO_ROOT, env: {...env, CI: '', NO_COLOR: '1'}, reject: false})
       let output = ''
       child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()))
       await waitFor(() => output.includes('(y/N)'), 15_000, 50)

@@ -28,7 +28,8 @@ function quote(arg: string): string {
  * its prompt has appeared. A prompt that never appears fails the run with the output so far.
  */
 export async function runInTerminal(args: string[], options: {env: Record<string, string | undefined>; steps?: TerminalStep[]; timeoutMs?: number}): Promise<TerminalResult> {
-  const command = `stty cols 200 rows 50; ${['node', BIN, ...args].map(quote).join(' ')}`
+  // exec: the CLI itself takes the terminal's Ctrl-C, not a shell in between (dash dies of it with 130).
+  const command = `stty cols 200 rows 50; exec ${['node', BIN, ...args].map(quote).join(' ')}`
   const child = execa('script', ['-qec', command, '/dev/null'], {
     cwd: REPO_ROOT,
     env: {NO_COLOR: '1', TERM: 'xterm', ...options.env, CI: ''},
