@@ -194,8 +194,13 @@ process.once('exit', () => {
 
 /** `outpost run` from the built CLI, its JSON log appended to `logFile`. */
 export function startAgent(env: Record<string, string>, logFile: string, args: string[] = []): AgentProcess {
+  return startAgentProcess([BIN, 'run', ...args], env, logFile)
+}
+
+/** An agent started by `node <argv>` (the CLI's `run`, or the bench's agent with a backend that costs nothing). */
+export function startAgentProcess(argv: string[], env: Record<string, string>, logFile: string): AgentProcess {
   const log = openSync(logFile, 'a')
-  const child = spawn(process.execPath, [...profileArgs(), BIN, 'run', ...args], {env: {...process.env, NO_COLOR: '1', CI: 'true', ...env}, stdio: ['ignore', log, log]})
+  const child = spawn(process.execPath, [...profileArgs(), ...argv], {env: {...process.env, NO_COLOR: '1', CI: 'true', ...env}, stdio: ['ignore', log, log]})
   closeSync(log)
   runningAgents.add(child)
   child.once('exit', () => runningAgents.delete(child))
