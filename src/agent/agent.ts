@@ -630,7 +630,7 @@ export class Agent {
   }
 
   private done(contractId: string, outcome: 'provisioned' | 'failed' | 'skipped', reason?: string): void {
-    this.journal.append({event: 'contract_done', contract_id: contractId, outcome, reason})
+    this.journal.note({event: 'contract_done', contract_id: contractId, outcome, reason})
     // A contract that did not get its machine gives its devices back (a provisioned one keeps them until terminated).
     if (outcome !== 'provisioned') this.gpus?.release(contractHolder(contractId))
     this.count(outcome)
@@ -1130,7 +1130,7 @@ export class Agent {
     for (const item of answer.unknown) {
       const instance = byId.get(item.external_id)
       const name = instance?.name ?? item.external_id
-      this.journal.append({event: 'orphan_found', external_id: item.external_id, name})
+      this.journal.note({event: 'orphan_found', external_id: item.external_id, name})
       const contractId = instance?.contractId
       if (this.options.pruneOrphans && contractId) {
         this.log.warn({external_id: item.external_id, name}, 'reconcile: instance unknown to the marketplace: destroying it (--prune-orphans)')

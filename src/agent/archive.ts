@@ -1,13 +1,15 @@
-import {closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync} from 'node:fs'
+import {closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {isHex} from '../core/hex.js'
 import type {StateDisk} from './state-disk.js'
 
 /**
- * The agent's archives of evidence (`usage/`, `health/` in the state dir): one JSON Lines file per contract, appended
- * and fsynced, never rewritten, kept past what the outbox remembers so that a dispute that comes much later can still
- * be answered, and removed `[agent] archive_days` after the contract's last line.
+ * The agent's archives of evidence (`usage/`, `health/` in the state dir): one JSON Lines file per contract, appended,
+ * never rewritten, kept past what the outbox remembers so that a dispute that comes much later can still be answered,
+ * and removed `[agent] archive_days` after the contract's last line. Not fsynced line by line (that was one fsync per
+ * contract per round): a killed agent loses nothing written, the usage records are in the fsynced outbox until the
+ * marketplace has them, and a machine that loses power loses at most the lines the kernel had not written back.
  */
 export type ArchiveKind = 'usage' | 'health'
 export const ARCHIVE_KINDS: readonly ArchiveKind[] = ['usage', 'health']
@@ -30,7 +32,6 @@ export function appendToArchive<T extends {contract_id: string}>(stateDir: strin
       // A line cut short (a crash, a full disk) must not swallow the first item written after it.
       const text = Buffer.from((endsMidLine(fd) ? '\n' : '') + contractItems.map((item) => JSON.stringify(item) + '\n').join(''), 'utf8')
       for (let written = 0; written < text.length; ) written += writeSync(fd, text, written)
-      fsyncSync(fd)
     } finally {
       closeSync(fd)
     }

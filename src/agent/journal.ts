@@ -8,7 +8,8 @@ import type {StateDisk} from './state-disk.js'
 
 /**
  * What the agent did, one JSON object a line, appended and fsynced before the agent acts on it, so a restart (even after
- * SIGKILL) knows which contracts it was working on. It never holds credentials: instances are named by external id.
+ * SIGKILL) knows which contracts it was working on; lines no restart acts on are fsynced with the next (see note()).
+ * It never holds credentials: instances are named by external id.
  */
 
 /** The journal's file in an agent's state dir. */
@@ -95,12 +96,18 @@ export function readJournal(path: string): JournalReadResult {
   return {entries, skipped}
 }
 
+/** The longest a noted line waits for its fsync. */
+const SYNC_AFTER_MS = 1000
+
 export class Journal {
   private fd: number | undefined
   /** Lines not written yet (the disk was full), oldest first: they go out before any newer one. */
   private readonly backlog: string[] = []
   /** The file ends mid-line (a crash, or a write cut short by a full disk): the next line starts on a new one. */
   private torn: boolean
+  /** Lines written since the last fsync. */
+  private unsynced = false
+  private syncTimer: NodeJS.Timeout | undefined
 
   /** With `disk`, a full disk keeps entries in memory (see StateDisk) instead of throwing. */
   constructor(
@@ -113,11 +120,25 @@ export class Journal {
     disk?.onRecovery('journal', () => this.flush())
   }
 
+  /** Writes the entry and fsyncs: for what the agent acts on after a restart (and everything written before it). */
   append(entry: NewJournalEntry, now = Date.now()): void {
+    this.write(entry, now, true)
+  }
+
+  /**
+   * Writes the entry, made durable by the next append() or within SYNC_AFTER_MS: for the record of what happened
+   * (reports queued and delivered, contracts done) that no restart acts on. A killed agent loses none of it (it is in
+   * the page cache); only a machine that loses power may lose the last second's lines.
+   */
+  note(entry: NewJournalEntry, now = Date.now()): void {
+    this.write(entry, now, false)
+  }
+
+  private write(entry: NewJournalEntry, now: number, sync: boolean): void {
     if (this.fd === undefined) throw new Error(`journal ${this.path} is closed`)
     this.backlog.push(JSON.stringify({...entry, at: now}) + '\n')
     try {
-      this.flush()
+      this.flush(sync)
     } catch (error) {
       if (!this.disk?.noteFailure(this.path, error)) throw error
     }
@@ -128,8 +149,8 @@ export class Journal {
     return this.backlog.length
   }
 
-  /** Writes the lines that wait, in order; throws when one still does not fit (it stays first in line). */
-  flush(): void {
+  /** Writes the lines that wait, in order, and fsyncs; throws when one still does not fit (it stays first in line). */
+  flush(sync = true): void {
     const fd = this.fd
     if (fd === undefined) return
     while (this.backlog.length > 0) {
@@ -137,14 +158,30 @@ export class Journal {
       let written = 0
       try {
         while (written < text.length) written += writeSync(fd, text, written)
-        fsyncSync(fd)
       } catch (error) {
         if (written > 0) this.torn = true
         throw error
       }
       this.torn = false
+      this.unsynced = true
       this.backlog.shift()
     }
+    if (sync) this.sync()
+    else this.syncTimer ??= setTimeout(() => {
+      try {
+        this.sync()
+      } catch {
+        // Still unsynced: the next append() fsyncs again, and throws there.
+      }
+    }, SYNC_AFTER_MS).unref()
+  }
+
+  private sync(): void {
+    clearTimeout(this.syncTimer)
+    this.syncTimer = undefined
+    if (!this.unsynced || this.fd === undefined) return
+    fsyncSync(this.fd)
+    this.unsynced = false
   }
 
   close(): void {
@@ -155,6 +192,7 @@ export class Journal {
       } catch {
         // The disk is still full.
       }
+      clearTimeout(this.syncTimer)
       closeSync(this.fd)
     }
     this.fd = undefined

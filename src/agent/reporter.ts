@@ -89,7 +89,7 @@ export class Reporter {
       this.unwritten.add(entry)
     }
     const contractId = 'contract_id' in report ? report.contract_id : undefined
-    this.options.journal.append({event: 'report_queued', entry_id: entry.id, kind: report.kind, contract_id: contractId, status: statusOf(report)})
+    this.options.journal.note({event: 'report_queued', entry_id: entry.id, kind: report.kind, contract_id: contractId, status: statusOf(report)})
     const settled = new Promise<Settlement>((resolve) => this.waiters.set(entry.id, resolve))
     this.queue.push(entry)
     this.options.onDepth(this.queue.length)
@@ -214,7 +214,7 @@ export class Reporter {
       if (refused && confirmation === 'not_in_effect') {
         const reason = describeError(error)
         this.options.log.warn({entry: entry.id, kind: report.kind, contract_id: contractId, status: error.status, reason}, 'report refused by the marketplace: dropped from the outbox')
-        this.options.journal.append({event: 'report_rejected', entry_id: entry.id, kind: report.kind, contract_id: contractId, reason})
+        this.options.journal.note({event: 'report_rejected', entry_id: entry.id, kind: report.kind, contract_id: contractId, reason})
         this.settle(entry, {delivered: false, reason, status: error.status})
         return true
       }
@@ -227,7 +227,7 @@ export class Reporter {
   private async delivered(entry: OutboxEntry, confirmedBy: 'answer' | 'state', verdict?: Verdict): Promise<void> {
     const {report} = entry
     const contractId = 'contract_id' in report ? report.contract_id : undefined
-    this.options.journal.append({
+    this.options.journal.note({
       event: 'report_delivered',
       entry_id: entry.id,
       kind: report.kind,

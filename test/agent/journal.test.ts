@@ -25,6 +25,20 @@ describe('Journal', () => {
     expect(entries.map((entry) => entry.event)).toEqual(['provision_started', 'contract_done'])
   })
 
+  it('a noted line is in the file at once, for the next run of a killed agent to read, in order with the appended ones', () => {
+    const path = join(dir, 'noted.jsonl')
+    const journal = new Journal(path)
+    const contract = contractFixture()
+    journal.append({event: 'provision_started', contract_id: contract.contract_id, contract}, 1)
+    journal.note({event: 'report_queued', entry_id: 'e1', kind: 'provisioning', contract_id: contract.contract_id, status: 'provisioned'}, 2)
+    // Read while the journal is still open, as after SIGKILL: nothing waits in memory.
+    expect(readJournal(path).entries.map((entry) => entry.event)).toEqual(['provision_started', 'report_queued'])
+    journal.append({event: 'instance_ready', contract_id: contract.contract_id, external_id: 'x', adopted: false}, 3)
+    journal.note({event: 'contract_done', contract_id: contract.contract_id, outcome: 'provisioned'}, 4)
+    journal.close()
+    expect(readJournal(path).entries.map((entry) => entry.at)).toEqual([1, 2, 3, 4])
+  })
+
   it('tells a restarted agent what it left unfinished, when instances became ready and what usage it queued', () => {
     const [a, b, c] = [contractFixture(), contractFixture(), contractFixture()]
     const path = join(dir, 'state.jsonl')

@@ -4,6 +4,7 @@ import type {z} from 'zod'
 import {ExitCode, UserError, type ExitCodeValue} from '../errors.js'
 import {printable} from '../printable.js'
 import {hostHeaderOf, signRequest, type KeyPair} from '../signing.js'
+import {CutOffError, exchange, type Answer} from './http-exchange.js'
 import {ApiErrorBody} from './schemas.js'
 
 export const API_PREFIX = '/api/v1'
@@ -166,30 +167,6 @@ export function checkEndpoint(endpoint: string, allowInsecureHttp = false): URL 
   })
 }
 
-/** Reads at most `limit` bytes of a body; undefined when it is larger (the rest is not read). */
-async function readBounded(response: Response, limit: number): Promise<Buffer | undefined> {
-  const declared = Number(response.headers.get('content-length') ?? Number.NaN)
-  if (Number.isFinite(declared) && declared > limit) {
-    await response.body?.cancel().catch(() => undefined)
-    return undefined
-  }
-  if (!response.body) return Buffer.alloc(0)
-  const reader = response.body.getReader()
-  const chunks: Uint8Array[] = []
-  let size = 0
-  for (;;) {
-    const {done, value} = await reader.read()
-    if (done) break
-    size += value.byteLength
-    if (size > limit) {
-      await reader.cancel().catch(() => undefined)
-      return undefined
-    }
-    chunks.push(value)
-  }
-  return Buffer.concat(chunks)
-}
-
 /** The client options a [marketplace] config section gives: where, how long to wait, whether plain HTTP is allowed. */
 export function marketplaceClientOptions(marketplace: {
   endpoint: string
@@ -230,6 +207,10 @@ export class ApiClient {
     this.timeoutMs = options.timeoutMs ?? 30_000
     this.retry = options.retry ?? DEFAULT_RETRY
     this.userAgent = options.userAgent ?? 'outpost-cli'
+  }
+
+  private url(pathAndQuery: string): URL {
+    return new URL(this.endpoint + pathAndQuery)
   }
 
   /** Path under /api/v1 with its query, exactly as it is sent and signed. */
@@ -281,19 +262,30 @@ export class ApiClient {
   async raw(method: string, path: string, options: Omit<RequestOptions<unknown>, 'schema'>): Promise<{status: number; headers: Headers; json: unknown; bytes: Buffer}> {
     const pathAndQuery = ApiClient.pathWithQuery(path, options.query)
     const body = options.bytes ?? (options.body === undefined ? undefined : JSON.stringify(options.body))
-    const headers: Record<string, string> = {'user-agent': this.userAgent, accept: 'application/json'}
-    if (body !== undefined) headers['content-type'] = options.bytes ? 'application/octet-stream' : 'application/json'
+    const sent: Record<string, string> = {'user-agent': this.userAgent, accept: 'application/json'}
+    if (body !== undefined) sent['content-type'] = options.bytes ? 'application/octet-stream' : 'application/json'
     if (!options.public) {
       if (!this.key) throw new UserError(`${method} ${path} must be signed and no key was given`, {code: 'key_required'})
-      Object.assign(headers, signRequest(this.key, {method, host: this.host, pathAndQuery, body}))
+      Object.assign(sent, signRequest(this.key, {method, host: this.host, pathAndQuery, body}))
     }
     const timeout = AbortSignal.timeout(this.timeoutMs + (options.extraTimeoutMs ?? 0))
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout
     const timedOut = () => timeout.aborted && !options.signal?.aborted
-    let response: Response
+    const limit = options.maxResponseBytes ?? RESPONSE_LIMITS.object
+    let answer: Answer
     try {
-      response = await fetch(this.endpoint + pathAndQuery, {method, headers, body, signal, redirect: 'manual'})
+      answer = await exchange(this.url(pathAndQuery), {method, headers: sent, ...(body === undefined ? {} : {body}), signal, limit})
     } catch (error) {
+      if (error instanceof CutOffError) {
+        throw new ApiError({
+          status: error.status,
+          apiCode: timedOut() ? 'timeout' : 'unreadable_response',
+          message: `${method} ${path}: the answer (${error.status}) from ${this.endpoint} was cut off; whether it took effect is unknown`,
+          suggestion: 'check [marketplace] endpoint and this host\'s network',
+          cause: error,
+          unknown: true,
+        })
+      }
       throw new ApiError({
         status: 0,
         apiCode: timedOut() ? 'timeout' : 'unreachable',
@@ -302,48 +294,35 @@ export class ApiClient {
         cause: error,
       })
     }
-    if (response.status >= 300 && response.status < 400) {
-      await response.body?.cancel().catch(() => undefined)
-      const location = response.headers.get('location')
+    const {status, headers} = answer
+    if (status >= 300 && status < 400) {
+      const location = headers.get('location')
       throw new ApiError({
-        status: response.status,
+        status,
         apiCode: 'redirected',
-        message: `${method} ${path}: the marketplace answered ${response.status}, a redirect to ${location === null ? '(no Location)' : printable(location, {max: 200})}; signed requests are never sent on`,
+        message: `${method} ${path}: the marketplace answered ${status}, a redirect to ${location === null ? '(no Location)' : printable(location, {max: 200})}; signed requests are never sent on`,
         suggestion: 'set [marketplace] endpoint to the URL the marketplace documents (https://, without /api/v1)',
       })
     }
-    const limit = options.maxResponseBytes ?? RESPONSE_LIMITS.object
-    let bytes: Buffer | undefined
-    try {
-      bytes = await readBounded(response, limit)
-    } catch (error) {
-      throw new ApiError({
-        status: response.status,
-        apiCode: timedOut() ? 'timeout' : 'unreadable_response',
-        message: `${method} ${path}: the answer (${response.status}) from ${this.endpoint} was cut off; whether it took effect is unknown`,
-        suggestion: 'check [marketplace] endpoint and this host\'s network',
-        cause: error,
-        unknown: true,
-      })
-    }
+    const bytes = answer.body
     if (bytes === undefined) {
       throw new ApiError({
-        status: response.status,
+        status,
         apiCode: 'response_too_large',
-        message: `${method} ${path}: the answer (${response.status}) is larger than ${limit} bytes: not read`,
+        message: `${method} ${path}: the answer (${status}) is larger than ${limit} bytes: not read`,
         suggestion: 'check that [marketplace] endpoint points at an Outpost protocol v1 API',
         unknown: true,
       })
     }
     let json: unknown
-    if (bytes.length > 0 && !isOctetStream(response.headers)) {
+    if (bytes.length > 0 && !isOctetStream(headers)) {
       try {
         json = JSON.parse(bytes.toString('utf8'))
       } catch {
         json = undefined
       }
     }
-    return {status: response.status, headers: response.headers, json, bytes}
+    return {status, headers, json, bytes}
   }
 
   private async once<T>(method: string, path: string, options: RequestOptions<T>): Promise<T> {

@@ -1,0 +1,84 @@
+import {createServer, type IncomingMessage, type Server, type ServerResponse} from 'node:http'
+import type {AddressInfo} from 'node:net'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {CutOffError, exchange, NoAnswerError} from '../../src/core/api/http-exchange.js'
+
+describe('exchange: one request on node:http', () => {
+  const ports: number[] = []
+  let server: Server
+  let base = ''
+  const routes: Record<string, (request: IncomingMessage, response: ServerResponse) => void> = {
+    '/echo': (request, response) => {
+      let body = ''
+      request.on('data', (chunk: Buffer) => (body += chunk.toString()))
+      request.on('end', () => response.writeHead(200, {'content-type': 'application/json', 'x-seen-host': request.headers.host ?? ''}).end(JSON.stringify({method: request.method, body})))
+    },
+    '/declared-large': (_request, response) => response.writeHead(200, {'content-length': '5000'}).end('x'.repeat(5000)),
+    '/chunked-large': (_request, response) => {
+      response.writeHead(200)
+      for (let index = 0; index < 50; index++) response.write('y'.repeat(100))
+      response.end()
+    },
+    '/cut': (_request, response) => {
+      response.writeHead(200, {'content-length': '100'})
+      response.write('{"partial":')
+      setTimeout(() => response.socket?.destroy(), 20)
+    },
+    '/silent': () => undefined,
+  }
+
+  beforeAll(async () => {
+    server = createServer((request, response) => {
+      ports.push(request.socket.remotePort ?? 0)
+      const route = routes[request.url ?? '']
+      if (route) route(request, response)
+      else response.writeHead(404).end()
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+  afterAll(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+
+  const send = (path: string, options: {limit?: number; signal?: AbortSignal; body?: string; method?: string} = {}) =>
+    exchange(new URL(base + path), {
+      method: options.method ?? 'GET',
+      headers: {accept: 'application/json'},
+      ...(options.body === undefined ? {} : {body: options.body}),
+      signal: options.signal ?? AbortSignal.timeout(5000),
+      limit: options.limit ?? 1000,
+    })
+
+  it('sends the body and the Host, reads status, headers and body, and keeps the connection for the next request', async () => {
+    const first = await send('/echo', {method: 'PUT', body: '{"a":1}'})
+    expect(first.status).toBe(200)
+    expect(first.headers.get('content-type')).toBe('application/json')
+    expect(first.headers.get('x-seen-host')).toBe(new URL(base).host)
+    expect(JSON.parse(first.body!.toString())).toEqual({method: 'PUT', body: '{"a":1}'})
+    await send('/echo')
+    expect(ports.at(-1)).toBe(ports.at(-2))
+  })
+
+  it('does not read an answer larger than the limit, whether its length is declared or not', async () => {
+    expect((await send('/declared-large')).body).toBeUndefined()
+    expect((await send('/chunked-large', {limit: 1000})).body).toBeUndefined()
+    expect((await send('/chunked-large', {limit: 5000})).body?.length).toBe(5000)
+  })
+
+  it('an answer whose body stops short is cut off, with its status; no answer at all is told apart', async () => {
+    const cut = await send('/cut').catch((error: unknown) => error)
+    expect(cut).toBeInstanceOf(CutOffError)
+    expect(cut).toMatchObject({status: 200})
+    const silent = await send('/silent', {signal: AbortSignal.timeout(200)}).catch((error: unknown) => error)
+    expect(silent).toBeInstanceOf(NoAnswerError)
+    const closed = createServer()
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
+    const port = (closed.address() as AddressInfo).port
+    closed.close()
+    const refused = await exchange(new URL(`http://127.0.0.1:${port}/`), {method: 'GET', headers: {}, signal: AbortSignal.timeout(5000), limit: 10}).catch((error: unknown) => error)
+    expect(refused).toBeInstanceOf(NoAnswerError)
+  })
+})
