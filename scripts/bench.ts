@@ -7,6 +7,7 @@ import {jobsBench} from './bench/jobs.js'
 import {lifecycleBench} from './bench/lifecycle.js'
 import {proxmoxBench} from './bench/proxmox.js'
 import {serverBench} from './bench/server.js'
+import {soakBench} from './bench/soak.js'
 import {startupBench} from './bench/startup.js'
 import type {BenchRow, BenchSection} from './bench/types.js'
 
@@ -19,6 +20,7 @@ const sections: [string, BenchSection][] = [
   ['jobs', jobsBench],
   ['proxmox', proxmoxBench],
   ['hardware', hardwareBench],
+  ['soak', soakBench],
 ]
 
 function format(rows: BenchRow[]): string {

@@ -323,21 +323,33 @@ export class MarketplaceServer {
     const now = this.clock.now()
 
     let identity: Identity | undefined
-    let signed: SignedRequestRecord | undefined
+    let verified: ReturnType<typeof verifyRequestSignature> | undefined
     if (route.access.kind !== 'public') {
-      const verified = verifyRequestSignature({headers: request.headers, method, pathAndQuery, body}, now)
+      verified = verifyRequestSignature({headers: request.headers, method, pathAndQuery, body}, now)
       this.keyLimiter.take(verified.signer, now)
       identity = this.identities.resolve(verified.signer)
       if (route.access.kind === 'provider') authorizeForProvider(identity, params.pk ?? '', route.access.rule, now)
       if (route.access.kind === 'agent') authorizeForProvider(identity, delegatedProvider(identity), {kind: 'agent', permission: route.access.permission}, now)
-      // Only once the signer may make this request: a flood signed by unknown keys stores nothing.
-      this.nonces.use(verified.signer, verified.nonce, now)
-      signed = signedRequestRecord(verified, body)
     }
-    const holder = identity?.pubkey ?? `address ${address}`
-    const query = parseQueryString(queryStart === -1 ? '' : pathAndQuery.slice(queryStart + 1))
-    const json = route.rawBodyLimit === undefined ? parseJsonBody(body) : undefined
-    return route.handle({params, query, body: json, rawBody: body, identity, signed, signal, hold: () => this.polls.enter(holder)})
+    // The nonce and what the handler writes before its first await commit together, before the answer goes out: one
+    // commit per request where a heartbeat made five (SQLite's cost is per commit, not per row). Committed whatever
+    // the handler throws, as each write was on its own before. A handler's own transaction nests as a savepoint.
+    this.db.exec('BEGIN IMMEDIATE')
+    try {
+      let signed: SignedRequestRecord | undefined
+      if (verified) {
+        // Only once the signer may make this request: a flood signed by unknown keys stores nothing.
+        this.nonces.use(verified.signer, verified.nonce, now)
+        signed = signedRequestRecord(verified, body)
+      }
+      const holder = identity?.pubkey ?? `address ${address}`
+      const query = parseQueryString(queryStart === -1 ? '' : pathAndQuery.slice(queryStart + 1))
+      const json = route.rawBodyLimit === undefined ? parseJsonBody(body) : undefined
+      return route.handle({params, query, body: json, rawBody: body, identity, signed, signal, hold: () => this.polls.enter(holder)})
+    } finally {
+      // An error SQLite rolled back itself (a full disk) leaves nothing to commit.
+      if (this.db.inTransaction) this.db.exec('COMMIT')
+    }
   }
 }
 

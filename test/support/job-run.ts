@@ -21,6 +21,7 @@ export interface JobRow {
   requester_pubkey: string
   reward_micro: string | null
   collateral_micro: string
+  created_at: number
 }
 
 export interface LeaseRow {
@@ -52,7 +53,7 @@ export interface ProviderBalances {
 export function readJobMarket(dataDir: string): {jobs: JobRow[]; leases: LeaseRow[]; balances: (pk: string) => ProviderBalances} {
   const db = new Database(join(dataDir, DATABASE_FILE_NAME), {readonly: true, fileMustExist: true})
   try {
-    const jobs = db.prepare<[], JobRow>('SELECT job_id, kind, status, trap_answer IS NOT NULL AS trap, requester_pubkey, reward_micro, collateral_micro FROM jobs').all()
+    const jobs = db.prepare<[], JobRow>('SELECT job_id, kind, status, trap_answer IS NOT NULL AS trap, requester_pubkey, reward_micro, collateral_micro, created_at FROM jobs').all()
     const leases = db
       .prepare<[], LeaseRow>('SELECT lease_id, job_id, provider_pubkey, status, leased_at, ended_at, reason, reward_micro, forfeited_micro, envelope, trap FROM leases ORDER BY seq')
       .all()

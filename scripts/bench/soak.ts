@@ -1,0 +1,108 @@
+import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {fastAgentEnv, initProvider, killInstances, metricsUrl, renter, startAgent, startDevnet, type AgentProcess} from '../../test/support/marketplace.js'
+import type {BenchRow, BenchSection} from './types.js'
+
+/**
+ * The agent's memory over a soak with contracts coming and going: the built CLI's `run` on the local backend (a tiny
+ * perl listener per contract), a renter creating CREATE_PER_SECOND contracts a second and cancelling each one
+ * LIFETIME_SECONDS later, the agent's RSS sampled every SAMPLE_SECONDS after a warm-up, and the least-squares slope
+ * of RSS over time. OUTPOST_BENCH_SOAK_MINUTES=30 for the issue's half hour (the default keeps `npm run bench` short).
+ */
+const SOAK_MINUTES = Number(process.env.OUTPOST_BENCH_SOAK_MINUTES ?? 5)
+const WARM_UP_SECONDS = 60
+const SAMPLE_SECONDS = 10
+const CREATE_PER_SECOND = 2
+const LIFETIME_SECONDS = 30
+/** Flat: less than this growth per hour, GC noise included. */
+const SLOPE_GOAL_MIB_PER_HOUR = 5
+
+const PERL_LISTENER = [
+  'perl',
+  '-MIO::Socket::INET',
+  '-e',
+  '$s=IO::Socket::INET->new(LocalAddr=>"127.0.0.1",LocalPort=>$ENV{PORT},Listen=>64,ReuseAddr=>1) or die "$!"; while($c=$s->accept){print $c "ok\\n"; close $c}',
+]
+
+function rssMib(pid: number): number {
+  const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return match ? Number(match[1]) / 1024 : Number.NaN
+}
+
+/** Slope of y over x by least squares. */
+function slope(points: {x: number; y: number}[]): number {
+  const n = points.length
+  const meanX = points.reduce((sum, point) => sum + point.x, 0) / n
+  const meanY = points.reduce((sum, point) => sum + point.y, 0) / n
+  const covariance = points.reduce((sum, point) => sum + (point.x - meanX) * (point.y - meanY), 0)
+  const variance = points.reduce((sum, point) => sum + (point.x - meanX) ** 2, 0)
+  return variance === 0 ? 0 : covariance / variance
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+export const soakBench: BenchSection = async () => {
+  const group = 'soak'
+  const devnet = await startDevnet({rateLimitPerSecond: 1e6, addressRateLimitPerSecond: 1e6})
+  const provider = await initProvider(devnet.endpoint)
+  const logDir = mkdtempSync(join(tmpdir(), 'outpost-bench-soak-'))
+  const ids: string[] = []
+  let agent: AgentProcess | undefined
+  const timers = new Set<NodeJS.Timeout>()
+  try {
+    agent = startAgent(
+      fastAgentEnv(provider.configDir, {OUTPOST_AGENT_LONG_POLL_WAIT_SECONDS: '25', OUTPOST_AGENT_MAX_CONCURRENT_PROVISIONS: '16', OUTPOST_PROVISIONER_LOCAL_COMMAND: JSON.stringify(PERL_LISTENER)}),
+      join(logDir, 'soak.log'),
+    )
+    const pid = agent.pid
+    await metricsUrl(agent)
+    const buyer = renter(devnet.endpoint)
+    const started = Date.now()
+    const end = started + SOAK_MINUTES * 60_000
+    const samples: {x: number; y: number}[] = []
+    let nextSample = started + WARM_UP_SECONDS * 1000
+    let failures = 0
+    while (Date.now() < end) {
+      for (let index = 0; index < CREATE_PER_SECOND; index++) {
+        void buyer.create(provider.offeringId).then(
+          (contract) => {
+            ids.push(contract.contract_id)
+            const timer = setTimeout(() => {
+              timers.delete(timer)
+              void buyer.cancel(contract.contract_id).catch(() => failures++)
+            }, LIFETIME_SECONDS * 1000)
+            timers.add(timer)
+          },
+          () => failures++,
+        )
+      }
+      if (Date.now() >= nextSample) {
+        samples.push({x: (Date.now() - started) / 3_600_000, y: rssMib(pid)})
+        nextSample += SAMPLE_SECONDS * 1000
+      }
+      await sleep(1000)
+    }
+    if (samples.length < 3) throw new Error(`the soak took ${samples.length} samples: give it more than ${WARM_UP_SECONDS + 3 * SAMPLE_SECONDS} s`)
+    const perHour = slope(samples)
+    const first = samples[0]!.y
+    const last = samples.at(-1)!.y
+    const note = `${SOAK_MINUTES} min, ${CREATE_PER_SECOND} contracts/s each cancelled after ${LIFETIME_SECONDS} s, ${ids.length} in all${failures ? `, ${failures} renter requests failed` : ''}`
+    return [
+      {group, name: 'agent RSS after the warm-up', value: first, unit: 'MiB', note},
+      {group, name: 'agent RSS at the end', value: last, unit: 'MiB'},
+      {group, name: 'agent RSS slope (least squares)', value: perHour, unit: 'MiB/h', ratio: Math.abs(perHour) / SLOPE_GOAL_MIB_PER_HOUR, note: `goal flat: |slope| ≤ ${SLOPE_GOAL_MIB_PER_HOUR} MiB/h; ${samples.length} samples`},
+    ] satisfies BenchRow[]
+  } finally {
+    for (const timer of timers) clearTimeout(timer)
+    if (agent) {
+      agent.kill('SIGTERM')
+      await agent.exited
+    }
+    killInstances(ids)
+    await devnet.stop()
+    rmSync(provider.configDir, {recursive: true, force: true})
+    rmSync(logDir, {recursive: true, force: true})
+  }
+}
