@@ -3,7 +3,7 @@ import {join} from 'node:path'
 import {setTimeout as delay} from 'node:timers/promises'
 import {z} from 'zod'
 
-import {planBenchmark, type BenchmarkRun, type BenchmarkSettings} from '../bench/run.js'
+import type {BenchmarkRun, BenchmarkSettings} from '../bench/run.js'
 import {listDelegations} from '../core/api/main-key.js'
 import type {ProviderSession} from '../core/api/session.js'
 import {describeError} from '../core/errors.js'
@@ -140,6 +140,8 @@ export class Chores {
   }
 
   private async benchmark(settings: BenchmarkSettings): Promise<Record<string, unknown>> {
+    // Loaded when the chore first runs: an agent that never benchmarks never loads the benchmarks.
+    const {planBenchmark} = await import('../bench/run.js')
     const plan = planBenchmark(this.options.session, settings)
     let run: BenchmarkRun = plan.start
     for (const task of plan.tasks) {

@@ -1,7 +1,5 @@
 import {mkdirSync} from 'node:fs'
 
-import {TpmResultAttester} from '../attest/attest.js'
-import {BENCHMARK_TYPES} from '../bench/run.js'
 import {configuredClient} from '../core/api/factory.js'
 import {JobsApi} from '../core/api/jobs.js'
 import {ProviderApi} from '../core/api/provider.js'
@@ -14,7 +12,6 @@ import {readKeyFile} from '../core/keys.js'
 import {resolveFrom} from '../core/config/paths.js'
 import {waitForStopSignal} from '../core/signals.js'
 import type {KeyPair} from '../core/signing.js'
-import {createExecutors} from '../executors/index.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
 import {Agent, DRAIN_HEARTBEAT_MS, type AgentSettings} from './agent.js'
 import {auctionPricingScript} from './bidding/auction-script.js'
@@ -94,10 +91,14 @@ export async function choreSettings(loaded: LoadedConfig, passphrase: (() => Pro
     const mainKey = await readKeyFile(resolveFrom(loaded.path, agent.main_key_file), {mainKey: true, passphrase})
     autoClaim = {everyMs: claimEvery, session: mainKeySession(loaded, mainKey)}
   }
+  // The benchmark, the TPM and the job executors are loaded only when configured: an idle agent's memory is what it loads.
   const benchmark: ChoreSettings['benchmark'] =
     benchmarkEvery === undefined
       ? undefined
-      : {everyMs: benchmarkEvery, settings: {types: BENCHMARK_TYPES, durationMs: 3000, quick: false, storageDir: loaded.paths.stateDir, submit: true, nvidiaSmi: gpu.nvidia_smi}}
+      : {
+          everyMs: benchmarkEvery,
+          settings: {types: (await import('../bench/run.js')).BENCHMARK_TYPES, durationMs: 3000, quick: false, storageDir: loaded.paths.stateDir, submit: true, nvidiaSmi: gpu.nvidia_smi},
+        }
   return {archiveDays: agent.archive_days, ...(autoClaim ? {autoClaim} : {}), ...(benchmark ? {benchmark} : {})}
 }
 
@@ -140,7 +141,8 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
   // Before anything is claimed or started: a main key that does not open stops the start here.
   const chores = options.once ? undefined : await choreSettings(loaded, options.passphrase)
   // Before anything starts: with [attestation] on, a TPM that can't quote with the enrolled AK is said now, not per job.
-  const attester = config.jobs.enabled && config.attestation.enabled ? await TpmResultAttester.ready(loaded) : undefined
+  const attester = config.jobs.enabled && config.attestation.enabled ? await (await import('../attest/attest.js')).TpmResultAttester.ready(loaded) : undefined
+  const executors = config.jobs.enabled ? (await import('../executors/index.js')).createExecutors(config.jobs, {configPath: loaded.path, stateDir: loaded.paths.stateDir}) : undefined
   const log = createLogger({level: config.logging.level, format: config.logging.format, stream: options.logStream})
   // At once: a stop asked for while the agent starts is a clean stop, not the default action of the signal.
   const stopSignal = options.once ? undefined : waitForSignal(log)
@@ -165,11 +167,11 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
       pruneOrphans: options.pruneOrphans,
       offerings: config.offerings,
       ...(config.bidding.enabled ? {bidding: {config: config.bidding, script: pricingScript(loaded)}} : {}),
-      ...(config.jobs.enabled
+      ...(executors
         ? {
             jobs: {
               api: new JobsApi(client, providerPubkey),
-              executors: createExecutors(config.jobs, {configPath: loaded.path, stateDir: loaded.paths.stateDir}),
+              executors,
               settings: {kinds: config.jobs.kinds, maxConcurrent: config.jobs.max_concurrent, minReward: config.jobs.min_reward},
               ...(attester ? {attest: (fields: UnsignedResult & {signer: string}) => attester.attest(fields)} : {}),
               ...(config.jobs.bidding ? {auctions: {config: config.jobs.bidding, script: auctionPricingScript(loaded.path, config.jobs.bidding)}} : {}),

@@ -5,7 +5,6 @@ import type {LoadedConfig} from '../../core/config/load.js'
 import {resolveFrom} from '../../core/config/paths.js'
 import {AMOUNT_PATTERN, parseAmount} from '../../core/decimal.js'
 import {describeError} from '../../core/errors.js'
-import {runScript, stderrTail} from '../../provisioners/script/run-script.js'
 import type {Resources} from './resources.js'
 
 export interface PricingScript {
@@ -53,6 +52,8 @@ export async function askBidScript<S extends z.ZodType>(
   expected: string,
   signal?: AbortSignal,
 ): Promise<{answer: z.infer<S>} | {failed: string}> {
+  // Loaded on the first bid: execa and its dependencies stay out of an agent that prices without a script.
+  const {runScript, stderrTail} = await import('../../provisioners/script/run-script.js')
   let result
   try {
     result = await runScript({command: script.command, action: 'bid', input, timeoutMs: script.timeoutMs, signal})
