@@ -7,7 +7,7 @@ import type {Task} from '../ui/tasks.js'
 import {allCores, measureCpu, PRIME_LIMIT} from './cpu.js'
 import {benchmarkGpus, type GpuRun} from './gpu.js'
 import {describeMachine, type MachineDescription} from './machine.js'
-import {measureMemory, type MemoryRun} from './memory.js'
+import {measureMemory, measureSequential, type MemoryRun, type SequentialRun} from './memory.js'
 import {measureNetwork, type NetworkRun} from './network.js'
 import {measureStorage, type StorageRun} from './storage.js'
 
@@ -39,7 +39,7 @@ export interface BenchmarkResults {
   quick: boolean
   duration_ms: number
   cpu?: CpuResults
-  memory?: MemoryRun
+  memory?: MemoryRun & SequentialRun
   storage?: StorageRun
   network?: NetworkRun
   gpu?: GpuRun
@@ -56,6 +56,8 @@ export interface BenchmarkOutcome {
 }
 
 const MEMORY_ELEMENTS = {full: 2 ** 25, quick: 2 ** 22}
+/** sysbench memory's block for the full run: its figures and ours read the same pattern. */
+const SEQUENTIAL_BLOCK_MIB = {full: 256, quick: 32}
 const STORAGE_FILE_MIB = {full: 256, quick: 16}
 
 const round = (value: number, digits = 1) => Number(value.toFixed(digits))
@@ -138,11 +140,19 @@ export function planBenchmark(session: ProviderSession, settings: BenchmarkSetti
   }
   if (wanted.has('memory')) {
     tasks.push({
-      title: 'Memory bandwidth (STREAM triad)',
+      title: 'Memory bandwidth (sequential read and write, STREAM triad)',
       run: async ({results}) => {
         const run = measureMemory({elements: MEMORY_ELEMENTS[size], durationMs: settings.durationMs})
-        const memory = {...run, triad_mib_per_second: round(run.triad_mib_per_second), triad_mean_mib_per_second: round(run.triad_mean_mib_per_second)}
-        return {add: {results: {...results, memory}}, note: `${memory.triad_mib_per_second} MiB/s`}
+        const sequential = measureSequential({blockMib: SEQUENTIAL_BLOCK_MIB[size], durationMs: settings.durationMs})
+        const memory = {
+          ...run,
+          triad_mib_per_second: round(run.triad_mib_per_second),
+          triad_mean_mib_per_second: round(run.triad_mean_mib_per_second),
+          read_mib_per_second: round(sequential.read_mib_per_second),
+          write_mib_per_second: round(sequential.write_mib_per_second),
+          block_mib: sequential.block_mib,
+        }
+        return {add: {results: {...results, memory}}, note: `read ${memory.read_mib_per_second}, write ${memory.write_mib_per_second}, triad ${memory.triad_mib_per_second} MiB/s`}
       },
     })
   }
@@ -237,7 +247,11 @@ export function resultRows(results: BenchmarkResults): string[][] {
     rows.push(['CPU, one core', `${cpu.single_core_events_per_second} events/s`, cpu.kernel])
     rows.push([`CPU, ${cpu.threads} cores`, `${cpu.all_cores_events_per_second} events/s`, `${cpu.threads} worker threads at once`])
   }
-  if (memory) rows.push(['memory triad', `${memory.triad_mib_per_second} MiB/s`, `best of ${memory.passes} passes (mean ${memory.triad_mean_mib_per_second}), 3 × ${memory.array_mib} MiB arrays`])
+  if (memory) {
+    rows.push(['memory seq read', `${memory.read_mib_per_second} MiB/s`, `128-bit loads over a ${memory.block_mib} MiB block, one thread`])
+    rows.push(['memory seq write', `${memory.write_mib_per_second} MiB/s`, `128-bit stores over a ${memory.block_mib} MiB block, one thread`])
+    rows.push(['memory triad', `${memory.triad_mib_per_second} MiB/s`, `best of ${memory.passes} passes (mean ${memory.triad_mean_mib_per_second}), 3 × ${memory.array_mib} MiB arrays`])
+  }
   if (storage) {
     const how = storage.direct_io ? `O_DIRECT, ${storage.file_mib} MiB file` : (storage.note ?? 'buffered')
     rows.push(['storage seq write', `${storage.seq_write_mib_per_second} MiB/s`, `1 MiB blocks, ${how}`])

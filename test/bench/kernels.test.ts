@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 
 import {measureCpu} from '../../src/bench/cpu.js'
-import {measureMemory} from '../../src/bench/memory.js'
+import {measureMemory, measureSequential} from '../../src/bench/memory.js'
 import {measureStorage, openForBenchmark} from '../../src/bench/storage.js'
 
 const dirs: string[] = []
@@ -35,6 +35,15 @@ describe('benchmark kernels measure for real', () => {
     expect(run.triad_mib_per_second).toBeGreaterThan(100)
     expect(run.triad_mib_per_second).toBeLessThan(2 ** 20)
     expect(run.triad_mib_per_second).toBeGreaterThanOrEqual(run.triad_mean_mib_per_second)
+  })
+
+  it('memory: the sequential kernel reads back what it wrote and reports read and write rates between 100 MiB/s and 1 TiB/s', () => {
+    const run = measureSequential({blockMib: 8, durationMs: 30})
+    expect(run.block_mib).toBe(8)
+    for (const rate of [run.read_mib_per_second, run.write_mib_per_second]) {
+      expect(rate).toBeGreaterThan(100)
+      expect(rate).toBeLessThan(2 ** 20)
+    }
   })
 
   it('storage: positive IOPS and MiB/s with O_DIRECT where the filesystem takes it, and the temp files removed', () => {
