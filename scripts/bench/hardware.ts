@@ -35,6 +35,7 @@ const STORAGE_DIR = process.env.OUTPOST_BENCH_STORAGE_DIR ?? tmpdir()
 const STORAGE_FILE_MIB = 256
 const MEMORY_ELEMENTS = 2 ** 25
 const MIB = 2 ** 20
+const BULK_BYTES = 8 * MIB
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
@@ -150,14 +151,14 @@ async function curlLatency(url: string, samples: number): Promise<Reference> {
   return {value: median(times), what: 'curl time_total - time_connect, median'}
 }
 
-async function curlUpload(url: string, file: string, samples: number): Promise<Reference> {
+async function curlTransfer(args: string[], speed: 'speed_upload' | 'speed_download', samples: number, what: string): Promise<Reference> {
   const rates: number[] = []
   for (let index = 0; index < samples; index++) {
-    const result = await tool('curl', ['-s', '-o', '/dev/null', '-w', '%{speed_upload}', '-H', 'content-type: application/json', '--data-binary', `@${file}`, url])
+    const result = await tool('curl', ['-s', '-o', '/dev/null', '-w', `%{${speed}}`, ...args])
     if ('missing' in result) return result
     rates.push(Number(result.output.trim()) / MIB)
   }
-  return {value: median(rates), what: 'curl speed_upload of the same 1 MiB body, median'}
+  return {value: median(rates), what}
 }
 
 async function cpuRows(): Promise<BenchRow[]> {
@@ -238,16 +239,19 @@ async function networkRows(): Promise<BenchRow[]> {
     const client = new ApiClient({endpoint: server.endpoint, key: mainKey})
     await client.post('/providers', {schema: z.unknown(), body: {name: 'bench', contact_email: 'bench@example.com'}})
     const ours = await measureNetwork({client, providerPubkey, durationMs: DURATION_MS})
-    const bodyFile = join(dataDir, 'body.json')
-    writeFileSync(bodyFile, JSON.stringify({padding: 'x'.repeat(MIB - JSON.stringify({padding: ''}).length)}))
-    const url = `${server.endpoint}/api/v1/providers/${providerPubkey}`
-    const latency = await curlLatency(`${url}/stake`, 20)
-    const upload = await curlUpload(`${url}/benchmarks`, bodyFile, 10)
+    const bodyFile = join(dataDir, 'body.bin')
+    writeFileSync(bodyFile, Buffer.alloc(BULK_BYTES, 0x5a))
+    const api = `${server.endpoint}/api/v1`
+    const latency = await curlLatency(`${api}/providers/${providerPubkey}/stake`, 20)
+    const sameRoutes = 'the same bulk route and body size, curl from a fresh process each time (its handshake included)'
+    const upload = await curlTransfer(['-H', 'content-type: application/octet-stream', '--data-binary', `@${bodyFile}`, `${api}/bench/upload`], 'speed_upload', 10, 'curl speed_upload of an 8 MiB body, median')
+    const download = await curlTransfer([`${api}/bench/download?bytes=${BULK_BYTES}`], 'speed_download', 10, 'curl speed_download of 8 MiB, median')
+    const transfer = (name: string, value: number | null, reference: Reference) =>
+      value === null ? {group: 'hardware', name, value: 0, unit: 'MiB/s', note: ours.note ?? 'not measured'} : row('hardware', name, value, 'MiB/s', reference, sameRoutes)
     return [
-      row('hardware', 'network latency to a loopback devnet', ours.latency_ms_median, 'ms', latency, 'ours: fetch (undici) on a kept-alive connection'),
-      ours.upload_mib_per_second === null
-        ? {group: 'hardware', name: 'network upload', value: 0, unit: 'MiB/s', note: ours.note ?? 'not measured'}
-        : row('hardware', 'network upload 1 MiB to a loopback devnet', ours.upload_mib_per_second, 'MiB/s', upload, 'ours: signed, minus a tiny signed request; on loopback the per-byte SHA-256 and JSON work of a signed request bounds it, not the link'),
+      row('hardware', 'network latency to a loopback devnet', ours.latency_ms_median, 'ms', latency, 'ours: node:http on a kept-alive connection'),
+      transfer('network upload 8 MiB to a loopback devnet', ours.upload_mib_per_second, upload),
+      transfer('network download 8 MiB from a loopback devnet', ours.download_mib_per_second, download),
     ]
   } finally {
     await server.stop()

@@ -185,8 +185,9 @@ export function planBenchmark(session: ProviderSession, settings: BenchmarkSetti
           latency_ms_median: round(run.latency_ms_median, 2),
           latency_ms_p90: round(run.latency_ms_p90, 2),
           upload_mib_per_second: run.upload_mib_per_second === null ? null : round(run.upload_mib_per_second),
+          download_mib_per_second: run.download_mib_per_second === null ? null : round(run.download_mib_per_second),
         }
-        return {add: {results: {...results, network}}, note: `${network.latency_ms_median} ms, upload ${network.upload_mib_per_second ?? '-'} MiB/s`}
+        return {add: {results: {...results, network}}, note: `${network.latency_ms_median} ms, upload ${network.upload_mib_per_second ?? '-'} MiB/s, download ${network.download_mib_per_second ?? '-'} MiB/s`}
       },
     })
   }
@@ -261,7 +262,9 @@ export function resultRows(results: BenchmarkResults): string[][] {
   }
   if (network) {
     rows.push(['network latency', `${network.latency_ms_median} ms`, `median of ${network.samples} round trips (p90 ${network.latency_ms_p90} ms)`])
-    rows.push(['network upload', network.upload_mib_per_second === null ? '-' : `${network.upload_mib_per_second} MiB/s`, network.note ?? '1 MiB signed bodies; download: no route in protocol v1'])
+    const how = network.throughput_method === 'bulk' ? 'the marketplace\'s bulk routes, 8 MiB bodies' : '1 MiB signed bodies'
+    rows.push(['network upload', network.upload_mib_per_second === null ? '-' : `${network.upload_mib_per_second} MiB/s`, network.note ?? how])
+    rows.push(['network download', network.download_mib_per_second === null ? '-' : `${network.download_mib_per_second} MiB/s`, network.note ?? how])
   }
   if (gpu) {
     if (gpu.gpus.length === 0) rows.push(['GPU', 'none', gpu.note ?? ''])

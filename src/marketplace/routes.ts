@@ -8,6 +8,7 @@ import {OPEN_ORDERS_TOPIC, type MarketplaceContext} from './context.js'
 import {ContractBook, contractView} from './contracts.js'
 import {DisputeBook} from './disputes.js'
 import {HttpError, invalidBody, notFound} from './http-error.js'
+import {buildBenchRoutes} from './bench-routes.js'
 import {buildJobRoutes} from './job-routes.js'
 import {DEFAULT_ORDERS_PAGE, OrderBook} from './orders.js'
 import {ProviderRegistry} from './providers.js'
@@ -359,6 +360,7 @@ export function buildRoutes(context: MarketplaceContext): Route[] {
     }),
 
     ...buildJobRoutes(context, stake, providers),
+    ...buildBenchRoutes(),
   ]
 }
 

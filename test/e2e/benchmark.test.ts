@@ -22,7 +22,7 @@ interface RunJson {
     cpu?: {single_core_events_per_second: number; all_cores_events_per_second: number; threads: number}
     memory?: {triad_mib_per_second: number; read_mib_per_second: number; write_mib_per_second: number}
     storage?: {path: string; direct_io: boolean; rand_read_iops: number; rand_write_iops: number; seq_read_mib_per_second: number; seq_write_mib_per_second: number}
-    network?: {latency_ms_median: number; upload_mib_per_second: number | null}
+    network?: {latency_ms_median: number; upload_mib_per_second: number | null; download_mib_per_second: number | null; throughput_method: string}
     gpu?: {gpus: unknown[]; note?: string}
   }
   submitted: boolean
@@ -69,6 +69,9 @@ describe('outpost benchmark (built CLI, real devnet)', () => {
     for (const figure of [storage?.rand_read_iops, storage?.rand_write_iops, storage?.seq_read_mib_per_second, storage?.seq_write_mib_per_second]) expect(figure).toBeGreaterThan(0)
     expect(network?.latency_ms_median).toBeGreaterThan(0)
     expect(network?.upload_mib_per_second).toBeGreaterThan(0)
+    // The devnet has the bulk routes: both directions measured on them.
+    expect(network?.throughput_method).toBe('bulk')
+    expect(network?.download_mib_per_second).toBeGreaterThan(0)
     // This machine has no NVIDIA driver: no GPU is reported, and the note says why.
     expect(gpu).toEqual({gpus: [], note: 'no NVIDIA GPU: nvidia-smi is not installed (no NVIDIA driver)'})
 
