@@ -102,8 +102,12 @@ export async function startFakeProxmoxHost(certificate: string): Promise<FakePro
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'hostkey')])
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'outpost-test', '-f', join(dir, 'userkey')])
   const hostKeyFingerprint = /SHA256:\S+/.exec(execFileSync('ssh-keygen', ['-lf', join(dir, 'hostkey.pub')], {encoding: 'utf8'}))?.[0] ?? ''
-  // The session's PATH puts the fake tools first; sshd applies it because of PermitUserEnvironment.
-  const environment = `environment="PATH=${FAKE_TOOLS}:/usr/local/bin:/usr/bin:/bin",environment="FAKE_PVE_STATE=${stateDir}"`
+  // The session's PATH puts the fake tools first; sshd applies it because of PermitUserEnvironment. HOME is a bare
+  // directory: bash sources ~/.bashrc for every command sshd runs, and this machine's root .bashrc (pyenv init) took
+  // half a second each time, where a Proxmox host's root has a plain one.
+  const home = join(dir, 'home')
+  mkdirSync(home)
+  const environment = `environment="PATH=${FAKE_TOOLS}:/usr/local/bin:/usr/bin:/bin",environment="FAKE_PVE_STATE=${stateDir}",environment="HOME=${home}"`
   writeFileSync(join(dir, 'authorized_keys'), `${environment} ${readFileSync(join(dir, 'userkey.pub'), 'utf8')}`, {mode: 0o600})
   writeFileSync(join(stateDir, 'pve-ssl.pem'), certificate)
   mkdirSync('/run/sshd', {recursive: true})
