@@ -8,11 +8,11 @@ import {BIN, REPO_ROOT, tempConfigDir} from '../support/cli.js'
 // chalk, ora and execa too: light, but nothing --version or --help needs.
 const HEAVY = ['ssh2', 'proxmox-api', 'better-sqlite3', '@inquirer', 'listr2', 'pino', 'prom-client', 'zod', 'chalk', 'ora', 'execa']
 
-async function modulesLoadedBy(args: string[], expectedExit = 0): Promise<string[]> {
+async function modulesLoadedBy(args: string[], expectedExit = 0, env: Record<string, string> = {}): Promise<string[]> {
   const dir = tempConfigDir('outpost-trace-')
   const trace = join(dir, 'imports.txt')
   const result = await execa('node', ['--import', join(REPO_ROOT, 'test/fixtures/trace-imports.mjs'), BIN, ...args], {
-    env: {OUTPOST_TRACE_IMPORTS: trace, OUTPOST_CONFIG_DIR: dir, NO_COLOR: '1'},
+    env: {OUTPOST_TRACE_IMPORTS: trace, OUTPOST_CONFIG_DIR: dir, NO_COLOR: '1', ...env},
     reject: false,
   })
   expect(result.exitCode, String(result.stderr)).toBe(expectedExit)
@@ -38,6 +38,14 @@ describe('startup stays light', () => {
     expect(String(result.stdout)).toContain('COMMANDS')
     const help = await execa('node', [BIN, '--help'])
     expect(String(help.stdout)).not.toContain('Getting started')
+  })
+
+  it('runs the built commands whatever NODE_ENV says, never src/ through tsx', async () => {
+    for (const nodeEnv of ['development', 'test']) {
+      const loaded = await modulesLoadedBy(['doctor'], 3, {NODE_ENV: nodeEnv})
+      expect(loaded.some((url) => url.includes('/dist/commands/doctor.js')), nodeEnv).toBe(true)
+      expect(loaded.filter((url) => url.startsWith(`file://${REPO_ROOT}src/`) || url.includes('/node_modules/tsx/')), nodeEnv).toEqual([])
+    }
   })
 
   it('the trace sees what a real command loads (so the check above can fail)', async () => {
