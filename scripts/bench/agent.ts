@@ -1,4 +1,4 @@
-import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -17,6 +17,7 @@ import {
 } from '../../test/support/marketplace.js'
 import {generateKeyPair} from '../../src/core/signing.js'
 import {jobAgentEnv, openExampleJobs, readJobMarket, renterClient} from '../../test/support/job-run.js'
+import {PERL_LISTENER, rssMib, sleep} from './processes.js'
 import type {BenchRow, BenchSection} from './types.js'
 
 /**
@@ -37,24 +38,10 @@ const REACTION_P99_GOAL_MS = 150
 const RSS_IDLE_GOAL_MIB = 60
 const RSS_ACTIVE_GOAL_MIB = 120
 
-const PERL_LISTENER = [
-  'perl',
-  '-MIO::Socket::INET',
-  '-e',
-  '$s=IO::Socket::INET->new(LocalAddr=>"127.0.0.1",LocalPort=>$ENV{PORT},Listen=>64,ReuseAddr=>1) or die "$!"; while($c=$s->accept){print $c "ok\\n"; close $c}',
-]
-
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN
 }
-
-function rssMb(pid: number): number {
-  const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return match ? Number(match[1]) / 1024 : Number.NaN
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 interface Run {
   devnet: Devnet
@@ -167,7 +154,7 @@ export const agentBench: BenchSection = async () => {
     try {
       await metricsUrl(agent)
       await sleep(1500)
-      const idle = rssMb(agent.pid)
+      const idle = rssMib(agent.pid)
       rows.push({group: 'agent', name: 'agent RSS, idle', value: idle, unit: 'MiB', ratio: idle / RSS_IDLE_GOAL_MIB, note: `goal ≤ ${RSS_IDLE_GOAL_MIB} MiB`})
       const buyer = renter(run.devnet.endpoint)
       const started = Date.now()
@@ -206,7 +193,7 @@ export const agentBench: BenchSection = async () => {
       }, 600_000, 1000)
       // Let a health round and a usage round over all of them happen before measuring.
       await sleep(12_000)
-      const active = rssMb(agent.pid)
+      const active = rssMib(agent.pid)
       rows.push({group: 'agent', name: `agent RSS, ${ACTIVE_CONTRACTS} active contracts`, value: active, unit: 'MiB', ratio: active / RSS_ACTIVE_GOAL_MIB, note: `goal ≤ ${RSS_ACTIVE_GOAL_MIB} MiB; health and usage rounds included`})
     } finally {
       await stop(agent)

@@ -7,6 +7,7 @@ import Database from 'better-sqlite3'
 import {REPO_ROOT} from '../../test/support/cli.js'
 import {fastAgentEnv, initProvider, killInstances, metricsUrl, renter, startAgent, startAgentProcess, waitFor, type AgentProcess} from '../../test/support/marketplace.js'
 import {DATABASE_FILE_NAME} from '../../src/marketplace/database.js'
+import {PERL_LISTENER, sleep} from './processes.js'
 import type {BenchRow, BenchSection} from './types.js'
 import {startDevnet} from '../../test/support/devnet.js'
 
@@ -28,12 +29,6 @@ const CLOCK_TICKS_PER_SECOND = 100
 const ROUND_SECONDS = 5
 const STEADY_SECONDS = 10
 
-const PERL_LISTENER = [
-  'perl',
-  '-MIO::Socket::INET',
-  '-e',
-  '$s=IO::Socket::INET->new(LocalAddr=>"127.0.0.1",LocalPort=>$ENV{PORT},Listen=>64,ReuseAddr=>1) or die "$!"; while($c=$s->accept){print $c "ok\\n"; close $c}',
-]
 
 /** User plus system CPU of one process (not its children), in milliseconds. */
 function cpuMs(pid: number): number {
@@ -48,7 +43,6 @@ async function gauge(metrics: string, name: string): Promise<number> {
   return Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? Number.NaN)
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 function countRows(dataDir: string, table: 'health_checks' | 'usage_records'): number {
   const database = new Database(join(dataDir, DATABASE_FILE_NAME), {readonly: true, fileMustExist: true})

@@ -1,8 +1,9 @@
-import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {fastAgentEnv, initProvider, killInstances, metricsUrl, renter, startAgent, startDevnet, type AgentProcess} from '../../test/support/marketplace.js'
+import {PERL_LISTENER, rssMib, sleep} from './processes.js'
 import type {BenchRow, BenchSection} from './types.js'
 
 /**
@@ -19,17 +20,7 @@ const LIFETIME_SECONDS = 30
 /** Flat: less than this growth per hour, GC noise included. */
 const SLOPE_GOAL_MIB_PER_HOUR = 5
 
-const PERL_LISTENER = [
-  'perl',
-  '-MIO::Socket::INET',
-  '-e',
-  '$s=IO::Socket::INET->new(LocalAddr=>"127.0.0.1",LocalPort=>$ENV{PORT},Listen=>64,ReuseAddr=>1) or die "$!"; while($c=$s->accept){print $c "ok\\n"; close $c}',
-]
 
-function rssMib(pid: number): number {
-  const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return match ? Number(match[1]) / 1024 : Number.NaN
-}
 
 /** Slope of y over x by least squares. */
 function slope(points: {x: number; y: number}[]): number {
@@ -41,7 +32,6 @@ function slope(points: {x: number; y: number}[]): number {
   return variance === 0 ? 0 : covariance / variance
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 export const soakBench: BenchSection = async () => {
   const group = 'soak'
