@@ -126,9 +126,15 @@ export const agentBench: BenchSection = async () => {
       await sleep(1000)
       const renter = renterClient(run.devnet.endpoint, generateKeyPair())
       const ids: string[] = []
+      // One job at a time, the next once the last is settled: the agent's reaction, not a queue of jobs waiting for a
+      // free slot (or for the two cores the simulations share with it).
+      const settled = (id: string) => ['completed', 'failed'].includes(readJobMarket(jobsDataDir).jobs.find((job) => job.job_id === id)?.status ?? '')
       for (let index = 0; index < JOB_SAMPLES; index++) {
-        ids.push(...(await openExampleJobs(renter, 'ghz', 1)))
-        await sleep(150 * (0.5 + Math.random()))
+        const [id] = await openExampleJobs(renter, 'ghz', 1)
+        if (!id) throw new Error('the devnet opened no job')
+        ids.push(id)
+        await waitFor(() => settled(id), 60_000, 20)
+        await sleep(100 + 200 * Math.random())
       }
       const reactions = () => {
         const {jobs, leases} = readJobMarket(jobsDataDir)

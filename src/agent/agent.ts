@@ -102,6 +102,13 @@ const DECLINE_MS = {locked: 5000, retry: 3000, refused: 30_000} as const
 const LONG_POLL_RETRY_MS = 5 * 60_000
 /** Between polls that returned only contracts already in hand. */
 const IDLE_POLL_MS = 250
+
+/** A promise with its resolve function (Node 20 has no Promise.withResolvers). */
+function movement(): {promise: Promise<void>; resolve: () => void} {
+  let resolve: () => void = () => undefined
+  const promise = new Promise<void>((done) => (resolve = done))
+  return {promise, resolve}
+}
 const HEALTH_PARALLEL = 16
 const CAPABILITIES = ['long-poll', 'sealed-credentials', 'usage-v1', 'reconcile']
 /** Fewer retries per request than a one-shot command: the daemon's own loops back off and try again. */
@@ -133,6 +140,8 @@ export class Agent {
   private readonly metrics: AgentMetrics
   private readonly settings: AgentSettings
   private readonly journal: Journal
+  /** Resolved by noteInHandMoved(), then replaced. */
+  private inHandMoved = movement()
   private readonly reporter: Reporter
   private readonly state: JournalState
   private readonly queue: WorkQueue<Contract>
@@ -555,6 +564,8 @@ export class Agent {
     if (this.stopping.signal.aborted) return 0
     if (!this.longPoll && this.settings.longPollWaitSeconds > 0 && Date.now() >= this.longPollRetryAt) this.longPoll = true
     const wait = this.longPoll ? this.settings.longPollWaitSeconds : 0
+    // Taken before the poll: a contract in hand that moves while the poll is out still wakes the next one.
+    const inHandMoved = this.inHandMoved.promise
     let contracts: Contract[]
     try {
       const pending = await this.api.pendingWork(wait, {signal: this.stopping.signal, retry: QUICK_RETRY})
@@ -575,7 +586,20 @@ export class Agent {
     const fresh = this.draining ? [] : contracts.filter((contract) => this.accepts(contract))
     for (const contract of fresh) this.queue.enqueue(contract, false)
     if (!this.longPoll) return this.settings.pollIntervalSeconds * 1000
-    return fresh.length === 0 && contracts.length > 0 ? IDLE_POLL_MS : 0
+    if (fresh.length === 0 && contracts.length > 0) {
+      // Only contracts already in hand, which a long poll returns at once while they are still `accepted`: polled
+      // again as soon as one of them is reported `provisioning` (or given up), and at the latest after IDLE_POLL_MS, so
+      // that a contract created meanwhile waits milliseconds, not the whole interval.
+      await Promise.race([inHandMoved, pause(IDLE_POLL_MS, this.stopping.signal)])
+    }
+    return 0
+  }
+
+  /** A contract in hand left `accepted` here: wakes a poll that waits on the contracts in hand. */
+  private noteInHandMoved(): void {
+    const moved = this.inHandMoved
+    this.inHandMoved = movement()
+    moved.resolve()
   }
 
   /**
@@ -631,6 +655,7 @@ export class Agent {
 
   private done(contractId: string, outcome: 'provisioned' | 'failed' | 'skipped', reason?: string): void {
     this.journal.note({event: 'contract_done', contract_id: contractId, outcome, reason})
+    this.noteInHandMoved()
     // A contract that did not get its machine gives its devices back (a provisioned one keeps them until terminated).
     if (outcome !== 'provisioned') this.gpus?.release(contractHolder(contractId))
     this.count(outcome)
@@ -700,6 +725,7 @@ export class Agent {
     const id = contract.contract_id
     try {
       await this.api.reportProvisioning(id, {status: 'provisioning'}, {signal, retry: QUICK_RETRY})
+      this.noteInHandMoved()
       return true
     } catch (error) {
       this.noteApiError(error)
