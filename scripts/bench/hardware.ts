@@ -14,7 +14,7 @@ import {measureStorage, type StorageRun} from '../../src/bench/storage.js'
 import {ApiClient} from '../../src/core/api/client.js'
 import {toHex} from '../../src/core/hex.js'
 import {generateKeyPair} from '../../src/core/signing.js'
-import {startMarketplace} from '../../src/marketplace/server.js'
+import {startDevnet} from '../../test/support/devnet.js'
 import type {BenchRow, BenchSection} from './types.js'
 
 /**
@@ -232,7 +232,8 @@ async function storageRows(): Promise<BenchRow[]> {
 /** A devnet on loopback with one registered provider, so the network figures have an endpoint to talk to. */
 async function networkRows(): Promise<BenchRow[]> {
   const dataDir = mkdtempSync(join(tmpdir(), 'outpost-bench-devnet-'))
-  const server = await startMarketplace({dataDir, port: 0, host: '127.0.0.1', logError: () => undefined})
+  // Its own process, as curl's server is: in this one it would share a thread with the client it answers.
+  const server = await startDevnet({dataDir, process: true})
   try {
     const mainKey = generateKeyPair()
     const providerPubkey = toHex(mainKey.publicKey)
