@@ -102,13 +102,6 @@ const DECLINE_MS = {locked: 5000, retry: 3000, refused: 30_000} as const
 const LONG_POLL_RETRY_MS = 5 * 60_000
 /** Between polls that returned only contracts already in hand. */
 const IDLE_POLL_MS = 250
-
-/** A promise with its resolve function (Node 20 has no Promise.withResolvers). */
-function movement(): {promise: Promise<void>; resolve: () => void} {
-  let resolve: () => void = () => undefined
-  const promise = new Promise<void>((done) => (resolve = done))
-  return {promise, resolve}
-}
 const HEALTH_PARALLEL = 16
 const CAPABILITIES = ['long-poll', 'sealed-credentials', 'usage-v1', 'reconcile']
 /** Fewer retries per request than a one-shot command: the daemon's own loops back off and try again. */
@@ -1223,4 +1216,11 @@ function agentIdentity(stateDir: string, disk: StateDisk): string {
     disk.onRecovery('agent id', write)
   }
   return id
+}
+
+/** A promise with its resolve function (Node 20 has no Promise.withResolvers). */
+function movement(): {promise: Promise<void>; resolve: () => void} {
+  let resolve: () => void = () => undefined
+  const promise = new Promise<void>((done) => (resolve = done))
+  return {promise, resolve}
 }

@@ -515,7 +515,6 @@ export class JobLoop {
     return allocator.allocate(jobHolder(job.job_id), {count, ...(job.resources.gpu_model ? {model: job.resources.gpu_model} : {})})
   }
 
-  /** An output too large to go inline, kept until it is uploaded (a restart uploads it again). */
   /** The envelope kept by job for `dispute evidence --auto --job`; evidence is no reason to hold a result back. */
   private keepForDisputes(envelope: SignedResultEnvelope): void {
     try {
@@ -525,6 +524,7 @@ export class JobLoop {
     }
   }
 
+  /** An output too large to go inline, kept until it is uploaded (a restart uploads it again). */
   private keepOutput(lease: Lease, output: Buffer): string {
     const path = join(this.options.stateDir, 'job-outputs', lease.lease_id)
     writeFileAtomic(path, output, 0o600)
@@ -604,13 +604,13 @@ export class JobLoop {
     }
   }
 
-  /** POST fail, asked again until it is answered; the lease is recorded failed (or expired, when it already was). */
   /** A job this host can't finish in time goes back for another provider, and is not leased here again. */
   private async giveUpOnDeadline(lease: Lease, job: Job, reason: string): Promise<void> {
     this.declinedUntil.set(job.job_id, job.deadline)
     return this.failLease(lease, job.job_id, {reason, retryable: true})
   }
 
+  /** POST fail, asked again until it is answered; the lease is recorded failed (or expired, when it already was). */
   private async failLease(lease: Lease, jobId: string, failure: {reason: string; retryable: boolean}): Promise<void> {
     const backoff = new Backoff()
     const signal = this.options.interrupting

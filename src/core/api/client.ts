@@ -209,10 +209,6 @@ export class ApiClient {
     this.userAgent = options.userAgent ?? 'outpost-cli'
   }
 
-  private url(pathAndQuery: string): URL {
-    return new URL(this.endpoint + pathAndQuery)
-  }
-
   /** Path under /api/v1 with its query, exactly as it is sent and signed. */
   static pathWithQuery(path: string, query?: RequestOptions<unknown>['query']): string {
     const params = new URLSearchParams()
@@ -262,7 +258,8 @@ export class ApiClient {
   async raw(method: string, path: string, options: Omit<RequestOptions<unknown>, 'schema'>): Promise<{status: number; headers: Headers; json: unknown; bytes: Buffer}> {
     const pathAndQuery = ApiClient.pathWithQuery(path, options.query)
     const body = options.bytes ?? (options.body === undefined ? undefined : JSON.stringify(options.body))
-    const sent: Record<string, string> = {'user-agent': this.userAgent, accept: 'application/json'}
+    // The Host sent is the one signed (§2 v2), whatever the transport would derive from the URL.
+    const sent: Record<string, string> = {host: this.host, 'user-agent': this.userAgent, accept: 'application/json'}
     if (body !== undefined) sent['content-type'] = options.bytes ? 'application/octet-stream' : 'application/json'
     if (!options.public) {
       if (!this.key) throw new UserError(`${method} ${path} must be signed and no key was given`, {code: 'key_required'})
@@ -274,7 +271,7 @@ export class ApiClient {
     const limit = options.maxResponseBytes ?? RESPONSE_LIMITS.object
     let answer: Answer
     try {
-      answer = await exchange(this.url(pathAndQuery), {method, headers: sent, ...(body === undefined ? {} : {body}), signal, limit})
+      answer = await exchange(new URL(this.endpoint + pathAndQuery), {method, headers: sent, ...(body === undefined ? {} : {body}), signal, limit})
     } catch (error) {
       if (error instanceof CutOffError) {
         throw new ApiError({

@@ -9,6 +9,7 @@ import {Agent as HttpsAgent, request as httpsRequest} from 'node:https'
 
 export interface Exchange {
   method: string
+  /** Sent as given; without a `host`, node:http derives it from the URL. */
   headers: Record<string, string>
   body?: string | Uint8Array
   signal: AbortSignal
@@ -77,7 +78,7 @@ export function exchange(url: URL, request: Exchange): Promise<Answer> {
         port: url.port || (secure ? 443 : 80),
         path: url.pathname + url.search,
         method: request.method,
-        headers: {...request.headers, host: url.host},
+        headers: request.headers,
         agent: agents[secure ? 'https:' : 'http:'],
         signal: request.signal,
       },
