@@ -583,7 +583,11 @@ export class Agent {
       // Only contracts already in hand, which a long poll returns at once while they are still `accepted`: polled
       // again as soon as one of them is reported `provisioning` (or given up), and at the latest after IDLE_POLL_MS, so
       // that a contract created meanwhile waits milliseconds, not the whole interval.
-      await Promise.race([inHandMoved, pause(IDLE_POLL_MS, this.stopping.signal)])
+      // Its own signal, cancelled when the contracts move first: a pause left waiting on the agent's long-lived
+      // stopping signal would hold a listener on it after every such poll (MaxListenersExceededWarning).
+      const waited = new AbortController()
+      await Promise.race([inHandMoved, pause(IDLE_POLL_MS, AbortSignal.any([this.stopping.signal, waited.signal]))])
+      waited.abort()
     }
     return 0
   }
