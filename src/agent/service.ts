@@ -10,7 +10,7 @@ import {parseDuration} from '../core/duration.js'
 import {toHex} from '../core/hex.js'
 import {readKeyFile} from '../core/keys.js'
 import {resolveFrom} from '../core/config/paths.js'
-import {waitForStopSignal} from '../core/signals.js'
+import {type StopSignal, waitForStopSignal} from '../core/signals.js'
 import type {KeyPair} from '../core/signing.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
 import {Agent, DRAIN_HEARTBEAT_MS, type AgentSettings} from './agent.js'
@@ -37,6 +37,12 @@ export interface AgentServiceOptions {
   logStream?: NodeJS.WritableStream & {isTTY?: boolean}
   /** Opens an encrypted `[agent] main_key_file` (auto_claim). */
   passphrase?: () => Promise<string>
+  /**
+   * SIGTERM or SIGINT, listened for by the caller as early as it could (a stop during start-up is then a clean stop);
+   * where absent, listened for from the service's start. A second signal means "now": the journal and the outbox are
+   * consistent at every step.
+   */
+  stopRequested?: Promise<StopSignal>
 }
 
 export interface AgentRunSummary {
@@ -102,11 +108,6 @@ export async function choreSettings(loaded: LoadedConfig, passphrase: (() => Pro
   return {archiveDays: agent.archive_days, ...(autoClaim ? {autoClaim} : {}), ...(benchmark ? {benchmark} : {})}
 }
 
-function waitForSignal(log: AgentLog): Promise<string> {
-  // A second signal means "now": the journal and the outbox are consistent at every step, so that is safe.
-  return waitForStopSignal({secondSignalExits: true, onStop: (signal) => log.info({signal}, 'stopping: no new work; finishing or checkpointing what is in progress')})
-}
-
 /** The probes on `[metrics] listen`; an address another process holds is a configuration error that says what to set. */
 async function startProbes(listen: string, metrics: AgentMetrics, readiness: () => {ready: boolean}): Promise<ProbeServer> {
   try {
@@ -130,6 +131,8 @@ async function startProbes(listen: string, metrics: AgentMetrics, readiness: () 
 export async function runAgentService(options: AgentServiceOptions): Promise<AgentRunSummary> {
   const {loaded, key} = options
   const {config} = loaded
+  // At once: a stop asked for while the agent starts is a clean stop, not the default action of the signal.
+  const stopSignal = options.once ? undefined : (options.stopRequested ?? waitForStopSignal({secondSignalExits: true}))
   const providerPubkey = config.marketplace.provider_pubkey
   if (!providerPubkey) {
     throw new UserError(`${loaded.path}: [marketplace] provider_pubkey is not set`, {
@@ -144,8 +147,7 @@ export async function runAgentService(options: AgentServiceOptions): Promise<Age
   const attester = config.jobs.enabled && config.attestation.enabled ? await (await import('../attest/attest.js')).TpmResultAttester.ready(loaded) : undefined
   const executors = config.jobs.enabled ? (await import('../executors/index.js')).createExecutors(config.jobs, {configPath: loaded.path, stateDir: loaded.paths.stateDir}) : undefined
   const log = createLogger({level: config.logging.level, format: config.logging.format, stream: options.logStream})
-  // At once: a stop asked for while the agent starts is a clean stop, not the default action of the signal.
-  const stopSignal = options.once ? undefined : waitForSignal(log)
+  void stopSignal?.then((signal) => log.info({signal}, 'stopping: no new work; finishing or checkpointing what is in progress'))
   mkdirSync(loaded.paths.stateDir, {recursive: true, mode: 0o700})
   const claim = claimStateDir(loaded.paths.stateDir)
   for (const path of removeTempFiles(loaded.paths.stateDir, Date.now())) log.info({path}, 'removed a temporary file left by a write that was cut short')

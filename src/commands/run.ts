@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {marketplaceFlags, passphraseFile} from '../cli/flags.js'
+import {waitForStopSignal} from '../core/signals.js'
 
 export default class Run extends BaseCommand {
   static override summary = 'Run the provider agent: provision accepted contracts, report health and usage, end what has ended'
@@ -22,6 +23,8 @@ export default class Run extends BaseCommand {
 
   async run(): Promise<unknown> {
     const {flags} = await this.parse(Run)
+    // Before anything slow loads: a stop asked for while the agent starts is a clean stop, not a kill.
+    const stopRequested = flags.once ? undefined : waitForStopSignal({secondSignalExits: true})
     const loaded = this.loadConfig(flags.config)
     const key = await this.agentKey(flags)
     // Loaded here, not at the top: pino, prom-client and the backends stay out of every other command's start.
@@ -36,6 +39,7 @@ export default class Run extends BaseCommand {
       shutdownTimeoutMs: flags['shutdown-timeout'] * 1000,
       logStream: this.jsonEnabled() ? process.stderr : process.stdout,
       passphrase: this.passphrase(flags),
+      ...(stopRequested ? {stopRequested} : {}),
     })
   }
 }

@@ -1,4 +1,6 @@
+import {execFileSync} from 'node:child_process'
 import {existsSync, mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync} from 'node:fs'
+import {open} from 'node:fs/promises'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {z} from 'zod'
@@ -103,6 +105,26 @@ describe('outpost run: chores and lasting evidence (built CLI, real devnet)', ()
     const archived = readFileSync(join(provider.configDir, 'state', 'health', `${contractId}.jsonl`), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as {checked_at: number})
     expect(health?.data.checks_sha256).toBe(sha256Hex(canonicalJson(archived.sort((a, b) => a.checked_at - b.checked_at))))
   }, 150_000)
+
+  it('stops cleanly (exit 0) on a SIGTERM that comes while it starts, its main key\'s passphrase still being read', async () => {
+    const fifo = join(provider.configDir, 'passphrase.fifo')
+    execFileSync('mkfifo', ['-m', '600', fifo])
+    const agent = startAgent(
+      fastAgentEnv(provider.configDir, {OUTPOST_AGENT_AUTO_CLAIM: '1h', OUTPOST_AGENT_MAIN_KEY_FILE: 'provider-main.key'}),
+      join(provider.configDir, 'agent-stopped-at-start.log'),
+      ['--passphrase-file', fifo],
+    )
+    // Opening the pipe to write waits for the agent to open it to read: it is then inside its start-up.
+    const writer = await open(fifo, 'w')
+    agent.kill('SIGTERM')
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    await writer.writeFile(`${TEST_PASSPHRASE}\n`)
+    await writer.close()
+    const {code, signal} = await agent.exited
+    expect({code, signal}, readFileSync(agent.logFile, 'utf8')).toEqual({code: 0, signal: null})
+    expect(agent.logLines().find((line) => line.msg === 'stopping: no new work; finishing or checkpointing what is in progress')).toMatchObject({signal: 'SIGTERM'})
+    rmSync(fifo)
+  }, 60_000)
 
   it('refuses auto_claim without a main key file, before it starts anything', async () => {
     const result = await runCli(['run'], {env: {...env, OUTPOST_AGENT_AUTO_CLAIM: '24h'}})

@@ -53,6 +53,8 @@ function agent(setup: ProviderSetup, logName: string, overrides: Record<string, 
 }
 
 async function stopAgent(running: AgentProcess): Promise<void> {
+  // Once it runs: a signal while Node itself still loads takes the signal's default action, as for any program.
+  expect(await waitFor(() => logged(running, 'agent starting') > 0, 60_000, 50), 'the agent started').toBe(true)
   running.kill('SIGTERM')
   const {code} = await running.exited
   expect(code, readFileSync(running.logFile, 'utf8').slice(-4000)).toBe(0)

@@ -85,6 +85,13 @@ afterAll(async () => {
 
 describe('proxmoxer (python3-proxmoxer) drives the emulator through the backend\'s whole path', () => {
   it('version, nodes, nextid, clone, task status, config, resize, start, guest agent, status, shutdown, stop, delete', async () => {
+    // The clone runs until proxmoxer has listed it in progress: with its 40 ms a busy machine could end it sooner.
+    const cloneMs = emulator.durations.clone
+    emulator.durations.clone = 3_600_000
+    emulator.afterAnswer = (request) => {
+      if (request.method !== 'GET' || request.path !== '/api2/json/cluster/resources') return
+      for (const task of emulator.tasks.values()) if (task.type === 'qmclone' && task.status === 'running') emulator.finishTask(task.upid)
+    }
     const result = await execa(PYTHON, [SCRIPT], {
       env: {
         PVE_HOST: '127.0.0.1',
@@ -97,6 +104,9 @@ describe('proxmoxer (python3-proxmoxer) drives the emulator through the backend\
         SSH_PUBKEY: SSH_KEY,
       },
       reject: false,
+    }).finally(() => {
+      emulator.durations.clone = cloneMs
+      emulator.afterAnswer = undefined
     })
     expect(result.exitCode, result.stderr).toBe(0)
     const seen = JSON.parse(result.stdout) as ProxmoxerPath
@@ -219,11 +229,17 @@ describe('the emulator answers as PVE does (wire details from its sources)', () 
   })
 
   it('lists a VM by its lock at once and by its name only after pvestatd\'s next pass', async () => {
-    const clone = await call('POST', '/nodes/pve/qemu/9000/clone', {form: {newid: '310', name: 'renamed-later'}})
+    // The clone is held open until the test ends it: on a busy machine its 40 ms could pass between two calls.
+    const cloneMs = emulator.durations.clone
+    emulator.durations.clone = 3_600_000
+    const clone = await call('POST', '/nodes/pve/qemu/9000/clone', {form: {newid: '310', name: 'renamed-later'}}).finally(() => {
+      emulator.durations.clone = cloneMs
+    })
     const listed = async () => ((await call('GET', '/cluster/resources?type=vm')).body.data as {vmid: number; name?: string; lock?: string; status: string}[]).find((item) => item.vmid === 310)
     expect(await listed()).toEqual({id: 'qemu/310', vmid: 310, node: 'pve', type: 'qemu', status: 'unknown', lock: 'clone'})
     emulator.takeStatusSnapshots()
     expect(await listed()).toMatchObject({name: 'VM 310', status: 'stopped', lock: 'clone'})
+    emulator.finishTask(String(clone.body.data))
     await waitTask(String(clone.body.data))
     expect(await listed()).toMatchObject({name: 'VM 310'})
     expect((await listed())?.lock).toBeUndefined()

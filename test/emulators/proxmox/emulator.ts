@@ -117,6 +117,8 @@ interface Task {
   exitstatus?: string
   log: string[]
   timer?: NodeJS.Timeout
+  /** Ends the task now, as its timer would. */
+  finishNow?: () => void
   /** What the task does if it is stopped before it ends. */
   onInterrupt?: () => void
 }
@@ -212,6 +214,8 @@ export class ProxmoxEmulator {
   readonly tasks = new Map<string, Task>()
   readonly requests: RecordedRequest[] = []
   readonly faults: EmulatorFaults = {}
+  /** Called once each answer is written: a test acts between two calls of a client it doesn't drive step by step. */
+  afterAnswer: ((request: RecordedRequest) => void) | undefined
   readonly pci: PciPassthrough
   durations: TaskDurations
   agentDelayMs: number
@@ -358,6 +362,7 @@ export class ProxmoxEmulator {
       'Content-Length': Buffer.byteLength(text),
     })
     response.end(text)
+    this.afterAnswer?.(recorded)
   }
 
   private authenticate(header: string | undefined): void {
@@ -566,7 +571,9 @@ export class ProxmoxEmulator {
     const task: Task = {upid, node, type, id, user, starttime, pid, pstart, status: 'running', log: [...work.log], onInterrupt: work.onInterrupt}
     this.tasks.set(upid, task)
     if (!work.hangs) {
-      task.timer = setTimeout(() => {
+      task.finishNow = () => {
+        clearTimeout(task.timer)
+        task.finishNow = undefined
         let error: string | undefined
         try {
           error = work.finish()
@@ -574,9 +581,17 @@ export class ProxmoxEmulator {
           error = failure instanceof Error ? failure.message : String(failure)
         }
         this.endTask(task, error)
-      }, work.durationMs)
+      }
+      task.timer = setTimeout(task.finishNow, work.durationMs)
     }
     return upid
+  }
+
+  /** Ends a running task now, for a test that holds one open with a long duration and must not race its timer. */
+  finishTask(upid: string): void {
+    const finish = this.tasks.get(upid)?.finishNow
+    if (!finish) throw new Error(`no running task ${upid} with a timer`)
+    finish()
   }
 
   private endTask(task: Task, error: string | undefined): void {
@@ -618,6 +633,7 @@ export class ProxmoxEmulator {
       params(NO_PARAMETERS)
       if (task.status === 'running') {
         clearTimeout(task.timer)
+        task.finishNow = undefined
         task.onInterrupt?.()
         this.endTask(task, 'interrupted by signal')
       }
