@@ -40,6 +40,19 @@ function bigIntToLittleEndian(value: bigint): Uint8Array {
  * curve (as ed2curve does). BigInt arithmetic: ed2curve's pure-JS field code cost ~10 ms per sealed contract.
  */
 function x25519FromEd25519(publicKey: Uint8Array): Uint8Array | undefined {
+  const memoKey = Buffer.from(publicKey).toString('hex')
+  if (convertedKeys.has(memoKey)) return convertedKeys.get(memoKey)
+  const converted = convert(publicKey)
+  // Bounded: a renter rents again and again, and the conversion is three 255-bit modular powers.
+  if (convertedKeys.size >= MAX_CONVERTED_KEYS) convertedKeys.delete(convertedKeys.keys().next().value ?? '')
+  convertedKeys.set(memoKey, converted)
+  return converted
+}
+
+const MAX_CONVERTED_KEYS = 1024
+const convertedKeys = new Map<string, Uint8Array | undefined>()
+
+function convert(publicKey: Uint8Array): Uint8Array | undefined {
   if (publicKey.length !== 32) return undefined
   const y = littleEndianToBigInt(publicKey) & ((1n << 255n) - 1n)
   if (y >= FIELD_PRIME || y === 1n) return undefined
