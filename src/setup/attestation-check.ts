@@ -1,4 +1,3 @@
-import {readAkRecord, openTpm} from '../attest/attest.js'
 import type {LoadedConfig} from '../core/config/load.js'
 import {describeError, isUserError} from '../core/errors.js'
 import type {CheckResult} from './doctor.js'
@@ -11,6 +10,8 @@ export async function attestationCheck(loaded: LoadedConfig): Promise<CheckResul
   const config = loaded.config.attestation
   const name = 'attestation'
   try {
+    // Loaded here: the TPM tools (and execa under them) stay out of every doctor run without attestation.
+    const {readAkRecord, openTpm} = await import('../attest/attest.js')
     const tpm = openTpm(config)
     const identity = await tpm.identify()
     const recorded = readAkRecord(loaded)

@@ -10,7 +10,6 @@ import {createProvisioner} from '../provisioners/index.js'
 import type {Provisioner} from '../provisioners/provisioner.js'
 import {attestationCheck} from './attestation-check.js'
 import {gpuCheck} from './gpu-check.js'
-import {verifyApi} from './verify-api.js'
 
 const PROVISIONER_CHECK_TIMEOUT_MS = 30_000
 
@@ -161,7 +160,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     checks.push(await gpuCheck(loaded))
     if (loaded.config.attestation.enabled) checks.push(await attestationCheck(loaded))
     if (options.verifyApi) {
-      if (agentKey) checks.push(...(await verifyApi(loaded, agentKey)))
+      if (agentKey) checks.push(...(await (await import('./verify-api.js')).verifyApi(loaded, agentKey)))
       else checks.push({name: 'api', status: 'skip', message: 'skipped: the agent key did not open'})
     }
   } else {
