@@ -1,4 +1,4 @@
-import {createHash, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject} from 'node:crypto'
+import {createHash, createPrivateKey, createPublicKey, randomBytes, randomFillSync, sign, verify, type KeyObject} from 'node:crypto'
 
 import {fromHex, isHex, toHex} from './hex.js'
 
@@ -80,8 +80,19 @@ export function fingerprint(publicKey: Uint8Array): string {
   return 'SHA256:' + createHash('sha256').update(publicKey).digest('base64').replace(/=+$/, '')
 }
 
+// Nonces come from a pool filled 4 KiB at a time: one randomBytes call per signed request cost more than its hashing.
+const randomPool = Buffer.alloc(4096)
+let randomPoolUsed = randomPool.length
+
 export function randomHex(bytes: number): string {
-  return randomBytes(bytes).toString('hex')
+  if (bytes > randomPool.length) return randomBytes(bytes).toString('hex')
+  if (randomPoolUsed + bytes > randomPool.length) {
+    randomFillSync(randomPool)
+    randomPoolUsed = 0
+  }
+  const hex = randomPool.toString('hex', randomPoolUsed, randomPoolUsed + bytes)
+  randomPoolUsed += bytes
+  return hex
 }
 
 /** PROTOCOL §2: the headers of a signed request. */

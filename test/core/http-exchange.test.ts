@@ -43,12 +43,13 @@ describe('exchange: one request on node:http', () => {
     server.close()
   })
 
-  const send = (path: string, options: {limit?: number; signal?: AbortSignal; body?: string; method?: string} = {}) =>
+  const send = (path: string, options: {limit?: number; signal?: AbortSignal; timeoutMs?: number; body?: string; method?: string} = {}) =>
     exchange(new URL(base + path), {
       method: options.method ?? 'GET',
       headers: {accept: 'application/json'},
       ...(options.body === undefined ? {} : {body: options.body}),
-      signal: options.signal ?? AbortSignal.timeout(5000),
+      ...(options.signal ? {signal: options.signal} : {}),
+      timeoutMs: options.timeoutMs ?? 5000,
       limit: options.limit ?? 1000,
     })
 
@@ -72,13 +73,20 @@ describe('exchange: one request on node:http', () => {
     const cut = await send('/cut').catch((error: unknown) => error)
     expect(cut).toBeInstanceOf(CutOffError)
     expect(cut).toMatchObject({status: 200})
-    const silent = await send('/silent', {signal: AbortSignal.timeout(200)}).catch((error: unknown) => error)
+    const silent = await send('/silent', {timeoutMs: 200}).catch((error: unknown) => error)
     expect(silent).toBeInstanceOf(NoAnswerError)
+    expect(silent).toMatchObject({timedOut: true})
+    const stopped = new AbortController()
+    const aborted = send('/silent', {signal: stopped.signal}).catch((error: unknown) => error)
+    stopped.abort(new Error('shutting down'))
+    expect(await aborted).toMatchObject({name: 'NoAnswerError', timedOut: false})
+    const already = await send('/echo', {signal: AbortSignal.abort()}).catch((error: unknown) => error)
+    expect(already).toMatchObject({name: 'NoAnswerError', timedOut: false})
     const closed = createServer()
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
     const port = (closed.address() as AddressInfo).port
     closed.close()
-    const refused = await exchange(new URL(`http://127.0.0.1:${port}/`), {method: 'GET', headers: {}, signal: AbortSignal.timeout(5000), limit: 10}).catch((error: unknown) => error)
+    const refused = await exchange(new URL(`http://127.0.0.1:${port}/`), {method: 'GET', headers: {}, timeoutMs: 5000, limit: 10}).catch((error: unknown) => error)
     expect(refused).toBeInstanceOf(NoAnswerError)
   })
 })

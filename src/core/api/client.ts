@@ -4,7 +4,7 @@ import type {z} from 'zod'
 import {ExitCode, UserError, type ExitCodeValue} from '../errors.js'
 import {printable} from '../printable.js'
 import {hostHeaderOf, signRequest, type KeyPair} from '../signing.js'
-import {CutOffError, exchange, type Answer} from './http-exchange.js'
+import {CutOffError, exchange, NoAnswerError, type Answer, type AnswerHeaders} from './http-exchange.js'
 import {ApiErrorBody} from './schemas.js'
 
 export const API_PREFIX = '/api/v1'
@@ -176,7 +176,7 @@ export function marketplaceClientOptions(marketplace: {
   return {endpoint: marketplace.endpoint, timeoutMs: marketplace.request_timeout_seconds * 1000, allowInsecureHttp: marketplace.allow_insecure_http ?? false}
 }
 
-function isOctetStream(headers: Headers): boolean {
+function isOctetStream(headers: AnswerHeaders): boolean {
   return headers.get('content-type')?.startsWith('application/octet-stream') ?? false
 }
 
@@ -255,7 +255,7 @@ export class ApiClient {
    * One attempt. Also used by `doctor --verify-api` to read the server's Date header. Throws an ApiError for no
    * answer, a redirect, and a body over the limit; `json` is undefined when the body is empty, not JSON, or bytes.
    */
-  async raw(method: string, path: string, options: Omit<RequestOptions<unknown>, 'schema'>): Promise<{status: number; headers: Headers; json: unknown; bytes: Buffer}> {
+  async raw(method: string, path: string, options: Omit<RequestOptions<unknown>, 'schema'>): Promise<{status: number; headers: AnswerHeaders; json: unknown; bytes: Buffer}> {
     const pathAndQuery = ApiClient.pathWithQuery(path, options.query)
     const body = options.bytes ?? (options.body === undefined ? undefined : JSON.stringify(options.body))
     // The Host sent is the one signed (§2 v2), whatever the transport would derive from the URL.
@@ -265,14 +265,13 @@ export class ApiClient {
       if (!this.key) throw new UserError(`${method} ${path} must be signed and no key was given`, {code: 'key_required'})
       Object.assign(sent, signRequest(this.key, {method, host: this.host, pathAndQuery, body}))
     }
-    const timeout = AbortSignal.timeout(this.timeoutMs + (options.extraTimeoutMs ?? 0))
-    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout
-    const timedOut = () => timeout.aborted && !options.signal?.aborted
+    const timeoutMs = this.timeoutMs + (options.extraTimeoutMs ?? 0)
     const limit = options.maxResponseBytes ?? RESPONSE_LIMITS.object
     let answer: Answer
     try {
-      answer = await exchange(new URL(this.endpoint + pathAndQuery), {method, headers: sent, ...(body === undefined ? {} : {body}), signal, limit})
+      answer = await exchange(new URL(this.endpoint + pathAndQuery), {method, headers: sent, ...(body === undefined ? {} : {body}), ...(options.signal ? {signal: options.signal} : {}), timeoutMs, limit})
     } catch (error) {
+      const timedOut = () => (error instanceof CutOffError || error instanceof NoAnswerError) && error.timedOut && !options.signal?.aborted
       if (error instanceof CutOffError) {
         throw new ApiError({
           status: error.status,

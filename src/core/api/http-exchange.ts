@@ -12,28 +12,50 @@ export interface Exchange {
   /** Sent as given; without a `host`, node:http derives it from the URL. */
   headers: Record<string, string>
   body?: string | Uint8Array
-  signal: AbortSignal
+  /** The caller's end of the request (a shutdown). */
+  signal?: AbortSignal
+  /** The whole exchange's limit, from the request to the answer's last byte. */
+  timeoutMs: number
   /** The most body bytes read: a larger answer is not read (`body` undefined). */
   limit: number
 }
 
+/** An answer's headers, looked up by name in any case; several of one name are joined with ", " (as fetch does). */
+export class AnswerHeaders {
+  constructor(private readonly headers: IncomingMessage['headers']) {}
+
+  get(name: string): string | null {
+    const value = this.headers[name.toLowerCase()]
+    if (value === undefined) return null
+    return Array.isArray(value) ? value.join(', ') : value
+  }
+}
+
 export interface Answer {
   status: number
-  headers: Headers
+  headers: AnswerHeaders
   /** undefined: larger than the limit, not read. */
   body: Buffer | undefined
 }
 
-/** No answer came: the connection failed, or was closed or aborted before a status line. */
+/** No answer came: the connection failed, or was closed, aborted or timed out before a status line. */
 export class NoAnswerError extends Error {
   override readonly name = 'NoAnswerError'
+  constructor(
+    message: string,
+    readonly timedOut: boolean,
+    options: {cause?: unknown},
+  ) {
+    super(message, options)
+  }
 }
 
-/** An answer began and its body was cut off (the connection closed or was aborted while it was read). */
+/** An answer began and its body was cut off (the connection closed, or was aborted or timed out while it was read). */
 export class CutOffError extends Error {
   override readonly name = 'CutOffError'
   constructor(
     readonly status: number,
+    readonly timedOut: boolean,
     options: {cause?: unknown},
   ) {
     super(`the answer (${status}) was cut off`, options)
@@ -45,29 +67,23 @@ const agents = {
   'https:': new HttpsAgent({keepAlive: true}),
 }
 
-function headersOf(response: IncomingMessage): Headers {
-  const headers = new Headers()
-  const raw = response.rawHeaders
-  for (let index = 0; index + 1 < raw.length; index += 2) {
-    try {
-      headers.append(raw[index]!, raw[index + 1]!)
-    } catch {
-      // A header name or value fetch would refuse is not one the client reads.
-    }
-  }
-  return headers
-}
-
 export function exchange(url: URL, request: Exchange): Promise<Answer> {
   const secure = url.protocol === 'https:'
   const send = secure ? httpsRequest : httpRequest
   return new Promise<Answer>((resolve, reject) => {
     let settled = false
+    let timedOut = false
     /** Set once the status line is in: an error after it cuts the answer off, one before it means no answer. */
     let answered: number | undefined
+    const abort = () => outgoing.destroy(request.signal?.reason instanceof Error ? request.signal.reason : new Error('aborted'))
+    const finish = () => {
+      settled = true
+      clearTimeout(timer)
+      request.signal?.removeEventListener('abort', abort)
+    }
     const fail = (error: Error) => {
       if (settled) return
-      settled = true
+      finish()
       reject(error)
     }
     const outgoing = send(
@@ -80,15 +96,14 @@ export function exchange(url: URL, request: Exchange): Promise<Answer> {
         method: request.method,
         headers: request.headers,
         agent: agents[secure ? 'https:' : 'http:'],
-        signal: request.signal,
       },
       (response) => {
         const status = response.statusCode ?? 0
         answered = status
-        const headers = headersOf(response)
+        const headers = new AnswerHeaders(response.headers)
         const declared = Number(response.headers['content-length'] ?? Number.NaN)
         const tooLarge = () => {
-          settled = true
+          finish()
           response.destroy()
           resolve({status, headers, body: undefined})
         }
@@ -103,17 +118,26 @@ export function exchange(url: URL, request: Exchange): Promise<Answer> {
         })
         response.once('end', () => {
           if (settled) return
-          settled = true
+          finish()
           resolve({status, headers, body: Buffer.concat(chunks, size)})
         })
-        response.once('error', (error) => fail(new CutOffError(status, {cause: error})))
+        response.once('error', (error) => fail(new CutOffError(status, timedOut, {cause: error})))
         // A body that stops short closes the socket without 'end' (the answer's length was promised, or chunked).
         response.once('close', () => {
-          if (!response.complete) fail(new CutOffError(status, {}))
+          if (!response.complete) fail(new CutOffError(status, timedOut, {}))
         })
       },
     )
-    outgoing.on('error', (error) => fail(answered === undefined ? new NoAnswerError(error.message, {cause: error}) : new CutOffError(answered, {cause: error})))
+    outgoing.on('error', (error) => fail(answered === undefined ? new NoAnswerError(error.message, timedOut, {cause: error}) : new CutOffError(answered, timedOut, {cause: error})))
+    // One timer and one listener, not AbortSignal.timeout and AbortSignal.any: per request those cost more than the
+    // rest of the client together.
+    const timer = setTimeout(() => {
+      timedOut = true
+      outgoing.destroy(new Error(`no complete answer within ${request.timeoutMs} ms`))
+    }, request.timeoutMs)
+    timer.unref()
+    if (request.signal?.aborted) abort()
+    else request.signal?.addEventListener('abort', abort, {once: true})
     outgoing.end(request.body)
   })
 }
