@@ -49,6 +49,28 @@ describe('unlessAborted', () => {
     expect(await Promise.all(held)).toEqual(Array.from({length: 20}, () => undefined))
   })
 
+  it('leaves no listener once the work settles: Node keeps an AbortSignal.any signal alive while it has one', async () => {
+    const shutdown = new AbortController()
+    const perContract = AbortSignal.any([shutdown.signal, new AbortController().signal])
+    const held = unlessAborted(new Promise<never>(() => undefined), perContract)
+    expect(getEventListeners(perContract, 'abort')).toHaveLength(1)
+    expect(await unlessAborted(Promise.resolve('done'), perContract)).toBe('done')
+    expect(getEventListeners(perContract, 'abort')).toHaveLength(1)
+    shutdown.abort()
+    expect(await held).toBeUndefined()
+    const next = AbortSignal.any([new AbortController().signal])
+    expect(await unlessAborted(Promise.resolve(1), next)).toBe(1)
+    await expect(unlessAborted(Promise.reject(new Error('failed')), next)).rejects.toThrow('failed')
+    expect(getEventListeners(next, 'abort')).toHaveLength(0)
+    // A new wait after the last one left adds the listener again, and it still works.
+    const again = new AbortController()
+    expect(await unlessAborted(Promise.resolve(2), again.signal)).toBe(2)
+    const waits = unlessAborted(new Promise<never>(() => undefined), again.signal)
+    again.abort()
+    expect(await waits).toBeUndefined()
+    expect(getEventListeners(again.signal, 'abort')).toHaveLength(0)
+  })
+
   it('resolves undefined as soon as the signal fires, whatever the work does', async () => {
     const shutdown = new AbortController()
     const pending = unlessAborted(new Promise<string>(() => undefined), shutdown.signal)
