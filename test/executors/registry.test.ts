@@ -1,12 +1,12 @@
 import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {execa} from 'execa'
 import {describe, expect, it} from 'vitest'
 
 import {JobsSection} from '../../src/core/config/jobs.js'
 import {createExecutors, speedBookFile} from '../../src/executors/index.js'
 import {SpeedBook} from '../../src/executors/speed-book.js'
+import {source, tracedImports} from '../support/import-trace.js'
 import {jobFor, never, tempDir} from './helpers.js'
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url))
@@ -45,15 +45,12 @@ describe('executor registry', () => {
   })
 
   it('loads no executor module, snarkjs or simulator until an executor is used', async () => {
-    const trace = join(tempDir(), 'imports.txt')
-    const script = `
-      const {createExecutors} = await import(${JSON.stringify(join(REPO, 'src/executors/index.ts'))})
-      const {JobsSection} = await import(${JSON.stringify(join(REPO, 'src/core/config/jobs.ts'))})
+    const loaded = await tracedImports(`
+      const {createExecutors} = await import(${source('src/executors/index.ts')})
+      const {JobsSection} = await import(${source('src/core/config/jobs.ts')})
       const executors = createExecutors(JobsSection.parse({kinds: ['zk_proof', 'quantum_circuit', 'container']}), {configPath: '/etc/outpost/outpost.toml', stateDir: '/nonexistent'})
       if (executors.size !== 3) throw new Error('expected three executors')
-    `
-    await execa('node', ['--import', 'tsx', '--import', join(REPO, 'test/fixtures/trace-imports.mjs'), '--input-type=module', '-e', script], {env: {OUTPOST_TRACE_IMPORTS: trace}})
-    const loaded = readFileSync(trace, 'utf8')
+    `)
     // The control: the trace sees the registry itself.
     expect(loaded).toContain('src/executors/index.ts')
     for (const lazy of ['snarkjs-executor', 'qasm-simulator-executor', 'docker-executor', 'node_modules/snarkjs', 'node_modules/quantum-circuit']) expect(loaded).not.toContain(lazy)
