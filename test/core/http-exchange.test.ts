@@ -90,3 +90,32 @@ describe('exchange: one request on node:http', () => {
     expect(refused).toBeInstanceOf(NoAnswerError)
   })
 })
+
+describe('exchange on a kept-alive connection the server closed as idle', () => {
+  it('sends the request once more, identical, on a new connection; a connection that fails fresh is not retried', async () => {
+    const seen: {socket: number; nonce: string | undefined}[] = []
+    const sockets = new Map<object, number>()
+    // Each connection serves its first request only, as a server whose keep-alive timeout meets the client's reuse.
+    const server = createServer((request, response) => {
+      const socket = sockets.get(request.socket) ?? sockets.set(request.socket, sockets.size).size - 1
+      seen.push({socket, nonce: request.headers['x-outpost-nonce'] as string | undefined})
+      if (seen.filter((entry) => entry.socket === socket).length > 1) return void request.socket.destroy()
+      response.writeHead(200, {'content-type': 'application/json'}).end('{"ok":true}')
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const url = new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`)
+    const send = (nonce: string) => exchange(url, {method: 'POST', headers: {'x-outpost-nonce': nonce}, body: '{}', timeoutMs: 5000, limit: 100})
+    try {
+      expect((await send('a')).status).toBe(200)
+      const again = await send('b')
+      expect(again.status).toBe(200)
+      // The second request reached the reused connection, then a new one, with the same nonce both times.
+      expect(seen.slice(1)).toEqual([{socket: 0, nonce: 'b'}, {socket: 1, nonce: 'b'}])
+    } finally {
+      server.closeAllConnections()
+      server.close()
+    }
+    const refused = await send('c').catch((error: unknown) => error)
+    expect(refused).toBeInstanceOf(NoAnswerError)
+  })
+})

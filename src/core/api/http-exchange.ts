@@ -67,7 +67,24 @@ const agents = {
   'https:': new HttpsAgent({keepAlive: true}),
 }
 
-export function exchange(url: URL, request: Exchange): Promise<Answer> {
+/** The server had closed the kept-alive connection this request was written to: it never read the request. */
+class ClosedWhileIdleError extends NoAnswerError {}
+
+/**
+ * One request; written to a kept-alive connection the server had just closed as idle (its keep-alive timeout met
+ * our reuse), it is sent once more, identical, on a new connection. Identical is safe even for a POST: a signed
+ * request carries its nonce, so one the server did take is refused as a replay, never done twice.
+ */
+export async function exchange(url: URL, request: Exchange): Promise<Answer> {
+  try {
+    return await attempt(url, request, true)
+  } catch (error) {
+    if (!(error instanceof ClosedWhileIdleError)) throw error
+    return attempt(url, request, false)
+  }
+}
+
+function attempt(url: URL, request: Exchange, pooled: boolean): Promise<Answer> {
   const secure = url.protocol === 'https:'
   const send = secure ? httpsRequest : httpRequest
   return new Promise<Answer>((resolve, reject) => {
@@ -95,7 +112,7 @@ export function exchange(url: URL, request: Exchange): Promise<Answer> {
         path: url.pathname + url.search,
         method: request.method,
         headers: request.headers,
-        agent: agents[secure ? 'https:' : 'http:'],
+        agent: pooled ? agents[secure ? 'https:' : 'http:'] : false,
       },
       (response) => {
         const status = response.statusCode ?? 0
@@ -128,7 +145,12 @@ export function exchange(url: URL, request: Exchange): Promise<Answer> {
         })
       },
     )
-    outgoing.on('error', (error) => fail(answered === undefined ? new NoAnswerError(error.message, timedOut, {cause: error}) : new CutOffError(answered, timedOut, {cause: error})))
+    outgoing.on('error', (error) => {
+      if (answered !== undefined) return fail(new CutOffError(answered, timedOut, {cause: error}))
+      const code = (error as NodeJS.ErrnoException).code
+      const closedWhileIdle = outgoing.reusedSocket && !timedOut && !request.signal?.aborted && (code === 'ECONNRESET' || code === 'EPIPE')
+      fail(new (closedWhileIdle ? ClosedWhileIdleError : NoAnswerError)(error.message, timedOut, {cause: error}))
+    })
     // One timer and one listener: cheaper per request than AbortSignal.timeout composed with AbortSignal.any.
     const timer = setTimeout(() => {
       timedOut = true
