@@ -67,7 +67,7 @@ const agents = {
   'https:': new HttpsAgent({keepAlive: true}),
 }
 
-/** The server had closed the kept-alive connection this request was written to: it never read the request. */
+/** The kept-alive connection this request was written to was reset before any answer: the server had closed it as idle. */
 class ClosedWhileIdleError extends NoAnswerError {}
 
 /**
