@@ -140,9 +140,10 @@ export async function longPoll<T>(
   request: Pick<RouteRequest, 'signal' | 'hold'>,
   ready: () => T[],
 ): Promise<T[]> {
-  const {signal} = request
   let found = ready()
-  if (found.length > 0 || waitMs <= 0 || signal.aborted) return found
+  // The signal only once the request may wait: the server makes it on first use.
+  if (found.length > 0 || waitMs <= 0 || request.signal.aborted) return found
+  const {signal} = request
   const release = request.hold()
   await new Promise<void>((resolve) => {
     const finish = () => {

@@ -81,6 +81,20 @@ export interface ListenOptions {
   host: string
 }
 
+/** A request on its way through: its lazily made end signal and the write batch it joined. */
+interface Exchange {
+  ended: () => AbortSignal
+  batch: WriteBatch | undefined
+}
+
+/** The transaction the requests of one event-loop turn share (see joinBatch). */
+interface WriteBatch {
+  committed: Promise<void>
+  settle: (error?: unknown) => void
+  /** Set when SQLite rolled the transaction back under a request: the batch fails with this. */
+  lost: Error | undefined
+}
+
 interface CompiledRoute extends Route {
   method: Route['method']
 }
@@ -168,6 +182,7 @@ export class MarketplaceServer {
   private readonly polls: LongPollGate
   private readonly logError: (error: unknown) => void
   private readonly inFlight = new Set<AbortController>()
+  private batch: WriteBatch | undefined
   private delayedRefusals = 0
   private closing = false
   private readonly housekeeping: NodeJS.Timeout
@@ -246,6 +261,7 @@ export class MarketplaceServer {
       this.closing = true
       for (const request of this.inFlight) request.abort(REQUEST_ENDED)
       this.server.close((error) => {
+        if (this.batch) this.commitBatch(this.batch)
         this.db.close()
         if (error && (error as NodeJS.ErrnoException).code !== 'ERR_SERVER_NOT_RUNNING') reject(error)
         else resolve()
@@ -256,18 +272,11 @@ export class MarketplaceServer {
   }
 
   private async serve(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    // Ends a long poll when its client goes away, or when the server shuts down (stop() aborts every one in flight).
-    const ended = new AbortController()
-    if (this.closing) ended.abort(REQUEST_ENDED)
-    this.inFlight.add(ended)
-    response.on('close', () => {
-      ended.abort(REQUEST_ENDED)
-      this.inFlight.delete(ended)
-    })
+    const exchange: Exchange = {ended: this.lazyEndSignal(response), batch: undefined}
     let reply: Reply
     let headers: Readonly<Record<string, string>> = {}
     try {
-      reply = await this.process(request, ended.signal)
+      reply = await this.process(request, exchange)
     } catch (error) {
       if (error instanceof HttpError) {
         reply = {status: error.status, body: error.toBody()}
@@ -277,7 +286,13 @@ export class MarketplaceServer {
         reply = {status: 500, body: new HttpError(500, 'internal', 'the marketplace failed; retry with backoff').toBody()}
       }
     }
-    if (reply.status === 429) await this.holdBack(Number(headers['retry-after'] ?? 1) * 1000, ended.signal)
+    try {
+      await this.durable(exchange)
+    } catch {
+      reply = {status: 500, body: new HttpError(500, 'internal', 'the marketplace failed to store this request; retry with backoff').toBody()}
+      headers = {}
+    }
+    if (reply.status === 429) await this.holdBack(Number(headers['retry-after'] ?? 1) * 1000, exchange.ended())
     if (response.destroyed) return
     if (reply.bytes) {
       response.writeHead(reply.status, {
@@ -298,6 +313,70 @@ export class MarketplaceServer {
     response.end(text)
   }
 
+  /**
+   * The signal that ends a long poll when its client goes away or the server shuts down (stop() aborts every one in
+   * flight), made only when asked for: most requests never wait, and a controller, its listener and its place in the
+   * in-flight set were a measurable part of a request's cost.
+   */
+  /** Resolves once what the request wrote is committed: its own batch, and the one open now (a handler's writes after an await). */
+  private async durable(exchange: Exchange): Promise<void> {
+    if (exchange.batch) await exchange.batch.committed
+    if (this.batch) await this.batch.committed
+  }
+
+  private lazyEndSignal(response: ServerResponse): () => AbortSignal {
+    let ended: AbortController | undefined
+    return () => {
+      if (ended) return ended.signal
+      const controller = (ended = new AbortController())
+      if (this.closing || response.destroyed) {
+        controller.abort(REQUEST_ENDED)
+        return controller.signal
+      }
+      this.inFlight.add(controller)
+      response.once('close', () => {
+        controller.abort(REQUEST_ENDED)
+        this.inFlight.delete(controller)
+      })
+      return controller.signal
+    }
+  }
+
+  /**
+   * Group commit: the requests that arrive in one turn of the event loop write into one SQLite transaction, committed
+   * once they have all run (SQLite's cost is per commit, not per row); each answer waits for that commit. A request
+   * that finds SQLite rolled the transaction back under it (a full disk) fails the whole batch: every answer waiting
+   * on it is a 500, never a success whose writes were lost.
+   */
+  private joinBatch(): WriteBatch {
+    if (this.batch) return this.batch
+    this.db.exec('BEGIN IMMEDIATE')
+    let settle!: (error?: unknown) => void
+    const committed = new Promise<void>((resolve, reject) => {
+      settle = (error) => (error === undefined ? resolve() : reject(error as Error))
+    })
+    // A batch no answer waits on must not fail as an unhandled rejection.
+    committed.catch(() => undefined)
+    const batch: WriteBatch = {committed, settle, lost: undefined}
+    this.batch = batch
+    setImmediate(() => this.commitBatch(batch))
+    return batch
+  }
+
+  /** Commits the batch if it is still the open one (once: a settled promise ignores a second settle). */
+  private commitBatch(batch: WriteBatch): void {
+    if (this.batch !== batch) return batch.settle(batch.lost)
+    this.batch = undefined
+    try {
+      if (this.db.inTransaction) this.db.exec('COMMIT')
+      batch.settle()
+    } catch (error) {
+      this.logError(error)
+      if (this.db.inTransaction) this.db.exec('ROLLBACK')
+      batch.settle(error)
+    }
+  }
+
   /** Waits before a 429 goes out (see RATE_LIMITED_ANSWER_DELAY_MS), unless too many already wait or the request ends. */
   private async holdBack(retryAfterMs: number, ended: AbortSignal): Promise<void> {
     if (this.delayedRefusals >= MAX_DELAYED_REFUSALS || ended.aborted) return
@@ -309,7 +388,7 @@ export class MarketplaceServer {
     }
   }
 
-  private async process(request: IncomingMessage, signal: AbortSignal): Promise<Reply> {
+  private async process(request: IncomingMessage, exchange: Exchange): Promise<Reply> {
     const pathAndQuery = request.url ?? '/'
     const queryStart = pathAndQuery.indexOf('?')
     const path = queryStart === -1 ? pathAndQuery : pathAndQuery.slice(0, queryStart)
@@ -331,10 +410,10 @@ export class MarketplaceServer {
       if (route.access.kind === 'provider') authorizeForProvider(identity, params.pk ?? '', route.access.rule, now)
       if (route.access.kind === 'agent') authorizeForProvider(identity, delegatedProvider(identity), {kind: 'agent', permission: route.access.permission}, now)
     }
-    // The nonce and what the handler writes before its first await commit together, before the answer goes out: one
-    // commit per request where a heartbeat made five (SQLite's cost is per commit, not per row). Committed whatever
-    // the handler throws, as each write was on its own before. A handler's own transaction nests as a savepoint.
-    this.db.exec('BEGIN IMMEDIATE')
+    // The nonce and what the handler writes before its first await commit together, with the batch, before the answer
+    // goes out. Committed whatever the handler throws, as each write was on its own before. A handler's own
+    // transaction nests as a savepoint.
+    const batch = (exchange.batch = this.joinBatch())
     try {
       let signed: SignedRequestRecord | undefined
       if (verified) {
@@ -345,10 +424,24 @@ export class MarketplaceServer {
       const holder = identity?.pubkey ?? `address ${address}`
       const query = parseQueryString(queryStart === -1 ? '' : pathAndQuery.slice(queryStart + 1))
       const json = route.rawBodyLimit === undefined ? parseJsonBody(body) : undefined
-      return route.handle({params, query, body: json, rawBody: body, identity, signed, signal, hold: () => this.polls.enter(holder)})
+      return route.handle({
+        params,
+        query,
+        body: json,
+        rawBody: body,
+        identity,
+        signed,
+        get signal() {
+          return exchange.ended()
+        },
+        hold: () => this.polls.enter(holder),
+      })
     } finally {
-      // An error SQLite rolled back itself (a full disk) leaves nothing to commit.
-      if (this.db.inTransaction) this.db.exec('COMMIT')
+      // SQLite rolled the transaction back itself (a full disk): the batch's earlier writes are gone with it.
+      if (!this.db.inTransaction && this.batch === batch) {
+        batch.lost = new Error('SQLite rolled back the transaction (is the disk full?)')
+        this.batch = undefined
+      }
     }
   }
 }
