@@ -1,7 +1,8 @@
 import {existsSync, readFileSync, statSync} from 'node:fs'
 import {homedir} from 'node:os'
 import {join} from 'node:path'
-import {Flags, type Interfaces} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
+import type * as Interfaces from '@oclif/core/interfaces'
 
 import {parseDuration} from '../core/duration.js'
 import {ExitCode, UserError} from '../core/errors.js'

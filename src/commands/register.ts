@@ -1,5 +1,5 @@
 import {hostname} from 'node:os'
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {lifetime, mainKeyFlags, marketplaceFlags} from '../cli/flags.js'

@@ -1,4 +1,5 @@
-import {toConfiguredId, type Hook} from '@oclif/core'
+import {toConfiguredId} from '@oclif/core/util/ids'
+import type {Hook} from '@oclif/core/hooks'
 
 import {closestMatch} from '../core/suggest.js'
 import {paint} from '../ui/colors.js'

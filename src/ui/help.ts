@@ -1,4 +1,4 @@
-import {Help} from '@oclif/core'
+import {Help} from '@oclif/core/help'
 
 const GETTING_STARTED = `Getting started as a provider:
   1. outpost init --main-key                        keys and outpost.toml: asks the marketplace URL, who you

@@ -1,7 +1,7 @@
 import {chmodSync, mkdtempSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {Parser} from '@oclif/core'
+import * as Parser from '@oclif/core/parser'
 import {describe, expect, it} from 'vitest'
 
 import {duration, lifetime, mainKeyFile, passphraseFile, sshPublicKey, sshPublicKeyProblem} from '../../src/cli/flags.js'

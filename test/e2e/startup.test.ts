@@ -48,6 +48,14 @@ describe('startup stays light', () => {
     }
   })
 
+  it("imports oclif by its parts, never @oclif/core's index, which loads all of oclif and semver (~20 ms a command)", async () => {
+    for (const args of [['--help'], ['doctor']]) {
+      const loaded = await modulesLoadedBy(args, args[0] === 'doctor' ? 3 : 0)
+      expect(loaded.some((url) => url.includes('/node_modules/@oclif/core/lib/execute.js')), args[0]).toBe(true)
+      expect(loaded.filter((url) => url.endsWith('/node_modules/@oclif/core/lib/index.js')), args[0]).toEqual([])
+    }
+  })
+
   it('the trace sees what a real command loads (so the check above can fail)', async () => {
     const loaded = await modulesLoadedBy(['doctor'], 3)
     expect(loaded.some((url) => url.includes('/node_modules/zod/'))).toBe(true)

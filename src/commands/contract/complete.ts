@@ -1,5 +1,6 @@
 import {readFileSync} from 'node:fs'
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 
 import {ExitCode, UserError} from '../../core/errors.js'
 import {ManualRequestStore, type ManualRequest} from '../../provisioners/manual/requests.js'

@@ -1,5 +1,6 @@
 import {join} from 'node:path'
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {passphraseFile} from '../../cli/flags.js'

@@ -1,5 +1,5 @@
 import {existsSync} from 'node:fs'
-import {Args} from '@oclif/core'
+import * as Args from '@oclif/core/args'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {mainKeyFlags, yesFlag} from '../../cli/flags.js'

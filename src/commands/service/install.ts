@@ -1,5 +1,5 @@
 import {join} from 'node:path'
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 import {installService, renderService, type InstallResult} from '../../setup/service.js'
 import {BaseCommand} from '../../cli/base-command.js'
