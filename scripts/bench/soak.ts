@@ -10,7 +10,9 @@ import type {BenchRow, BenchSection} from './types.js'
  * The agent's memory over a soak with contracts coming and going: the built CLI's `run` on the local backend (a tiny
  * perl listener per contract), a renter creating CREATE_PER_SECOND contracts a second and cancelling each one
  * LIFETIME_SECONDS later, the agent's RSS sampled every SAMPLE_SECONDS after a warm-up, and the least-squares slope
- * of RSS over time. OUTPOST_BENCH_SOAK_MINUTES=30 for the issue's half hour (the default keeps `npm run bench` short).
+ * of RSS over time. Beside it, the slope of the JS heap in use (from the agent's /metrics, scraped at each sample): RSS
+ * that grows while the heap stays flat is the allocator and V8 keeping pages, not objects the agent keeps.
+ * OUTPOST_BENCH_SOAK_MINUTES=30 for the issue's half hour (the default keeps `npm run bench` short).
  */
 const SOAK_MINUTES = Number(process.env.OUTPOST_BENCH_SOAK_MINUTES ?? 5)
 const WARM_UP_SECONDS = 60
@@ -33,6 +35,12 @@ function slope(points: {x: number; y: number}[]): number {
 }
 
 
+/** The agent's JS heap in use, from its own /metrics (prom-client's default gauge). */
+async function heapUsedMib(metrics: string): Promise<number> {
+  const text = await (await fetch(metrics)).text()
+  return Number(/^outpost_agent_nodejs_heap_size_used_bytes (\S+)/m.exec(text)?.[1] ?? Number.NaN) / 1024 / 1024
+}
+
 export const soakBench: BenchSection = async () => {
   const group = 'soak'
   const devnet = await startDevnet({rateLimitPerSecond: 1e6, addressRateLimitPerSecond: 1e6})
@@ -47,11 +55,12 @@ export const soakBench: BenchSection = async () => {
       join(logDir, 'soak.log'),
     )
     const pid = agent.pid
-    await metricsUrl(agent)
+    const metrics = await metricsUrl(agent)
     const buyer = renter(devnet.endpoint)
     const started = Date.now()
     const end = started + SOAK_MINUTES * 60_000
     const samples: {x: number; y: number}[] = []
+    const heapSamples: {x: number; y: number}[] = []
     let nextSample = started + WARM_UP_SECONDS * 1000
     let failures = 0
     while (Date.now() < end) {
@@ -69,13 +78,16 @@ export const soakBench: BenchSection = async () => {
         )
       }
       if (Date.now() >= nextSample) {
-        samples.push({x: (Date.now() - started) / 3_600_000, y: rssMib(pid)})
+        const x = (Date.now() - started) / 3_600_000
+        samples.push({x, y: rssMib(pid)})
+        heapSamples.push({x, y: await heapUsedMib(metrics)})
         nextSample += SAMPLE_SECONDS * 1000
       }
       await sleep(1000)
     }
     if (samples.length < 3) throw new Error(`the soak took ${samples.length} samples: give it more than ${WARM_UP_SECONDS + 3 * SAMPLE_SECONDS} s`)
     const perHour = slope(samples)
+    const heapPerHour = slope(heapSamples)
     const first = samples[0]!.y
     const last = samples.at(-1)!.y
     const note = `${SOAK_MINUTES} min, ${CREATE_PER_SECOND} contracts/s each cancelled after ${LIFETIME_SECONDS} s, ${ids.length} in all${failures ? `, ${failures} renter requests failed` : ''}`
@@ -83,6 +95,9 @@ export const soakBench: BenchSection = async () => {
       {group, name: 'agent RSS after the warm-up', value: first, unit: 'MiB', note},
       {group, name: 'agent RSS at the end', value: last, unit: 'MiB'},
       {group, name: 'agent RSS slope (least squares)', value: perHour, unit: 'MiB/h', ratio: Math.abs(perHour) / SLOPE_GOAL_MIB_PER_HOUR, note: `goal flat: |slope| ≤ ${SLOPE_GOAL_MIB_PER_HOUR} MiB/h; ${samples.length} samples`},
+      {group, name: 'agent JS heap in use after the warm-up', value: heapSamples[0]!.y, unit: 'MiB'},
+      {group, name: 'agent JS heap in use at the end', value: heapSamples.at(-1)!.y, unit: 'MiB'},
+      {group, name: 'agent JS heap in use, slope', value: heapPerHour, unit: 'MiB/h', note: 'what the agent keeps; RSS minus this is pages the allocator and V8 hold'},
     ] satisfies BenchRow[]
   } finally {
     for (const timer of timers) clearTimeout(timer)
