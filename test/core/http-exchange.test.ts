@@ -43,7 +43,7 @@ describe('exchange: one request on node:http', () => {
     server.close()
   })
 
-  const send = (path: string, options: {limit?: number; signal?: AbortSignal; timeoutMs?: number; body?: string; method?: string} = {}) =>
+  const send = (path: string, options: {limit?: number; signal?: AbortSignal; timeoutMs?: number; body?: string; method?: string; discardBody?: boolean} = {}) =>
     exchange(new URL(base + path), {
       method: options.method ?? 'GET',
       headers: {accept: 'application/json'},
@@ -51,6 +51,7 @@ describe('exchange: one request on node:http', () => {
       ...(options.signal ? {signal: options.signal} : {}),
       timeoutMs: options.timeoutMs ?? 5000,
       limit: options.limit ?? 1000,
+      ...(options.discardBody ? {discardBody: true} : {}),
     })
 
   it('sends the body and the Host, reads status, headers and body, and keeps the connection for the next request', async () => {
@@ -67,6 +68,14 @@ describe('exchange: one request on node:http', () => {
     expect((await send('/declared-large')).body).toBeUndefined()
     expect((await send('/chunked-large', {limit: 1000})).body).toBeUndefined()
     expect((await send('/chunked-large', {limit: 5000})).body?.length).toBe(5000)
+  })
+
+  it('with discardBody, counts the body read and keeps none of it; the limit and a cut-off body are as without', async () => {
+    const dropped = await send('/chunked-large', {limit: 5000, discardBody: true})
+    expect(dropped).toMatchObject({status: 200, size: 5000})
+    expect(dropped.body?.length).toBe(0)
+    expect((await send('/chunked-large', {limit: 1000, discardBody: true})).body).toBeUndefined()
+    expect(await send('/cut', {discardBody: true}).catch((error: unknown) => error)).toBeInstanceOf(CutOffError)
   })
 
   it('an answer whose body stops short is cut off, with its status; no answer at all is told apart', async () => {

@@ -58,6 +58,8 @@ export interface RequestOptions<T> {
   extraTimeoutMs?: number
   /** The largest answer body read (RESPONSE_LIMITS.object unless the route answers a list). */
   maxResponseBytes?: number
+  /** Read the answer's body and drop it (`bytes` empty, `size` its length): the network benchmark's bulk download. */
+  discardBody?: boolean
 }
 
 function exitFor(status: number): ExitCodeValue {
@@ -255,7 +257,7 @@ export class ApiClient {
    * One attempt. Also used by `doctor --verify-api` to read the server's Date header. Throws an ApiError for no
    * answer, a redirect, and a body over the limit; `json` is undefined when the body is empty, not JSON, or bytes.
    */
-  async raw(method: string, path: string, options: Omit<RequestOptions<unknown>, 'schema'>): Promise<{status: number; headers: AnswerHeaders; json: unknown; bytes: Buffer}> {
+  async raw(method: string, path: string, options: Omit<RequestOptions<unknown>, 'schema'>): Promise<{status: number; headers: AnswerHeaders; json: unknown; bytes: Buffer; size: number}> {
     const pathAndQuery = ApiClient.pathWithQuery(path, options.query)
     const body = options.bytes ?? (options.body === undefined ? undefined : JSON.stringify(options.body))
     // The Host sent is the one signed (§2 v2), whatever the transport would derive from the URL.
@@ -269,7 +271,7 @@ export class ApiClient {
     const limit = options.maxResponseBytes ?? RESPONSE_LIMITS.object
     let answer: Answer
     try {
-      answer = await exchange(new URL(this.endpoint + pathAndQuery), {method, headers: sent, ...(body === undefined ? {} : {body}), ...(options.signal ? {signal: options.signal} : {}), timeoutMs, limit})
+      answer = await exchange(new URL(this.endpoint + pathAndQuery), {method, headers: sent, ...(body === undefined ? {} : {body}), ...(options.signal ? {signal: options.signal} : {}), timeoutMs, limit, ...(options.discardBody ? {discardBody: true} : {})})
     } catch (error) {
       const timedOut = () => (error instanceof CutOffError || error instanceof NoAnswerError) && error.timedOut && !options.signal?.aborted
       if (error instanceof CutOffError) {
@@ -318,7 +320,7 @@ export class ApiClient {
         json = undefined
       }
     }
-    return {status, headers, json, bytes}
+    return {status, headers, json, bytes, size: answer.size}
   }
 
   private async once<T>(method: string, path: string, options: RequestOptions<T>): Promise<T> {

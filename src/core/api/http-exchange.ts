@@ -18,6 +18,11 @@ export interface Exchange {
   timeoutMs: number
   /** The most body bytes read: a larger answer is not read (`body` undefined). */
   limit: number
+  /**
+   * Count the body's bytes and drop them (`body` empty, `size` its length): a bulk download timed as the link carries
+   * it, as `curl -o /dev/null` does, not as fast as this process can take fresh memory for it.
+   */
+  discardBody?: boolean
 }
 
 /** An answer's headers, looked up by name in any case; several of one name are joined with ", " (as fetch does). */
@@ -36,6 +41,8 @@ export interface Answer {
   headers: AnswerHeaders
   /** undefined: larger than the limit, not read. */
   body: Buffer | undefined
+  /** The body's length as read (also when it was dropped). */
+  size: number
 }
 
 /** No answer came: the connection failed, or was closed, aborted or timed out before a status line. */
@@ -122,7 +129,7 @@ function attempt(url: URL, request: Exchange, pooled: boolean): Promise<Answer> 
         const tooLarge = () => {
           finish()
           response.destroy()
-          resolve({status, headers, body: undefined})
+          resolve({status, headers, body: undefined, size: 0})
         }
         if (Number.isFinite(declared) && declared > request.limit) return tooLarge()
         const chunks: Buffer[] = []
@@ -131,12 +138,12 @@ function attempt(url: URL, request: Exchange, pooled: boolean): Promise<Answer> 
           if (settled) return
           size += chunk.length
           if (size > request.limit) return tooLarge()
-          chunks.push(chunk)
+          if (!request.discardBody) chunks.push(chunk)
         })
         response.once('end', () => {
           if (settled) return
           finish()
-          resolve({status, headers, body: Buffer.concat(chunks, size)})
+          resolve({status, headers, body: Buffer.concat(chunks), size})
         })
         response.once('error', (error) => fail(new CutOffError(status, timedOut, {cause: error})))
         // A body that stops short closes the socket without 'end' (the answer's length was promised, or chunked).
