@@ -50,6 +50,7 @@ const DRAIN_LIMIT_BYTES = 16 * MAX_BODY_BYTES
 const HOUSEKEEPING_INTERVAL_MS = 30_000
 // An abort reason made once: abort() without one builds a DOMException per request, a measurable cost here.
 const REQUEST_ENDED = new Error('the request ended')
+const ROLLED_BACK = 'SQLite rolled back the transaction (is the disk full?)'
 
 export interface MarketplaceOptions {
   dataDir: string
@@ -313,17 +314,17 @@ export class MarketplaceServer {
     response.end(text)
   }
 
-  /**
-   * The signal that ends a long poll when its client goes away or the server shuts down (stop() aborts every one in
-   * flight), made only when asked for: most requests never wait, and a controller, its listener and its place in the
-   * in-flight set were a measurable part of a request's cost.
-   */
   /** Resolves once what the request wrote is committed: its own batch, and the one open now (a handler's writes after an await). */
   private async durable(exchange: Exchange): Promise<void> {
     if (exchange.batch) await exchange.batch.committed
     if (this.batch) await this.batch.committed
   }
 
+  /**
+   * The signal that ends a long poll when its client goes away or the server shuts down (stop() aborts every one in
+   * flight), made only when asked for: most requests never wait, and a controller, its listener and its place in the
+   * in-flight set were a measurable part of a request's cost.
+   */
   private lazyEndSignal(response: ServerResponse): () => AbortSignal {
     let ended: AbortController | undefined
     return () => {
@@ -349,6 +350,8 @@ export class MarketplaceServer {
    * on it is a 500, never a success whose writes were lost.
    */
   private joinBatch(): WriteBatch {
+    // Rolled back under a handler that wrote after an await: nothing more joins it.
+    if (this.batch && !this.db.inTransaction) this.loseBatch(this.batch)
     if (this.batch) return this.batch
     this.db.exec('BEGIN IMMEDIATE')
     let settle!: (error?: unknown) => void
@@ -367,14 +370,21 @@ export class MarketplaceServer {
   private commitBatch(batch: WriteBatch): void {
     if (this.batch !== batch) return batch.settle(batch.lost)
     this.batch = undefined
+    // Only this commits a batch's transaction: gone before it, SQLite rolled it back.
+    if (!this.db.inTransaction) return batch.settle(new Error(ROLLED_BACK))
     try {
-      if (this.db.inTransaction) this.db.exec('COMMIT')
+      this.db.exec('COMMIT')
       batch.settle()
     } catch (error) {
       this.logError(error)
       if (this.db.inTransaction) this.db.exec('ROLLBACK')
       batch.settle(error)
     }
+  }
+
+  private loseBatch(batch: WriteBatch): void {
+    batch.lost = new Error(ROLLED_BACK)
+    if (this.batch === batch) this.batch = undefined
   }
 
   /** Waits before a 429 goes out (see RATE_LIMITED_ANSWER_DELAY_MS), unless too many already wait or the request ends. */
@@ -438,10 +448,7 @@ export class MarketplaceServer {
       })
     } finally {
       // SQLite rolled the transaction back itself (a full disk): the batch's earlier writes are gone with it.
-      if (!this.db.inTransaction && this.batch === batch) {
-        batch.lost = new Error('SQLite rolled back the transaction (is the disk full?)')
-        this.batch = undefined
-      }
+      if (!this.db.inTransaction && this.batch === batch) this.loseBatch(batch)
     }
   }
 }
