@@ -185,6 +185,46 @@ describe('ApiClient: answers are read within bounds', () => {
   })
 })
 
+describe('ApiClient: a kept-alive connection reset after the request went through', () => {
+  it('takes the replay its identical resend meets for an unknown outcome, never a refusal: a PUT is tried again, a POST is not', async () => {
+    const nonces: string[] = []
+    const seenOn = new Map<object, number>()
+    // Like a proxy that drops a kept-alive connection once the marketplace has the request: the second request of a
+    // connection is taken (its nonce stored) and the connection reset before any answer; a nonce seen before is a
+    // replay, as the devnet answers it.
+    const marketplace = createServer((request, response) => {
+      const nonce = String(request.headers['x-outpost-nonce'])
+      const replay = nonces.includes(nonce)
+      nonces.push(nonce)
+      const served = (seenOn.get(request.socket) ?? 0) + 1
+      seenOn.set(request.socket, served)
+      request.resume()
+      request.on('end', () => {
+        if (replay) return void response.writeHead(401, {'content-type': 'application/json'}).end('{"error":{"code":"replayed_nonce","message":"this nonce was already used by this key"}}')
+        if (served === 2) return void request.socket.destroy()
+        response.writeHead(200, {'content-type': 'application/json'}).end('{"ok":true}')
+      })
+    })
+    await new Promise<void>((resolve) => marketplace.listen(0, '127.0.0.1', resolve))
+    try {
+      const client = new ApiClient({endpoint: `http://127.0.0.1:${(marketplace.address() as AddressInfo).port}`, key: generateKeyPair(), retry: FAST})
+      await client.put('/first', {schema: Ok, body: {}})
+      await expect(client.put('/provisioning', {schema: Ok, body: {}})).resolves.toEqual({ok: true})
+      // Taken, reset, resent identical (refused as a replay), then signed afresh and answered.
+      expect(nonces.slice(1)).toHaveLength(3)
+      expect(nonces[2]).toBe(nonces[1])
+      expect(nonces[3]).not.toBe(nonces[1])
+
+      await client.put('/first', {schema: Ok, body: {}})
+      const error = await failure(client.post('/contracts', {schema: Ok, body: {}}))
+      expect(error).toMatchObject({status: 401, apiCode: 'unreadable_response', unknown: true, refused: false})
+    } finally {
+      marketplace.closeAllConnections()
+      marketplace.close()
+    }
+  })
+})
+
 describe('ApiClient against the devnet: §2 v2 signs the Host it sends', () => {
   let market: Devnet
 

@@ -257,7 +257,7 @@ export class AuctionEngine {
     } catch (error) {
       if (signal.aborted) return
       // Refused for good: nothing was committed, so nothing is promised.
-      if (error instanceof ApiError && error.status >= 400 && error.status < 500 && error.status !== 429) {
+      if (error instanceof ApiError && error.refused) {
         this.close(record, 'abandoned', `the commitment was refused: ${error.apiCode}: ${error.message}`)
         return
       }
@@ -299,7 +299,7 @@ export class AuctionEngine {
     } catch (error) {
       if (signal.aborted) return
       if (error instanceof ApiError && error.apiCode === 'bidding_open') return
-      if (error instanceof ApiError && error.status >= 400 && error.status < 500 && error.status !== 429) {
+      if (error instanceof ApiError && error.refused) {
         const outcome = error.apiCode === 'reveal_closed' ? 'missed' : 'abandoned'
         if (error.apiCode === 'commitment_mismatch') log.error({job_id: record.jobId, err: describeError(error)}, 'auction: the marketplace refused our reveal as not matching our commitment')
         this.close(record, outcome, `the reveal was refused: ${error.apiCode}: ${error.message}`)
@@ -345,7 +345,7 @@ export class AuctionEngine {
           return
         }
       }
-      const retryable = !(error instanceof ApiError) || error.status === 0 || error.status >= 500 || error.status === 429 || LEASE_RETRYABLE.has(error.apiCode)
+      const retryable = !(error instanceof ApiError) || error.retryable || LEASE_RETRYABLE.has(error.apiCode)
       if (retryable && this.now() < record.deadline) {
         log.warn({job_id: record.jobId, err: describeError(error)}, 'auction: could not lease the won job yet; trying again')
         return

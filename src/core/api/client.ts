@@ -257,7 +257,7 @@ export class ApiClient {
    * One attempt. Also used by `doctor --verify-api` to read the server's Date header. Throws an ApiError for no
    * answer, a redirect, and a body over the limit; `json` is undefined when the body is empty, not JSON, or bytes.
    */
-  async raw(method: string, path: string, options: Omit<RequestOptions<unknown>, 'schema'>): Promise<{status: number; headers: AnswerHeaders; json: unknown; bytes: Buffer; size: number}> {
+  async raw(method: string, path: string, options: Omit<RequestOptions<unknown>, 'schema'>): Promise<{status: number; headers: AnswerHeaders; json: unknown; bytes: Buffer; size: number; resent: boolean}> {
     const pathAndQuery = ApiClient.pathWithQuery(path, options.query)
     const body = options.bytes ?? (options.body === undefined ? undefined : JSON.stringify(options.body))
     // The Host sent is the one signed (§2 v2), whatever the transport would derive from the URL.
@@ -320,11 +320,11 @@ export class ApiClient {
         json = undefined
       }
     }
-    return {status, headers, json, bytes, size: answer.size}
+    return {status, headers, json, bytes, size: answer.size, resent: answer.resent}
   }
 
   private async once<T>(method: string, path: string, options: RequestOptions<T>): Promise<T> {
-    const {status, headers, json, bytes} = await this.raw(method, path, options)
+    const {status, headers, json, bytes, resent} = await this.raw(method, path, options)
     if (status >= 200 && status < 300) {
       // An octet-stream answer (§12 programs, inputs, outputs) is given to the schema as its bytes.
       const parsed = options.schema.safeParse(status === 204 ? undefined : isOctetStream(headers) ? bytes : json)
@@ -340,6 +340,17 @@ export class ApiClient {
     }
     const error = ApiErrorBody.safeParse(json)
     const apiCode = error.success ? printable(error.data.error.code, {max: 64}) : status >= 500 ? 'internal' : `http_${status}`
+    if (resent && status === 401 && apiCode === 'replayed_nonce') {
+      // The connection was reset after the request went out: the copy sent again is a replay because the first one
+      // reached the marketplace, whose answer was lost. Not a refusal: unknown, as a cut-off answer is.
+      throw new ApiError({
+        status,
+        apiCode: 'unreadable_response',
+        message: `${method} ${path}: the connection to ${this.endpoint} was reset before the answer, after the request reached it; whether it took effect is unknown`,
+        suggestion: 'check [marketplace] endpoint and this host\'s network',
+        unknown: true,
+      })
+    }
     throw new ApiError({
       status,
       apiCode,

@@ -43,6 +43,8 @@ export interface Answer {
   body: Buffer | undefined
   /** The body's length as read (also when it was dropped). */
   size: number
+  /** The answer to the request sent once more after a reset (see exchange): the first copy may have reached the server. */
+  resent: boolean
 }
 
 /** No answer came: the connection failed, or was closed, aborted or timed out before a status line. */
@@ -80,14 +82,15 @@ class ClosedWhileIdleError extends NoAnswerError {}
 /**
  * One request; written to a kept-alive connection the server had just closed as idle (its keep-alive timeout met
  * our reuse), it is sent once more, identical, on a new connection. Identical is safe even for a POST: a signed
- * request carries its nonce, so one the server did take is refused as a replay, never done twice.
+ * request carries its nonce, so one the server did take is refused as a replay, never done twice (and the caller
+ * reads that refusal as an unknown outcome, `resent`: a connection cut after the request went through looks alike).
  */
 export async function exchange(url: URL, request: Exchange): Promise<Answer> {
   try {
     return await attempt(url, request, true)
   } catch (error) {
     if (!(error instanceof ClosedWhileIdleError)) throw error
-    return attempt(url, request, false)
+    return {...(await attempt(url, request, false)), resent: true}
   }
 }
 
@@ -129,7 +132,7 @@ function attempt(url: URL, request: Exchange, pooled: boolean): Promise<Answer> 
         const tooLarge = () => {
           finish()
           response.destroy()
-          resolve({status, headers, body: undefined, size: 0})
+          resolve({status, headers, body: undefined, size: 0, resent: false})
         }
         if (Number.isFinite(declared) && declared > request.limit) return tooLarge()
         const chunks: Buffer[] = []
@@ -143,7 +146,7 @@ function attempt(url: URL, request: Exchange, pooled: boolean): Promise<Answer> 
         response.once('end', () => {
           if (settled) return
           finish()
-          resolve({status, headers, body: Buffer.concat(chunks), size})
+          resolve({status, headers, body: Buffer.concat(chunks), size, resent: false})
         })
         response.once('error', (error) => fail(new CutOffError(status, timedOut, {cause: error})))
         // A body that stops short closes the socket without 'end' (the answer's length was promised, or chunked).
