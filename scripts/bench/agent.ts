@@ -18,6 +18,7 @@ import {
 import {generateKeyPair} from '../../src/core/signing.js'
 import {jobAgentEnv, openExampleJobs, readJobMarket, renterClient} from '../../test/support/job-run.js'
 import {PERL_LISTENER, rssMib, sleep} from './processes.js'
+import {metricValue} from '../../test/support/agent-run.js'
 import type {BenchRow, BenchSection} from './types.js'
 
 /**
@@ -193,10 +194,7 @@ export const agentBench: BenchSection = async () => {
         const batch = await Promise.all(Array.from({length: Math.min(100, ACTIVE_CONTRACTS - start)}, () => buyer.create(run.provider.offeringId)))
         run.ids.push(...batch.map((contract) => contract.contract_id))
       }
-      await waitFor(async () => {
-        const text = await (await fetch(metrics)).text()
-        return Number(/^outpost_agent_active_contracts (\d+)/m.exec(text)?.[1] ?? 0) >= ACTIVE_CONTRACTS
-      }, 600_000, 1000)
+      await waitFor(async () => (await metricValue(metrics, 'outpost_agent_active_contracts')) >= ACTIVE_CONTRACTS, 600_000, 1000)
       // Let a health round and a usage round over all of them happen before measuring.
       await sleep(12_000)
       const active = rssMib(agent.pid)

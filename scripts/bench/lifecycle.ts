@@ -4,6 +4,7 @@ import {join} from 'node:path'
 
 import Database from 'better-sqlite3'
 
+import {metricValue} from '../../test/support/agent-run.js'
 import {REPO_ROOT} from '../../test/support/cli.js'
 import {fastAgentEnv, initProvider, killInstances, metricsUrl, renter, startAgent, startAgentProcess, waitFor, type AgentProcess} from '../../test/support/marketplace.js'
 import {DATABASE_FILE_NAME} from '../../src/marketplace/database.js'
@@ -38,10 +39,6 @@ function cpuMs(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND
 }
 
-async function gauge(metrics: string, name: string): Promise<number> {
-  const text = await (await fetch(metrics)).text()
-  return Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? Number.NaN)
-}
 
 
 /** A count from the devnet's database, read by this process: waiting on it costs the agent and the devnet nothing. */
@@ -118,7 +115,7 @@ async function measureLifecycle(backend: Backend): Promise<BenchRow[]> {
     for (let start = 0; start < ids.length; start += 50) await Promise.all(ids.slice(start, start + 50).map((id) => buyer.cancel(id)))
     const ended =
       (await waitFor(() => countContracts(dataDir, ['terminated']) === CONTRACTS, 300_000, 50)) &&
-      (await waitFor(async () => (await gauge(metrics, 'outpost_agent_active_contracts')) === 0 && (await gauge(metrics, 'outpost_agent_outbox_depth')) === 0, 60_000, 250))
+      (await waitFor(async () => (await metricValue(metrics, 'outpost_agent_active_contracts')) === 0 && (await metricValue(metrics, 'outpost_agent_outbox_depth')) === 0, 60_000, 250))
     if (!ended) throw new Error('the contracts did not all end within 5 minutes')
     const terminated = cpu()
 

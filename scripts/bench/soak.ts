@@ -2,6 +2,7 @@ import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import {metricValue} from '../../test/support/agent-run.js'
 import {fastAgentEnv, initProvider, killInstances, metricsUrl, renter, startAgent, startDevnet, type AgentProcess} from '../../test/support/marketplace.js'
 import {PERL_LISTENER, rssMib, sleep} from './processes.js'
 import type {BenchRow, BenchSection} from './types.js'
@@ -34,12 +35,6 @@ function slope(points: {x: number; y: number}[]): number {
   return variance === 0 ? 0 : covariance / variance
 }
 
-
-/** The agent's JS heap in use, from its own /metrics (prom-client's default gauge). */
-async function heapUsedMib(metrics: string): Promise<number> {
-  const text = await (await fetch(metrics)).text()
-  return Number(/^outpost_agent_nodejs_heap_size_used_bytes (\S+)/m.exec(text)?.[1] ?? Number.NaN) / 1024 / 1024
-}
 
 export const soakBench: BenchSection = async () => {
   const group = 'soak'
@@ -80,7 +75,7 @@ export const soakBench: BenchSection = async () => {
       if (Date.now() >= nextSample) {
         const x = (Date.now() - started) / 3_600_000
         samples.push({x, y: rssMib(pid)})
-        heapSamples.push({x, y: await heapUsedMib(metrics)})
+        heapSamples.push({x, y: (await metricValue(metrics, 'outpost_agent_nodejs_heap_size_used_bytes')) / 2 ** 20})
         nextSample += SAMPLE_SECONDS * 1000
       }
       await sleep(1000)
