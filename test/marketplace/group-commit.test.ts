@@ -1,8 +1,5 @@
 import {randomBytes} from 'node:crypto'
-import {mkdtempSync, rmSync} from 'node:fs'
 import {connect, type Socket} from 'node:net'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {generateKeyPair, randomHex, sha256Hex} from '../../src/core/signing.js'
@@ -14,16 +11,12 @@ import {startDevnet, type Devnet} from '../support/devnet.js'
  * batching: no answer goes out before what it wrote is committed, and a batch SQLite rolls back (a full disk) turns
  * every answer in it into a 500, never a success whose writes are gone.
  */
-const dataDir = mkdtempSync(join(tmpdir(), 'outpost-group-commit-'))
 let devnet: Devnet
 
 beforeAll(async () => {
-  devnet = await startDevnet({dataDir})
+  devnet = await startDevnet()
 })
-afterAll(async () => {
-  await devnet.stop()
-  rmSync(dataDir, {recursive: true, force: true})
-})
+afterAll(() => devnet.stop())
 
 interface RawAnswer {
   status: number
