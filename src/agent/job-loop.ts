@@ -1,8 +1,9 @@
 import {existsSync, mkdirSync, readFileSync, rmSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {ApiError} from '../core/api/client.js'
-import type {Job, JobKind, Lease, Verdict} from '../core/api/job-schemas.js'
+import {ApiError} from '../core/api/api-error.js'
+import type {Job, Lease, Verdict} from '../core/api/job-schemas.js'
+import type {JobKind} from '../core/api/job-kinds.js'
 import type {JobsApi} from '../core/api/jobs.js'
 import {parseAmount} from '../core/decimal.js'
 import {describeError} from '../core/errors.js'

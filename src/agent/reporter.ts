@@ -1,4 +1,4 @@
-import {ApiError} from '../core/api/client.js'
+import {ApiError} from '../core/api/api-error.js'
 import type {Verdict} from '../core/api/job-schemas.js'
 import type {ProviderApi} from '../core/api/provider.js'
 import type {SignedResultEnvelope} from '../core/signing.js'

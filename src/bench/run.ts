@@ -1,4 +1,4 @@
-import {ApiError} from '../core/api/client.js'
+import {ApiError} from '../core/api/api-error.js'
 import {requestChallenge, submitReport, type BenchmarkChallenge, type BenchmarkReport} from '../core/api/benchmarks.js'
 import type {ProviderSession} from '../core/api/session.js'
 import {computeWorkDigest, WORKLOAD_ITERATIONS} from '../core/benchmark-workload.js'

@@ -1,4 +1,4 @@
-import {ApiError} from '../core/api/client.js'
+import {ApiError} from '../core/api/api-error.js'
 import {ExitCode, type ExitCodeValue} from '../core/errors.js'
 
 export interface ExplainedError {

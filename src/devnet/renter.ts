@@ -1,7 +1,8 @@
 import {existsSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {ApiError, type ApiClient} from '../core/api/client.js'
+import {type ApiClient} from '../core/api/client.js'
+import {ApiError} from '../core/api/api-error.js'
 import {createApiClient} from '../core/api/factory.js'
 import {identifyEndpoint, notMarketplace} from '../core/api/identify.js'
 import {getContract, type RenterContract} from '../core/api/renter.js'

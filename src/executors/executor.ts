@@ -1,6 +1,6 @@
 import {z} from 'zod'
 
-import {JOB_KINDS} from '../core/api/job-schemas.js'
+import {JOB_KINDS} from '../core/api/job-kinds.js'
 import type {ExecutorType} from '../core/config/jobs.js'
 import type {GpuUnit} from '../gpu/allocator.js'
 

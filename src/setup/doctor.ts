@@ -1,6 +1,6 @@
 import {readFileSync, statSync} from 'node:fs'
 
-import {isLoopbackHost} from '../core/api/client.js'
+import {isLoopbackHost} from '../core/api/endpoint.js'
 import {ENV_KEYS} from '../core/config/env.js'
 import {loadConfig, parseToml, type LoadedConfig} from '../core/config/load.js'
 import {secretFields} from '../core/config/schema.js'

@@ -1,7 +1,7 @@
 import {afterEach, beforeEach, describe, expect, it, vi} from 'vitest'
 
 import {ContractLocks} from '../../src/agent/contract-lock.js'
-import {ApiError} from '../../src/core/api/client.js'
+import {ApiError} from '../../src/core/api/api-error.js'
 import {FakeMarketplace, RecordingLog, refusal, unreachable} from './fakes.js'
 
 /** The contract lock on fake timers against a fake marketplace: acquire, keep (renew every TTL/3), release. */

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import type {AgentApi} from '../../src/agent/agent.js'
 import type {AgentLog} from '../../src/agent/logger.js'
-import {ApiError} from '../../src/core/api/client.js'
+import {ApiError} from '../../src/core/api/api-error.js'
 import type {Bid, CallOptions, HealthCheck, HeartbeatBody, OpenOrdersPage, ProvisioningReport, ReportedInstance} from '../../src/core/api/provider.js'
 import type {PublishedOffering} from '../../src/core/api/main-key.js'
 import type {Contract, HeartbeatResponse, LockResponse, ReconcileResponse, SignedRequest, UsageResponse} from '../../src/core/api/schemas.js'

@@ -1,7 +1,7 @@
 import {describe, expect, it} from 'vitest'
 
 import {explainApiError} from '../../src/cli/api-errors.js'
-import {ApiError} from '../../src/core/api/client.js'
+import {ApiError} from '../../src/core/api/api-error.js'
 
 const PK = 'ab'.repeat(32)
 

@@ -3,7 +3,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, afterEach, describe, expect, it} from 'vitest'
 
-import {ApiError} from '../../src/core/api/client.js'
+import {ApiError} from '../../src/core/api/api-error.js'
 import {JobsApi} from '../../src/core/api/jobs.js'
 import {ProviderApi} from '../../src/core/api/provider.js'
 import {toHex} from '../../src/core/hex.js'

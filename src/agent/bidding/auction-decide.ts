@@ -1,4 +1,5 @@
-import type {Job, JobKind} from '../../core/api/job-schemas.js'
+import type {Job} from '../../core/api/job-schemas.js'
+import type {JobKind} from '../../core/api/job-kinds.js'
 import {WORK_UNITS, type JobBiddingConfig} from '../../core/config/job-bidding.js'
 import {describeError} from '../../core/errors.js'
 import {ExecutorError, type RunEstimate} from '../../executors/executor.js'

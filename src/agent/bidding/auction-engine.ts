@@ -1,8 +1,10 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {bidCommitment, newBidSalt} from '../../core/auction.js'
-import {ApiError, type RetryPolicy} from '../../core/api/client.js'
-import type {Auction, Commitment, Job, JobKind, Lease, LeaseStatus, Reveal} from '../../core/api/job-schemas.js'
+import {type RetryPolicy} from '../../core/api/client.js'
+import {ApiError} from '../../core/api/api-error.js'
+import type {Auction, Commitment, Job, Lease, LeaseStatus, Reveal} from '../../core/api/job-schemas.js'
+import type {JobKind} from '../../core/api/job-kinds.js'
 import type {CallOptions} from '../../core/api/provider.js'
 import type {JobBiddingConfig} from '../../core/config/job-bidding.js'
 import {describeError} from '../../core/errors.js'

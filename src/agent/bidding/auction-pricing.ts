@@ -1,4 +1,5 @@
-import type {Job, JobKind} from '../../core/api/job-schemas.js'
+import type {Job} from '../../core/api/job-schemas.js'
+import type {JobKind} from '../../core/api/job-kinds.js'
 import {UNIT_PRICE_PATTERN, WORK_UNITS, type JobBiddingConfig, type KindPricing} from '../../core/config/job-bidding.js'
 import {AMOUNT_DECIMALS, formatAmount, parseAmount} from '../../core/decimal.js'
 import type {RunEstimate} from '../../executors/executor.js'

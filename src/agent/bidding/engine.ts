@@ -1,4 +1,5 @@
-import {ApiError, type RetryPolicy} from '../../core/api/client.js'
+import {type RetryPolicy} from '../../core/api/client.js'
+import {ApiError} from '../../core/api/api-error.js'
 import type {Bid, CallOptions, OpenOrder, OpenOrdersPage} from '../../core/api/provider.js'
 import type {Contract} from '../../core/api/schemas.js'
 import type {BiddingConfig} from '../../core/config/schema.js'

@@ -4,7 +4,7 @@ import * as Flags from '@oclif/core/flags'
 import {BaseCommand} from '../../cli/base-command.js'
 import {duration} from '../../cli/flags.js'
 import {ExitCode, UserError} from '../../core/errors.js'
-import {JOB_KINDS} from '../../core/api/job-schemas.js'
+import {JOB_KINDS} from '../../core/api/job-kinds.js'
 import {exampleJob, fileJob, LOCAL_EXAMPLES, runLocal, type RunLocalResult} from '../../jobs/run-local.js'
 import {progressMode} from '../../ui/tasks.js'
 

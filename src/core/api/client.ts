@@ -1,10 +1,12 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 import type {z} from 'zod'
 
-import {ExitCode, UserError, type ExitCodeValue} from '../errors.js'
+import {UserError} from '../errors.js'
 import {printable} from '../printable.js'
 import {hostHeaderOf, signRequest, type KeyPair} from '../signing.js'
 import {CutOffError, exchange, NoAnswerError, type Answer, type AnswerHeaders} from './http-exchange.js'
+import {ApiError} from './api-error.js'
+import {checkEndpoint} from './endpoint.js'
 import {ApiErrorBody} from './schemas.js'
 
 export const API_PREFIX = '/api/v1'
@@ -62,61 +64,6 @@ export interface RequestOptions<T> {
   discardBody?: boolean
 }
 
-function exitFor(status: number): ExitCodeValue {
-  if (status === 401 || status === 403) return ExitCode.refused
-  return ExitCode.failed
-}
-
-/**
- * A marketplace answer that is an error (PROTOCOL §4), or no answer that can be used. `unknown` tells the two
- * apart: true when there was no answer (status 0: unreachable, timed out) or an answer that could not be read (a
- * 2xx whose body does not parse, a body over the size limit, a connection cut mid-body). Then the request may or
- * may not have taken effect: the caller re-reads the state or repeats an idempotent request, and never takes it
- * for a refusal. `refused` is a readable 4xx (other than 429): the marketplace said no.
- */
-export class ApiError extends UserError {
-  readonly status: number
-  readonly apiCode: string
-  readonly details: unknown[] | undefined
-  readonly retryAfterMs: number | undefined
-  readonly unknown: boolean
-
-  constructor(init: {
-    status: number
-    apiCode: string
-    message: string
-    details?: unknown[]
-    retryAfterMs?: number
-    suggestion?: string
-    cause?: unknown
-    /** Defaults to true for status 0 (no answer). */
-    unknown?: boolean
-  }) {
-    super(init.message, {
-      code: init.apiCode,
-      exit: init.status === 0 ? ExitCode.unreachable : exitFor(init.status),
-      suggestion: init.suggestion,
-      cause: init.cause,
-    })
-    this.name = 'ApiError'
-    this.status = init.status
-    this.apiCode = init.apiCode
-    this.details = init.details
-    this.retryAfterMs = init.retryAfterMs
-    this.unknown = init.unknown ?? init.status === 0
-  }
-
-  /** PROTOCOL §4: retry 429, 5xx and network errors (and any answer that could not be read); never another 4xx. */
-  get retryable(): boolean {
-    return this.unknown || this.status === 429 || this.status >= 500
-  }
-
-  /** The marketplace read the request and refused it (a 4xx other than 429): repeating it will not help. */
-  get refused(): boolean {
-    return !this.unknown && this.status >= 400 && this.status < 500 && this.status !== 429
-  }
-}
-
 function suggestionFor(status: number, code: string): string | undefined {
   if (status === 401) return code === 'stale_timestamp' ? 'check this host\'s clock (timedatectl; enable NTP)' : 'check that the key in your config is the one registered'
   if (status === 403) return 'check the agent key\'s delegation with `outpost doctor --verify-api`'
@@ -135,38 +82,6 @@ export function parseRetryAfter(header: string | null, now = Date.now()): number
   const delay = seconds ?? (Number.isNaN(date) ? undefined : date - now)
   if (delay === undefined || !Number.isFinite(delay)) return undefined
   return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, delay))
-}
-
-const LOOPBACK_NAMES = new Set(['localhost', '[::1]'])
-
-/** 127.0.0.0/8, ::1 and localhost: addresses that never leave this machine. */
-export function isLoopbackHost(hostname: string): boolean {
-  const name = hostname.toLowerCase()
-  if (LOOPBACK_NAMES.has(name)) return true
-  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name)
-}
-
-/**
- * The endpoint as a URL, refusing what a signed client must not talk to: anything but http(s), and `http://` to a
- * host that is not loopback unless insecure HTTP is explicitly allowed.
- */
-export function checkEndpoint(endpoint: string, allowInsecureHttp = false): URL {
-  let url: URL
-  try {
-    url = new URL(endpoint)
-  } catch {
-    throw new UserError('the marketplace endpoint is not a URL', {code: 'invalid_endpoint', exit: ExitCode.config, suggestion: 'set [marketplace] endpoint to an https:// URL'})
-  }
-  if (url.protocol === 'https:') return url
-  if (url.protocol !== 'http:') {
-    throw new UserError(`the marketplace endpoint ${url.origin} is not http(s)`, {code: 'invalid_endpoint', exit: ExitCode.config, suggestion: 'set [marketplace] endpoint to an https:// URL'})
-  }
-  if (isLoopbackHost(url.hostname) || allowInsecureHttp) return url
-  throw new UserError(`refusing to send signed requests to ${url.origin} over plain HTTP`, {
-    code: 'insecure_endpoint',
-    exit: ExitCode.config,
-    suggestion: 'use the https:// endpoint, or on a network you trust set [marketplace] allow_insecure_http = true (OUTPOST_MARKETPLACE_ALLOW_INSECURE_HTTP, --allow-insecure-http)',
-  })
 }
 
 /** The client options a [marketplace] config section gives: where, how long to wait, whether plain HTTP is allowed. */

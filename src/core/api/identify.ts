@@ -1,6 +1,7 @@
 import {z} from 'zod'
 
-import {ApiError, API_PREFIX, type ApiClient} from './client.js'
+import {API_PREFIX, type ApiClient} from './client.js'
+import {ApiError} from './api-error.js'
 
 /** What answers at an endpoint: an Outpost marketplace, some other HTTP server, or nothing. */
 export type EndpointIdentity = {kind: 'marketplace'} | {kind: 'other'; detail: string} | {kind: 'unreachable'; detail: string}

@@ -1,5 +1,6 @@
 import {z} from 'zod'
 
+import {JOB_KINDS} from './job-kinds.js'
 import {Amount, hexString, PublicKeyHex, UnixMs} from './schemas.js'
 
 /**
@@ -8,8 +9,6 @@ import {Amount, hexString, PublicKeyHex, UnixMs} from './schemas.js'
  * what the protocol lists.
  */
 
-export const JOB_KINDS = ['zk_proof', 'quantum_circuit', 'container'] as const
-export type JobKind = (typeof JOB_KINDS)[number]
 
 export const Digest = hexString(32)
 export const JobId = hexString(16)

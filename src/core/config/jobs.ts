@@ -1,6 +1,6 @@
 import {z} from 'zod'
 
-import {JOB_KINDS, type JobKind} from '../api/job-schemas.js'
+import {JOB_KINDS, type JobKind} from '../api/job-kinds.js'
 
 const JobKindSchema = z.enum(JOB_KINDS)
 import {isAmount} from '../decimal.js'
