@@ -135,6 +135,7 @@ export class Agent {
   private readonly journal: Journal
   /** Resolved by noteInHandMoved(), then replaced. */
   private inHandMoved = movement()
+  private readonly outbox: Outbox
   private readonly reporter: Reporter
   private readonly state: JournalState
   private readonly queue: WorkQueue<Contract>
@@ -213,8 +214,9 @@ export class Agent {
     this.archive = new UsageArchive(options.stateDir, this.disk)
     this.healthArchive = new HealthArchive(options.stateDir, this.disk)
     const onApiError = (error: unknown) => this.noteApiError(error)
+    this.outbox = new Outbox(options.stateDir)
     this.reporter = new Reporter({
-      outbox: new Outbox(options.stateDir),
+      outbox: this.outbox,
       api: options.api,
       journal: this.journal,
       log: options.log,
@@ -411,6 +413,7 @@ export class Agent {
       )
     }
     this.journal.close()
+    this.outbox.close()
     const outboxLeft = this.reporter.depth
     this.log.info({in_flight: inFlight, outbox_left: outboxLeft}, outboxLeft > 0 ? 'stopped; reports left in the outbox are sent by the next run' : 'stopped')
     return {interrupted: inFlight, outboxLeft}

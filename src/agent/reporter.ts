@@ -85,7 +85,7 @@ export class Reporter {
     try {
       outbox.write(entry)
     } catch (error) {
-      if (!disk?.noteFailure(outbox.path(entry), error)) throw error
+      if (!disk?.noteFailure(outbox.path, error)) throw error
       this.unwritten.add(entry)
     }
     const contractId = 'contract_id' in report ? report.contract_id : undefined

@@ -1,9 +1,9 @@
-import {mkdtempSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterEach, describe, expect, it} from 'vitest'
 
-import {Outbox, type Report} from '../../src/agent/outbox.js'
+import {Outbox, outboxDir, readOutbox, type OutboxEntry, type Report} from '../../src/agent/outbox.js'
 
 const dirs: string[] = []
 function stateDir(): string {
@@ -43,22 +43,76 @@ describe('Outbox', () => {
     expect(outbox.load().entries.map((item) => item.id)).not.toContain(entry.id)
   })
 
-  it('moves a damaged entry aside instead of blocking the queue', () => {
+  it('sets a damaged line aside in outbox.log.bad instead of blocking the queue, and keeps the lines after it', () => {
     const dir = stateDir()
     const outbox = new Outbox(dir)
     outbox.add(terminated('a'), 1000)
-    writeFileSync(join(outbox.dir, '0000000000001001-000001.json'), '{"id": "torn')
+    appendFileSync(outbox.path, '{"add": {"id": "damaged"}}\n')
     outbox.add(terminated('b'), 1002)
+    outbox.close()
     const {entries, quarantined} = new Outbox(dir).load()
-    expect(entries).toHaveLength(2)
-    expect(quarantined).toHaveLength(1)
-    expect(readdirSync(outbox.dir).filter((file) => file.endsWith('.bad'))).toHaveLength(1)
+    expect(entries.map((entry) => 'contract_id' in entry.report && entry.report.contract_id)).toEqual(['a', 'b'])
+    expect(quarantined).toEqual([`${outbox.path}.bad`])
+    expect(readFileSync(`${outbox.path}.bad`, 'utf8')).toBe('{"add": {"id": "damaged"}}\n')
+    expect(statSync(`${outbox.path}.bad`).mode & 0o777).toBe(0o600)
+    // Set aside once: the log was written back without it.
+    expect(new Outbox(dir).load().quarantined).toEqual([])
   })
 
-  it('writes no temporary files it leaves behind, and entries are 0600', () => {
+  it('drops a line a crash cut short (that report was never sent) and appends readable lines after it', () => {
+    const dir = stateDir()
+    const outbox = new Outbox(dir)
+    outbox.add(terminated('a'), 1000)
+    outbox.close()
+    appendFileSync(outbox.path, '{"add":{"id":"0000000000001001-000001","created_at":1001,"rep')
+    expect(readOutbox(dir).map((entry) => entry.id)).toHaveLength(1)
+    const restarted = new Outbox(dir)
+    expect(restarted.load()).toMatchObject({entries: [{report: terminated('a')}], quarantined: []})
+    restarted.add(terminated('b'), 1003)
+    restarted.close()
+    expect(new Outbox(dir).load().entries.map((entry) => 'contract_id' in entry.report && entry.report.contract_id)).toEqual(['a', 'b'])
+  })
+
+  it('keeps one log file, 0600, and leaves no temporary file behind', () => {
     const outbox = new Outbox(stateDir())
-    const entry = outbox.add({kind: 'usage', records: [{record_id: 'r', contract_id: 'c', period_start: 0, period_end: 1, cpu_core_seconds: 1, memory_mb_seconds: 1, storage_gb_seconds: 1, gpu_seconds: 0, signer: 's', signature: 'x'}]})
-    expect(readdirSync(outbox.dir)).toEqual([`${entry.id}.json`])
-    expect(statSync(join(outbox.dir, `${entry.id}.json`)).mode & 0o777).toBe(0o600)
+    outbox.add({kind: 'usage', records: [{record_id: 'r', contract_id: 'c', period_start: 0, period_end: 1, cpu_core_seconds: 1, memory_mb_seconds: 1, storage_gb_seconds: 1, gpu_seconds: 0, signer: 's', signature: 'x'}]})
+    expect(readdirSync(outbox.dir)).toEqual(['outbox.log'])
+    expect(statSync(outbox.path).mode & 0o777).toBe(0o600)
+  })
+
+  it('takes up the file-per-report outbox an older version left, in order, into the log, and removes the files', () => {
+    const dir = stateDir()
+    const legacy = outboxDir(dir)
+    mkdirSync(legacy, {recursive: true})
+    const old = (id: string, contractId: string): OutboxEntry => ({id, created_at: Number(id.slice(0, 16)), report: terminated(contractId)})
+    writeFileSync(join(legacy, '0000000000002000-000002.json'), JSON.stringify(old('0000000000002000-000002', 'second')) + '\n')
+    writeFileSync(join(legacy, '0000000000002000-000001.json'), JSON.stringify(old('0000000000002000-000001', 'first')) + '\n')
+    writeFileSync(join(legacy, '0000000000002001-000001.json'), '{"id": "torn')
+    // Reading (outpost status, contract show) changes nothing.
+    expect(readOutbox(dir).map((entry) => entry.id)).toEqual(['0000000000002000-000001', '0000000000002000-000002'])
+    expect(readdirSync(legacy)).toHaveLength(3)
+    const outbox = new Outbox(dir)
+    const {entries, quarantined} = outbox.load()
+    expect(entries.map((entry) => 'contract_id' in entry.report && entry.report.contract_id)).toEqual(['first', 'second'])
+    expect(quarantined).toEqual([join(legacy, '0000000000002001-000001.json.bad')])
+    expect(readdirSync(legacy).sort()).toEqual(['0000000000002001-000001.json.bad', 'outbox.log'])
+    expect(outbox.add(terminated('third'), 1).id > '0000000000002000-000002').toBe(true)
+    outbox.close()
+    expect(new Outbox(dir).load().entries).toHaveLength(3)
+  })
+
+  it('empties the log once nothing waits, and writes it anew when it is mostly crossed-off entries', () => {
+    const outbox = new Outbox(stateDir())
+    const large = (contractId: string): Report => ({kind: 'provisioning', contract_id: contractId, status: 'provisioning_failed', error: 'x'.repeat(200_000), unlock: true})
+    const first = Array.from({length: 6}, (_, index) => outbox.add(large(`c${index}`)))
+    for (const entry of first) outbox.remove(entry)
+    expect(statSync(outbox.path).size).toBe(0)
+    const kept = outbox.add(terminated('kept'))
+    const second = Array.from({length: 6}, (_, index) => outbox.add(large(`d${index}`)))
+    for (const entry of second) outbox.remove(entry)
+    // 2.4 MB appended in all; the log never holds more than a rewrite's threshold beside what still waits.
+    expect(statSync(outbox.path).size).toBeLessThan(1024 * 1024)
+    outbox.close()
+    expect(new Outbox(outbox.dir.replace(/\/outbox$/, '')).load().entries.map((entry) => entry.id)).toEqual([kept.id])
   })
 })

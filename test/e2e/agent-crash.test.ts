@@ -19,7 +19,7 @@ import {
   type Devnet,
   type ProviderSetup,
 } from '../support/marketplace.js'
-import {billing, readMarketplace} from '../support/agent-run.js'
+import {billing, outboxEntries, readMarketplace} from '../support/agent-run.js'
 
 /**
  * The agent SIGKILLed at random moments while it works through many contracts, restarted each time: every contract
@@ -123,7 +123,7 @@ describe('outpost run killed with SIGKILL and restarted', () => {
     expect(instanceProcesses(ids).size).toBe(0)
 
     // No report lost: the outbox is empty and the server's state is what the journal says was reported.
-    expect(readdirSync(join(stateDir, 'outbox')).filter((file) => file.endsWith('.json'))).toEqual([])
+    expect(outboxEntries(stateDir)).toEqual([])
     const journal = readJournal(join(stateDir, 'journal.jsonl')).entries
     for (const id of ids) {
       const delivered = journal.flatMap((entry) => (entry.event === 'report_delivered' && entry.contract_id === id ? [entry] : []))

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3'
-import {existsSync, readdirSync} from 'node:fs'
 import {join} from 'node:path'
 
+import {readOutbox} from '../../src/agent/outbox.js'
 import {DATABASE_FILE_NAME} from '../../src/marketplace/database.js'
 import {instanceProcesses, waitFor} from './marketplace.js'
 
@@ -84,9 +84,9 @@ export async function settleRunning(dataDir: string, ids: readonly string[], can
 }
 
 /** The entries of an outbox folder still waiting. */
+/** The ids of the reports waiting in a state dir's outbox. */
 export function outboxEntries(stateDir: string): string[] {
-  const dir = join(stateDir, 'outbox')
-  return existsSync(dir) ? readdirSync(dir).filter((name) => name.endsWith('.json')) : []
+  return readOutbox(stateDir).map((entry) => entry.id)
 }
 
 export interface Billing {
