@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {metricValue} from '../../test/support/agent-run.js'
 import {fastAgentEnv, initProvider, killInstances, metricsUrl, renter, startAgent, startDevnet, type AgentProcess} from '../../test/support/marketplace.js'
-import {PERL_LISTENER, rssMib, sleep} from './processes.js'
+import {PERL_LISTENER, residentMemory, sleep} from './processes.js'
 import type {BenchRow, BenchSection} from './types.js'
 
 /**
@@ -74,7 +74,7 @@ export const soakBench: BenchSection = async () => {
       }
       if (Date.now() >= nextSample) {
         const x = (Date.now() - started) / 3_600_000
-        samples.push({x, y: rssMib(pid)})
+        samples.push({x, y: residentMemory(pid).rss})
         heapSamples.push({x, y: (await metricValue(metrics, 'outpost_agent_nodejs_heap_size_used_bytes')) / 2 ** 20})
         nextSample += SAMPLE_SECONDS * 1000
       }
