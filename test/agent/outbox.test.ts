@@ -1,4 +1,5 @@
-import {appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {execFileSync} from 'node:child_process'
+import {appendFileSync, closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterEach, describe, expect, it} from 'vitest'
@@ -115,4 +116,45 @@ describe('Outbox', () => {
     outbox.close()
     expect(new Outbox(outbox.dir.replace(/\/outbox$/, '')).load().entries.map((entry) => entry.id)).toEqual([kept.id])
   })
+
+  describe.skipIf(process.getuid?.() !== 0)('on a filesystem that fills up (a 1 MiB tmpfs: mounting needs root)', () => {
+    let mount = ''
+    afterEach(() => {
+      if (mount) execFileSync('umount', ['--lazy', mount])
+      if (mount) rmSync(mount, {recursive: true, force: true})
+      mount = ''
+    })
+
+    it('takes a report the disk cut short back out of the log, so the next line is whole once there is room', () => {
+      mount = mkdtempSync(join(tmpdir(), 'outpost-outbox-small-'))
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', mount])
+      const dir = join(mount, 'state')
+      const outbox = new Outbox(dir)
+      const first = outbox.add(terminated('a'), 1000)
+      // Fill the disk, then give back 8 KiB: a 64 KiB report is written in part, then refused.
+      const filler = join(mount, 'filler')
+      const fd = openSync(filler, 'w')
+      try {
+        for (;;) writeSync(fd, Buffer.alloc(4096, 1))
+      } catch (error) {
+        expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC')
+      }
+      ftruncateSync(fd, statSync(filler).size - 8192)
+      closeSync(fd)
+      const large: Report = {kind: 'provisioning', contract_id: 'large', status: 'provisioning_failed', error: 'x'.repeat(64 * 1024), unlock: false}
+      expect(() => outbox.add(large, 1001)).toThrow(/ENOSPC/)
+      // Crossing an entry off on a full disk keeps it in the log: sent again after a restart, answered the same.
+      outbox.remove(first)
+      rmSync(filler)
+      outbox.add(terminated('b'), 1002)
+      outbox.close()
+      const lines = readFileSync(outbox.path, 'utf8').split('\n').filter(Boolean)
+      for (const line of lines) expect(() => JSON.parse(line) as unknown, line.slice(0, 80)).not.toThrow()
+      const {entries, quarantined} = new Outbox(dir).load()
+      expect(quarantined).toEqual([])
+      expect(entries.map((entry) => 'contract_id' in entry.report && entry.report.contract_id)).not.toContain('large')
+      expect(entries.map((entry) => 'contract_id' in entry.report && entry.report.contract_id)).toContain('b')
+    })
+  })
 })
+
