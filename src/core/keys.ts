@@ -1,6 +1,6 @@
 import {randomBytes, scryptSync} from 'node:crypto'
 import {copyFileSync, existsSync, readFileSync, statSync} from 'node:fs'
-import nacl from 'tweetnacl'
+import {createRequire} from 'node:module'
 import {z} from 'zod'
 
 import {ExitCode, UserError} from './errors.js'
@@ -12,6 +12,14 @@ export const KEY_TYPES = ['agent', 'provider-main', 'renter'] as const
 export type KeyType = (typeof KEY_TYPES)[number]
 
 const SCRYPT = {N: 2 ** 15, r: 8, p: 1} as const
+/** The bytes secretbox adds to what it seals (Poly1305's tag). */
+const SECRETBOX_OVERHEAD = 16
+
+const require = createRequire(import.meta.url)
+/** tweetnacl (~20 ms to load) only for a key file sealed with a passphrase: every command reads keys, few of them sealed. */
+function secretbox(): typeof import('tweetnacl').secretbox {
+  return (require('tweetnacl') as typeof import('tweetnacl')).secretbox
+}
 
 /**
  * What a key file's scrypt parameters may be. The minimum keeps a stolen file expensive to guess; the maximum keeps a
@@ -40,7 +48,7 @@ const EncryptedSeed = z
     p: z.number().int().min(limits.minP, `expected scrypt parallelism p of at least ${limits.minP}`).max(limits.maxP, `expected scrypt parallelism p of at most ${limits.maxP}`),
     salt: hex(16),
     nonce: hex(24),
-    ciphertext: hex(32 + nacl.secretbox.overheadLength),
+    ciphertext: hex(32 + SECRETBOX_OVERHEAD),
   })
   .superRefine((params, context) => {
     if (params.n * params.r * params.p > limits.maxWork) {
@@ -71,7 +79,7 @@ export function encodeKeyFile(key: StoredKey, passphrase?: string): KeyFileConte
   const salt = new Uint8Array(randomBytes(16))
   const nonce = new Uint8Array(randomBytes(24))
   const params = {n: SCRYPT.N, r: SCRYPT.r, p: SCRYPT.p}
-  const ciphertext = nacl.secretbox(key.seed, nonce, deriveKey(passphrase, salt, params))
+  const ciphertext = secretbox()(key.seed, nonce, deriveKey(passphrase, salt, params))
   return {
     type: key.type,
     public_key: publicKey,
@@ -189,7 +197,7 @@ export async function readKeyFile(path: string, options: ReadKeyOptions = {}): P
     }
     const {encrypted} = content
     const derived = deriveKey(await options.passphrase(), fromHex(encrypted.salt, 16, 'salt'), encrypted)
-    const opened = nacl.secretbox.open(fromHex(encrypted.ciphertext, 48, 'ciphertext'), fromHex(encrypted.nonce, 24, 'nonce'), derived)
+    const opened = secretbox().open(fromHex(encrypted.ciphertext, 32 + SECRETBOX_OVERHEAD, 'ciphertext'), fromHex(encrypted.nonce, 24, 'nonce'), derived)
     if (!opened) {
       throw new UserError(`wrong passphrase for key file ${path}`, {code: 'wrong_passphrase', exit: ExitCode.config, suggestion: 'check the passphrase and try again'})
     }

@@ -55,11 +55,13 @@ describe('startup stays light', () => {
     }
   })
 
-  it('reading a config builds none of the marketplace answer schemas (~25 ms of zod each): doctor loads them only to ask the marketplace', async () => {
+  it('reading a config and a plain key builds none of the marketplace answer schemas (~25 ms of zod each) and loads no tweetnacl (~20 ms): doctor loads the schemas only to ask the marketplace', async () => {
     const dir = tempConfigDir('outpost-trace-')
     await execa('node', [BIN, 'init'], {env: {OUTPOST_CONFIG_DIR: dir, NO_COLOR: '1'}})
     const apiSchemas = (loaded: string[]) => loaded.filter((url) => /\/dist\/core\/api\/(schemas|job-schemas|client)\.js$/.test(url))
-    expect(apiSchemas(await modulesLoadedBy(['doctor'], 0, {}, dir))).toEqual([])
+    const doctor = await modulesLoadedBy(['doctor'], 0, {}, dir)
+    expect(apiSchemas(doctor)).toEqual([])
+    expect(doctor.filter((url) => url.includes('/node_modules/tweetnacl/'))).toEqual([])
     expect(apiSchemas(await modulesLoadedBy(['doctor', '--verify-api'], 'any', {}, dir))).not.toEqual([])
   })
 
