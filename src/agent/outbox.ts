@@ -138,7 +138,8 @@ export class Outbox {
   private torn = false
   private readonly pending = new Map<string, {entry: OutboxEntry; bytes: number}>()
   private pendingBytes = 0
-  private quarantined: string[] = []
+  private readonly quarantined: string[] = []
+  private takenUp = false
   private sequence = 0
   private lastMillis = 0
 
@@ -166,7 +167,7 @@ export class Outbox {
 
   /** A new entry for the report, not written yet. */
   entry(report: Report, now = Date.now()): OutboxEntry {
-    this.open()
+    this.takeUp()
     return {id: this.nextId(now), created_at: now, report}
   }
 
@@ -181,13 +182,13 @@ export class Outbox {
 
   /** Every entry still to send, oldest first, and what did not parse when the log was opened. */
   load(): OutboxLoadResult {
-    this.open()
+    this.takeUp()
     return {entries: oldestFirst(this.pending.values()), quarantined: this.quarantined}
   }
 
   /** Crosses the entry off, without a sync: a removal a crash undoes only sends an accepted report again. */
   remove(entry: OutboxEntry): void {
-    this.open()
+    this.takeUp()
     const held = this.pending.get(entry.id)
     if (!held) return
     this.pending.delete(entry.id)
@@ -201,7 +202,7 @@ export class Outbox {
   }
 
   depth(): number {
-    this.open()
+    this.takeUp()
     return this.pending.size
   }
 
@@ -211,36 +212,41 @@ export class Outbox {
   }
 
   /**
-   * Opens the log on first use: takes up what it holds (and the files an older version left), sets aside what does
-   * not parse, and writes it back compacted when there was anything to drop.
+   * On first use, takes up what the log holds (and the files an older version left), sets aside what does not parse,
+   * and writes the log back compacted when there was anything to drop. On a full disk it takes the log as it is:
+   * replaying it again gives the same entries.
    */
-  private open(): number {
-    if (this.fd !== undefined) return this.fd
+  private takeUp(): void {
+    if (this.takenUp) return
+    this.takenUp = true
     const replayed = replay(this.dir)
-    this.pending.clear()
-    this.pendingBytes = 0
     for (const [id, held] of replayed.pending) {
       this.pending.set(id, held)
       this.pendingBytes += held.bytes
       // New ids must sort after every loaded one, even if the clock went back or this is the same millisecond.
       this.lastMillis = Math.max(this.lastMillis, held.entry.created_at + 1)
     }
-    this.quarantined = []
     for (const path of replayed.badLegacyFiles) {
       renameSync(path, `${path}.bad`)
       this.quarantined.push(`${path}.bad`)
     }
     const badLinesKept = replayed.badLines.length === 0 || this.keepAside(replayed.badLines)
     const untidy = replayed.logBytes !== this.pendingBytes || replayed.legacyFiles.length > 0
-    // On a full disk the log is taken as it is: replaying it again gives the same entries.
     const rewritten = untidy && badLinesKept && this.rewrite()
     if (rewritten) for (const path of replayed.legacyFiles) rmSync(path, {force: true})
-    const fresh = !existsSync(this.path)
-    this.fd = openSync(this.path, 'a', 0o600)
-    if (fresh) fsyncDirectory(this.dir)
-    this.logBytes = fstatSync(this.fd).size
     this.torn = replayed.tornTail && !rewritten
-    return this.fd
+  }
+
+  /** The log open for appending (opened on first write: creating it may meet a full disk, which the caller handles). */
+  private openLog(): number {
+    this.takeUp()
+    if (this.fd !== undefined) return this.fd
+    const fresh = !existsSync(this.path)
+    const fd = openSync(this.path, 'a', 0o600)
+    if (fresh) fsyncDirectory(this.dir)
+    this.logBytes = fstatSync(fd).size
+    this.fd = fd
+    return fd
   }
 
   /** Lines that do not parse, kept in `outbox.log.bad` for a person; false when the disk refused them. */
@@ -266,7 +272,7 @@ export class Outbox {
   }
 
   private append(line: string, sync: boolean): void {
-    const fd = this.open()
+    const fd = this.openLog()
     const text = Buffer.from((this.torn ? '\n' : '') + line, 'utf8')
     let written = 0
     try {

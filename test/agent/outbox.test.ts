@@ -155,6 +155,20 @@ describe('Outbox', () => {
       expect(entries.map((entry) => 'contract_id' in entry.report && entry.report.contract_id)).not.toContain('large')
       expect(entries.map((entry) => 'contract_id' in entry.report && entry.report.contract_id)).toContain('b')
     })
+
+    it('comes up on a disk too full to create its log: what waits is read, and a write is refused (for the reporter to keep) until there is room', () => {
+      mount = mkdtempSync(join(tmpdir(), 'outpost-outbox-small-'))
+      // Three inodes: the mount, state/ and state/outbox/; the log itself finds none.
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,nr_inodes=3,mode=0700', 'tmpfs', mount])
+      const outbox = new Outbox(join(mount, 'state'))
+      expect(outbox.load()).toEqual({entries: [], quarantined: []})
+      const entry = outbox.entry(terminated('a'))
+      expect(() => outbox.write(entry)).toThrow(/ENOSPC/)
+      expect(outbox.depth()).toBe(0)
+      execFileSync('mount', ['-o', 'remount,nr_inodes=16', mount])
+      outbox.write(entry)
+      outbox.close()
+      expect(new Outbox(join(mount, 'state')).load().entries).toEqual([entry])
+    })
   })
 })
-
