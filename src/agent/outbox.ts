@@ -91,6 +91,16 @@ function parseLegacyFile(path: string): OutboxEntry | undefined {
 
 function replay(dir: string): Replayed {
   const result: Replayed = {pending: new Map(), badLines: [], tornTail: false, logBytes: 0, legacyFiles: [], badLegacyFiles: []}
+  // An older version's files first: they were written before any line, and a line may cross one off.
+  for (const name of readdirSync(dir).filter((file) => LEGACY_ENTRY_FILE.test(file)).sort()) {
+    const path = join(dir, name)
+    const entry = parseLegacyFile(path)
+    if (!entry) result.badLegacyFiles.push(path)
+    else {
+      result.legacyFiles.push(path)
+      result.pending.set(entry.id, {entry, bytes: Buffer.byteLength(addLine(entry))})
+    }
+  }
   const logPath = join(dir, LOG_FILE)
   const text = existsSync(logPath) ? readFileSync(logPath, 'utf8') : ''
   result.logBytes = Buffer.byteLength(text)
@@ -103,15 +113,6 @@ function replay(dir: string): Replayed {
     if (!parsed) result.badLines.push(line)
     else if ('add' in parsed) result.pending.set(parsed.add.id, {entry: parsed.add, bytes: Buffer.byteLength(line) + 1})
     else result.pending.delete(parsed.done)
-  }
-  for (const name of readdirSync(dir).filter((file) => LEGACY_ENTRY_FILE.test(file)).sort()) {
-    const path = join(dir, name)
-    const entry = parseLegacyFile(path)
-    if (!entry) result.badLegacyFiles.push(path)
-    else {
-      result.legacyFiles.push(path)
-      if (!result.pending.has(entry.id)) result.pending.set(entry.id, {entry, bytes: Buffer.byteLength(addLine(entry))})
-    }
   }
   return result
 }

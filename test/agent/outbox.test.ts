@@ -102,6 +102,17 @@ describe('Outbox', () => {
     expect(new Outbox(dir).load().entries).toHaveLength(3)
   })
 
+  it('takes a line that crossed off an older version\'s file as the later word (the file stayed when the disk was too full to take it into the log)', () => {
+    const dir = stateDir()
+    const legacy = outboxDir(dir)
+    mkdirSync(legacy, {recursive: true})
+    const id = '0000000000003000-000001'
+    writeFileSync(join(legacy, `${id}.json`), JSON.stringify({id, created_at: 3000, report: terminated('delivered')}) + '\n')
+    writeFileSync(join(legacy, 'outbox.log'), JSON.stringify({done: id}) + '\n')
+    expect(readOutbox(dir)).toEqual([])
+    expect(new Outbox(dir).load().entries).toEqual([])
+  })
+
   it('empties the log once nothing waits, and writes it anew when it is mostly crossed-off entries', () => {
     const outbox = new Outbox(stateDir())
     const large = (contractId: string): Report => ({kind: 'provisioning', contract_id: contractId, status: 'provisioning_failed', error: 'x'.repeat(200_000), unlock: true})
