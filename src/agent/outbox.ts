@@ -176,9 +176,9 @@ export class Outbox {
   write(entry: OutboxEntry): void {
     const line = addLine(entry)
     this.append(line, true)
-    this.pendingBytes -= this.pending.get(entry.id)?.bytes ?? 0
-    this.pending.set(entry.id, {entry, bytes: Buffer.byteLength(line)})
-    this.pendingBytes += Buffer.byteLength(line)
+    const bytes = Buffer.byteLength(line)
+    this.pendingBytes += bytes - (this.pending.get(entry.id)?.bytes ?? 0)
+    this.pending.set(entry.id, {entry, bytes})
   }
 
   /** Every entry still to send, oldest first, and what did not parse when the log was opened. */
@@ -309,9 +309,8 @@ export class Outbox {
         // The log stays as it is, which replays the same; it is emptied on a later removal.
       }
     } else if (this.logBytes >= REWRITE_AFTER_BYTES && this.logBytes > 4 * this.pendingBytes && this.rewrite()) {
-      closeSync(this.fd)
-      this.fd = openSync(this.path, 'a', 0o600)
-      this.logBytes = fstatSync(this.fd).size
+      // The open descriptor is the old file's: the next write opens the new one.
+      this.close()
       this.torn = false
     }
   }
