@@ -1,4 +1,4 @@
-import {type RetryPolicy} from '../core/api/client.js'
+import type {RetryPolicy} from '../core/api/client.js'
 import {ApiError} from '../core/api/api-error.js'
 import type {ProviderApi} from '../core/api/provider.js'
 import {describeError} from '../core/errors.js'

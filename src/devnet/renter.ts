@@ -1,7 +1,7 @@
 import {existsSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {type ApiClient} from '../core/api/client.js'
+import type {ApiClient} from '../core/api/client.js'
 import {ApiError} from '../core/api/api-error.js'
 import {createApiClient} from '../core/api/factory.js'
 import {identifyEndpoint, notMarketplace} from '../core/api/identify.js'

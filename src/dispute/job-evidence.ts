@@ -1,4 +1,4 @@
-import {type ApiClient} from '../core/api/client.js'
+import type {ApiClient} from '../core/api/client.js'
 import {ApiError} from '../core/api/api-error.js'
 import type {EvidenceItem} from '../core/api/disputes.js'
 import type {Verdict} from '../core/api/job-schemas.js'

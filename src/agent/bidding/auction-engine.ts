@@ -1,7 +1,7 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {bidCommitment, newBidSalt} from '../../core/auction.js'
-import {type RetryPolicy} from '../../core/api/client.js'
+import type {RetryPolicy} from '../../core/api/client.js'
 import {ApiError} from '../../core/api/api-error.js'
 import type {Auction, Commitment, Job, Lease, LeaseStatus, Reveal} from '../../core/api/job-schemas.js'
 import type {JobKind} from '../../core/api/job-kinds.js'

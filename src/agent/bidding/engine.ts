@@ -1,4 +1,4 @@
-import {type RetryPolicy} from '../../core/api/client.js'
+import type {RetryPolicy} from '../../core/api/client.js'
 import {ApiError} from '../../core/api/api-error.js'
 import type {Bid, CallOptions, OpenOrder, OpenOrdersPage} from '../../core/api/provider.js'
 import type {Contract} from '../../core/api/schemas.js'

@@ -1,6 +1,6 @@
 import {RESPONSE_LIMITS, type ApiClient} from './client.js'
 import {BlobRef, Bytes, JobDetail} from './job-schemas.js'
-import {type JobKind} from './job-kinds.js'
+import type {JobKind} from './job-kinds.js'
 
 /** A renter's side of PROTOCOL §12: programs, jobs, their results. */
 

@@ -2,7 +2,7 @@ import * as Flags from '@oclif/core/flags'
 
 import {BaseCommand} from '../../../cli/base-command.js'
 import {duration} from '../../../cli/flags.js'
-import {type JobDetail} from '../../../core/api/job-schemas.js'
+import type {JobDetail} from '../../../core/api/job-schemas.js'
 import {JOB_KINDS} from '../../../core/api/job-kinds.js'
 import {isAmount} from '../../../core/decimal.js'
 import {UserError} from '../../../core/errors.js'
