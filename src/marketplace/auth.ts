@@ -76,53 +76,94 @@ export function verifyRequestSignature(
 }
 
 /**
- * The most nonces kept at once (about 200 bytes each in SQLite). The rate limits bound how fast they come (per key
- * and per address, over the 600 s retention); this bounds the table whatever the number of keys and addresses.
+ * The most nonces kept at once (about 150 bytes each in memory, 100 on disk). The rate limits bound how fast they come
+ * (per key and per address, over the 600 s retention); this bounds the store whatever the number of keys and addresses.
  */
 export const DEFAULT_MAX_NONCES = 1_000_000
 
 /**
- * The replay store (§2), in SQLite so a restart inside the window doesn't forget which nonces were used. Holds at
- * most `capacity` rows: when full (after dropping those past retention), a signed request is refused with 429 until
- * the oldest ages out; a replay is never let through for want of room.
+ * The replay store (§2). Its index is a map in memory, in the order nonces were used; SQLite keeps them as a log a row
+ * is appended to, so a restart inside the window doesn't forget them. An append writes one page where a table keyed
+ * by (signer, nonce) wrote three B-trees in random places each request: the store was the largest part of a commit.
+ *
+ * A nonce is written in the server's open transaction: `committed()` and `rolledBack()` say how it ended, so a nonce
+ * whose row SQLite rolled back (a full disk) is forgotten and its request, answered 500, can be sent again as it was.
+ * Holds at most `capacity` nonces: when full (after dropping those past retention), a signed request is refused with
+ * 429 until the oldest ages out; a replay is never let through for want of room.
  */
 export class NonceStore {
-  private readonly insert
-  private readonly prune
-  private readonly oldest
-  private count: number
+  /** signer + nonce → when it was used; iterated oldest first, in the log's order. */
+  private readonly used = new Map<string, number>()
+  private uncommitted: string[] = []
+  private readonly append
+  private readonly firstKeptRow
+  private readonly lastRow
+  private readonly dropRowsBefore
 
   constructor(
     db: Db,
     private readonly capacity = DEFAULT_MAX_NONCES,
   ) {
-    this.insert = db.prepare('INSERT OR IGNORE INTO nonces (signer, nonce, seen_at) VALUES (?, ?, ?)')
-    this.prune = db.prepare('DELETE FROM nonces WHERE seen_at < ?')
-    this.oldest = db.prepare<[], number | null>('SELECT min(seen_at) FROM nonces').pluck()
-    this.count = db.prepare<[], number>('SELECT count(*) FROM nonces').pluck().get() ?? 0
+    this.append = db.prepare('INSERT INTO nonce_log (seen_at, signer, nonce) VALUES (?, ?, ?)')
+    this.firstKeptRow = db.prepare<[number], number>('SELECT rowid FROM nonce_log WHERE seen_at >= ? ORDER BY rowid LIMIT 1').pluck()
+    this.lastRow = db.prepare<[], number | null>('SELECT max(rowid) FROM nonce_log').pluck()
+    this.dropRowsBefore = db.prepare('DELETE FROM nonce_log WHERE rowid < ?')
+    const rows = db.prepare<[], {seen_at: number; signer: string; nonce: string}>('SELECT seen_at, signer, nonce FROM nonce_log ORDER BY rowid')
+    for (const row of rows.iterate()) this.remember(row.signer + row.nonce, row.seen_at)
   }
 
   /** Records the nonce; throws 401 replayed_nonce when this key used it within the retention window. */
   use(signer: string, nonce: string, now: number): void {
-    if (this.count >= this.capacity) {
+    if (this.used.size >= this.capacity) {
       this.forgetOlderThanRetention(now)
-      if (this.count >= this.capacity) {
-        const retryAfterSeconds = Math.max(1, Math.ceil(((this.oldest.get() ?? now) + NONCE_RETENTION_MS - now) / 1000))
+      if (this.used.size >= this.capacity) {
+        const oldest = this.used.values().next().value ?? now
+        const retryAfterSeconds = Math.max(1, Math.ceil((oldest + NONCE_RETENTION_MS - now) / 1000))
         throw new HttpError(429, 'rate_limited', 'the marketplace is taking too many signed requests: try again later', undefined, {
           'retry-after': String(retryAfterSeconds),
         })
       }
     }
-    if (this.insert.run(signer, nonce, now).changes === 0) throw unauthenticated('replayed_nonce', 'this nonce was already used by this key')
-    this.count++
+    const key = signer + nonce
+    const usedAt = this.used.get(key)
+    if (usedAt !== undefined && usedAt >= now - NONCE_RETENTION_MS) throw unauthenticated('replayed_nonce', 'this nonce was already used by this key')
+    this.append.run(now, signer, nonce)
+    this.remember(key, now)
+    this.uncommitted.push(key)
   }
 
+  /** The open transaction committed: its nonces are kept. */
+  committed(): void {
+    this.uncommitted = []
+  }
+
+  /** SQLite rolled the open transaction back: its nonces were never stored. */
+  rolledBack(): void {
+    for (const key of this.uncommitted) this.used.delete(key)
+    this.uncommitted = []
+  }
+
+  /**
+   * Drops the nonces used before the retention window, oldest first up to the first one still in it (the log's rows
+   * with them): after a clock stepped back, a few stay until the ones before them age out.
+   */
   forgetOlderThanRetention(now: number): void {
-    this.count = Math.max(0, this.count - this.prune.run(now - NONCE_RETENTION_MS).changes)
+    const cutoff = now - NONCE_RETENTION_MS
+    for (const [key, usedAt] of this.used) {
+      if (usedAt >= cutoff) break
+      this.used.delete(key)
+    }
+    this.dropRowsBefore.run(this.firstKeptRow.get(cutoff) ?? (this.lastRow.get() ?? 0) + 1)
   }
 
   get size(): number {
-    return this.count
+    return this.used.size
+  }
+
+  /** A nonce used again after its retention moves to the end, where the log appended it again. */
+  private remember(key: string, usedAt: number): void {
+    this.used.delete(key)
+    this.used.set(key, usedAt)
   }
 }
 

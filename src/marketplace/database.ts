@@ -325,6 +325,16 @@ const MIGRATIONS: readonly string[] = [
     since INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // §2's replay store as a log a row is appended to (its index is in memory: NonceStore), oldest first.
+  `
+  CREATE TABLE nonce_log (
+    seen_at INTEGER NOT NULL,
+    signer TEXT NOT NULL,
+    nonce TEXT NOT NULL
+  );
+  INSERT INTO nonce_log (seen_at, signer, nonce) SELECT seen_at, signer, nonce FROM nonces ORDER BY seen_at;
+  DROP TABLE nonces;
+  `,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length

@@ -371,20 +371,27 @@ export class MarketplaceServer {
     if (this.batch !== batch) return batch.settle(batch.lost)
     this.batch = undefined
     // Only this commits a batch's transaction: gone before it, SQLite rolled it back.
-    if (!this.db.inTransaction) return batch.settle(new Error(ROLLED_BACK))
+    if (!this.db.inTransaction) {
+      this.nonces.rolledBack()
+      return batch.settle(new Error(ROLLED_BACK))
+    }
     try {
       this.db.exec('COMMIT')
+      this.nonces.committed()
       batch.settle()
     } catch (error) {
       this.logError(error)
       if (this.db.inTransaction) this.db.exec('ROLLBACK')
+      this.nonces.rolledBack()
       batch.settle(error)
     }
   }
 
   private loseBatch(batch: WriteBatch): void {
     batch.lost = new Error(ROLLED_BACK)
-    if (this.batch === batch) this.batch = undefined
+    if (this.batch !== batch) return
+    this.batch = undefined
+    this.nonces.rolledBack()
   }
 
   /** Waits before a 429 goes out (see RATE_LIMITED_ANSWER_DELAY_MS), unless too many already wait or the request ends. */

@@ -22,7 +22,7 @@ afterEach(async () => {
 
 const heartbeat = {version: '0.1.0', provisioner_type: 'local', capabilities: [], active_contracts: 0}
 const retryAfter = (answer: {headers: Headers}) => Number(answer.headers.get('retry-after'))
-const nonceRows = (target: Devnet) => target.server.db.prepare<[], number>('SELECT count(*) FROM nonces').pluck().get() ?? 0
+const nonceRows = (target: Devnet) => target.server.db.prepare<[], number>('SELECT count(*) FROM nonce_log').pluck().get() ?? 0
 
 describe('rate limits', () => {
   it('per address, before any signature: a flood signed by many fresh keys is refused with 429 and Retry-After', async () => {
