@@ -216,6 +216,7 @@ export class ContractBook {
       accepted: db.prepare<[string, number], ContractRow>(
         "SELECT * FROM contracts WHERE provider_pubkey = ? AND status = 'accepted' ORDER BY created_at, contract_id LIMIT ?",
       ),
+      anyAccepted: db.prepare<[string], number>("SELECT 1 FROM contracts WHERE provider_pubkey = ? AND status = 'accepted' LIMIT 1").pluck(),
       acceptedCount: db.prepare<[string], number>("SELECT count(*) FROM contracts WHERE provider_pubkey = ? AND status = 'accepted'").pluck(),
       active: db.prepare<[string], ContractRow>(
         `SELECT * FROM contracts WHERE provider_pubkey = ? AND (status IN ('provisioned', 'active') OR termination_pending = 1)
@@ -358,6 +359,8 @@ export class ContractBook {
     this.expireDue()
     if (this.statements.agentDraining.get(agentPubkey) !== undefined) return []
     const stale = this.statements.staleProvisioning.all(providerPubkey, this.now())
+    // Most polls find nothing accepted: the tier's room is counted only when there is something to hand out.
+    if (this.statements.anyAccepted.get(providerPubkey) === undefined) return stale.map(contractView)
     const max = this.stake.maxConcurrent(providerPubkey)
     const room = max === null ? -1 : Math.max(0, max - this.tierLoad(providerPubkey))
     const accepted = room === 0 ? [] : this.statements.accepted.all(providerPubkey, room)
