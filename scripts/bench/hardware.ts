@@ -137,7 +137,6 @@ async function fio(dir: string, job: FioJob): Promise<Reference> {
   return {value: random ? side.iops : side.bw_bytes / MIB, what: `fio --rw=${job.rw} --bs=${job.bs} --direct=1 psync`}
 }
 
-
 /** curl's own timers, from fresh processes: a new connection each time, as curl can't keep one across runs. */
 async function curlLatency(url: string, samples: number): Promise<Reference> {
   const times: number[] = []

@@ -30,7 +30,6 @@ const CLOCK_TICKS_PER_SECOND = 100
 const ROUND_SECONDS = 5
 const STEADY_SECONDS = 10
 
-
 /** User plus system CPU of one process (not its children), in milliseconds. */
 function cpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
@@ -38,8 +37,6 @@ function cpuMs(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND
 }
-
-
 
 /** A count from the devnet's database, read by this process: waiting on it costs the agent and the devnet nothing. */
 function count(dataDir: string, query: string): number {

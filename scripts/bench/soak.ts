@@ -23,8 +23,6 @@ const LIFETIME_SECONDS = 30
 /** Flat: less than this growth per hour, GC noise included. */
 const SLOPE_GOAL_MIB_PER_HOUR = 5
 
-
-
 /** Slope of y over x by least squares. */
 function slope(points: {x: number; y: number}[]): number {
   const n = points.length
@@ -34,7 +32,6 @@ function slope(points: {x: number; y: number}[]): number {
   const variance = points.reduce((sum, point) => sum + (point.x - meanX) ** 2, 0)
   return variance === 0 ? 0 : covariance / variance
 }
-
 
 export const soakBench: BenchSection = async () => {
   const group = 'soak'

@@ -85,7 +85,6 @@ export interface MemoryRun {
   passes: number
 }
 
-
 export function measureMemory(options: {elements: number; durationMs: number}): MemoryRun {
   const {elements} = options
   const a = new Float64Array(elements)

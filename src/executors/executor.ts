@@ -8,7 +8,6 @@ import type {GpuUnit} from '../gpu/allocator.js'
 export const JobKind = z.enum(JOB_KINDS)
 export type JobKind = z.infer<typeof JobKind>
 
-
 /** Outputs (and container programs' outputs at /output) are at most 16 MiB (§12). */
 export const MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 

@@ -236,5 +236,3 @@ describe('auction bidding, agent side (§13)', () => {
     await capped.stop()
   }, 90_000)
 })
-
-

@@ -9,7 +9,6 @@ import {Amount, hexString, PublicKeyHex, UnixMs} from './schemas.js'
  * what the protocol lists.
  */
 
-
 export const Digest = hexString(32)
 export const JobId = hexString(16)
 export const LeaseId = hexString(16)

@@ -68,7 +68,6 @@ const LOG_TAIL_LINES = 5
 /** How long a connection through the engine's port proxy must stay open to count as reaching the service. */
 const PROXY_SETTLE_MS = 250
 
-
 /**
  * Containers on a Docker engine, one per contract: `outpost-<contract>`, labelled with the contract, with the
  * contract's CPU and memory as limits and the service port published on a free host port (the engine picks it).

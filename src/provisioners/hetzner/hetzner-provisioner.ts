@@ -68,7 +68,6 @@ export interface Placement {
   priceHourly: string
 }
 
-
 /** OpenSSH's MD5 fingerprint of a public key, the form Hetzner reports and filters by (`aa:bb:...`). */
 export function md5Fingerprint(publicKey: string): string | undefined {
   const blob = publicKey.trim().split(/\s+/)[1]

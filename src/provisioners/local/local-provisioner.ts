@@ -178,7 +178,6 @@ export class LocalProvisioner implements Provisioner {
     }
   }
 
-
   private recordPath(name: string): string {
     return join(this.dir, `${name}.json`)
   }

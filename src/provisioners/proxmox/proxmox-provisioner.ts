@@ -131,7 +131,6 @@ export function encodeSshKeys(keys: string): string {
   return encodeURIComponent(keys.trim() + '\n')
 }
 
-
 /** VMs on a Proxmox VE host or cluster: a clone of a cloud-init template per contract. */
 export class ProxmoxProvisioner implements Provisioner {
   readonly type = 'proxmox'
