@@ -97,6 +97,10 @@ export function measureStorage(options: {dir: string; fileMib: number; durationM
       for (let offset = 0; offset < size; offset += SEQUENTIAL_BLOCK) readSync(fd, buffer, 0, SEQUENTIAL_BLOCK, offset)
       return size
     }
+    // Laid out first, as fio lays out its file before a job: the timed passes overwrite blocks the filesystem has
+    // allocated, where a first pass that extended the file measured the allocation too.
+    writePass()
+    fsyncSync(fd)
     const writes = timed(options.durationMs, 1, writePass)
     const flushStart = performance.now()
     fsyncSync(fd)
