@@ -76,7 +76,7 @@ export function verifyRequestSignature(
 }
 
 /**
- * The most nonces kept at once (about 130 bytes each in memory, 110 on disk). The rate limits bound how fast they come
+ * The most nonces kept at once (about 210 bytes each in memory, 110 on disk). The rate limits bound how fast they come
  * (per key and per address, over the 600 s retention); this bounds the store whatever the number of keys and addresses.
  */
 export const DEFAULT_MAX_NONCES = 1_000_000
