@@ -185,21 +185,22 @@ export type Identity =
   | {kind: 'agent'; pubkey: string; delegation: DelegationRow}
   | {kind: 'other'; pubkey: string}
 
-// Verifying a delegation costs one Ed25519 verify; the result is a pure function of the signed text and the
-// signature, so it is memoised by exactly those (an edited row is a different key and is verified afresh).
+// Verifying a delegation costs one Ed25519 verify; the result is a pure function of the row's signed fields and its
+// signature, so it is memoised by exactly those (an edited row is a different key and is verified afresh). The key is
+// the fields as they are stored: the signed text is built only to verify, not on every request that looks it up.
 const verifiedDelegations = new Map<string, boolean>()
 
 function delegationSignatureValid(row: DelegationRow): boolean {
-  const message = delegationMessage({
-    agentPubkey: row.agent_pubkey,
-    providerPubkey: row.provider_pubkey,
-    permissions: row.permissions.split(',') as AgentPermission[],
-    expiresAt: row.expires_at,
-    label: row.label,
-  })
-  const memoKey = message + '\n' + row.signature
+  const memoKey = JSON.stringify([row.agent_pubkey, row.provider_pubkey, row.permissions, row.expires_at, row.label, row.signature])
   let valid = verifiedDelegations.get(memoKey)
   if (valid === undefined) {
+    const message = delegationMessage({
+      agentPubkey: row.agent_pubkey,
+      providerPubkey: row.provider_pubkey,
+      permissions: row.permissions.split(',') as AgentPermission[],
+      expiresAt: row.expires_at,
+      label: row.label,
+    })
     valid = verifyHex(message, row.signature, row.provider_pubkey)
     if (verifiedDelegations.size > 10_000) verifiedDelegations.clear()
     verifiedDelegations.set(memoKey, valid)

@@ -146,6 +146,20 @@ describe('PROTOCOL §3 delegated agent keys', () => {
     expect(errorOf(answer)).toEqual({status: 403, code: 'permission_denied'})
   })
 
+  it('verifies a delegation row edited in the database afresh: a widened permission or another label is 403, however often the row verified before', async () => {
+    const holder = await registerProvider(market, {permissions: ['heartbeat']})
+    const heartbeatOf = () => send(market, 'POST', `/providers/${holder.pk}/heartbeat`, {key: holder.agent, body: heartbeat})
+    expect((await heartbeatOf()).status).toBe(200)
+    const edit = (column: 'permissions' | 'label', value: string) =>
+      market.server.db.prepare(`UPDATE delegations SET ${column} = ? WHERE agent_pubkey = ?`).run(value, pub(holder.agent))
+    edit('permissions', 'heartbeat,provision')
+    expect(errorOf(await heartbeatOf())).toEqual({status: 403, code: 'permission_denied'})
+    edit('permissions', 'heartbeat')
+    expect((await heartbeatOf()).status).toBe(200)
+    edit('label', 'another agent')
+    expect(errorOf(await heartbeatOf())).toEqual({status: 403, code: 'permission_denied'})
+  })
+
   it('refuses agent keys on the main-only routes outside /providers, and on registration', async () => {
     const requester = generateKeyPair()
     const contractId = await createContract(market, await createOffering(market, provider), requester)
