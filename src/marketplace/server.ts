@@ -103,23 +103,27 @@ interface CompiledRoute extends Route {
 function match(routes: readonly CompiledRoute[], method: string, path: string): {route: CompiledRoute; params: Record<string, string>} {
   const segments = path.split('/').filter(Boolean)
   let pathMatched = false
+  // Every request tries the table in order: a route that doesn't fit costs no allocation, its params are read once found.
   for (const route of routes) {
-    if (route.segments.length !== segments.length) continue
-    const params: Record<string, string> = {}
-    const fits = route.segments.every((pattern, index) => {
-      const segment = segments[index] ?? ''
-      if (pattern.startsWith(':')) {
-        params[pattern.slice(1)] = segment
-        return true
-      }
-      return pattern === segment
-    })
-    if (!fits) continue
+    if (!fits(route.segments, segments)) continue
     pathMatched = true
-    if (route.method === method) return {route, params}
+    if (route.method === method) return {route, params: paramsOf(route.segments, segments)}
   }
   if (pathMatched) throw new HttpError(405, 'method_not_allowed', `${method} is not served on this path`)
   throw new HttpError(404, 'not_found', `no route ${method} ${API_PREFIX}${path}`)
+}
+
+function fits(patterns: readonly string[], segments: readonly string[]): boolean {
+  if (patterns.length !== segments.length) return false
+  return patterns.every((pattern, index) => pattern.startsWith(':') || pattern === segments[index])
+}
+
+function paramsOf(patterns: readonly string[], segments: readonly string[]): Record<string, string> {
+  const params: Record<string, string> = {}
+  patterns.forEach((pattern, index) => {
+    if (pattern.startsWith(':')) params[pattern.slice(1)] = segments[index] ?? ''
+  })
+  return params
 }
 
 /**
