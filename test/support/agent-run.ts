@@ -83,7 +83,6 @@ export async function settleRunning(dataDir: string, ids: readonly string[], can
   return violations
 }
 
-/** The entries of an outbox folder still waiting. */
 /** The ids of the reports waiting in a state dir's outbox. */
 export function outboxEntries(stateDir: string): string[] {
   return readOutbox(stateDir).map((entry) => entry.id)
