@@ -1,6 +1,6 @@
 import {ApiError} from '../core/api/api-error.js'
 import type {Verdict} from '../core/api/job-schemas.js'
-import type {ProviderApi} from '../core/api/provider.js'
+import {MAX_BATCH, type ProviderApi} from '../core/api/provider.js'
 import type {SignedResultEnvelope} from '../core/signing.js'
 import {describeError} from '../core/errors.js'
 import {Backoff, pause} from './backoff.js'
@@ -57,6 +57,8 @@ export class Reporter {
   private failing = false
   /** Entries sent but not on disk (it was full); written once there is room. */
   private readonly unwritten = new Set<OutboxEntry>()
+  /** Usage reports refused in a request with others: sent on their own. */
+  private readonly sendAlone = new Set<OutboxEntry>()
 
   constructor(private readonly options: ReporterOptions) {
     options.disk?.onRecovery('outbox', () => this.writeWaiting())
@@ -159,8 +161,7 @@ export class Reporter {
 
   private async drainAll(): Promise<void> {
     while (this.queue.length > 0 && !this.closing.signal.aborted) {
-      const batch = this.nextBatch()
-      const results = await Promise.all(batch.map((entry) => this.deliver(entry)))
+      const results = await Promise.all(this.nextDeliveries().map((group) => (group.length === 1 && group[0] ? this.deliver(group[0]) : this.deliverUsage(group))))
       if (results.every(Boolean)) {
         if (this.failing) this.options.log.info({outbox_depth: this.queue.length}, 'the marketplace accepts reports again')
         this.failing = false
@@ -171,19 +172,56 @@ export class Reporter {
     }
   }
 
-  /** The oldest entries, up to `parallel`, stopping before a second report about the same contract. */
-  private nextBatch(): OutboxEntry[] {
+  /**
+   * The oldest entries, up to `parallel` requests, stopping before a second report about the same contract. Usage
+   * reports waiting together (after an outage, or the last usage of contracts ending at once) go in one request, up to
+   * the records §7 takes in one; one refused together is sent alone from then on.
+   */
+  private nextDeliveries(): OutboxEntry[][] {
     const limit = this.options.parallel ?? 8
-    const batch: OutboxEntry[] = []
+    const deliveries: OutboxEntry[][] = []
     const contracts = new Set<string>()
+    let usage: {entries: OutboxEntry[]; records: number} | undefined
     for (const entry of this.queue) {
-      if (batch.length >= limit) break
-      const key = 'contract_id' in entry.report ? entry.report.contract_id : `usage:${entry.id}`
+      const {report} = entry
+      if (report.kind === 'usage' && !this.sendAlone.has(entry) && usage && usage.records + report.records.length <= MAX_BATCH) {
+        usage.entries.push(entry)
+        usage.records += report.records.length
+        continue
+      }
+      if (deliveries.length >= limit) break
+      if (report.kind === 'usage') {
+        const entries = [entry]
+        if (!this.sendAlone.has(entry)) usage = {entries, records: report.records.length}
+        deliveries.push(entries)
+        continue
+      }
+      const key = 'contract_id' in report ? report.contract_id : `entry:${entry.id}`
       if (contracts.has(key)) break
       contracts.add(key)
-      batch.push(entry)
+      deliveries.push([entry])
     }
-    return batch
+    return deliveries
+  }
+
+  /** Usage reports in one request: all accepted, or all kept (split up when the marketplace refused them together). */
+  private async deliverUsage(group: OutboxEntry[]): Promise<boolean> {
+    const records = group.flatMap((entry) => (entry.report.kind === 'usage' ? entry.report.records : []))
+    try {
+      await this.options.api.reportUsage(records)
+    } catch (error) {
+      this.options.onApiError(error)
+      if (error instanceof ApiError && error.refused && error.status !== 401 && error.status !== 403) {
+        // One bad record refuses the whole request: alone, each report gets its own answer at once.
+        for (const entry of group) this.sendAlone.add(entry)
+        return true
+      }
+      if (!this.failing) this.options.log.warn({entries: group.length, kind: 'usage', err: describeError(error)}, 'report not accepted yet: kept in the outbox, retrying with backoff')
+      this.failing = true
+      return false
+    }
+    for (const entry of group) await this.delivered(entry, 'answer')
+    return true
   }
 
   /** True when the entry left the queue (accepted or refused for good). */
@@ -266,6 +304,7 @@ export class Reporter {
 
   private settle(entry: OutboxEntry, settlement: Settlement): void {
     if (!this.unwritten.delete(entry)) this.options.outbox.remove(entry)
+    this.sendAlone.delete(entry)
     const index = this.queue.indexOf(entry)
     if (index !== -1) this.queue.splice(index, 1)
     this.options.onDepth(this.queue.length)

@@ -4,6 +4,7 @@ import {Journal, journalPath, readJournal} from '../../src/agent/journal.js'
 import {Outbox, type OutboxEntry} from '../../src/agent/outbox.js'
 import {Reporter, type Confirmation, type Settlement} from '../../src/agent/reporter.js'
 import {StateDisk} from '../../src/agent/state-disk.js'
+import type {SignedUsageRecord} from '../../src/core/signing.js'
 import {FakeMarketplace, RecordingLog, refusal, tempStateDir, unreachable, unreadable} from './fakes.js'
 
 /** The reporter on fake timers against a fake marketplace, with a real outbox and journal in a temporary state dir. */
@@ -12,6 +13,12 @@ vi.mock('node:timers/promises', () => import('./fake-sleep.js'))
 
 const A = 'aa'.repeat(16)
 const B = 'bb'.repeat(16)
+const C = 'cc'.repeat(16)
+
+/** A usage record of one period (the reporter sends it as it is: its signature is the marketplace's to check). */
+function usageRecord(contractId: string): SignedUsageRecord {
+  return {record_id: `${contractId}-0`, contract_id: contractId, period_start: 0, period_end: 60_000, cpu_core_seconds: 60, memory_mb_seconds: 60, storage_gb_seconds: 60, gpu_seconds: 0, signer: 'dd'.repeat(32), signature: 'ee'.repeat(64)}
+}
 
 let state: ReturnType<typeof tempStateDir>
 beforeEach(() => {
@@ -159,6 +166,46 @@ describe('Reporter', () => {
     release()
     expect(await reporter.flush(new AbortController().signal)).toBe(true)
     expect(api.calls).toEqual([`provisioning:provisioning_failed ${A}`, `terminated ${B}`, `terminated ${A}`])
+  })
+
+  it('sends usage reports that wait together in one request, and crosses each off once it is accepted', async () => {
+    const {api, outbox, reporter, events} = harness()
+    for (const contractId of [A, B, C]) outbox.add({kind: 'usage', records: [usageRecord(contractId)]})
+    outbox.add({kind: 'terminated', contract_id: A})
+    reporter.replay()
+    expect(await reporter.flush(new AbortController().signal)).toBe(true)
+    expect(api.calls).toEqual([`usage ${A}`, `terminated ${A}`])
+    expect(api.usageRecords.map((record) => record.contract_id)).toEqual([A, B, C])
+    expect(outbox.depth()).toBe(0)
+    expect(events().filter((event) => event === 'report_delivered usage')).toHaveLength(3)
+  })
+
+  it('keeps usage reports sent together while their answer is unknown, and sends them together again', async () => {
+    const {api, outbox, reporter} = harness()
+    api.failNext('usage', unreadable(), refusal(503, 'unavailable'))
+    for (const contractId of [A, B]) outbox.add({kind: 'usage', records: [usageRecord(contractId)]})
+    reporter.replay()
+    await vi.advanceTimersByTimeAsync(0)
+    expect(outbox.depth()).toBe(2)
+    const flushed = reporter.flush(new AbortController().signal)
+    await vi.advanceTimersByTimeAsync(60_000)
+    expect(await flushed).toBe(true)
+    expect(api.callsOf('usage')).toEqual([`usage ${A}`, `usage ${A}`, `usage ${A}`])
+    expect(api.usageRecords.map((record) => record.contract_id)).toEqual([A, B])
+    expect(outbox.depth()).toBe(0)
+  })
+
+  it('sends usage reports refused together one by one: a refused one is dropped, the others are accepted', async () => {
+    const {api, outbox, reporter, events} = harness()
+    // Together, then A alone: both refused (A's record is the bad one); B alone is accepted.
+    api.failNext('usage', refusal(422, 'invalid_body'), refusal(422, 'invalid_body'))
+    for (const contractId of [A, B]) outbox.add({kind: 'usage', records: [usageRecord(contractId)]})
+    reporter.replay()
+    expect(await reporter.flush(new AbortController().signal)).toBe(true)
+    expect(api.callsOf('usage')).toEqual([`usage ${A}`, `usage ${A}`, `usage ${B}`])
+    expect(api.usageRecords.map((record) => record.contract_id)).toEqual([B])
+    expect(outbox.depth()).toBe(0)
+    expect(events()).toEqual(['report_rejected usage', 'report_delivered usage'])
   })
 
   it('leaves what it could not send in the outbox on close(), and the next run replays it, oldest first', async () => {
