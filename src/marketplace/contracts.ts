@@ -195,6 +195,7 @@ export class ContractBook {
            price_per_hour_micro, region, provisioner, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       contract: db.prepare<[string], ContractRow>('SELECT * FROM contracts WHERE contract_id = ?'),
+      contractProvider: db.prepare<[string], string>('SELECT provider_pubkey FROM contracts WHERE contract_id = ?').pluck(),
       insertContract: db.prepare(
         `INSERT INTO contracts (contract_id, offering_id, provider_pubkey, requester_pubkey, product_type, cpu_cores, memory_mb,
            storage_gb, gpu_count, price_per_hour_micro, ssh_pubkey, instance_config, duration_hours, created_at, ends_at, updated_at, status,
@@ -535,8 +536,7 @@ export class ContractBook {
   recordUsage(providerPubkey: string, body: z.infer<typeof UsageBody>): {accepted: number; duplicates: number} {
     const issues: FieldIssue[] = []
     body.records.forEach((record, index) => {
-      const row = this.statements.contract.get(record.contract_id)
-      if (!row || row.provider_pubkey !== providerPubkey) issues.push({field: `records.${index}.contract_id`, message: 'no such contract for this provider'})
+      if (this.statements.contractProvider.get(record.contract_id) !== providerPubkey) issues.push({field: `records.${index}.contract_id`, message: 'no such contract for this provider'})
       if (record.signer !== providerPubkey && this.statements.usageSigner.get(record.signer, providerPubkey) === 0) {
         issues.push({field: `records.${index}.signer`, message: 'not a key of this provider'})
       }
