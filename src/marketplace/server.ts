@@ -162,6 +162,7 @@ function parseJsonBody(body: Buffer): unknown {
 
 function parseQueryString(search: string): Record<string, string> {
   const query: Record<string, string> = {}
+  if (search === '') return query
   for (const [key, value] of new URLSearchParams(search)) {
     if (key in query) throw new HttpError(400, 'invalid_query', `${key}: given more than once`, [{field: key, message: 'given more than once'}])
     query[key] = value
@@ -436,12 +437,8 @@ export class MarketplaceServer {
     // transaction nests as a savepoint.
     const batch = (exchange.batch = this.joinBatch())
     try {
-      let signed: SignedRequestRecord | undefined
-      if (verified) {
-        // Only once the signer may make this request: a flood signed by unknown keys stores nothing.
-        this.nonces.use(verified.signer, verified.nonce, now)
-        signed = signedRequestRecord(verified, body)
-      }
+      // Only once the signer may make this request: a flood signed by unknown keys stores nothing.
+      if (verified) this.nonces.use(verified.signer, verified.nonce, now)
       const holder = identity?.pubkey ?? `address ${address}`
       const query = parseQueryString(queryStart === -1 ? '' : pathAndQuery.slice(queryStart + 1))
       const json = route.rawBodyLimit === undefined ? parseJsonBody(body) : undefined
@@ -451,7 +448,10 @@ export class MarketplaceServer {
         body: json,
         rawBody: body,
         identity,
-        signed,
+        // Made only for the routes that keep it (§6): for the others, a base64 copy of the body would be garbage.
+        get signed(): SignedRequestRecord | undefined {
+          return verified && signedRequestRecord(verified, body)
+        },
         get signal() {
           return exchange.ended()
         },
