@@ -1,10 +1,14 @@
 import {createPublicKey, diffieHellman, generateKeyPairSync} from 'node:crypto'
-
-import ed2curve from 'ed2curve'
-import nacl from 'tweetnacl'
+import {createRequire} from 'node:module'
 
 import {UserError} from './errors.js'
 import {keyPairFromSeed} from './signing.js'
+
+const require = createRequire(import.meta.url)
+/** tweetnacl is loaded at the first seal: an agent that has handed over no machine yet holds none of it in memory. */
+function nacl(): typeof import('tweetnacl') {
+  return require('tweetnacl') as typeof import('tweetnacl')
+}
 
 const FIELD_PRIME = 2n ** 255n - 19n
 const EDWARDS_D = (-121_665n * modularInverse(121_666n)) % FIELD_PRIME + FIELD_PRIME
@@ -63,7 +67,10 @@ function convert(publicKey: Uint8Array): Uint8Array | undefined {
 }
 
 /** tweetnacl's HSalsa20 core, which its published typings leave out. */
-const naclCore = (nacl as unknown as {lowlevel: {crypto_core_hsalsa20(out: Uint8Array, input: Uint8Array, key: Uint8Array, constant: Uint8Array): void}}).lowlevel
+function hsalsa20(out: Uint8Array, input: Uint8Array, key: Uint8Array, constant: Uint8Array): void {
+  const {lowlevel} = nacl() as unknown as {lowlevel: {crypto_core_hsalsa20: typeof hsalsa20}}
+  lowlevel.crypto_core_hsalsa20(out, input, key, constant)
+}
 const SALSA_SIGMA = new TextEncoder().encode('expand 32-byte k')
 
 /** nacl.box.before (X25519, then HSalsa20) with the X25519 step done by OpenSSL; undefined for a low-order key. */
@@ -77,7 +84,7 @@ function boxSharedKey(renterX25519: Uint8Array): {sharedKey: Uint8Array; ephemer
     return undefined
   }
   const sharedKey = new Uint8Array(32)
-  naclCore.crypto_core_hsalsa20(sharedKey, new Uint8Array(16), shared, SALSA_SIGMA)
+  hsalsa20(sharedKey, new Uint8Array(16), shared, SALSA_SIGMA)
   const jwk = ephemeral.publicKey.export({format: 'jwk'})
   return {sharedKey, ephemeralPublicKey: new Uint8Array(Buffer.from(jwk.x ?? '', 'base64url'))}
 }
@@ -90,9 +97,10 @@ export function sealCredentials(credentials: unknown, renterEd25519PublicKey: Ui
   const renterX25519 = x25519FromEd25519(renterEd25519PublicKey)
   const shared = renterX25519 && boxSharedKey(renterX25519)
   if (!shared) throw new UserError('the renter public key is not a valid Ed25519 point', {code: 'invalid_renter_key'})
-  const nonce = nacl.randomBytes(nacl.box.nonceLength)
+  const {box: naclBox, randomBytes, secretbox} = nacl()
+  const nonce = randomBytes(naclBox.nonceLength)
   const plaintext = new TextEncoder().encode(JSON.stringify(credentials))
-  const box = nacl.secretbox(plaintext, nonce, shared.sharedKey)
+  const box = secretbox(plaintext, nonce, shared.sharedKey)
   const sealed = new Uint8Array(32 + 24 + box.length)
   sealed.set(shared.ephemeralPublicKey, 0)
   sealed.set(nonce, 32)
@@ -103,15 +111,16 @@ export function sealCredentials(credentials: unknown, renterEd25519PublicKey: Ui
 /** Opens sealed credentials with the renter's Ed25519 seed. */
 export function openSealedCredentials(sealed: string, renterSeed: Uint8Array): unknown {
   const bytes = new Uint8Array(Buffer.from(sealed, 'base64'))
-  if (bytes.length < 32 + 24 + nacl.box.overheadLength) {
+  const {box} = nacl()
+  if (bytes.length < 32 + 24 + box.overheadLength) {
     throw new UserError('sealed credentials are too short to be a sealed box', {code: 'invalid_sealed_credentials'})
   }
   const {publicKey} = keyPairFromSeed(renterSeed)
   const naclSecret = new Uint8Array(64)
   naclSecret.set(renterSeed, 0)
   naclSecret.set(publicKey, 32)
-  const renterX25519Secret = ed2curve.convertSecretKey(naclSecret)
-  const opened = nacl.box.open(bytes.subarray(56), bytes.subarray(32, 56), bytes.subarray(0, 32), renterX25519Secret)
+  const renterX25519Secret = (require('ed2curve') as typeof import('ed2curve')).convertSecretKey(naclSecret)
+  const opened = box.open(bytes.subarray(56), bytes.subarray(32, 56), bytes.subarray(0, 32), renterX25519Secret)
   if (!opened) {
     throw new UserError('the sealed credentials do not open with this key', {
       code: 'seal_mismatch',
