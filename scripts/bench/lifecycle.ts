@@ -8,6 +8,7 @@ import {metricValue} from '../../test/support/agent-run.js'
 import {REPO_ROOT} from '../../test/support/cli.js'
 import {fastAgentEnv, initProvider, killInstances, metricsUrl, renter, startAgent, startAgentProcess, waitFor, type AgentProcess} from '../../test/support/marketplace.js'
 import {DATABASE_FILE_NAME} from '../../src/marketplace/database.js'
+import {AGENT_NODE_FLAGS} from '../../src/setup/service.js'
 import {PERL_LISTENER, sleep} from './processes.js'
 import type {BenchRow, BenchSection} from './types.js'
 import {startDevnet} from '../../test/support/devnet.js'
@@ -83,7 +84,7 @@ async function measureLifecycle(backend: Backend): Promise<BenchRow[]> {
       OUTPOST_PROVISIONER_LOCAL_COMMAND: JSON.stringify(PERL_LISTENER),
     })
     const logFile = join(dataDir, 'agent.log')
-    agent = backend === 'recording' ? startAgentProcess(['--import', 'tsx', RECORDING_AGENT], env, logFile) : startAgent(env, logFile)
+    agent = backend === 'recording' ? startAgentProcess([...AGENT_NODE_FLAGS, '--import', 'tsx', RECORDING_AGENT], env, logFile) : startAgent(env, logFile)
     const agentPid = agent.pid
     const metrics = await metricsUrl(agent)
     await sleep(1000)

@@ -9,6 +9,13 @@ import {renderTemplate} from '../core/templates.js'
 
 export const UNIT_NAME = 'outpost.service'
 
+/**
+ * Node's flags for the agent as a service. V8 grows the young generation to 2 × 16 MiB under a steady stream of work
+ * and keeps it; 4 MiB halves hold what the agent's work leaves alive between collections, so the agent with 1000
+ * contracts needs ~25 MiB less (and forks a backend's process faster), for the same CPU per contract (`npm run bench`).
+ */
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=4'] as const
+
 export interface ServiceOptions {
   user: string
   group: string
@@ -55,7 +62,7 @@ export function renderService(loaded: LoadedConfig, options: ServiceOptions): Re
     user: options.user,
     group: options.group,
     config_dir: quote(options.configDir),
-    exec_start: [options.nodePath, options.binPath, 'run', '--config', loaded.path].map(quote).join(' '),
+    exec_start: [options.nodePath, ...AGENT_NODE_FLAGS, options.binPath, 'run', '--config', loaded.path].map(quote).join(' '),
     // Within TimeoutStopSec (45 s): the agent's own --shutdown-timeout (30 s) plus its outbox flush.
     exec_stop: [options.nodePath, options.binPath, 'drain', '--config', loaded.path, '--timeout', '40s'].map(quote).join(' '),
     log_output: options.logFile ? `StandardOutput=append:${options.logFile}\nStandardError=append:${options.logFile}` : 'StandardOutput=journal\nStandardError=journal',

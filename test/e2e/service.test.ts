@@ -35,7 +35,7 @@ describe('outpost service (built CLI)', () => {
     ]) {
       expect(unit.split('\n')).toContain(line)
     }
-    expect(unit).toMatch(new RegExp(`^ExecStart=${process.execPath} \\S+/bin/run\\.js run --config ${join(dir, 'outpost.toml')}$`, 'm'))
+    expect(unit).toMatch(new RegExp(`^ExecStart=${process.execPath} --max-semi-space-size=4 \\S+/bin/run\\.js run --config ${join(dir, 'outpost.toml')}$`, 'm'))
     // A stop drains, within the unit's stop timeout (45 s): drain waits 40 s at most.
     expect(unit).toMatch(new RegExp(`^ExecStop=${process.execPath} \\S+/bin/run\\.js drain --config ${join(dir, 'outpost.toml')} --timeout 40s$`, 'm'))
     expect(unit.split('\n')).toContain('TimeoutStopSec=45')

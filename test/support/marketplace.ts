@@ -11,6 +11,7 @@ import {AGENT_PERMISSIONS, signDelegation, type DelegationTerms} from '../../src
 import {toHex} from '../../src/core/hex.js'
 import {createKeyFile, readKeyFile} from '../../src/core/keys.js'
 import {generateKeyPair, type KeyPair} from '../../src/core/signing.js'
+import {AGENT_NODE_FLAGS} from '../../src/setup/service.js'
 import {BIN, runCli, TEST_PASSPHRASE} from './cli.js'
 import {profileArgs} from './devnet.js'
 
@@ -192,9 +193,9 @@ process.once('exit', () => {
   for (const child of runningAgents) child.kill('SIGKILL')
 })
 
-/** `outpost run` from the built CLI, its JSON log appended to `logFile`. */
+/** `outpost run` from the built CLI, with node's flags as the systemd unit gives them, its JSON log appended to `logFile`. */
 export function startAgent(env: Record<string, string>, logFile: string, args: string[] = []): AgentProcess {
-  return startAgentProcess([BIN, 'run', ...args], env, logFile)
+  return startAgentProcess([...AGENT_NODE_FLAGS, BIN, 'run', ...args], env, logFile)
 }
 
 /** An agent started by `node <argv>` (the CLI's `run`, or the bench's agent with a backend that costs nothing). */
