@@ -184,7 +184,8 @@ export class Reporter {
     let usage: {entries: OutboxEntry[]; records: number} | undefined
     for (const entry of this.queue) {
       const {report} = entry
-      if (report.kind === 'usage' && !this.sendAlone.has(entry) && usage && usage.records + report.records.length <= MAX_BATCH) {
+      const together = report.kind === 'usage' && !this.sendAlone.has(entry)
+      if (together && usage && usage.records + report.records.length <= MAX_BATCH) {
         usage.entries.push(entry)
         usage.records += report.records.length
         continue
@@ -192,7 +193,7 @@ export class Reporter {
       if (deliveries.length >= limit) break
       if (report.kind === 'usage') {
         const entries = [entry]
-        if (!this.sendAlone.has(entry)) usage = {entries, records: report.records.length}
+        if (together) usage = {entries, records: report.records.length}
         deliveries.push(entries)
         continue
       }
