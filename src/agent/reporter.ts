@@ -212,14 +212,12 @@ export class Reporter {
       await this.options.api.reportUsage(records)
     } catch (error) {
       this.options.onApiError(error)
-      if (error instanceof ApiError && error.refused && error.status !== 401 && error.status !== 403) {
+      if (refusedForGood(error)) {
         // One bad record refuses the whole request: alone, each report gets its own answer at once.
         for (const entry of group) this.sendAlone.add(entry)
         return true
       }
-      if (!this.failing) this.options.log.warn({entries: group.length, kind: 'usage', err: describeError(error)}, 'report not accepted yet: kept in the outbox, retrying with backoff')
-      this.failing = true
-      return false
+      return this.keptForRetry({entries: group.length, kind: 'usage'}, error)
     }
     for (const entry of group) await this.delivered(entry, 'answer')
     return true
@@ -241,7 +239,7 @@ export class Reporter {
   private async afterFailure(entry: OutboxEntry, error: unknown): Promise<boolean> {
     const {report} = entry
     const contractId = 'contract_id' in report ? report.contract_id : undefined
-    const refused = error instanceof ApiError && error.refused && error.status !== 401 && error.status !== 403
+    const refused = refusedForGood(error)
     const unknown = !(error instanceof ApiError) || error.unknown
     if (refused || unknown) {
       const confirmation = this.options.confirm ? await this.options.confirm(report) : refused ? 'not_in_effect' : 'unknown'
@@ -258,7 +256,12 @@ export class Reporter {
         return true
       }
     }
-    if (!this.failing) this.options.log.warn({entry: entry.id, kind: report.kind, contract_id: contractId, err: describeError(error)}, 'report not accepted yet: kept in the outbox, retrying with backoff')
+    return this.keptForRetry({entry: entry.id, kind: report.kind, contract_id: contractId}, error)
+  }
+
+  /** Says once per failing spell that reports wait for the marketplace; false: the round backs off. */
+  private keptForRetry(fields: Record<string, unknown>, error: unknown): false {
+    if (!this.failing) this.options.log.warn({...fields, err: describeError(error)}, 'report not accepted yet: kept in the outbox, retrying with backoff')
     this.failing = true
     return false
   }
@@ -312,6 +315,11 @@ export class Reporter {
     this.waiters.get(entry.id)?.(settlement)
     this.waiters.delete(entry.id)
   }
+}
+
+/** A readable refusal that sending again cannot change: not 401/403, which a key or delegation put right may lift. */
+function refusedForGood(error: unknown): error is ApiError {
+  return error instanceof ApiError && error.refused && error.status !== 401 && error.status !== 403
 }
 
 function statusOf(report: Report): string | undefined {
